@@ -1,0 +1,218 @@
+//! The consumer API for sync workers: which changelogs are there to process, in order, from a
+//! time T on (history) or since the last one processed (live), with processing / processed
+//! states kept durably per consumer; and retention of what every consumer has processed.
+//!
+//! A consumer's state is one number, the end time of the last changelog it processed, kept in
+//! `<brick>/.georep/consumers/<name>`. Changelogs after it are *processing* once handed out by
+//! `scan` and *processed* once `done` has been called for them (always in order).
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::history::{self, IndexEntry, IndexSnapshot};
+use crate::types::{BrickLayout, EpochMs};
+
+/// A published changelog, as the index knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChangelogRef {
+    pub entry: IndexEntry,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    #[error("consumer {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Index(#[from] history::IndexError),
+    #[error("invalid consumer name {0:?}: use letters, digits, '-', '_' and '.'")]
+    BadName(String),
+    #[error("changelog {0} is not the next to be processed")]
+    OutOfOrder(u64),
+}
+
+/// What history can give from a time T on.
+#[derive(Clone, Debug)]
+pub struct History {
+    pub changelogs: Vec<ChangelogRef>,
+    /// False if changes after T may be missing from `changelogs` (recorded before the index
+    /// began, removed by retention, or lost to an unclean stop): crawl instead.
+    pub complete: bool,
+}
+
+const RETAINED_SINCE: &str = "retained-since";
+
+pub struct Consumer {
+    dir: PathBuf,
+    state: PathBuf,
+    processed_ms: u64,
+    pending: Vec<ChangelogRef>,
+}
+
+fn refs(dir: &Path, snap: &IndexSnapshot, from: usize) -> Vec<ChangelogRef> {
+    snap.entries[from..]
+        .iter()
+        .map(|e| ChangelogRef {
+            entry: *e,
+            path: history::changelog_path(dir, e.end_ms),
+        })
+        .collect()
+}
+
+fn read_u64(path: &Path) -> Option<u64> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn write_atomic(path: &Path, text: &str) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, text)?;
+    fs::File::open(&tmp)?.sync_all()?;
+    fs::rename(&tmp, path)?;
+    fs::File::open(path.parent().unwrap())?.sync_all()
+}
+
+impl Consumer {
+    /// Registers (or re-opens) the consumer `name` of a brick.
+    pub fn register(brick: &BrickLayout, name: &str) -> Result<Consumer, ConsumerError> {
+        if name.is_empty()
+            || name.starts_with('.')
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(ConsumerError::BadName(name.to_string()));
+        }
+        let cdir = brick.consumers_dir();
+        fs::create_dir_all(&cdir).map_err(|source| ConsumerError::Io {
+            path: cdir.clone(),
+            source,
+        })?;
+        let state = cdir.join(name);
+        let processed_ms = match read_u64(&state) {
+            Some(v) => v,
+            None => {
+                write_atomic(&state, "0\n").map_err(|source| ConsumerError::Io {
+                    path: state.clone(),
+                    source,
+                })?;
+                0
+            }
+        };
+        Ok(Consumer {
+            dir: brick.changelog_dir(),
+            state,
+            processed_ms,
+            pending: Vec::new(),
+        })
+    }
+
+    fn snapshot(&self) -> Result<IndexSnapshot, ConsumerError> {
+        Ok(history::read_index(&self.dir.join("history.idx"))?)
+    }
+
+    /// End time of the last changelog processed (0: none).
+    pub fn processed_ms(&self) -> u64 {
+        self.processed_ms
+    }
+
+    /// Changelogs published after the last processed one, oldest first; they become
+    /// *processing*.
+    pub fn scan(&mut self) -> Result<&[ChangelogRef], ConsumerError> {
+        let snap = self.snapshot()?;
+        self.pending = refs(&self.dir, &snap, snap.first_after(self.processed_ms));
+        Ok(&self.pending)
+    }
+
+    /// Changelogs holding changes made after `t_ms`, and whether they are all there are.
+    pub fn history(&self, t_ms: u64) -> Result<History, ConsumerError> {
+        let snap = self.snapshot()?;
+        let from = snap.first_after(t_ms);
+        let changelogs = refs(&self.dir, &snap, from);
+        let retained = read_u64(&self.dir.join(RETAINED_SINCE)).unwrap_or(0);
+        let complete = t_ms >= snap.created_ms
+            && t_ms >= retained
+            && !snap.entries[from..].iter().any(|e| e.is_unclean());
+        Ok(History {
+            changelogs,
+            complete,
+        })
+    }
+
+    /// Marks `c` processed. Changelogs are processed in order: `c` must be the oldest one not
+    /// yet processed.
+    pub fn done(&mut self, c: &ChangelogRef) -> Result<(), ConsumerError> {
+        if c.entry.end_ms <= self.processed_ms {
+            return Ok(());
+        }
+        let snap = self.snapshot()?;
+        let next = snap.entries.get(snap.first_after(self.processed_ms));
+        if next.map(|e| e.end_ms) != Some(c.entry.end_ms) {
+            return Err(ConsumerError::OutOfOrder(c.entry.end_ms));
+        }
+        write_atomic(&self.state, &format!("{}\n", c.entry.end_ms)).map_err(|source| {
+            ConsumerError::Io {
+                path: self.state.clone(),
+                source,
+            }
+        })?;
+        self.processed_ms = c.entry.end_ms;
+        self.pending.retain(|p| p.entry.end_ms > c.entry.end_ms);
+        Ok(())
+    }
+
+    /// Changelogs handed out by the last `scan` and not yet done.
+    pub fn processing(&self) -> &[ChangelogRef] {
+        &self.pending
+    }
+}
+
+/// Removes published changelogs that every registered consumer has processed and that are
+/// older than `retention`. Returns how many were removed.
+pub fn apply_retention(dir: &Path, retention: Duration) -> Result<usize, ConsumerError> {
+    let cdir = dir.parent().unwrap().join("consumers");
+    let mut min_processed = u64::MAX;
+    if let Ok(rd) = fs::read_dir(&cdir) {
+        for ent in rd.flatten() {
+            if ent.path().extension().is_some_and(|e| e == "tmp") {
+                continue;
+            }
+            min_processed = min_processed.min(read_u64(&ent.path()).unwrap_or(0));
+        }
+    }
+    let cutoff = EpochMs::now()
+        .0
+        .saturating_sub(retention.as_millis() as u64)
+        .min(min_processed);
+    let snap = history::read_index(&dir.join("history.idx"))?;
+    let retained_path = dir.join(RETAINED_SINCE);
+    let retained = read_u64(&retained_path).unwrap_or(0);
+    let mut removed = 0;
+    let mut new_retained = retained;
+    for e in &snap.entries[snap.first_after(retained)..] {
+        if e.end_ms > cutoff {
+            break;
+        }
+        let p = history::changelog_path(dir, e.end_ms);
+        match fs::remove_file(&p) {
+            Ok(()) => removed += 1,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => return Err(ConsumerError::Io { path: p, source }),
+        }
+        new_retained = e.end_ms;
+        // Empty day directories go too (best effort).
+        if let Some(day) = p.parent() {
+            let _ = fs::remove_dir(day);
+        }
+    }
+    if new_retained != retained {
+        write_atomic(&retained_path, &format!("{new_retained}\n")).map_err(|source| {
+            ConsumerError::Io {
+                path: retained_path,
+                source,
+            }
+        })?;
+    }
+    Ok(removed)
+}

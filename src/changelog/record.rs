@@ -1,0 +1,151 @@
+//! The record model: what one change looks like, independent of its encoding.
+
+use std::ffi::OsString;
+
+use crate::types::Gfid;
+
+/// Operation codes. The numbers are GlusterFS's fop numbers (so that tools that know those read
+/// ours), extended where GlusterFS records nothing (fallocate, copy_file_range, open-for-write).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+#[repr(u8)]
+pub enum Op {
+    Mknod = 3,
+    Mkdir = 4,
+    Unlink = 5,
+    Rmdir = 6,
+    Symlink = 7,
+    Rename = 8,
+    Link = 9,
+    Truncate = 10,
+    Open = 11,
+    Write = 13,
+    Setxattr = 17,
+    Removexattr = 19,
+    Create = 23,
+    Setattr = 38,
+    Fallocate = 46,
+    CopyFileRange = 58,
+}
+
+impl Op {
+    pub fn from_u8(v: u8) -> Option<Op> {
+        use Op::*;
+        Some(match v {
+            3 => Mknod,
+            4 => Mkdir,
+            5 => Unlink,
+            6 => Rmdir,
+            7 => Symlink,
+            8 => Rename,
+            9 => Link,
+            10 => Truncate,
+            11 => Open,
+            13 => Write,
+            17 => Setxattr,
+            19 => Removexattr,
+            23 => Create,
+            38 => Setattr,
+            46 => Fallocate,
+            58 => CopyFileRange,
+            _ => return None,
+        })
+    }
+
+    /// Upper-case name as GlusterFS's changelog consumer prints it.
+    pub fn name(self) -> &'static str {
+        use Op::*;
+        match self {
+            Mknod => "MKNOD",
+            Mkdir => "MKDIR",
+            Unlink => "UNLINK",
+            Rmdir => "RMDIR",
+            Symlink => "SYMLINK",
+            Rename => "RENAME",
+            Link => "LINK",
+            Truncate => "TRUNCATE",
+            Open => "OPEN",
+            Write => "WRITE",
+            Setxattr => "SETXATTR",
+            Removexattr => "REMOVEXATTR",
+            Create => "CREATE",
+            Setattr => "SETATTR",
+            Fallocate => "FALLOCATE",
+            CopyFileRange => "COPY_FILE_RANGE",
+        }
+    }
+
+    pub fn kind(self) -> Kind {
+        use Op::*;
+        match self {
+            Mknod | Mkdir | Unlink | Rmdir | Symlink | Rename | Link | Create => Kind::Entry,
+            Truncate | Open | Write | Fallocate | CopyFileRange => Kind::Data,
+            Setxattr | Removexattr | Setattr => Kind::Meta,
+        }
+    }
+}
+
+/// The three record families of a GlusterFS changelog.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub enum Kind {
+    Entry,
+    Data,
+    Meta,
+}
+
+impl Kind {
+    pub fn letter(self) -> u8 {
+        match self {
+            Kind::Entry => b'E',
+            Kind::Data => b'D',
+            Kind::Meta => b'M',
+        }
+    }
+}
+
+/// A name inside a directory given by GFID: `<pgfid>/<name>`.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct EntryName {
+    pub pgfid: Gfid,
+    pub name: OsString,
+}
+
+/// Operation-specific detail of an ENTRY record.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct EntryDetail {
+    /// Full st_mode (type bits and permissions, after umask) for create, mkdir, mknod, symlink.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub rdev: u64,
+    /// The name created, linked, removed, or the rename's source.
+    pub entry: EntryName,
+    /// The rename's destination.
+    pub new_entry: Option<EntryName>,
+    /// The symlink's target, recorded at creation (GlusterFS re-reads it later and may lose it).
+    pub target: Option<OsString>,
+}
+
+/// One change.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Record {
+    /// Brick-wide sequence number, strictly increasing in recording order.
+    pub seq: u64,
+    pub op: Op,
+    pub gfid: Gfid,
+    /// Present exactly for ENTRY records.
+    pub entry: Option<EntryDetail>,
+    /// For SETXATTR / REMOVEXATTR: the attribute's name.
+    pub xattr: Option<OsString>,
+    /// `RECORD_EXCHANGE` on both RENAME records of a `RENAME_EXCHANGE`.
+    pub flags: u8,
+}
+
+/// The record is one half of an atomic exchange of two names (`renameat2(RENAME_EXCHANGE)`):
+/// the two RENAME records that follow each other must be applied together.
+pub const RECORD_EXCHANGE: u8 = 1;
+
+impl Record {
+    pub fn kind(&self) -> Kind {
+        self.op.kind()
+    }
+}

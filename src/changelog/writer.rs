@@ -1,0 +1,557 @@
+//! The recorder: appends records to the active changelog as changes succeed, rolls files over,
+//! makes them durable, publishes them in the history index, and recovers after a crash.
+//!
+//! Invariants:
+//! - A record is written to the active file (a `write(2)`, so it survives the daemon being
+//!   killed) before the filesystem replies to the operation it records.
+//! - DATA and META records appear at most once per GFID per file; ENTRY records always.
+//! - A file is fsynced, then indexed (durably), then renamed to its dated path. Recovery can
+//!   finish any of these steps.
+//! - Before any changelog fsync, the `before_sync` hooks run (xtime marks, GFID index), so that
+//!   what they protect is at least as durable as the changelog.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use super::codec::{self, Header};
+use super::history::{self, FLAG_UNCLEAN, IndexEntry, IndexWriter};
+use super::record::{EntryDetail, EntryName, Kind, Op, RECORD_EXCHANGE, Record};
+use crate::types::{EpochMs, Gfid, VolumeId};
+
+/// Tunables of recording.
+#[derive(Clone, Debug)]
+pub struct ChangelogConfig {
+    /// How often a non-empty active file is published.
+    pub rollover: Duration,
+    /// How often the active file is made durable between rollovers.
+    pub fsync_interval: Duration,
+    /// How long changelogs that every consumer has processed are kept.
+    pub retention: Duration,
+}
+
+impl Default for ChangelogConfig {
+    fn default() -> Self {
+        ChangelogConfig {
+            rollover: Duration::from_millis(500),
+            fsync_interval: Duration::from_millis(500),
+            retention: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecorderError {
+    #[error("changelog {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Index(#[from] history::IndexError),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> RecorderError + '_ {
+    move |source| RecorderError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Prefix of active (not yet published) changelog files; the suffix is their first sequence.
+const ACTIVE_PREFIX: &str = "current.";
+/// Marker left while a brick is mounted with recording off.
+pub const RECORDING_OFF_MARKER: &str = "recording-off";
+
+struct Active {
+    file: Arc<File>,
+    path: PathBuf,
+    header: Header,
+    offset: u64,
+    count: u32,
+    next_seq: u64,
+    seen_data: HashSet<Gfid>,
+    seen_meta: HashSet<Gfid>,
+    /// Files open for writing (passthrough writes are invisible to us): re-recorded each file.
+    open_writers: HashMap<Gfid, u32>,
+    buf: Vec<u8>,
+    /// Set on the first file after an unclean stop.
+    unclean: bool,
+    /// A write failed: the file is poisoned and every later record fails.
+    failed: bool,
+}
+
+type Hook = Box<dyn Fn() + Send + Sync>;
+
+struct Shared {
+    dir: PathBuf,
+    volume: VolumeId,
+    cfg: ChangelogConfig,
+    active: Mutex<Active>,
+    index: Mutex<IndexWriter>,
+    before_sync: Mutex<Vec<Hook>>,
+    stop: AtomicBool,
+    wake: Condvar,
+    wake_lock: Mutex<()>,
+}
+
+/// Handle to a brick's changelog recorder. Cloning shares it.
+#[derive(Clone)]
+pub struct Recorder {
+    shared: Arc<Shared>,
+}
+
+fn create_active(
+    dir: &Path,
+    volume: VolumeId,
+    first_seq: u64,
+) -> Result<(Arc<File>, PathBuf, Header), RecorderError> {
+    let path = dir.join(format!("{ACTIVE_PREFIX}{first_seq:020}"));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    let header = Header {
+        volume,
+        start_ms: EpochMs::now().0,
+        first_seq,
+    };
+    file.write_all_at(&header.encode(), 0)
+        .map_err(io_err(&path))?;
+    Ok((Arc::new(file), path, header))
+}
+
+fn fsync_dir(dir: &Path) -> Result<(), RecorderError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+impl Recorder {
+    /// Opens the changelog directory of a brick, recovering whatever a crash left, and starts the
+    /// rollover thread.
+    pub fn open(
+        dir: &Path,
+        volume: VolumeId,
+        cfg: ChangelogConfig,
+    ) -> Result<(Recorder, JoinHandle<()>), RecorderError> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let mut index = IndexWriter::open(&dir.join("history.idx"))?;
+        let marker = dir.join(RECORDING_OFF_MARKER);
+        let mut unclean = marker.exists();
+        let next_seq = recover(dir, &mut index, &mut unclean)?;
+        if unclean {
+            // The flag goes on the next file published; the marker may go now.
+            let _ = fs::remove_file(&marker);
+        }
+        let (file, path, header) = create_active(dir, volume, next_seq)?;
+        fsync_dir(dir)?;
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            volume,
+            cfg,
+            active: Mutex::new(Active {
+                file,
+                path,
+                header,
+                offset: codec::HEADER_LEN as u64,
+                count: 0,
+                next_seq,
+                seen_data: HashSet::new(),
+                seen_meta: HashSet::new(),
+                open_writers: HashMap::new(),
+                buf: Vec::with_capacity(512),
+                unclean,
+                failed: false,
+            }),
+            index: Mutex::new(index),
+            before_sync: Mutex::new(Vec::new()),
+            stop: AtomicBool::new(false),
+            wake: Condvar::new(),
+            wake_lock: Mutex::new(()),
+        });
+        let rec = Recorder { shared };
+        let r2 = rec.clone();
+        let thread = std::thread::Builder::new()
+            .name("changelog-rollover".into())
+            .spawn(move || r2.rollover_loop())
+            .map_err(io_err(dir))?;
+        Ok((rec, thread))
+    }
+
+    /// Registers a hook run before every changelog fsync.
+    pub fn before_sync(&self, hook: impl Fn() + Send + Sync + 'static) {
+        self.shared.before_sync.lock().push(Box::new(hook));
+    }
+
+    fn append(
+        &self,
+        a: &mut Active,
+        op: Op,
+        gfid: Gfid,
+        entry: Option<EntryDetail>,
+    ) -> io::Result<()> {
+        self.append_flags(a, op, gfid, entry, 0)
+    }
+
+    fn append_flags(
+        &self,
+        a: &mut Active,
+        op: Op,
+        gfid: Gfid,
+        entry: Option<EntryDetail>,
+        flags: u8,
+    ) -> io::Result<()> {
+        if a.failed {
+            return Err(io::Error::other("changelog is failed"));
+        }
+        let rec = Record {
+            seq: a.next_seq,
+            op,
+            gfid,
+            entry,
+            xattr: None,
+            flags,
+        };
+        a.buf.clear();
+        codec::encode_record(&rec, &mut a.buf);
+        if let Err(e) = a.file.write_all_at(&a.buf, a.offset) {
+            a.failed = true;
+            log::error!("changelog write failed, recording stops: {e}");
+            return Err(e);
+        }
+        a.offset += a.buf.len() as u64;
+        a.next_seq += 1;
+        a.count += 1;
+        Ok(())
+    }
+
+    /// Records an ENTRY operation. Never deduplicated.
+    pub fn entry(&self, op: Op, gfid: Gfid, detail: EntryDetail) -> io::Result<()> {
+        debug_assert_eq!(op.kind(), Kind::Entry);
+        let mut a = self.shared.active.lock();
+        self.append(&mut a, op, gfid, Some(detail))
+    }
+
+    /// Records the rename of `gfid` from `from` to `to`.
+    pub fn rename(&self, gfid: Gfid, from: (Gfid, &OsStr), to: (Gfid, &OsStr)) -> io::Result<()> {
+        let mut a = self.shared.active.lock();
+        self.append(&mut a, Op::Rename, gfid, Some(rename_detail(from, to)))
+    }
+
+    /// Records an atomic exchange of two names: two RENAME records, both flagged, written
+    /// together.
+    pub fn exchange(
+        &self,
+        a_gfid: Gfid,
+        a: (Gfid, &OsStr),
+        b_gfid: Gfid,
+        b: (Gfid, &OsStr),
+    ) -> io::Result<()> {
+        let mut act = self.shared.active.lock();
+        self.append_flags(
+            &mut act,
+            Op::Rename,
+            a_gfid,
+            Some(rename_detail(a, b)),
+            RECORD_EXCHANGE,
+        )?;
+        self.append_flags(
+            &mut act,
+            Op::Rename,
+            b_gfid,
+            Some(rename_detail(b, a)),
+            RECORD_EXCHANGE,
+        )
+    }
+
+    /// Records a DATA change of `gfid`, once per file.
+    pub fn data(&self, op: Op, gfid: Gfid) -> io::Result<()> {
+        let mut a = self.shared.active.lock();
+        if !a.seen_data.insert(gfid) {
+            return Ok(());
+        }
+        self.append(&mut a, op, gfid, None)
+    }
+
+    /// Records a META change of `gfid`, once per file.
+    pub fn meta(&self, op: Op, gfid: Gfid) -> io::Result<()> {
+        let mut a = self.shared.active.lock();
+        if !a.seen_meta.insert(gfid) {
+            return Ok(());
+        }
+        self.append(&mut a, op, gfid, None)
+    }
+
+    /// A file was opened for writing: recorded now, at every rollover while open, and at close.
+    pub fn open_writer(&self, gfid: Gfid, op: Op) -> io::Result<()> {
+        let mut a = self.shared.active.lock();
+        *a.open_writers.entry(gfid).or_insert(0) += 1;
+        if !a.seen_data.insert(gfid) {
+            return Ok(());
+        }
+        self.append(&mut a, op, gfid, None)
+    }
+
+    pub fn close_writer(&self, gfid: Gfid) -> io::Result<()> {
+        let mut a = self.shared.active.lock();
+        if let Some(n) = a.open_writers.get_mut(&gfid) {
+            *n -= 1;
+            if *n == 0 {
+                a.open_writers.remove(&gfid);
+            }
+        }
+        if !a.seen_data.insert(gfid) {
+            return Ok(());
+        }
+        self.append(&mut a, Op::Write, gfid, None)
+    }
+
+    fn run_hooks(&self) {
+        for h in self.shared.before_sync.lock().iter() {
+            h();
+        }
+    }
+
+    /// Makes the active file durable (hooks first).
+    pub fn sync(&self) -> Result<(), RecorderError> {
+        let (file, path) = {
+            let a = self.shared.active.lock();
+            (a.file.clone(), a.path.clone())
+        };
+        self.run_hooks();
+        file.sync_data().map_err(io_err(&path))
+    }
+
+    /// Publishes the active file if it holds records, and opens a new one.
+    pub fn rollover(&self) -> Result<(), RecorderError> {
+        let sh = &self.shared;
+        let (old_file, old_path, old_header, count, unclean) = {
+            let mut a = sh.active.lock();
+            if a.count == 0 {
+                return Ok(());
+            }
+            let (file, path, header) = create_active(&sh.dir, sh.volume, a.next_seq)?;
+            let old = (
+                std::mem::replace(&mut a.file, file),
+                std::mem::replace(&mut a.path, path),
+                std::mem::replace(&mut a.header, header),
+                a.count,
+                a.unclean,
+            );
+            a.offset = codec::HEADER_LEN as u64;
+            a.count = 0;
+            a.unclean = false;
+            a.seen_data.clear();
+            a.seen_meta.clear();
+            // Files still open for writing are re-recorded in the new file.
+            let writers: Vec<Gfid> = a.open_writers.keys().copied().collect();
+            for g in writers {
+                a.seen_data.insert(g);
+                let _ = self.append(&mut a, Op::Write, g, None);
+            }
+            old
+        };
+        self.run_hooks();
+        old_file.sync_data().map_err(io_err(&old_path))?;
+        let mut index = sh.index.lock();
+        let prev_end = index.last.map(|e| e.end_ms).unwrap_or(0);
+        let end_ms = EpochMs::now().0.max(prev_end + 1).max(old_header.start_ms);
+        let entry = IndexEntry {
+            start_ms: old_header.start_ms,
+            end_ms,
+            first_seq: old_header.first_seq,
+            count,
+            flags: if unclean { FLAG_UNCLEAN } else { 0 },
+        };
+        index.append(entry)?;
+        publish(&sh.dir, &old_path, end_ms)?;
+        Ok(())
+    }
+
+    fn rollover_loop(&self) {
+        let sh = &self.shared;
+        let tick = sh
+            .cfg
+            .rollover
+            .min(sh.cfg.fsync_interval)
+            .max(Duration::from_millis(10));
+        let mut last_roll = Instant::now();
+        let mut last_retention = Instant::now();
+        while !sh.stop.load(Ordering::Acquire) {
+            {
+                let mut g = sh.wake_lock.lock();
+                if !sh.stop.load(Ordering::Acquire) {
+                    sh.wake.wait_for(&mut g, tick);
+                }
+            }
+            if sh.stop.load(Ordering::Acquire) {
+                break;
+            }
+            let r = if last_roll.elapsed() >= sh.cfg.rollover {
+                last_roll = Instant::now();
+                self.rollover()
+            } else {
+                self.sync()
+            };
+            if let Err(e) = r {
+                log::error!("changelog: {e}");
+            }
+            if last_retention.elapsed() >= Duration::from_secs(30) {
+                last_retention = Instant::now();
+                if let Err(e) = super::consumer::apply_retention(&sh.dir, sh.cfg.retention) {
+                    log::warn!("changelog retention: {e}");
+                }
+            }
+        }
+    }
+
+    /// Stops the rollover thread, publishes what is left and removes the empty active file:
+    /// a clean stop.
+    pub fn shutdown(&self, thread: JoinHandle<()>) -> Result<(), RecorderError> {
+        self.shared.stop.store(true, Ordering::Release);
+        {
+            let _g = self.shared.wake_lock.lock();
+            self.shared.wake.notify_all();
+        }
+        let _ = thread.join();
+        {
+            // No re-recording of open writers into a file nobody will publish.
+            self.shared.active.lock().open_writers.clear();
+        }
+        self.rollover()?;
+        let a = self.shared.active.lock();
+        if a.count == 0 {
+            fs::remove_file(&a.path).map_err(io_err(&a.path))?;
+            fsync_dir(&self.shared.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Number of records written so far (the next sequence number).
+    pub fn next_seq(&self) -> u64 {
+        self.shared.active.lock().next_seq
+    }
+}
+
+fn rename_detail(from: (Gfid, &OsStr), to: (Gfid, &OsStr)) -> EntryDetail {
+    EntryDetail {
+        mode: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        entry: EntryName {
+            pgfid: from.0,
+            name: from.1.to_os_string(),
+        },
+        new_entry: Some(EntryName {
+            pgfid: to.0,
+            name: to.1.to_os_string(),
+        }),
+        target: None,
+    }
+}
+
+/// Renames an active file to its dated path, durably.
+fn publish(dir: &Path, active: &Path, end_ms: u64) -> Result<(), RecorderError> {
+    let dest = history::changelog_path(dir, end_ms);
+    let parent = dest.parent().unwrap();
+    if !parent.exists() {
+        fs::create_dir_all(parent).map_err(io_err(parent))?;
+        fsync_dir(parent.parent().unwrap())?;
+    }
+    fs::rename(active, &dest).map_err(io_err(active))?;
+    fsync_dir(parent)?;
+    fsync_dir(dir)?;
+    Ok(())
+}
+
+/// Finishes what a crash interrupted: every `current.*` file is cut at its torn tail, then
+/// indexed (if not yet) and published, or removed if empty. Returns the next sequence number.
+fn recover(dir: &Path, index: &mut IndexWriter, unclean: &mut bool) -> Result<u64, RecorderError> {
+    let mut next_seq = index
+        .last
+        .map(|e| e.first_seq + e.count as u64)
+        .unwrap_or(0);
+    let mut actives: Vec<(u64, PathBuf)> = Vec::new();
+    for ent in fs::read_dir(dir).map_err(io_err(dir))? {
+        let ent = ent.map_err(io_err(dir))?;
+        let name = ent.file_name();
+        let Some(seq) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(ACTIVE_PREFIX))
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        actives.push((seq, ent.path()));
+    }
+    actives.sort();
+    for (_, path) in actives {
+        *unclean = true;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        let bytes = fs::read(&path).map_err(io_err(&path))?;
+        let header = match Header::decode(&bytes) {
+            Ok(h) => h,
+            Err(e) => {
+                log::warn!("changelog recovery: {}: {e}; removed", path.display());
+                fs::remove_file(&path).map_err(io_err(&path))?;
+                continue;
+            }
+        };
+        let mut count = 0u32;
+        let mut last_seq = None;
+        let tail = codec::decode_records(&bytes[codec::HEADER_LEN..], |r| {
+            count += 1;
+            last_seq = Some(r.seq);
+        });
+        if let codec::Tail::Truncated { offset } | codec::Tail::Corrupt { offset } = tail {
+            let good = (codec::HEADER_LEN + offset) as u64;
+            log::warn!(
+                "changelog recovery: {}: torn tail cut at byte {good}",
+                path.display()
+            );
+            file.set_len(good).map_err(io_err(&path))?;
+        }
+        file.sync_all().map_err(io_err(&path))?;
+        if count == 0 {
+            fs::remove_file(&path).map_err(io_err(&path))?;
+            next_seq = next_seq.max(header.first_seq);
+            continue;
+        }
+        next_seq = next_seq.max(last_seq.unwrap() + 1);
+        let end_ms = match index.last {
+            // Indexed before the crash, not yet renamed.
+            Some(e) if e.first_seq == header.first_seq && e.start_ms == header.start_ms => e.end_ms,
+            last => {
+                let end_ms = EpochMs::now()
+                    .0
+                    .max(last.map(|e| e.end_ms + 1).unwrap_or(0))
+                    .max(header.start_ms);
+                index.append(IndexEntry {
+                    start_ms: header.start_ms,
+                    end_ms,
+                    first_seq: header.first_seq,
+                    count,
+                    flags: FLAG_UNCLEAN,
+                })?;
+                end_ms
+            }
+        };
+        publish(dir, &path, end_ms)?;
+    }
+    Ok(next_seq)
+}

@@ -1,0 +1,186 @@
+//! The GFID index: GFID -> kernel file handle, so that a GFID resolves to its inode with one
+//! `open_by_handle_at`, without a tree walk and without extra links in the brick.
+//!
+//! On disk (`<brick>/.georep/gfid.idx`): a 16-byte header (`GEOREPGI`, version) and fixed
+//! 64-byte records appended as inodes get GFIDs. Records of deleted inodes stay until the
+//! file is compacted; resolving one gives `ESTALE`, and every resolution is verified against
+//! the inode's `trusted.gfid`. The index is synced before every changelog fsync, so every
+//! GFID in a durable changelog is in the durable index.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+
+use super::sys::{self, FileHandle};
+use crate::types::{Gfid, XATTR_GFID};
+
+const MAGIC: &[u8; 8] = b"GEOREPGI";
+const VERSION: u16 = 1;
+const HEADER_LEN: u64 = 16;
+const REC_LEN: usize = 64;
+const MAX_INLINE_HANDLE: usize = 36;
+
+fn encode(g: Gfid, h: &FileHandle) -> Option<[u8; REC_LEN]> {
+    if h.bytes.len() > MAX_INLINE_HANDLE {
+        return None;
+    }
+    let mut b = [0u8; REC_LEN];
+    b[0..16].copy_from_slice(&g.0);
+    b[16..20].copy_from_slice(&h.handle_type.to_le_bytes());
+    b[20] = h.bytes.len() as u8;
+    b[24..24 + h.bytes.len()].copy_from_slice(&h.bytes);
+    let crc = crc32fast::hash(&b[0..60]);
+    b[60..64].copy_from_slice(&crc.to_le_bytes());
+    Some(b)
+}
+
+fn decode(b: &[u8]) -> Option<(Gfid, FileHandle)> {
+    if b.len() != REC_LEN || crc32fast::hash(&b[0..60]).to_le_bytes() != b[60..64] {
+        return None;
+    }
+    let n = b[20] as usize;
+    if n > MAX_INLINE_HANDLE {
+        return None;
+    }
+    let g = Gfid::from_slice(&b[0..16])?;
+    Some((
+        g,
+        FileHandle {
+            handle_type: i32::from_le_bytes(b[16..20].try_into().unwrap()),
+            bytes: b[24..24 + n].to_vec(),
+        },
+    ))
+}
+
+fn load(path: &Path) -> io::Result<(HashMap<Gfid, FileHandle>, u64)> {
+    let b = std::fs::read(path)?;
+    if b.len() < HEADER_LEN as usize
+        || &b[0..8] != MAGIC
+        || u16::from_le_bytes([b[8], b[9]]) != VERSION
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: not a georep gfid index", path.display()),
+        ));
+    }
+    let mut map = HashMap::new();
+    let mut good = HEADER_LEN;
+    for rec in b[HEADER_LEN as usize..].chunks(REC_LEN) {
+        match decode(rec) {
+            Some((g, h)) => {
+                map.insert(g, h);
+                good += REC_LEN as u64;
+            }
+            None => break,
+        }
+    }
+    Ok((map, good))
+}
+
+pub struct GfidIndex {
+    path: PathBuf,
+    file: Mutex<(File, u64)>,
+    map: RwLock<HashMap<Gfid, FileHandle>>,
+    dirty: AtomicBool,
+}
+
+impl GfidIndex {
+    /// Opens the index of a brick for writing, creating it if needed; a torn tail is cut.
+    pub fn open(path: &Path) -> io::Result<GfidIndex> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        if file.metadata()?.len() == 0 {
+            let mut h = [0u8; HEADER_LEN as usize];
+            h[0..8].copy_from_slice(MAGIC);
+            h[8..10].copy_from_slice(&VERSION.to_le_bytes());
+            file.write_all_at(&h, 0)?;
+            file.sync_all()?;
+        }
+        let (map, good) = load(path)?;
+        if good != file.metadata()?.len() {
+            file.set_len(good)?;
+        }
+        Ok(GfidIndex {
+            path: path.to_path_buf(),
+            file: Mutex::new((file, good)),
+            map: RwLock::new(map),
+            dirty: AtomicBool::new(false),
+        })
+    }
+
+    /// Loads an index read-only (for tools and workers).
+    pub fn load(path: &Path) -> io::Result<HashMap<Gfid, FileHandle>> {
+        load(path).map(|(m, _)| m)
+    }
+
+    /// Remembers that `gfid` names the inode behind `fd`.
+    pub fn add(&self, gfid: Gfid, fd: BorrowedFd<'_>) -> io::Result<()> {
+        let h = sys::name_to_handle(fd)?;
+        if self.map.read().get(&gfid) == Some(&h) {
+            return Ok(());
+        }
+        let rec = encode(gfid, &h).ok_or_else(|| {
+            io::Error::other(format!(
+                "{}: file handle of {} bytes is too large",
+                self.path.display(),
+                h.bytes.len()
+            ))
+        })?;
+        {
+            let mut f = self.file.lock();
+            let off = f.1;
+            f.0.write_all_at(&rec, off)?;
+            f.1 += REC_LEN as u64;
+        }
+        self.map.write().insert(gfid, h);
+        self.dirty.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    pub fn handle(&self, gfid: &Gfid) -> Option<FileHandle> {
+        self.map.read().get(gfid).cloned()
+    }
+
+    /// Makes every added record durable.
+    pub fn sync(&self) -> io::Result<()> {
+        if self.dirty.swap(false, Ordering::AcqRel) {
+            self.file.lock().0.sync_data()?;
+        }
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Opens (O_PATH) the inode named by `gfid` through `handles`, checking its `trusted.gfid`.
+pub fn resolve(
+    handles: &HashMap<Gfid, FileHandle>,
+    mount_fd: BorrowedFd<'_>,
+    gfid: &Gfid,
+) -> io::Result<OwnedFd> {
+    let h = handles
+        .get(gfid)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+    let fd = sys::open_by_handle(mount_fd, h, libc::O_PATH)?;
+    match sys::getxattr_vec(std::os::fd::AsFd::as_fd(&fd), OsStr::new(XATTR_GFID))? {
+        Some(v) if v == gfid.0 => Ok(fd),
+        _ => Err(io::Error::from_raw_os_error(libc::ESTALE)),
+    }
+}

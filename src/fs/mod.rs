@@ -1,0 +1,129 @@
+//! The georep FUSE filesystem: a passthrough overlay over a brick that gives every inode a
+//! GFID, records every successful change in the brick's changelog and keeps xtime marks.
+//!
+//! Data path: the kernel sends an operation; `ops` performs it on the brick through O_PATH
+//! handles (`inode`), as root, with ownership set to the caller; on success it records the
+//! change (`changelog::Recorder`) and marks xtime dirty (`xtime`), then replies. Reads and
+//! writes of open regular files bypass the daemon entirely through kernel passthrough where
+//! the kernel allows it.
+//!
+//! Must never: let a user see or touch the brick's private directory or georep's own xattrs;
+//! follow a symlink inside the brick; reply success for a change it failed to record.
+
+pub mod brick;
+pub mod gfid_index;
+mod handles;
+pub mod inode;
+pub mod mount;
+mod ops;
+pub mod sys;
+pub mod xtime;
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::changelog::{ChangelogConfig, Recorder};
+use crate::types::PRIVATE_DIR;
+use brick::Brick;
+use handles::HandleTable;
+use inode::{InodeTable, ROOT_INO};
+use xtime::XtimeMarker;
+
+pub use mount::{MountConfig, mount_blocking};
+
+/// Behaviour switches of one mount.
+#[derive(Clone, Debug)]
+pub struct FsOptions {
+    /// How long the kernel may cache entries and attributes. Long is safe: the overlay is the
+    /// only writer of its brick.
+    pub ttl: Duration,
+    /// Ask for kernel passthrough of file data.
+    pub passthrough: bool,
+    /// Record changes (off only to measure what recording costs).
+    pub record: bool,
+    pub changelog: ChangelogConfig,
+}
+
+impl Default for FsOptions {
+    fn default() -> Self {
+        FsOptions {
+            ttl: Duration::from_secs(3600),
+            passthrough: true,
+            record: true,
+            changelog: ChangelogConfig::default(),
+        }
+    }
+}
+
+pub struct OverlayFs {
+    brick: Arc<Brick>,
+    inodes: Arc<InodeTable>,
+    handles: HandleTable,
+    recorder: Option<Recorder>,
+    recorder_thread: Mutex<Option<JoinHandle<()>>>,
+    xtime: Option<Arc<XtimeMarker>>,
+    passthrough: AtomicBool,
+    opts: FsOptions,
+}
+
+impl OverlayFs {
+    pub fn new(brick: Brick, opts: FsOptions) -> anyhow::Result<OverlayFs> {
+        use anyhow::Context;
+        let brick = Arc::new(brick);
+        let root_fd = sys::reopen(brick.root_fd(), libc::O_PATH | libc::O_DIRECTORY)
+            .context("reopen brick root")?;
+        let st = sys::fstat(brick.root_fd()).context("stat brick root")?;
+        let inodes = Arc::new(InodeTable::new(root_fd, &st));
+        let dir = brick.layout.changelog_dir();
+        let (recorder, thread, xtime) = if opts.record {
+            let (rec, thread) = Recorder::open(&dir, brick.volume, opts.changelog.clone())?;
+            let marker = Arc::new(XtimeMarker::new(crate::types::xtime_xattr(&brick.volume)));
+            let (m, t) = (marker.clone(), inodes.clone());
+            rec.before_sync(move || m.flush(&t));
+            let b = brick.clone();
+            rec.before_sync(move || {
+                if let Err(e) = b.gfids.sync() {
+                    log::error!("gfid index sync: {e}");
+                }
+            });
+            (Some(rec), Some(thread), Some(marker))
+        } else {
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(
+                dir.join(crate::changelog::writer::RECORDING_OFF_MARKER),
+                b"",
+            )?;
+            (None, None, None)
+        };
+        Ok(OverlayFs {
+            brick,
+            inodes,
+            handles: HandleTable::default(),
+            recorder,
+            recorder_thread: Mutex::new(thread),
+            xtime,
+            passthrough: AtomicBool::new(false),
+            opts,
+        })
+    }
+
+    /// True for names that must not exist for users: the brick's private directory.
+    fn hidden(parent: u64, name: &OsStr) -> bool {
+        parent == ROOT_INO && name.as_bytes() == PRIVATE_DIR.as_bytes()
+    }
+
+    /// Publishes what is recorded and stops recording (clean unmount).
+    fn shutdown(&mut self) {
+        if let (Some(rec), Some(t)) = (&self.recorder, self.recorder_thread.lock().take()) {
+            if let Err(e) = rec.shutdown(t) {
+                log::error!("changelog shutdown: {e}");
+            }
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! setattr: mode, owner, size, times.
+
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use fuser::{FileHandle, TimeOrNow};
+
+use super::{R, errno};
+use crate::changelog::Op;
+use crate::fs::OverlayFs;
+use crate::fs::handles::Handle;
+use crate::fs::inode::Inode;
+use crate::fs::sys;
+
+fn timespec(t: TimeOrNow) -> libc::timespec {
+    match t {
+        TimeOrNow::Now => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_NOW,
+        },
+        TimeOrNow::SpecificTime(st) => match st.duration_since(UNIX_EPOCH) {
+            Ok(d) => libc::timespec {
+                tv_sec: d.as_secs() as i64,
+                tv_nsec: d.subsec_nanos() as i64,
+            },
+            Err(e) => {
+                let d = e.duration();
+                let (mut s, mut n) = (-(d.as_secs() as i64), -(d.subsec_nanos() as i64));
+                if n < 0 {
+                    s -= 1;
+                    n += 1_000_000_000;
+                }
+                libc::timespec {
+                    tv_sec: s,
+                    tv_nsec: n,
+                }
+            }
+        },
+    }
+}
+
+impl OverlayFs {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn do_setattr(
+        &self,
+        inode: &Arc<Inode>,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        fh: Option<FileHandle>,
+    ) -> R<libc::stat> {
+        self.writable()?;
+        if uid.is_some() || gid.is_some() {
+            sys::fchown_fd(inode.fd(), uid, gid).map_err(errno)?;
+        }
+        if let Some(m) = mode {
+            sys::fchmod_fd(inode.fd(), m & 0o7777).map_err(errno)?;
+        }
+        if let Some(sz) = size {
+            let h = fh.and_then(|f| self.handles.get(f.0));
+            let r = match h.as_deref() {
+                Some(Handle::File {
+                    file, writer: true, ..
+                }) => file.set_len(sz),
+                _ => sys::reopen(inode.fd(), libc::O_WRONLY)
+                    .map(File::from)
+                    .and_then(|f| f.set_len(sz)),
+            };
+            r.map_err(errno)?;
+            self.rec_data(Op::Truncate, inode)?;
+        }
+        if atime.is_some() || mtime.is_some() {
+            sys::utimens_fd(inode.fd(), atime.map(timespec), mtime.map(timespec)).map_err(errno)?;
+        }
+        if mode.is_some() || uid.is_some() || gid.is_some() || atime.is_some() || mtime.is_some() {
+            self.rec_meta(Op::Setattr, inode)?;
+        }
+        sys::fstat(inode.fd().as_fd()).map_err(errno)
+    }
+}

@@ -1,0 +1,296 @@
+//! Namespace operations: lookup, mknod, mkdir, symlink, link, unlink, rmdir, rename.
+//!
+//! New entries are made as root, then given the caller's uid and gid (the parent's gid under a
+//! set-group-ID directory), a fresh GFID and a GFID-index record, and only then recorded: the
+//! ENTRY record carries the final mode and owner.
+
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use fuser::{Errno, Request};
+
+use super::{R, errno};
+use crate::changelog::Op;
+use crate::fs::OverlayFs;
+use crate::fs::brick::{ensure_gfid, read_gfid};
+use crate::fs::inode::{Inode, ROOT_INO};
+use crate::fs::sys;
+use crate::types::{Gfid, XATTR_GFID};
+
+/// Names that can never be created or looked up through the kernel.
+fn bad_name(name: &OsStr) -> bool {
+    let b = name.as_bytes();
+    b.is_empty() || b == b"." || b == b".." || b.contains(&b'/')
+}
+
+impl OverlayFs {
+    pub(super) fn do_lookup(
+        &self,
+        parent: &Arc<Inode>,
+        name: &OsStr,
+    ) -> R<(Arc<Inode>, libc::stat)> {
+        if name.as_bytes() == b".." && parent.ino == ROOT_INO {
+            // Never above the brick.
+            let st = sys::fstat(parent.fd()).map_err(errno)?;
+            return Ok((parent.clone(), st));
+        }
+        if Self::hidden(parent.ino, name) {
+            return Err(Errno::ENOENT);
+        }
+        let fd = sys::open_path(parent.fd(), name).map_err(errno)?;
+        let st = sys::fstat(fd.as_fd()).map_err(errno)?;
+        if st.st_dev != self.inodes.dev {
+            // Another filesystem mounted inside the brick is not part of it.
+            return Err(Errno::EXDEV);
+        }
+        let gfids = &self.brick.gfids;
+        let inode = self
+            .inodes
+            .lookup_or_insert(&st, parent.ino, move || {
+                let g = ensure_gfid(fd.as_fd(), gfids)?;
+                Ok((fd, g))
+            })
+            .map_err(errno)?;
+        Ok((inode, st))
+    }
+
+    /// Gives a just-created inode the caller's ownership and a GFID, and enters it in the table.
+    pub(super) fn adopt_new(
+        &self,
+        req: &Request,
+        parent: &Arc<Inode>,
+        fd: OwnedFd,
+        mode: u32,
+    ) -> R<(Arc<Inode>, libc::stat)> {
+        let st0 = sys::fstat(fd.as_fd()).map_err(errno)?;
+        let pst = sys::fstat(parent.fd()).map_err(errno)?;
+        let gid = if pst.st_mode & libc::S_ISGID != 0 {
+            st0.st_gid
+        } else {
+            req.gid()
+        };
+        if st0.st_uid != req.uid() || st0.st_gid != gid {
+            sys::fchown_fd(fd.as_fd(), Some(req.uid()), Some(gid)).map_err(errno)?;
+            let ifmt = st0.st_mode & libc::S_IFMT;
+            if ifmt != libc::S_IFDIR
+                && ifmt != libc::S_IFLNK
+                && mode & (libc::S_ISUID | libc::S_ISGID) != 0
+            {
+                // chown cleared set-id bits the caller asked for.
+                sys::fchmod_fd(fd.as_fd(), st0.st_mode & 0o7777).map_err(errno)?;
+            }
+        }
+        let gfid = Gfid::generate();
+        sys::setxattr_fd(
+            fd.as_fd(),
+            OsStr::new(XATTR_GFID),
+            &gfid.0,
+            libc::XATTR_CREATE,
+        )
+        .map_err(errno)?;
+        self.brick.gfids.add(gfid, fd.as_fd()).map_err(errno)?;
+        let st = sys::fstat(fd.as_fd()).map_err(errno)?;
+        let inode = self
+            .inodes
+            .lookup_or_insert(&st, parent.ino, move || Ok((fd, gfid)))
+            .map_err(errno)?;
+        Ok((inode, st))
+    }
+
+    pub(super) fn check_new(&self, parent: &Arc<Inode>, name: &OsStr) -> R<()> {
+        self.writable()?;
+        if bad_name(name) {
+            return Err(Errno::EINVAL);
+        }
+        if Self::hidden(parent.ino, name) {
+            return Err(Errno::EPERM);
+        }
+        Ok(())
+    }
+
+    /// Records a new entry and marks its directory changed.
+    pub(super) fn record_new(
+        &self,
+        op: Op,
+        parent: &Arc<Inode>,
+        name: &OsStr,
+        inode: &Arc<Inode>,
+        st: &libc::stat,
+        target: Option<&Path>,
+    ) -> R<()> {
+        self.rec_entry(op, inode.gfid, Some(st), (parent.gfid, name), None, target)?;
+        self.mark(parent);
+        self.mark(inode);
+        Ok(())
+    }
+
+    pub(super) fn do_mknod(
+        &self,
+        req: &Request,
+        parent: &Arc<Inode>,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u64,
+    ) -> R<(Arc<Inode>, libc::stat)> {
+        self.check_new(parent, name)?;
+        sys::set_thread_umask(umask).map_err(errno)?;
+        sys::mknodat(parent.fd(), name, mode, rdev).map_err(errno)?;
+        let fd = sys::open_path(parent.fd(), name).map_err(errno)?;
+        let (inode, st) = self.adopt_new(req, parent, fd, mode)?;
+        let op = if mode & libc::S_IFMT == libc::S_IFREG {
+            Op::Create
+        } else {
+            Op::Mknod
+        };
+        self.record_new(op, parent, name, &inode, &st, None)?;
+        Ok((inode, st))
+    }
+
+    pub(super) fn do_mkdir(
+        &self,
+        req: &Request,
+        parent: &Arc<Inode>,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+    ) -> R<(Arc<Inode>, libc::stat)> {
+        self.check_new(parent, name)?;
+        sys::set_thread_umask(umask).map_err(errno)?;
+        sys::mkdirat(parent.fd(), name, mode).map_err(errno)?;
+        let fd = sys::open_path(parent.fd(), name).map_err(errno)?;
+        let (inode, st) = self.adopt_new(req, parent, fd, mode)?;
+        self.record_new(Op::Mkdir, parent, name, &inode, &st, None)?;
+        Ok((inode, st))
+    }
+
+    pub(super) fn do_symlink(
+        &self,
+        req: &Request,
+        parent: &Arc<Inode>,
+        name: &OsStr,
+        target: &Path,
+    ) -> R<(Arc<Inode>, libc::stat)> {
+        self.check_new(parent, name)?;
+        sys::symlinkat(target.as_os_str(), parent.fd(), name).map_err(errno)?;
+        let fd = sys::open_path(parent.fd(), name).map_err(errno)?;
+        let (inode, st) = self.adopt_new(req, parent, fd, 0)?;
+        self.record_new(Op::Symlink, parent, name, &inode, &st, Some(target))?;
+        Ok((inode, st))
+    }
+
+    pub(super) fn do_link(
+        &self,
+        inode: &Arc<Inode>,
+        newparent: &Arc<Inode>,
+        newname: &OsStr,
+    ) -> R<(Arc<Inode>, libc::stat)> {
+        self.check_new(newparent, newname)?;
+        sys::linkat_fd(inode.fd(), newparent.fd(), newname).map_err(errno)?;
+        let st = sys::fstat(inode.fd()).map_err(errno)?;
+        // The reply counts as a lookup of the (already known) inode.
+        let fd_for_insert = sys::reopen(inode.fd(), libc::O_PATH | libc::O_NOFOLLOW);
+        let gfid = inode.gfid;
+        let inode = self
+            .inodes
+            .lookup_or_insert(&st, newparent.ino, move || Ok((fd_for_insert?, gfid)))
+            .map_err(errno)?;
+        self.rec_entry(
+            Op::Link,
+            inode.gfid,
+            Some(&st),
+            (newparent.gfid, newname),
+            None,
+            None,
+        )?;
+        self.mark(newparent);
+        self.mark(&inode);
+        Ok((inode, st))
+    }
+
+    /// The GFID of `name` in `parent`, from the table when the inode is known there.
+    fn gfid_at(&self, parent: &Arc<Inode>, name: &OsStr) -> R<Gfid> {
+        let st = sys::fstatat(parent.fd(), name, libc::AT_SYMLINK_NOFOLLOW).map_err(errno)?;
+        if let Some(g) = self.inodes.gfid_of(st.st_ino) {
+            return Ok(g);
+        }
+        let fd = sys::open_path(parent.fd(), name).map_err(errno)?;
+        Ok(read_gfid(fd.as_fd()).map_err(errno)?.unwrap_or(Gfid::NULL))
+    }
+
+    pub(super) fn do_remove(&self, parent: &Arc<Inode>, name: &OsStr, dir: bool) -> R<()> {
+        self.writable()?;
+        if Self::hidden(parent.ino, name) {
+            return Err(Errno::ENOENT);
+        }
+        if bad_name(name) {
+            return Err(Errno::EINVAL);
+        }
+        let gfid = self.gfid_at(parent, name)?;
+        sys::unlinkat(parent.fd(), name, if dir { libc::AT_REMOVEDIR } else { 0 })
+            .map_err(errno)?;
+        self.rec_entry(
+            if dir { Op::Rmdir } else { Op::Unlink },
+            gfid,
+            None,
+            (parent.gfid, name),
+            None,
+            None,
+        )?;
+        self.mark(parent);
+        Ok(())
+    }
+
+    pub(super) fn do_rename(
+        &self,
+        p: &Arc<Inode>,
+        name: &OsStr,
+        np: &Arc<Inode>,
+        newname: &OsStr,
+        flags: u32,
+    ) -> R<()> {
+        self.writable()?;
+        if Self::hidden(p.ino, name) {
+            return Err(Errno::ENOENT);
+        }
+        if Self::hidden(np.ino, newname) {
+            return Err(Errno::EPERM);
+        }
+        if bad_name(name) || bad_name(newname) {
+            return Err(Errno::EINVAL);
+        }
+        let exchange = flags & libc::RENAME_EXCHANGE != 0;
+        let src = self.gfid_at(p, name)?;
+        let dst = if exchange {
+            Some(self.gfid_at(np, newname)?)
+        } else {
+            None
+        };
+        sys::renameat2(p.fd(), name, np.fd(), newname, flags).map_err(errno)?;
+        if let Some(rec) = &self.recorder {
+            let r = match dst {
+                None => rec.rename(src, (p.gfid, name), (np.gfid, newname)),
+                Some(dst) => rec.exchange(src, (p.gfid, name), dst, (np.gfid, newname)),
+            };
+            r.map_err(|_| Errno::EIO)?;
+        }
+        let moved = self.inodes.get(
+            self.inodes.node_id(
+                sys::fstatat(np.fd(), newname, libc::AT_SYMLINK_NOFOLLOW)
+                    .map_err(errno)?
+                    .st_ino,
+            ),
+        );
+        if let Some(m) = moved {
+            m.parent.store(np.ino, Ordering::Relaxed);
+            self.mark(&m);
+        }
+        self.mark(p);
+        self.mark(np);
+        Ok(())
+    }
+}

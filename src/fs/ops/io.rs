@@ -1,0 +1,274 @@
+//! Open files: create, open, read/write (when not passed through), release, fsync, fallocate,
+//! lseek, copy_file_range.
+//!
+//! With kernel passthrough, reads, writes and mmap of an open file never reach the daemon, so
+//! a file open for writing is recorded as a DATA change at open, at every rollover while it is
+//! open (the recorder does that), and at release.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use fuser::{BackingId, Errno, FileHandle, FopenFlags, ReplyCreate, ReplyOpen, Request};
+
+use super::{GEN, R, errno, to_attr};
+use crate::changelog::Op;
+use crate::fs::OverlayFs;
+use crate::fs::handles::Handle;
+use crate::fs::inode::Inode;
+use crate::fs::sys;
+
+fn is_writer(flags: i32) -> bool {
+    flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0
+}
+
+/// Open flags for our own descriptor: creation is done, symlinks are never followed anyway.
+fn reopen_flags(flags: i32) -> i32 {
+    flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY | libc::O_NOFOLLOW)
+}
+
+impl OverlayFs {
+    fn file(&self, fh: u64) -> R<Arc<Handle>> {
+        match self.handles.get(fh) {
+            Some(h) if matches!(*h, Handle::File { .. }) => Ok(h),
+            _ => Err(Errno::EBADF),
+        }
+    }
+
+    fn file_parts(h: &Handle) -> (&File, &Arc<Inode>) {
+        match h {
+            Handle::File { file, inode, .. } => (file, inode),
+            Handle::Dir { .. } => unreachable!("checked by file()"),
+        }
+    }
+
+    fn note_writer(&self, inode: &Arc<Inode>, flags: i32) -> R<()> {
+        if let Some(rec) = &self.recorder {
+            let op = if flags & libc::O_TRUNC != 0 {
+                Op::Truncate
+            } else {
+                Op::Open
+            };
+            rec.open_writer(inode.gfid, op).map_err(|_| Errno::EIO)?;
+            self.mark(inode);
+        }
+        Ok(())
+    }
+
+    pub(super) fn do_open(&self, inode: &Arc<Inode>, flags: i32) -> R<(File, Arc<Inode>, bool)> {
+        let writer = is_writer(flags);
+        if writer {
+            self.writable()?;
+        }
+        let fd = sys::reopen(inode.fd(), reopen_flags(flags)).map_err(errno)?;
+        if writer {
+            self.note_writer(inode, flags)?;
+        }
+        Ok((File::from(fd), inode.clone(), writer))
+    }
+
+    /// The passthrough backing id of `inode`, shared by all its open handles.
+    fn backing(
+        &self,
+        inode: &Arc<Inode>,
+        file: &File,
+        open: impl FnOnce(&File) -> std::io::Result<BackingId>,
+    ) -> Option<Arc<BackingId>> {
+        if !self.passthrough.load(std::sync::atomic::Ordering::Relaxed) || !inode.is_reg() {
+            return None;
+        }
+        let mut slot = inode.backing.lock();
+        if let Some(b) = slot.upgrade() {
+            return Some(b);
+        }
+        match open(file) {
+            Ok(id) => {
+                let id = Arc::new(id);
+                *slot = Arc::downgrade(&id);
+                Some(id)
+            }
+            Err(e) => {
+                log::warn!("passthrough unavailable for {}: {e}", inode.gfid);
+                None
+            }
+        }
+    }
+
+    pub(super) fn reply_open(&self, opened: (File, Arc<Inode>, bool), reply: ReplyOpen) {
+        let (file, inode, writer) = opened;
+        let backing = self.backing(&inode, &file, |f| reply.open_backing(f.as_fd()));
+        let fh = self.handles.insert(Handle::File {
+            file,
+            inode,
+            writer,
+            _backing: backing.clone(),
+        });
+        match backing {
+            Some(b) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &b),
+            None => reply.opened(FileHandle(fh), FopenFlags::empty()),
+        }
+    }
+
+    pub(super) fn do_create(
+        &self,
+        req: &Request,
+        parent: &Arc<Inode>,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+    ) -> R<(File, Arc<Inode>, bool, libc::stat)> {
+        self.check_new(parent, name)?;
+        sys::set_thread_umask(umask).map_err(errno)?;
+        let oflags = reopen_flags(flags) | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
+        match sys::openat(parent.fd(), name, oflags, mode & 0o7777) {
+            Ok(fd) => {
+                let file = File::from(fd);
+                let opath = sys::reopen(file.as_fd(), libc::O_PATH).map_err(errno)?;
+                let (inode, st) = self.adopt_new(req, parent, opath, mode)?;
+                self.record_new(Op::Create, parent, name, &inode, &st, None)?;
+                let writer = is_writer(flags);
+                if writer {
+                    self.note_writer(&inode, flags & !libc::O_TRUNC)?;
+                }
+                Ok((file, inode, writer, st))
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) && flags & libc::O_EXCL == 0 => {
+                let (inode, _) = self.do_lookup(parent, name)?;
+                let opened = self.do_open(&inode, flags)?;
+                let st = sys::fstat(inode.fd()).map_err(errno)?;
+                Ok((opened.0, opened.1, opened.2, st))
+            }
+            Err(e) => Err(errno(e)),
+        }
+    }
+
+    pub(super) fn reply_create(
+        &self,
+        created: (File, Arc<Inode>, bool, libc::stat),
+        reply: ReplyCreate,
+    ) {
+        let (file, inode, writer, st) = created;
+        let attr = to_attr(inode.ino, &st);
+        let backing = self.backing(&inode, &file, |f| reply.open_backing(f.as_fd()));
+        let fh = self.handles.insert(Handle::File {
+            file,
+            inode,
+            writer,
+            _backing: backing.clone(),
+        });
+        match backing {
+            Some(b) => reply.created_passthrough(
+                &self.opts.ttl,
+                &attr,
+                GEN,
+                FileHandle(fh),
+                FopenFlags::empty(),
+                &b,
+            ),
+            None => reply.created(
+                &self.opts.ttl,
+                &attr,
+                GEN,
+                FileHandle(fh),
+                FopenFlags::empty(),
+            ),
+        }
+    }
+
+    pub(super) fn do_read(&self, fh: u64, offset: u64, size: u32) -> R<Vec<u8>> {
+        let h = self.file(fh)?;
+        let (file, _) = Self::file_parts(&h);
+        let mut buf = vec![0u8; size as usize];
+        let mut n = 0;
+        while n < buf.len() {
+            match file.read_at(&mut buf[n..], offset + n as u64) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(errno(e)),
+            }
+        }
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    pub(super) fn do_write(&self, fh: u64, offset: u64, data: &[u8]) -> R<usize> {
+        let h = self.file(fh)?;
+        let (file, inode) = Self::file_parts(&h);
+        file.write_all_at(data, offset).map_err(errno)?;
+        self.rec_data(Op::Write, inode)?;
+        Ok(data.len())
+    }
+
+    pub(super) fn do_release(&self, fh: u64) -> R<()> {
+        if let Some(h) = self.handles.remove(fh) {
+            if let Handle::File {
+                inode,
+                writer: true,
+                ..
+            } = &*h
+            {
+                if let Some(rec) = &self.recorder {
+                    rec.close_writer(inode.gfid).map_err(|_| Errno::EIO)?;
+                    self.mark(inode);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn do_fsync(&self, fh: u64, datasync: bool) -> R<()> {
+        let h = self.handles.get(fh).ok_or(Errno::EBADF)?;
+        let r = match &*h {
+            Handle::File { file, .. } => {
+                if datasync {
+                    file.sync_data()
+                } else {
+                    file.sync_all()
+                }
+            }
+            Handle::Dir { stream, .. } => {
+                let s = stream.lock();
+                nix::unistd::fsync(s.fd()).map_err(std::io::Error::from)
+            }
+        };
+        r.map_err(errno)
+    }
+
+    pub(super) fn do_fallocate(&self, fh: u64, offset: u64, length: u64, mode: i32) -> R<()> {
+        self.writable()?;
+        let h = self.file(fh)?;
+        let (file, inode) = Self::file_parts(&h);
+        sys::fallocate(file.as_fd(), mode, offset, length).map_err(errno)?;
+        self.rec_data(Op::Fallocate, inode)
+    }
+
+    pub(super) fn do_lseek(&self, fh: u64, offset: i64, whence: i32) -> R<i64> {
+        let h = self.file(fh)?;
+        let (file, _) = Self::file_parts(&h);
+        sys::lseek(file.as_fd(), offset, whence).map_err(errno)
+    }
+
+    pub(super) fn do_copy_file_range(
+        &self,
+        fh_in: u64,
+        off_in: u64,
+        fh_out: u64,
+        off_out: u64,
+        len: u64,
+        flags: u32,
+    ) -> R<usize> {
+        self.writable()?;
+        let hi = self.file(fh_in)?;
+        let ho = self.file(fh_out)?;
+        let (fi, _) = Self::file_parts(&hi);
+        let (fo, inode) = Self::file_parts(&ho);
+        let n = sys::copy_file_range(fi.as_fd(), off_in, fo.as_fd(), off_out, len, flags)
+            .map_err(errno)?;
+        self.rec_data(Op::CopyFileRange, inode)?;
+        Ok(n)
+    }
+}

@@ -1,0 +1,629 @@
+//! The `fuser::Filesystem` implementation. Each method unpacks its request, calls the
+//! operation in the family module (`entry`, `attr`, `io`, `dir`, `xattr`), and maps the
+//! result to a reply: errors become errno here and nowhere else.
+
+mod attr;
+mod dir;
+mod entry;
+mod io;
+mod xattr;
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, Generation,
+    INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+
+use super::OverlayFs;
+use super::inode::Inode;
+use crate::changelog::{EntryDetail, EntryName, Op};
+use crate::types::Gfid;
+
+pub(crate) type R<T> = Result<T, Errno>;
+
+pub(crate) fn errno(e: std::io::Error) -> Errno {
+    Errno::from(e)
+}
+
+fn time(sec: i64, nsec: i64) -> SystemTime {
+    if sec >= 0 {
+        UNIX_EPOCH + Duration::new(sec as u64, nsec as u32)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(sec.unsigned_abs()) + Duration::from_nanos(nsec as u64)
+    }
+}
+
+pub(crate) fn file_type(mode: u32) -> FileType {
+    match mode & libc::S_IFMT {
+        libc::S_IFDIR => FileType::Directory,
+        libc::S_IFLNK => FileType::Symlink,
+        libc::S_IFCHR => FileType::CharDevice,
+        libc::S_IFBLK => FileType::BlockDevice,
+        libc::S_IFIFO => FileType::NamedPipe,
+        libc::S_IFSOCK => FileType::Socket,
+        _ => FileType::RegularFile,
+    }
+}
+
+pub(crate) fn to_attr(ino: u64, st: &libc::stat) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(ino),
+        size: st.st_size as u64,
+        blocks: st.st_blocks as u64,
+        atime: time(st.st_atime, st.st_atime_nsec),
+        mtime: time(st.st_mtime, st.st_mtime_nsec),
+        ctime: time(st.st_ctime, st.st_ctime_nsec),
+        crtime: UNIX_EPOCH,
+        kind: file_type(st.st_mode),
+        perm: (st.st_mode & 0o7777) as u16,
+        nlink: st.st_nlink as u32,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        rdev: st.st_rdev as u32,
+        blksize: st.st_blksize as u32,
+        flags: 0,
+    }
+}
+
+const GEN: Generation = Generation(0);
+
+impl OverlayFs {
+    fn inode(&self, ino: INodeNo) -> R<Arc<Inode>> {
+        self.inodes.get(ino.0).ok_or(Errno::ESTALE)
+    }
+
+    /// Refuses changes up front once recording has failed: a change must not happen unrecorded.
+    fn writable(&self) -> R<()> {
+        Ok(())
+    }
+
+    fn rec_entry(
+        &self,
+        op: Op,
+        gfid: Gfid,
+        st: Option<&libc::stat>,
+        entry: (Gfid, &OsStr),
+        new_entry: Option<(Gfid, &OsStr)>,
+        target: Option<&Path>,
+    ) -> R<()> {
+        let Some(rec) = &self.recorder else {
+            return Ok(());
+        };
+        let detail = EntryDetail {
+            mode: st.map(|s| s.st_mode).unwrap_or(0),
+            uid: st.map(|s| s.st_uid).unwrap_or(0),
+            gid: st.map(|s| s.st_gid).unwrap_or(0),
+            rdev: st.map(|s| s.st_rdev).unwrap_or(0),
+            entry: EntryName {
+                pgfid: entry.0,
+                name: entry.1.to_os_string(),
+            },
+            new_entry: new_entry.map(|(p, n)| EntryName {
+                pgfid: p,
+                name: n.to_os_string(),
+            }),
+            target: target.map(|t| t.as_os_str().to_os_string()),
+        };
+        rec.entry(op, gfid, detail).map_err(|e| {
+            log::error!("changelog: {e}");
+            Errno::EIO
+        })
+    }
+
+    fn rec_data(&self, op: Op, inode: &Arc<Inode>) -> R<()> {
+        let Some(rec) = &self.recorder else {
+            return Ok(());
+        };
+        self.mark(inode);
+        rec.data(op, inode.gfid).map_err(|_| Errno::EIO)
+    }
+
+    fn rec_meta(&self, op: Op, inode: &Arc<Inode>) -> R<()> {
+        let Some(rec) = &self.recorder else {
+            return Ok(());
+        };
+        self.mark(inode);
+        rec.meta(op, inode.gfid).map_err(|_| Errno::EIO)
+    }
+
+    fn mark(&self, inode: &Arc<Inode>) {
+        if let Some(x) = &self.xtime {
+            x.mark(inode);
+        }
+    }
+}
+
+impl Filesystem for OverlayFs {
+    fn init(&mut self, _req: &Request, c: &mut KernelConfig) -> std::io::Result<()> {
+        let wanted = InitFlags::FUSE_PARALLEL_DIROPS
+            | InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_READDIRPLUS_AUTO
+            | InitFlags::FUSE_ATOMIC_O_TRUNC
+            | InitFlags::FUSE_POSIX_ACL
+            | InitFlags::FUSE_DONT_MASK
+            | InitFlags::FUSE_CACHE_SYMLINKS
+            | InitFlags::FUSE_EXPORT_SUPPORT
+            | InitFlags::FUSE_ASYNC_DIO;
+        for f in wanted.iter() {
+            if c.add_capabilities(f).is_err() {
+                log::info!("kernel lacks {f:?}");
+            }
+        }
+        let _ = c.set_max_write(1 << 20);
+        let _ = c.set_max_background(64);
+        let _ = c.set_congestion_threshold(48);
+        if self.opts.passthrough
+            && c.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+            && c.set_max_stack_depth(1).is_ok()
+        {
+            self.passthrough.store(true, Ordering::Relaxed);
+            log::info!("kernel passthrough enabled");
+        }
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        self.shutdown();
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match self.inode(parent).and_then(|p| self.do_lookup(&p, name)) {
+            Ok((i, st)) => reply.entry(&self.opts.ttl, &to_attr(i.ino, &st), GEN),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.inodes.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self
+            .inode(ino)
+            .and_then(|i| super::sys::fstat(i.fd()).map(|st| (i, st)).map_err(errno))
+        {
+            Ok((i, st)) => reply.attr(&self.opts.ttl, &to_attr(i.ino, &st)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let r = self.inode(ino).and_then(|i| {
+            self.do_setattr(&i, mode, uid, gid, size, atime, mtime, fh)
+                .map(|st| (i, st))
+        });
+        match r {
+            Ok((i, st)) => reply.attr(&self.opts.ttl, &to_attr(i.ino, &st)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self
+            .inode(ino)
+            .and_then(|i| super::sys::readlink_fd(i.fd()).map_err(errno))
+        {
+            Ok(t) => reply.data(&t),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        match self
+            .inode(parent)
+            .and_then(|p| self.do_mknod(req, &p, name, mode, umask, rdev as u64))
+        {
+            Ok((i, st)) => reply.entry(&self.opts.ttl, &to_attr(i.ino, &st), GEN),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        match self
+            .inode(parent)
+            .and_then(|p| self.do_mkdir(req, &p, name, mode, umask))
+        {
+            Ok((i, st)) => reply.entry(&self.opts.ttl, &to_attr(i.ino, &st), GEN),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self
+            .inode(parent)
+            .and_then(|p| self.do_remove(&p, name, false))
+        {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self
+            .inode(parent)
+            .and_then(|p| self.do_remove(&p, name, true))
+        {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        match self
+            .inode(parent)
+            .and_then(|p| self.do_symlink(req, &p, link_name, target))
+        {
+            Ok((i, st)) => reply.entry(&self.opts.ttl, &to_attr(i.ino, &st), GEN),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let r = self.inode(parent).and_then(|p| {
+            self.inode(newparent)
+                .and_then(|np| self.do_rename(&p, name, &np, newname, flags.bits()))
+        });
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        match self.inode(ino).and_then(|i| {
+            self.inode(newparent)
+                .and_then(|np| self.do_link(&i, &np, newname))
+        }) {
+            Ok((i, st)) => reply.entry(&self.opts.ttl, &to_attr(i.ino, &st), GEN),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let r = self.inode(ino).and_then(|i| self.do_open(&i, flags.0));
+        match r {
+            Ok(opened) => self.reply_open(opened, reply),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lo: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.do_read(fh.0, offset, size) {
+            Ok(buf) => reply.data(&buf),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _wf: WriteFlags,
+        _flags: OpenFlags,
+        _lo: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match self.do_write(fh.0, offset, data) {
+            Ok(n) => reply.written(n as u32),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lo: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lo: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.do_release(fh.0) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.do_fsync(fh.0, datasync) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.inode(ino).and_then(|i| self.do_opendir(&i)) {
+            Ok(fh) => reply.opened(FileHandle(fh), fuser::FopenFlags::empty()),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        reply: ReplyDirectory,
+    ) {
+        self.do_readdir(fh.0, offset, reply);
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        reply: ReplyDirectoryPlus,
+    ) {
+        self.do_readdirplus(fh.0, offset, reply);
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.handles.remove(fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.do_fsync(fh.0, datasync) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        match super::sys::fstatvfs(self.brick.root_fd()) {
+            Ok(s) => reply.statfs(
+                s.f_blocks,
+                s.f_bfree,
+                s.f_bavail,
+                s.f_files,
+                s.f_ffree,
+                s.f_bsize as u32,
+                s.f_namemax as u32,
+                s.f_frsize as u32,
+            ),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn setxattr(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        match self
+            .inode(ino)
+            .and_then(|i| self.do_setxattr(req, &i, name, value, flags))
+        {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        match self
+            .inode(ino)
+            .and_then(|i| self.do_getxattr(&i, name, size))
+        {
+            Ok(xattr::Sized::Size(n)) => reply.size(n),
+            Ok(xattr::Sized::Data(d)) => reply.data(&d),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match self
+            .inode(ino)
+            .and_then(|i| self.do_listxattr(req, &i, size))
+        {
+            Ok(xattr::Sized::Size(n)) => reply.size(n),
+            Ok(xattr::Sized::Data(d)) => reply.data(&d),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.inode(ino).and_then(|i| self.do_removexattr(&i, name)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        // default_permissions: the kernel checks access itself.
+        reply.ok();
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        match self
+            .inode(parent)
+            .and_then(|p| self.do_create(req, &p, name, mode, umask, flags))
+        {
+            Ok(created) => self.reply_create(created, reply),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        match self.do_fallocate(fh.0, offset, length, mode) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn lseek(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
+        match self.do_lseek(fh.0, offset, whence) {
+            Ok(o) => reply.offset(o),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        _ino_in: INodeNo,
+        fh_in: FileHandle,
+        offset_in: u64,
+        _ino_out: INodeNo,
+        fh_out: FileHandle,
+        offset_out: u64,
+        len: u64,
+        flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        match self.do_copy_file_range(
+            fh_in.0,
+            offset_in,
+            fh_out.0,
+            offset_out,
+            len,
+            flags.bits() as u32,
+        ) {
+            Ok(n) => reply.written(n as u32),
+            Err(e) => reply.error(e),
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Extended attributes, passed through to the brick, except georep's own: `trusted.gfid` can
+//! be read (and `glusterfs.gfid.string` gives it as text, as on a GlusterFS aux mount) but
+//! never changed, and `trusted.georep.*` is neither listed, read nor changed.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
+
+use fuser::{Errno, Request};
+
+use super::{R, errno};
+use crate::changelog::Op;
+use crate::fs::OverlayFs;
+use crate::fs::inode::Inode;
+use crate::fs::sys;
+use crate::types::{XATTR_GFID, XATTR_PRIVATE_PREFIX};
+
+/// The virtual xattr giving an inode's GFID as its canonical string.
+pub const XATTR_GFID_STRING: &str = "glusterfs.gfid.string";
+
+pub(crate) enum Sized {
+    Size(u32),
+    Data(Vec<u8>),
+}
+
+fn sized(v: Vec<u8>, size: u32) -> R<Sized> {
+    if size == 0 {
+        Ok(Sized::Size(v.len() as u32))
+    } else if v.len() > size as usize {
+        Err(Errno::ERANGE)
+    } else {
+        Ok(Sized::Data(v))
+    }
+}
+
+fn private(name: &[u8]) -> bool {
+    name.starts_with(XATTR_PRIVATE_PREFIX.as_bytes())
+}
+
+fn protected(name: &[u8]) -> bool {
+    private(name) || name == XATTR_GFID.as_bytes() || name == XATTR_GFID_STRING.as_bytes()
+}
+
+impl OverlayFs {
+    pub(super) fn do_getxattr(&self, inode: &Arc<Inode>, name: &OsStr, size: u32) -> R<Sized> {
+        let n = name.as_bytes();
+        if n == XATTR_GFID_STRING.as_bytes() {
+            return sized(inode.gfid.to_string().into_bytes(), size);
+        }
+        if private(n) {
+            return Err(Errno::NO_XATTR);
+        }
+        match sys::getxattr_vec(inode.fd(), name).map_err(errno)? {
+            Some(v) => sized(v, size),
+            None => Err(Errno::NO_XATTR),
+        }
+    }
+
+    pub(super) fn do_listxattr(&self, req: &Request, inode: &Arc<Inode>, size: u32) -> R<Sized> {
+        let mut buf = vec![0u8; 4096];
+        let n = loop {
+            match sys::listxattr_fd(inode.fd(), &mut buf) {
+                Ok(n) => break n,
+                Err(e) if e.raw_os_error() == Some(libc::ERANGE) => {
+                    let need = sys::listxattr_fd(inode.fd(), &mut []).map_err(errno)?;
+                    buf.resize(need.max(buf.len() * 2), 0);
+                }
+                Err(e) => return Err(errno(e)),
+            }
+        };
+        let mut out = Vec::with_capacity(n);
+        for name in buf[..n].split(|&b| b == 0).filter(|s| !s.is_empty()) {
+            if private(name) || name == XATTR_GFID.as_bytes() {
+                continue;
+            }
+            // As local filesystems do, trusted.* is listed to privileged callers only.
+            if req.uid() != 0 && name.starts_with(b"trusted.") {
+                continue;
+            }
+            out.extend_from_slice(name);
+            out.push(0);
+        }
+        sized(out, size)
+    }
+
+    pub(super) fn do_setxattr(
+        &self,
+        _req: &Request,
+        inode: &Arc<Inode>,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+    ) -> R<()> {
+        self.writable()?;
+        if protected(name.as_bytes()) {
+            return Err(Errno::EPERM);
+        }
+        sys::setxattr_fd(inode.fd(), name, value, flags).map_err(errno)?;
+        self.rec_meta(Op::Setxattr, inode)
+    }
+
+    pub(super) fn do_removexattr(&self, inode: &Arc<Inode>, name: &OsStr) -> R<()> {
+        self.writable()?;
+        if protected(name.as_bytes()) {
+            return Err(Errno::EPERM);
+        }
+        sys::removexattr_fd(inode.fd(), name).map_err(errno)?;
+        self.rec_meta(Op::Removexattr, inode)
+    }
+}

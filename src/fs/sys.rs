@@ -1,0 +1,509 @@
+//! Thin, safe wrappers over the system calls the overlay needs that `std` and `nix` lack or
+//! make awkward (O_PATH handles, `/proc/self/fd` re-opens, xattrs on any inode, file handles,
+//! directory streams, per-thread umask). All `unsafe` of the crate lives here.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+use std::ffi::{CStr, CString, OsStr};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+
+fn cstr(name: &OsStr) -> io::Result<CString> {
+    CString::new(name.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+fn check(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+fn check_size(r: isize) -> io::Result<usize> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
+}
+
+/// `/proc/self/fd/<fd>`: reaches the inode behind an O_PATH descriptor with path-based calls.
+pub fn proc_path(fd: RawFd) -> CString {
+    CString::new(format!("/proc/self/fd/{fd}")).unwrap()
+}
+
+pub fn openat(dir: BorrowedFd<'_>, name: &OsStr, flags: i32, mode: u32) -> io::Result<OwnedFd> {
+    let c = cstr(name)?;
+    // SAFETY: valid C string; the returned descriptor is owned by the caller.
+    let fd =
+        check(unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags | libc::O_CLOEXEC, mode) })?;
+    // SAFETY: fd was just returned by openat and is not owned elsewhere.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// An O_PATH handle on `name` in `dir`, not following a final symlink.
+pub fn open_path(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<OwnedFd> {
+    openat(dir, name, libc::O_PATH | libc::O_NOFOLLOW, 0)
+}
+
+/// Opens the inode behind `fd` (often O_PATH) anew with `flags`.
+pub fn reopen(fd: BorrowedFd<'_>, flags: i32) -> io::Result<OwnedFd> {
+    let p = proc_path(fd.as_raw_fd());
+    // SAFETY: valid C string; the returned descriptor is owned by the caller.
+    let fd = check(unsafe { libc::open(p.as_ptr(), flags | libc::O_CLOEXEC, 0) })?;
+    // SAFETY: fd was just returned by open.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+pub fn fstatat(dir: BorrowedFd<'_>, name: &OsStr, flags: i32) -> io::Result<libc::stat> {
+    let c = cstr(name)?;
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: st is a valid out-pointer of the right type.
+    check(unsafe { libc::fstatat(dir.as_raw_fd(), c.as_ptr(), st.as_mut_ptr(), flags) })?;
+    // SAFETY: fstatat succeeded and filled st.
+    Ok(unsafe { st.assume_init() })
+}
+
+/// stat of the inode behind `fd` itself (works on O_PATH and symlink handles).
+pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
+    fstatat(
+        fd,
+        OsStr::new(""),
+        libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+    )
+}
+
+pub fn mkdirat(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> io::Result<()> {
+    let c = cstr(name)?;
+    // SAFETY: valid C string.
+    check(unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), mode) }).map(drop)
+}
+
+pub fn mknodat(dir: BorrowedFd<'_>, name: &OsStr, mode: u32, rdev: u64) -> io::Result<()> {
+    let c = cstr(name)?;
+    // SAFETY: valid C string.
+    check(unsafe { libc::mknodat(dir.as_raw_fd(), c.as_ptr(), mode, rdev) }).map(drop)
+}
+
+pub fn symlinkat(target: &OsStr, dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    let t = cstr(target)?;
+    let c = cstr(name)?;
+    // SAFETY: valid C strings.
+    check(unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), c.as_ptr()) }).map(drop)
+}
+
+pub fn unlinkat(dir: BorrowedFd<'_>, name: &OsStr, flags: i32) -> io::Result<()> {
+    let c = cstr(name)?;
+    // SAFETY: valid C string.
+    check(unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), flags) }).map(drop)
+}
+
+pub fn renameat2(
+    od: BorrowedFd<'_>,
+    on: &OsStr,
+    nd: BorrowedFd<'_>,
+    nn: &OsStr,
+    flags: u32,
+) -> io::Result<()> {
+    let a = cstr(on)?;
+    let b = cstr(nn)?;
+    // SAFETY: valid C strings.
+    check(unsafe {
+        libc::renameat2(
+            od.as_raw_fd(),
+            a.as_ptr(),
+            nd.as_raw_fd(),
+            b.as_ptr(),
+            flags,
+        )
+    })
+    .map(drop)
+}
+
+/// A new name `name` in `dir` for the inode behind `fd`.
+pub fn linkat_fd(fd: BorrowedFd<'_>, dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    let p = proc_path(fd.as_raw_fd());
+    let c = cstr(name)?;
+    // SAFETY: valid C strings.
+    check(unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            p.as_ptr(),
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    })
+    .map(drop)
+}
+
+pub fn readlink_fd(fd: BorrowedFd<'_>) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
+    // SAFETY: buf is valid for buf.len() bytes; "" with an O_PATH symlink fd reads that link.
+    let n = check_size(unsafe {
+        libc::readlinkat(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    })?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+pub fn fchown_fd(fd: BorrowedFd<'_>, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
+    let u = uid.unwrap_or(u32::MAX);
+    let g = gid.unwrap_or(u32::MAX);
+    // SAFETY: "" with AT_EMPTY_PATH acts on fd itself.
+    check(unsafe {
+        libc::fchownat(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            u,
+            g,
+            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })
+    .map(drop)
+}
+
+pub fn fchmod_fd(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
+    let p = proc_path(fd.as_raw_fd());
+    // SAFETY: valid C string.
+    check(unsafe { libc::fchmodat(libc::AT_FDCWD, p.as_ptr(), mode, 0) }).map(drop)
+}
+
+/// Sets atime/mtime of the inode behind `fd` (symlinks included); `None` leaves one alone.
+pub fn utimens_fd(
+    fd: BorrowedFd<'_>,
+    atime: Option<libc::timespec>,
+    mtime: Option<libc::timespec>,
+) -> io::Result<()> {
+    let omit = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: libc::UTIME_OMIT,
+    };
+    let ts = [atime.unwrap_or(omit), mtime.unwrap_or(omit)];
+    // SAFETY: ts is a valid array of two timespecs; "" with AT_EMPTY_PATH acts on fd itself.
+    let r = unsafe {
+        libc::utimensat(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            ts.as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let p = proc_path(fd.as_raw_fd());
+    // SAFETY: as above, through the /proc path.
+    check(unsafe { libc::utimensat(libc::AT_FDCWD, p.as_ptr(), ts.as_ptr(), 0) }).map(drop)
+}
+
+pub fn getxattr_fd(fd: BorrowedFd<'_>, name: &OsStr, buf: &mut [u8]) -> io::Result<usize> {
+    let p = proc_path(fd.as_raw_fd());
+    let n = cstr(name)?;
+    // SAFETY: buf is valid for buf.len() bytes (a zero length asks for the size).
+    check_size(unsafe {
+        libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+    })
+}
+
+/// The whole value of xattr `name`, or `None` if absent.
+pub fn getxattr_vec(fd: BorrowedFd<'_>, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
+    let mut buf = vec![0u8; 256];
+    loop {
+        match getxattr_fd(fd, name, &mut buf) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(Some(buf));
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENODATA) => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::ERANGE) => {
+                let n = getxattr_fd(fd, name, &mut [])?;
+                buf.resize(n.max(buf.len() * 2), 0);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+pub fn setxattr_fd(fd: BorrowedFd<'_>, name: &OsStr, value: &[u8], flags: i32) -> io::Result<()> {
+    let p = proc_path(fd.as_raw_fd());
+    let n = cstr(name)?;
+    // SAFETY: value is valid for value.len() bytes.
+    check(unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            flags,
+        )
+    })
+    .map(drop)
+}
+
+pub fn listxattr_fd(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    let p = proc_path(fd.as_raw_fd());
+    // SAFETY: buf is valid for buf.len() bytes.
+    check_size(unsafe { libc::listxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) })
+}
+
+pub fn removexattr_fd(fd: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    let p = proc_path(fd.as_raw_fd());
+    let n = cstr(name)?;
+    // SAFETY: valid C strings.
+    check(unsafe { libc::removexattr(p.as_ptr(), n.as_ptr()) }).map(drop)
+}
+
+/// An opaque, persistent handle of an inode (`name_to_handle_at`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileHandle {
+    pub handle_type: i32,
+    pub bytes: Vec<u8>,
+}
+
+pub const MAX_HANDLE_SZ: usize = 128;
+
+#[repr(C)]
+struct RawHandle {
+    handle_bytes: u32,
+    handle_type: i32,
+    f_handle: [u8; MAX_HANDLE_SZ],
+}
+
+pub fn name_to_handle(fd: BorrowedFd<'_>) -> io::Result<FileHandle> {
+    let mut h = RawHandle {
+        handle_bytes: MAX_HANDLE_SZ as u32,
+        handle_type: 0,
+        f_handle: [0; MAX_HANDLE_SZ],
+    };
+    let mut mount_id: libc::c_int = 0;
+    // SAFETY: h is a properly sized file_handle buffer; "" with AT_EMPTY_PATH names fd itself.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_name_to_handle_at,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            &mut h as *mut RawHandle,
+            &mut mount_id as *mut libc::c_int,
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = (h.handle_bytes as usize).min(MAX_HANDLE_SZ);
+    Ok(FileHandle {
+        handle_type: h.handle_type,
+        bytes: h.f_handle[..n].to_vec(),
+    })
+}
+
+/// Opens an inode by handle; `mount_fd` is any descriptor on the same filesystem.
+/// Needs CAP_DAC_READ_SEARCH. A deleted inode gives ESTALE.
+pub fn open_by_handle(mount_fd: BorrowedFd<'_>, h: &FileHandle, flags: i32) -> io::Result<OwnedFd> {
+    if h.bytes.len() > MAX_HANDLE_SZ {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let mut raw = RawHandle {
+        handle_bytes: h.bytes.len() as u32,
+        handle_type: h.handle_type,
+        f_handle: [0; MAX_HANDLE_SZ],
+    };
+    raw.f_handle[..h.bytes.len()].copy_from_slice(&h.bytes);
+    // SAFETY: raw is a valid file_handle; the result is a new descriptor we own.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_open_by_handle_at,
+            mount_fd.as_raw_fd(),
+            &mut raw as *mut RawHandle,
+            flags | libc::O_CLOEXEC,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: r is a fresh descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
+}
+
+/// A directory stream with stable `telldir` cookies as readdir offsets.
+pub struct DirStream {
+    dir: *mut libc::DIR,
+}
+
+// SAFETY: the DIR* is only used through &mut self (callers hold a lock).
+unsafe impl Send for DirStream {}
+
+pub struct DirEntry<'a> {
+    pub ino: u64,
+    /// Cookie of the position after this entry.
+    pub next_off: u64,
+    pub d_type: u8,
+    pub name: &'a OsStr,
+}
+
+impl DirStream {
+    /// Opens a stream over the directory behind `fd`.
+    pub fn open(fd: BorrowedFd<'_>) -> io::Result<DirStream> {
+        let own = openat(fd, OsStr::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+        let raw = std::os::fd::IntoRawFd::into_raw_fd(own);
+        // SAFETY: raw is a valid directory descriptor; fdopendir takes ownership on success.
+        let dir = unsafe { libc::fdopendir(raw) };
+        if dir.is_null() {
+            let e = io::Error::last_os_error();
+            // SAFETY: fdopendir failed, so raw is still ours to close.
+            unsafe { libc::close(raw) };
+            return Err(e);
+        }
+        Ok(DirStream { dir })
+    }
+
+    pub fn seek(&mut self, off: u64) {
+        // SAFETY: self.dir is a live DIR*.
+        unsafe { libc::seekdir(self.dir, off as libc::c_long) }
+    }
+
+    pub fn tell(&mut self) -> u64 {
+        // SAFETY: self.dir is a live DIR*.
+        unsafe { libc::telldir(self.dir) as u64 }
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        // SAFETY: the DIR*'s descriptor lives as long as self.
+        unsafe { BorrowedFd::borrow_raw(libc::dirfd(self.dir)) }
+    }
+
+    pub fn next_entry(&mut self) -> io::Result<Option<DirEntry<'_>>> {
+        // SAFETY: errno is thread-local; reset to tell end-of-stream from error.
+        unsafe { *libc::__errno_location() = 0 };
+        // SAFETY: self.dir is a live DIR*.
+        let ent = unsafe { libc::readdir64(self.dir) };
+        if ent.is_null() {
+            let e = io::Error::last_os_error();
+            return if e.raw_os_error() == Some(0) {
+                Ok(None)
+            } else {
+                Err(e)
+            };
+        }
+        // SAFETY: ent points to a valid dirent64 until the next readdir on this stream, which
+        // needs &mut self, so the borrow rules keep the name alive long enough.
+        let ent = unsafe { &*ent };
+        // SAFETY: d_name is NUL-terminated.
+        let name = unsafe { CStr::from_ptr(ent.d_name.as_ptr()) };
+        Ok(Some(DirEntry {
+            ino: ent.d_ino,
+            next_off: ent.d_off as u64,
+            d_type: ent.d_type,
+            name: OsStr::from_bytes(name.to_bytes()),
+        }))
+    }
+}
+
+impl Drop for DirStream {
+    fn drop(&mut self) {
+        // SAFETY: self.dir is live and closed exactly once.
+        unsafe { libc::closedir(self.dir) };
+    }
+}
+
+thread_local! {
+    static OWN_FS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Sets the calling thread's umask, first giving the thread its own fs context so that other
+/// threads are not affected (`unshare(CLONE_FS)`).
+pub fn set_thread_umask(mask: u32) -> io::Result<()> {
+    if !OWN_FS.get() {
+        // SAFETY: unshare with CLONE_FS only affects this thread's fs context.
+        check(unsafe { libc::unshare(libc::CLONE_FS) })?;
+        OWN_FS.set(true);
+    }
+    // SAFETY: umask cannot fail.
+    unsafe { libc::umask(mask as libc::mode_t) };
+    Ok(())
+}
+
+pub fn fallocate(fd: BorrowedFd<'_>, mode: i32, offset: u64, len: u64) -> io::Result<()> {
+    // SAFETY: plain syscall on a valid descriptor.
+    check(unsafe {
+        libc::fallocate(
+            fd.as_raw_fd(),
+            mode,
+            offset as libc::off_t,
+            len as libc::off_t,
+        )
+    })
+    .map(drop)
+}
+
+pub fn lseek(fd: BorrowedFd<'_>, offset: i64, whence: i32) -> io::Result<i64> {
+    // SAFETY: plain syscall on a valid descriptor.
+    let r = unsafe { libc::lseek(fd.as_raw_fd(), offset, whence) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+pub fn copy_file_range(
+    fd_in: BorrowedFd<'_>,
+    off_in: u64,
+    fd_out: BorrowedFd<'_>,
+    off_out: u64,
+    len: u64,
+    flags: u32,
+) -> io::Result<usize> {
+    let mut oi = off_in as libc::loff_t;
+    let mut oo = off_out as libc::loff_t;
+    // SAFETY: offsets are valid out-pointers; descriptors are valid.
+    check_size(unsafe {
+        libc::copy_file_range(
+            fd_in.as_raw_fd(),
+            &mut oi,
+            fd_out.as_raw_fd(),
+            &mut oo,
+            len as usize,
+            flags,
+        )
+    })
+}
+
+pub fn fstatvfs(fd: BorrowedFd<'_>) -> io::Result<libc::statvfs> {
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: st is a valid out-pointer.
+    check(unsafe { libc::fstatvfs(fd.as_raw_fd(), st.as_mut_ptr()) })?;
+    // SAFETY: fstatvfs succeeded.
+    Ok(unsafe { st.assume_init() })
+}
+
+/// Result of `fork` for the caller.
+pub enum Forked {
+    Parent(i32),
+    Child,
+}
+
+/// Forks the process. Call only while single-threaded (before any thread is spawned).
+pub fn fork() -> io::Result<Forked> {
+    // SAFETY: the callers (mount.georep before mounting) are single-threaded, so the child
+    // cannot inherit locks held by other threads.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid)),
+    }
+}
+
+/// Makes `fd` the descriptor `target` (dup2).
+pub fn dup_onto(fd: BorrowedFd<'_>, target: RawFd) -> io::Result<()> {
+    // SAFETY: plain syscall; target is a standard descriptor number we mean to replace.
+    check(unsafe { libc::dup2(fd.as_raw_fd(), target) }).map(drop)
+}

@@ -1,0 +1,13 @@
+//! georep: continuous, asynchronous, incremental geo-replication of a directory tree.
+//!
+//! The modules follow the data's path: `types` (ids and names, no I/O) -> `changelog` (what
+//! changed, on disk) -> `fs` (the FUSE overlay that records changes) -> `cli` (the `georep`
+//! command). See ARCHITECTURE.md for the map and the invariants of each module.
+
+pub mod changelog;
+pub mod cli;
+pub mod fs;
+pub mod types;
+
+/// The version printed by every program's `--version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
