@@ -10,8 +10,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use georep::fs::{MountConfig, mount_blocking, sys};
 
-const USAGE: &str =
-    "usage: mount.georep <BRICK_DIR> <MOUNTPOINT> [-o <options>] [-f|--foreground] [-n] [-s] [-v]";
+const USAGE: &str = "usage: mount.georep <BRICK_DIR> <MOUNTPOINT> [-o <options>] [-f|--foreground] [-n] [-s] [-v]";
 
 struct Args {
     source: PathBuf,
@@ -56,29 +55,19 @@ fn parse_args() -> anyhow::Result<Args> {
     if pos.len() != 2 {
         bail!("{USAGE}");
     }
-    Ok(Args {
-        source: pos[0].clone().into(),
-        target: pos[1].clone().into(),
-        opts,
-        foreground,
-    })
+    Ok(Args { source: pos[0].clone().into(), target: pos[1].clone().into(), opts, foreground })
 }
 
 fn log_path(target: &std::path::Path) -> PathBuf {
-    let dir = std::env::var_os("GEOREP_LOG_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| "/var/log/georep".into());
+    let dir = std::env::var_os("GEOREP_LOG_DIR").map(PathBuf::from).unwrap_or_else(|| "/var/log/georep".into());
     let name: String = target.to_string_lossy().trim_matches('/').replace('/', "-");
-    dir.join(format!(
-        "mount-{}.log",
-        if name.is_empty() { "root".into() } else { name }
-    ))
+    dir.join(format!("mount-{}.log", if name.is_empty() { "root".into() } else { name }))
 }
 
 fn run() -> anyhow::Result<()> {
     let args = parse_args()?;
-    let target = std::fs::canonicalize(&args.target)
-        .with_context(|| format!("mount point {}", args.target.display()))?;
+    let target =
+        std::fs::canonicalize(&args.target).with_context(|| format!("mount point {}", args.target.display()))?;
     let cfg = MountConfig::parse(&args.source, &target, &args.opts)?;
     if args.foreground {
         init_log();
@@ -92,10 +81,9 @@ fn run() -> anyhow::Result<()> {
             rd.read_to_string(&mut msg)?;
             match msg.strip_prefix("ok") {
                 Some(_) => Ok(()),
-                None if msg.is_empty() => bail!(
-                    "mount daemon exited before mounting (see {})",
-                    log_path(&target).display()
-                ),
+                None if msg.is_empty() => {
+                    bail!("mount daemon exited before mounting (see {})", log_path(&target).display())
+                }
                 None => bail!("{}", msg.trim_end()),
             }
         }
@@ -106,18 +94,10 @@ fn run() -> anyhow::Result<()> {
             if let Some(d) = lp.parent() {
                 let _ = std::fs::create_dir_all(d);
             }
-            if let Ok(f) = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&lp)
-            {
+            if let Ok(f) = std::fs::OpenOptions::new().create(true).append(true).open(&lp) {
                 let _ = sys::dup_onto(f.as_fd(), 2);
             }
-            if let Ok(null) = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open("/dev/null")
-            {
+            if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
                 let _ = sys::dup_onto(null.as_fd(), 0);
                 let _ = sys::dup_onto(null.as_fd(), 1);
             }

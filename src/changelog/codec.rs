@@ -165,16 +165,13 @@ impl<'a> Cursor<'a> {
         self.take(1).map(|s| s[0])
     }
     fn u16(&mut self) -> Option<u16> {
-        self.take(2)
-            .map(|s| u16::from_le_bytes(s.try_into().unwrap()))
+        self.take(2).map(|s| u16::from_le_bytes(s.try_into().unwrap()))
     }
     fn u32(&mut self) -> Option<u32> {
-        self.take(4)
-            .map(|s| u32::from_le_bytes(s.try_into().unwrap()))
+        self.take(4).map(|s| u32::from_le_bytes(s.try_into().unwrap()))
     }
     fn u64(&mut self) -> Option<u64> {
-        self.take(8)
-            .map(|s| u64::from_le_bytes(s.try_into().unwrap()))
+        self.take(8).map(|s| u64::from_le_bytes(s.try_into().unwrap()))
     }
     fn gfid(&mut self) -> Option<Gfid> {
         self.take(16).and_then(Gfid::from_slice)
@@ -184,10 +181,7 @@ impl<'a> Cursor<'a> {
         self.take(n).map(|s| OsString::from_vec(s.to_vec()))
     }
     fn entry_name(&mut self) -> Option<EntryName> {
-        Some(EntryName {
-            pgfid: self.gfid()?,
-            name: self.bytes16()?,
-        })
+        Some(EntryName { pgfid: self.gfid()?, name: self.bytes16()? })
     }
 }
 
@@ -209,47 +203,20 @@ fn decode_body(body: &[u8]) -> Option<Record> {
         let gid = c.u32()?;
         let rdev = c.u64()?;
         let entry = c.entry_name()?;
-        let new_entry = if flags & F_NEW_ENTRY != 0 {
-            Some(c.entry_name()?)
-        } else {
-            None
-        };
-        let target = if flags & F_TARGET != 0 {
-            Some(c.bytes16()?)
-        } else {
-            None
-        };
-        Some(EntryDetail {
-            mode,
-            uid,
-            gid,
-            rdev,
-            entry,
-            new_entry,
-            target,
-        })
+        let new_entry = if flags & F_NEW_ENTRY != 0 { Some(c.entry_name()?) } else { None };
+        let target = if flags & F_TARGET != 0 { Some(c.bytes16()?) } else { None };
+        Some(EntryDetail { mode, uid, gid, rdev, entry, new_entry, target })
     } else {
         None
     };
     if entry.is_some() != (op.kind() == Kind::Entry) {
         return None;
     }
-    let xattr = if flags & F_XATTR != 0 {
-        Some(c.bytes16()?)
-    } else {
-        None
-    };
+    let xattr = if flags & F_XATTR != 0 { Some(c.bytes16()?) } else { None };
     if c.pos != body.len() {
         return None;
     }
-    Some(Record {
-        seq,
-        op,
-        gfid,
-        entry,
-        xattr,
-        flags: rflags,
-    })
+    Some(Record { seq, op, gfid, entry, xattr, flags: rflags })
 }
 
 /// Decodes the framed records in `b` (the bytes after the header) in order, calling `f` for each,

@@ -54,10 +54,7 @@ pub struct Consumer {
 fn refs(dir: &Path, snap: &IndexSnapshot, from: usize) -> Vec<ChangelogRef> {
     snap.entries[from..]
         .iter()
-        .map(|e| ChangelogRef {
-            entry: *e,
-            path: history::changelog_path(dir, e.end_ms),
-        })
+        .map(|e| ChangelogRef { entry: *e, path: history::changelog_path(dir, e.end_ms) })
         .collect()
 }
 
@@ -78,34 +75,21 @@ impl Consumer {
     pub fn register(brick: &BrickLayout, name: &str) -> Result<Consumer, ConsumerError> {
         if name.is_empty()
             || name.starts_with('.')
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         {
             return Err(ConsumerError::BadName(name.to_string()));
         }
         let cdir = brick.consumers_dir();
-        fs::create_dir_all(&cdir).map_err(|source| ConsumerError::Io {
-            path: cdir.clone(),
-            source,
-        })?;
+        fs::create_dir_all(&cdir).map_err(|source| ConsumerError::Io { path: cdir.clone(), source })?;
         let state = cdir.join(name);
         let processed_ms = match read_u64(&state) {
             Some(v) => v,
             None => {
-                write_atomic(&state, "0\n").map_err(|source| ConsumerError::Io {
-                    path: state.clone(),
-                    source,
-                })?;
+                write_atomic(&state, "0\n").map_err(|source| ConsumerError::Io { path: state.clone(), source })?;
                 0
             }
         };
-        Ok(Consumer {
-            dir: brick.changelog_dir(),
-            state,
-            processed_ms,
-            pending: Vec::new(),
-        })
+        Ok(Consumer { dir: brick.changelog_dir(), state, processed_ms, pending: Vec::new() })
     }
 
     fn snapshot(&self) -> Result<IndexSnapshot, ConsumerError> {
@@ -131,13 +115,9 @@ impl Consumer {
         let from = snap.first_after(t_ms);
         let changelogs = refs(&self.dir, &snap, from);
         let retained = read_u64(&self.dir.join(RETAINED_SINCE)).unwrap_or(0);
-        let complete = t_ms >= snap.created_ms
-            && t_ms >= retained
-            && !snap.entries[from..].iter().any(|e| e.is_unclean());
-        Ok(History {
-            changelogs,
-            complete,
-        })
+        let complete =
+            t_ms >= snap.created_ms && t_ms >= retained && !snap.entries[from..].iter().any(|e| e.is_unclean());
+        Ok(History { changelogs, complete })
     }
 
     /// Marks `c` processed. Changelogs are processed in order: `c` must be the oldest one not
@@ -151,12 +131,8 @@ impl Consumer {
         if next.map(|e| e.end_ms) != Some(c.entry.end_ms) {
             return Err(ConsumerError::OutOfOrder(c.entry.end_ms));
         }
-        write_atomic(&self.state, &format!("{}\n", c.entry.end_ms)).map_err(|source| {
-            ConsumerError::Io {
-                path: self.state.clone(),
-                source,
-            }
-        })?;
+        write_atomic(&self.state, &format!("{}\n", c.entry.end_ms))
+            .map_err(|source| ConsumerError::Io { path: self.state.clone(), source })?;
         self.processed_ms = c.entry.end_ms;
         self.pending.retain(|p| p.entry.end_ms > c.entry.end_ms);
         Ok(())
@@ -181,10 +157,7 @@ pub fn apply_retention(dir: &Path, retention: Duration) -> Result<usize, Consume
             min_processed = min_processed.min(read_u64(&ent.path()).unwrap_or(0));
         }
     }
-    let cutoff = EpochMs::now()
-        .0
-        .saturating_sub(retention.as_millis() as u64)
-        .min(min_processed);
+    let cutoff = EpochMs::now().0.saturating_sub(retention.as_millis() as u64).min(min_processed);
     let snap = history::read_index(&dir.join("history.idx"))?;
     let retained_path = dir.join(RETAINED_SINCE);
     let retained = read_u64(&retained_path).unwrap_or(0);
@@ -207,12 +180,8 @@ pub fn apply_retention(dir: &Path, retention: Duration) -> Result<usize, Consume
         }
     }
     if new_retained != retained {
-        write_atomic(&retained_path, &format!("{new_retained}\n")).map_err(|source| {
-            ConsumerError::Io {
-                path: retained_path,
-                source,
-            }
-        })?;
+        write_atomic(&retained_path, &format!("{new_retained}\n"))
+            .map_err(|source| ConsumerError::Io { path: retained_path, source })?;
     }
     Ok(removed)
 }

@@ -56,10 +56,7 @@ pub fn format_record(r: &Record) -> Vec<u8> {
 }
 
 /// Writes records one per line.
-pub fn write_records<'a>(
-    w: &mut impl Write,
-    records: impl IntoIterator<Item = &'a Record>,
-) -> io::Result<()> {
+pub fn write_records<'a>(w: &mut impl Write, records: impl IntoIterator<Item = &'a Record>) -> io::Result<()> {
     for r in records {
         w.write_all(&format_record(r))?;
         w.write_all(b"\n")?;

@@ -63,10 +63,7 @@ impl IndexEntry {
 /// `changelogs/YYYY/MM/DD/CHANGELOG.<end_ms>`, the date in UTC.
 pub fn changelog_path(dir: &Path, end_ms: u64) -> PathBuf {
     let (y, m, d) = civil_from_days((end_ms / 86_400_000) as i64);
-    dir.join(format!("{y:04}"))
-        .join(format!("{m:02}"))
-        .join(format!("{d:02}"))
-        .join(format!("CHANGELOG.{end_ms}"))
+    dir.join(format!("{y:04}")).join(format!("{m:02}")).join(format!("{d:02}")).join(format!("CHANGELOG.{end_ms}"))
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
@@ -130,32 +127,19 @@ fn parse(path: &Path, b: &[u8]) -> Result<(IndexSnapshot, usize), IndexError> {
     let mut good = HEADER_LEN;
     for chunk in b[HEADER_LEN..].chunks(ENTRY_LEN) {
         match IndexEntry::decode(chunk) {
-            Some(e)
-                if entries
-                    .last()
-                    .is_none_or(|l: &IndexEntry| l.end_ms < e.end_ms) =>
-            {
+            Some(e) if entries.last().is_none_or(|l: &IndexEntry| l.end_ms < e.end_ms) => {
                 entries.push(e);
                 good += ENTRY_LEN;
             }
             _ => break,
         }
     }
-    Ok((
-        IndexSnapshot {
-            created_ms,
-            entries,
-        },
-        good,
-    ))
+    Ok((IndexSnapshot { created_ms, entries }, good))
 }
 
 /// Reads the index at `path` (a torn tail is ignored).
 pub fn read_index(path: &Path) -> Result<IndexSnapshot, IndexError> {
-    let b = std::fs::read(path).map_err(|source| IndexError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let b = std::fs::read(path).map_err(|source| IndexError::Io { path: path.to_path_buf(), source })?;
     parse(path, &b).map(|(s, _)| s)
 }
 
@@ -171,17 +155,8 @@ pub struct IndexWriter {
 impl IndexWriter {
     /// Opens (creating if needed) the index and cuts a torn tail.
     pub fn open(path: &Path) -> Result<IndexWriter, IndexError> {
-        let io = |source| IndexError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(io)?;
+        let io = |source| IndexError::Io { path: path.to_path_buf(), source };
+        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(io)?;
         let mut b = std::fs::read(path).map_err(io)?;
         if b.is_empty() {
             let created_ms = crate::types::EpochMs::now().0;
@@ -205,10 +180,7 @@ impl IndexWriter {
 
     /// Appends `e` and makes it durable.
     pub fn append(&mut self, e: IndexEntry) -> Result<(), IndexError> {
-        let io = |source| IndexError::Io {
-            path: self.path.clone(),
-            source,
-        };
+        let io = |source| IndexError::Io { path: self.path.clone(), source };
         self.file.write_all_at(&e.encode(), self.len).map_err(io)?;
         self.file.sync_data().map_err(io)?;
         self.len += ENTRY_LEN as u64;
@@ -236,14 +208,7 @@ mod tests {
         let p = dir.path().join("history.idx");
         let mut w = IndexWriter::open(&p).unwrap();
         for i in 1..=100u64 {
-            w.append(IndexEntry {
-                start_ms: i * 10 - 5,
-                end_ms: i * 10,
-                first_seq: i,
-                count: 1,
-                flags: 0,
-            })
-            .unwrap();
+            w.append(IndexEntry { start_ms: i * 10 - 5, end_ms: i * 10, first_seq: i, count: 1, flags: 0 }).unwrap();
         }
         drop(w);
         // a torn half record at the end
@@ -257,9 +222,6 @@ mod tests {
         assert_eq!(s.first_after(1000), 100);
         let w = IndexWriter::open(&p).unwrap();
         assert_eq!(w.last.unwrap().end_ms, 1000);
-        assert_eq!(
-            std::fs::metadata(&p).unwrap().len() as usize,
-            HEADER_LEN + 100 * ENTRY_LEN
-        );
+        assert_eq!(std::fs::metadata(&p).unwrap().len() as usize, HEADER_LEN + 100 * ENTRY_LEN);
     }
 }

@@ -31,19 +31,14 @@ pub fn brick_records(
             Ok(f) => {
                 f.for_each(|r| out.push(r));
             }
-            Err(reader::ReadError::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound => {}
+            Err(reader::ReadError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e.into()),
         }
     }
     let mut actives: Vec<_> = std::fs::read_dir(&dir)?
         .flatten()
         .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("current."))
-        })
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("current.")))
         .collect();
     actives.sort();
     for p in actives {

@@ -58,10 +58,7 @@ pub enum RecorderError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> RecorderError + '_ {
-    move |source| RecorderError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| RecorderError::Io { path: path.to_path_buf(), source }
 }
 
 /// Prefix of active (not yet published) changelog files; the suffix is their first sequence.
@@ -107,33 +104,17 @@ pub struct Recorder {
     shared: Arc<Shared>,
 }
 
-fn create_active(
-    dir: &Path,
-    volume: VolumeId,
-    first_seq: u64,
-) -> Result<(Arc<File>, PathBuf, Header), RecorderError> {
+fn create_active(dir: &Path, volume: VolumeId, first_seq: u64) -> Result<(Arc<File>, PathBuf, Header), RecorderError> {
     let path = dir.join(format!("{ACTIVE_PREFIX}{first_seq:020}"));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .map_err(io_err(&path))?;
-    let header = Header {
-        volume,
-        start_ms: EpochMs::now().0,
-        first_seq,
-    };
-    file.write_all_at(&header.encode(), 0)
-        .map_err(io_err(&path))?;
+    let file =
+        OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).map_err(io_err(&path))?;
+    let header = Header { volume, start_ms: EpochMs::now().0, first_seq };
+    file.write_all_at(&header.encode(), 0).map_err(io_err(&path))?;
     Ok((Arc::new(file), path, header))
 }
 
 fn fsync_dir(dir: &Path) -> Result<(), RecorderError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
 }
 
 impl Recorder {
@@ -193,13 +174,7 @@ impl Recorder {
         self.shared.before_sync.lock().push(Box::new(hook));
     }
 
-    fn append(
-        &self,
-        a: &mut Active,
-        op: Op,
-        gfid: Gfid,
-        entry: Option<EntryDetail>,
-    ) -> io::Result<()> {
+    fn append(&self, a: &mut Active, op: Op, gfid: Gfid, entry: Option<EntryDetail>) -> io::Result<()> {
         self.append_flags(a, op, gfid, entry, 0)
     }
 
@@ -214,14 +189,7 @@ impl Recorder {
         if a.failed {
             return Err(io::Error::other("changelog is failed"));
         }
-        let rec = Record {
-            seq: a.next_seq,
-            op,
-            gfid,
-            entry,
-            xattr: None,
-            flags,
-        };
+        let rec = Record { seq: a.next_seq, op, gfid, entry, xattr: None, flags };
         a.buf.clear();
         codec::encode_record(&rec, &mut a.buf);
         if let Err(e) = a.file.write_all_at(&a.buf, a.offset) {
@@ -250,28 +218,10 @@ impl Recorder {
 
     /// Records an atomic exchange of two names: two RENAME records, both flagged, written
     /// together.
-    pub fn exchange(
-        &self,
-        a_gfid: Gfid,
-        a: (Gfid, &OsStr),
-        b_gfid: Gfid,
-        b: (Gfid, &OsStr),
-    ) -> io::Result<()> {
+    pub fn exchange(&self, a_gfid: Gfid, a: (Gfid, &OsStr), b_gfid: Gfid, b: (Gfid, &OsStr)) -> io::Result<()> {
         let mut act = self.shared.active.lock();
-        self.append_flags(
-            &mut act,
-            Op::Rename,
-            a_gfid,
-            Some(rename_detail(a, b)),
-            RECORD_EXCHANGE,
-        )?;
-        self.append_flags(
-            &mut act,
-            Op::Rename,
-            b_gfid,
-            Some(rename_detail(b, a)),
-            RECORD_EXCHANGE,
-        )
+        self.append_flags(&mut act, Op::Rename, a_gfid, Some(rename_detail(a, b)), RECORD_EXCHANGE)?;
+        self.append_flags(&mut act, Op::Rename, b_gfid, Some(rename_detail(b, a)), RECORD_EXCHANGE)
     }
 
     /// Records a DATA change of `gfid`, once per file.
@@ -380,11 +330,7 @@ impl Recorder {
 
     fn rollover_loop(&self) {
         let sh = &self.shared;
-        let tick = sh
-            .cfg
-            .rollover
-            .min(sh.cfg.fsync_interval)
-            .max(Duration::from_millis(10));
+        let tick = sh.cfg.rollover.min(sh.cfg.fsync_interval).max(Duration::from_millis(10));
         let mut last_roll = Instant::now();
         let mut last_retention = Instant::now();
         while !sh.stop.load(Ordering::Acquire) {
@@ -449,14 +395,8 @@ fn rename_detail(from: (Gfid, &OsStr), to: (Gfid, &OsStr)) -> EntryDetail {
         uid: 0,
         gid: 0,
         rdev: 0,
-        entry: EntryName {
-            pgfid: from.0,
-            name: from.1.to_os_string(),
-        },
-        new_entry: Some(EntryName {
-            pgfid: to.0,
-            name: to.1.to_os_string(),
-        }),
+        entry: EntryName { pgfid: from.0, name: from.1.to_os_string() },
+        new_entry: Some(EntryName { pgfid: to.0, name: to.1.to_os_string() }),
         target: None,
     }
 }
@@ -478,18 +418,12 @@ fn publish(dir: &Path, active: &Path, end_ms: u64) -> Result<(), RecorderError> 
 /// Finishes what a crash interrupted: every `current.*` file is cut at its torn tail, then
 /// indexed (if not yet) and published, or removed if empty. Returns the next sequence number.
 fn recover(dir: &Path, index: &mut IndexWriter, unclean: &mut bool) -> Result<u64, RecorderError> {
-    let mut next_seq = index
-        .last
-        .map(|e| e.first_seq + e.count as u64)
-        .unwrap_or(0);
+    let mut next_seq = index.last.map(|e| e.first_seq + e.count as u64).unwrap_or(0);
     let mut actives: Vec<(u64, PathBuf)> = Vec::new();
     for ent in fs::read_dir(dir).map_err(io_err(dir))? {
         let ent = ent.map_err(io_err(dir))?;
         let name = ent.file_name();
-        let Some(seq) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(ACTIVE_PREFIX))
-            .and_then(|s| s.parse::<u64>().ok())
+        let Some(seq) = name.to_str().and_then(|n| n.strip_prefix(ACTIVE_PREFIX)).and_then(|s| s.parse::<u64>().ok())
         else {
             continue;
         };
@@ -498,11 +432,7 @@ fn recover(dir: &Path, index: &mut IndexWriter, unclean: &mut bool) -> Result<u6
     actives.sort();
     for (_, path) in actives {
         *unclean = true;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
+        let file = OpenOptions::new().read(true).write(true).open(&path).map_err(io_err(&path))?;
         let bytes = fs::read(&path).map_err(io_err(&path))?;
         let header = match Header::decode(&bytes) {
             Ok(h) => h,
@@ -520,10 +450,7 @@ fn recover(dir: &Path, index: &mut IndexWriter, unclean: &mut bool) -> Result<u6
         });
         if let codec::Tail::Truncated { offset } | codec::Tail::Corrupt { offset } = tail {
             let good = (codec::HEADER_LEN + offset) as u64;
-            log::warn!(
-                "changelog recovery: {}: torn tail cut at byte {good}",
-                path.display()
-            );
+            log::warn!("changelog recovery: {}: torn tail cut at byte {good}", path.display());
             file.set_len(good).map_err(io_err(&path))?;
         }
         file.sync_all().map_err(io_err(&path))?;
@@ -537,10 +464,7 @@ fn recover(dir: &Path, index: &mut IndexWriter, unclean: &mut bool) -> Result<u6
             // Indexed before the crash, not yet renamed.
             Some(e) if e.first_seq == header.first_seq && e.start_ms == header.start_ms => e.end_ms,
             last => {
-                let end_ms = EpochMs::now()
-                    .0
-                    .max(last.map(|e| e.end_ms + 1).unwrap_or(0))
-                    .max(header.start_ms);
+                let end_ms = EpochMs::now().0.max(last.map(|e| e.end_ms + 1).unwrap_or(0)).max(header.start_ms);
                 index.append(IndexEntry {
                     start_ms: header.start_ms,
                     end_ms,

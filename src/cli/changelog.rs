@@ -57,11 +57,7 @@ pub fn run(c: ChangelogCmd) -> anyhow::Result<()> {
             if md.is_dir() {
                 let layout = BrickLayout::new(&path);
                 if !layout.changelog_dir().is_dir() {
-                    bail!(
-                        "{} is not a georep brick (no {})",
-                        path.display(),
-                        layout.changelog_dir().display()
-                    );
+                    bail!("{} is not a georep brick (no {})", path.display(), layout.changelog_dir().display());
                 }
                 let recs = changelog::brick_records(&layout).map_err(|e| anyhow::anyhow!("{e}"))?;
                 print(&recs, seq)
@@ -71,16 +67,12 @@ pub fn run(c: ChangelogCmd) -> anyhow::Result<()> {
                 print(&recs, seq)?;
                 match tail {
                     Tail::Clean => Ok(()),
-                    Tail::Truncated { offset } => bail!(
-                        "{}: truncated record at byte {}",
-                        path.display(),
-                        offset + changelog::codec::HEADER_LEN
-                    ),
-                    Tail::Corrupt { offset } => bail!(
-                        "{}: corrupt record at byte {}",
-                        path.display(),
-                        offset + changelog::codec::HEADER_LEN
-                    ),
+                    Tail::Truncated { offset } => {
+                        bail!("{}: truncated record at byte {}", path.display(), offset + changelog::codec::HEADER_LEN)
+                    }
+                    Tail::Corrupt { offset } => {
+                        bail!("{}: corrupt record at byte {}", path.display(), offset + changelog::codec::HEADER_LEN)
+                    }
                 }
             }
         }
@@ -111,14 +103,9 @@ pub fn run_brick(c: BrickCmd) -> anyhow::Result<()> {
             let layout = BrickLayout::new(&brick);
             let handles = GfidIndex::load(&layout.gfid_index())
                 .with_context(|| format!("{} is not a georep brick", brick.display()))?;
-            let root = std::fs::File::open(&layout.root)
-                .with_context(|| format!("{}", brick.display()))?;
-            let fd = gfid_index::resolve(&handles, root.as_fd(), &g)
-                .with_context(|| format!("gfid {g}"))?;
-            let p = std::fs::read_link(format!(
-                "/proc/self/fd/{}",
-                std::os::fd::AsRawFd::as_raw_fd(&fd)
-            ))?;
+            let root = std::fs::File::open(&layout.root).with_context(|| format!("{}", brick.display()))?;
+            let fd = gfid_index::resolve(&handles, root.as_fd(), &g).with_context(|| format!("gfid {g}"))?;
+            let p = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd)))?;
             println!("{}", p.display());
             Ok(())
         }

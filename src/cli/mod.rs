@@ -6,11 +6,7 @@ pub mod changelog;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "georep",
-    version,
-    about = "georep: geo-replication of directory trees over SSH"
-)]
+#[command(name = "georep", version, about = "georep: geo-replication of directory trees over SSH")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

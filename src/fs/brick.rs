@@ -25,10 +25,7 @@ pub enum BrickError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BrickError + '_ {
-    move |source| BrickError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| BrickError::Io { path: path.to_path_buf(), source }
 }
 
 pub struct Brick {
@@ -83,10 +80,7 @@ fn read_id(path: &Path) -> Result<Option<VolumeId>, BrickError> {
             what: format!("unsupported brick format version {version:?}"),
         });
     }
-    volume.map(Some).ok_or_else(|| BrickError::Invalid {
-        path: path.to_path_buf(),
-        what: "no volume-id".into(),
-    })
+    volume.map(Some).ok_or_else(|| BrickError::Invalid { path: path.to_path_buf(), what: "no volume-id".into() })
 }
 
 impl Brick {
@@ -105,18 +99,10 @@ impl Brick {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(io_err(&private)(e)),
         }
-        fs::set_permissions(
-            &private,
-            std::os::unix::fs::PermissionsExt::from_mode(0o700),
-        )
-        .map_err(io_err(&private))?;
+        fs::set_permissions(&private, std::os::unix::fs::PermissionsExt::from_mode(0o700)).map_err(io_err(&private))?;
         let lock_path = layout.lock_file();
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_err(&lock_path))?;
+        let lock =
+            File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(io_err(&lock_path))?;
         if nix::fcntl::Flock::lock(
             lock.try_clone().map_err(io_err(&lock_path))?,
             nix::fcntl::FlockArg::LockExclusiveNonblock,
@@ -141,32 +127,19 @@ impl Brick {
                 let v = volume.unwrap_or(VolumeId(Gfid::generate().0));
                 // Root first, then every existing inode, then the id file: an interrupted
                 // initialisation is simply redone.
-                sys::setxattr_fd(root_fd.as_fd(), OsStr::new(XATTR_GFID), &Gfid::ROOT.0, 0)
-                    .map_err(io_err(&root))?;
-                gfids
-                    .add(Gfid::ROOT, root_fd.as_fd())
-                    .map_err(io_err(&root))?;
+                sys::setxattr_fd(root_fd.as_fd(), OsStr::new(XATTR_GFID), &Gfid::ROOT.0, 0).map_err(io_err(&root))?;
+                gfids.add(Gfid::ROOT, root_fd.as_fd()).map_err(io_err(&root))?;
                 assign_gfids(&root, root_fd.as_fd(), &gfids)?;
                 gfids.sync().map_err(io_err(&layout.gfid_index()))?;
                 let tmp = id_path.with_extension("tmp");
                 fs::write(&tmp, format!("version=1\nvolume-id={v}\n")).map_err(io_err(&tmp))?;
-                File::open(&tmp)
-                    .and_then(|f| f.sync_all())
-                    .map_err(io_err(&tmp))?;
+                File::open(&tmp).and_then(|f| f.sync_all()).map_err(io_err(&tmp))?;
                 fs::rename(&tmp, &id_path).map_err(io_err(&id_path))?;
-                File::open(&private)
-                    .and_then(|f| f.sync_all())
-                    .map_err(io_err(&private))?;
+                File::open(&private).and_then(|f| f.sync_all()).map_err(io_err(&private))?;
                 v
             }
         };
-        Ok(Brick {
-            layout,
-            volume,
-            root_fd,
-            gfids,
-            _lock: lock,
-        })
+        Ok(Brick { layout, volume, root_fd, gfids, _lock: lock })
     }
 
     pub fn root_fd(&self) -> BorrowedFd<'_> {
@@ -178,10 +151,8 @@ impl Brick {
 /// Never follows symlinks, never leaves the brick's filesystem.
 fn assign_gfids(root: &Path, root_fd: BorrowedFd<'_>, gfids: &GfidIndex) -> Result<(), BrickError> {
     let dev = sys::fstat(root_fd).map_err(io_err(root))?.st_dev;
-    let mut stack: Vec<(OwnedFd, PathBuf)> = vec![(
-        sys::reopen(root_fd, libc::O_PATH).map_err(io_err(root))?,
-        root.to_path_buf(),
-    )];
+    let mut stack: Vec<(OwnedFd, PathBuf)> =
+        vec![(sys::reopen(root_fd, libc::O_PATH).map_err(io_err(root))?, root.to_path_buf())];
     while let Some((dfd, dpath)) = stack.pop() {
         let mut ds = sys::DirStream::open(dfd.as_fd()).map_err(io_err(&dpath))?;
         let mut names = Vec::new();

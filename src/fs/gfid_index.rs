@@ -52,23 +52,14 @@ fn decode(b: &[u8]) -> Option<(Gfid, FileHandle)> {
     let g = Gfid::from_slice(&b[0..16])?;
     Some((
         g,
-        FileHandle {
-            handle_type: i32::from_le_bytes(b[16..20].try_into().unwrap()),
-            bytes: b[24..24 + n].to_vec(),
-        },
+        FileHandle { handle_type: i32::from_le_bytes(b[16..20].try_into().unwrap()), bytes: b[24..24 + n].to_vec() },
     ))
 }
 
 fn load(path: &Path) -> io::Result<(HashMap<Gfid, FileHandle>, u64)> {
     let b = std::fs::read(path)?;
-    if b.len() < HEADER_LEN as usize
-        || &b[0..8] != MAGIC
-        || u16::from_le_bytes([b[8], b[9]]) != VERSION
-    {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{}: not a georep gfid index", path.display()),
-        ));
+    if b.len() < HEADER_LEN as usize || &b[0..8] != MAGIC || u16::from_le_bytes([b[8], b[9]]) != VERSION {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{}: not a georep gfid index", path.display())));
     }
     let mut map = HashMap::new();
     let mut good = HEADER_LEN;
@@ -94,12 +85,7 @@ pub struct GfidIndex {
 impl GfidIndex {
     /// Opens the index of a brick for writing, creating it if needed; a torn tail is cut.
     pub fn open(path: &Path) -> io::Result<GfidIndex> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
         if file.metadata()?.len() == 0 {
             let mut h = [0u8; HEADER_LEN as usize];
             h[0..8].copy_from_slice(MAGIC);
@@ -131,11 +117,7 @@ impl GfidIndex {
             return Ok(());
         }
         let rec = encode(gfid, &h).ok_or_else(|| {
-            io::Error::other(format!(
-                "{}: file handle of {} bytes is too large",
-                self.path.display(),
-                h.bytes.len()
-            ))
+            io::Error::other(format!("{}: file handle of {} bytes is too large", self.path.display(), h.bytes.len()))
         })?;
         {
             let mut f = self.file.lock();
@@ -170,14 +152,8 @@ impl GfidIndex {
 }
 
 /// Opens (O_PATH) the inode named by `gfid` through `handles`, checking its `trusted.gfid`.
-pub fn resolve(
-    handles: &HashMap<Gfid, FileHandle>,
-    mount_fd: BorrowedFd<'_>,
-    gfid: &Gfid,
-) -> io::Result<OwnedFd> {
-    let h = handles
-        .get(gfid)
-        .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+pub fn resolve(handles: &HashMap<Gfid, FileHandle>, mount_fd: BorrowedFd<'_>, gfid: &Gfid) -> io::Result<OwnedFd> {
+    let h = handles.get(gfid).ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
     let fd = sys::open_by_handle(mount_fd, h, libc::O_PATH)?;
     match sys::getxattr_vec(std::os::fd::AsFd::as_fd(&fd), OsStr::new(XATTR_GFID))? {
         Some(v) if v == gfid.0 => Ok(fd),

@@ -61,20 +61,12 @@ impl InodeTable {
         });
         let mut map = HashMap::new();
         map.insert(ROOT_INO, root);
-        InodeTable {
-            map: RwLock::new(map),
-            root_st_ino: root_st.st_ino,
-            dev: root_st.st_dev,
-        }
+        InodeTable { map: RwLock::new(map), root_st_ino: root_st.st_ino, dev: root_st.st_dev }
     }
 
     /// The node id presented for a brick inode number.
     pub fn node_id(&self, st_ino: u64) -> u64 {
-        if st_ino == self.root_st_ino {
-            ROOT_INO
-        } else {
-            st_ino
-        }
+        if st_ino == self.root_st_ino { ROOT_INO } else { st_ino }
     }
 
     pub fn get(&self, ino: u64) -> Option<Arc<Inode>> {
@@ -122,9 +114,7 @@ impl InodeTable {
         }
         let mut map = self.map.write();
         if let Some(i) = map.get(&ino) {
-            let prev = i
-                .nlookup
-                .fetch_sub(n.min(i.nlookup.load(Ordering::Relaxed)), Ordering::Relaxed);
+            let prev = i.nlookup.fetch_sub(n.min(i.nlookup.load(Ordering::Relaxed)), Ordering::Relaxed);
             if prev <= n {
                 map.remove(&ino);
             }

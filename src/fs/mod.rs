@@ -76,8 +76,7 @@ impl OverlayFs {
     pub fn new(brick: Brick, opts: FsOptions) -> anyhow::Result<OverlayFs> {
         use anyhow::Context;
         let brick = Arc::new(brick);
-        let root_fd = sys::reopen(brick.root_fd(), libc::O_PATH | libc::O_DIRECTORY)
-            .context("reopen brick root")?;
+        let root_fd = sys::reopen(brick.root_fd(), libc::O_PATH | libc::O_DIRECTORY).context("reopen brick root")?;
         let st = sys::fstat(brick.root_fd()).context("stat brick root")?;
         let inodes = Arc::new(InodeTable::new(root_fd, &st));
         let dir = brick.layout.changelog_dir();
@@ -95,10 +94,7 @@ impl OverlayFs {
             (Some(rec), Some(thread), Some(marker))
         } else {
             std::fs::create_dir_all(&dir)?;
-            std::fs::write(
-                dir.join(crate::changelog::writer::RECORDING_OFF_MARKER),
-                b"",
-            )?;
+            std::fs::write(dir.join(crate::changelog::writer::RECORDING_OFF_MARKER), b"")?;
             (None, None, None)
         };
         Ok(OverlayFs {

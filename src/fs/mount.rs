@@ -22,9 +22,7 @@ pub struct MountConfig {
 }
 
 fn parse_secs(key: &str, v: &str) -> anyhow::Result<Duration> {
-    let f: f64 = v
-        .parse()
-        .with_context(|| format!("option {key}: invalid number {v:?}"))?;
+    let f: f64 = v.parse().with_context(|| format!("option {key}: invalid number {v:?}"))?;
     if !(f.is_finite() && f > 0.0 && f <= 86400.0 * 365.0) {
         bail!("option {key}: {v:?} is out of range");
     }
@@ -33,11 +31,7 @@ fn parse_secs(key: &str, v: &str) -> anyhow::Result<Duration> {
 
 impl MountConfig {
     /// Parses `-o` options. Unknown options are refused by name.
-    pub fn parse<'a>(
-        brick: &Path,
-        mountpoint: &Path,
-        opts: &'a str,
-    ) -> anyhow::Result<MountConfig> {
+    pub fn parse<'a>(brick: &Path, mountpoint: &Path, opts: &'a str) -> anyhow::Result<MountConfig> {
         let mut c = MountConfig {
             brick: brick.to_path_buf(),
             mountpoint: mountpoint.to_path_buf(),
@@ -78,24 +72,14 @@ impl MountConfig {
                 "ro" => c.read_only = true,
                 "allow_other" => c.allow_other = true,
                 "no_allow_other" => c.allow_other = false,
-                "rollover-time" | "rollover_time" => {
-                    c.fs.changelog.rollover = parse_secs(k, need(v)?)?
-                }
-                "fsync-interval" | "fsync_interval" => {
-                    c.fs.changelog.fsync_interval = parse_secs(k, need(v)?)?
-                }
-                "changelog-retention" | "changelog_retention" => {
-                    c.fs.changelog.retention = parse_secs(k, need(v)?)?
-                }
-                "attr-timeout" | "attr_timeout" | "entry_timeout" => {
-                    c.fs.ttl = parse_secs(k, need(v)?)?
-                }
+                "rollover-time" | "rollover_time" => c.fs.changelog.rollover = parse_secs(k, need(v)?)?,
+                "fsync-interval" | "fsync_interval" => c.fs.changelog.fsync_interval = parse_secs(k, need(v)?)?,
+                "changelog-retention" | "changelog_retention" => c.fs.changelog.retention = parse_secs(k, need(v)?)?,
+                "attr-timeout" | "attr_timeout" | "entry_timeout" => c.fs.ttl = parse_secs(k, need(v)?)?,
                 "no-passthrough" | "nopassthrough" => c.fs.passthrough = false,
                 "no-changelog" | "nochangelog" => c.fs.record = false,
                 "threads" => {
-                    let n: usize = need(v)?
-                        .parse()
-                        .with_context(|| format!("option threads: invalid number {v:?}"))?;
+                    let n: usize = need(v)?.parse().with_context(|| format!("option threads: invalid number {v:?}"))?;
                     if !(1..=64).contains(&n) {
                         bail!("option threads: {n} is out of range 1-64");
                     }
@@ -115,17 +99,9 @@ impl MountConfig {
             MountOption::DefaultPermissions,
             MountOption::Dev,
             MountOption::Suid,
-            if self.read_only {
-                MountOption::RO
-            } else {
-                MountOption::RW
-            },
+            if self.read_only { MountOption::RO } else { MountOption::RW },
         ];
-        cfg.acl = if self.allow_other {
-            SessionACL::All
-        } else {
-            SessionACL::RootAndOwner
-        };
+        cfg.acl = if self.allow_other { SessionACL::All } else { SessionACL::RootAndOwner };
         cfg.n_threads = Some(self.threads);
         cfg.clone_fd = true;
         cfg
@@ -137,21 +113,11 @@ impl MountConfig {
 pub fn mount_blocking(cfg: &MountConfig, ready: impl FnOnce()) -> anyhow::Result<()> {
     let brick = Brick::open(&cfg.brick, None)?;
     if cfg.mountpoint.starts_with(&brick.layout.root) {
-        bail!(
-            "mount point {} is inside the brick {}",
-            cfg.mountpoint.display(),
-            brick.layout.root.display()
-        );
+        bail!("mount point {} is inside the brick {}", cfg.mountpoint.display(), brick.layout.root.display());
     }
     let fs = OverlayFs::new(brick, cfg.fs.clone())?;
-    let session =
-        fuser::Session::new(fs, &cfg.mountpoint, &cfg.fuser_config()).with_context(|| {
-            format!(
-                "mount {} on {}",
-                cfg.brick.display(),
-                cfg.mountpoint.display()
-            )
-        })?;
+    let session = fuser::Session::new(fs, &cfg.mountpoint, &cfg.fuser_config())
+        .with_context(|| format!("mount {} on {}", cfg.brick.display(), cfg.mountpoint.display()))?;
     ready();
     session.run().context("fuse session")?;
     Ok(())

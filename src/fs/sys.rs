@@ -14,19 +14,11 @@ fn cstr(name: &OsStr) -> io::Result<CString> {
 }
 
 fn check(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r) }
 }
 
 fn check_size(r: isize) -> io::Result<usize> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r as usize)
-    }
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r as usize) }
 }
 
 /// `/proc/self/fd/<fd>`: reaches the inode behind an O_PATH descriptor with path-based calls.
@@ -37,8 +29,7 @@ pub fn proc_path(fd: RawFd) -> CString {
 pub fn openat(dir: BorrowedFd<'_>, name: &OsStr, flags: i32, mode: u32) -> io::Result<OwnedFd> {
     let c = cstr(name)?;
     // SAFETY: valid C string; the returned descriptor is owned by the caller.
-    let fd =
-        check(unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags | libc::O_CLOEXEC, mode) })?;
+    let fd = check(unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags | libc::O_CLOEXEC, mode) })?;
     // SAFETY: fd was just returned by openat and is not owned elsewhere.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -68,11 +59,7 @@ pub fn fstatat(dir: BorrowedFd<'_>, name: &OsStr, flags: i32) -> io::Result<libc
 
 /// stat of the inode behind `fd` itself (works on O_PATH and symlink handles).
 pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
-    fstatat(
-        fd,
-        OsStr::new(""),
-        libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
-    )
+    fstatat(fd, OsStr::new(""), libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW)
 }
 
 pub fn mkdirat(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> io::Result<()> {
@@ -100,26 +87,11 @@ pub fn unlinkat(dir: BorrowedFd<'_>, name: &OsStr, flags: i32) -> io::Result<()>
     check(unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), flags) }).map(drop)
 }
 
-pub fn renameat2(
-    od: BorrowedFd<'_>,
-    on: &OsStr,
-    nd: BorrowedFd<'_>,
-    nn: &OsStr,
-    flags: u32,
-) -> io::Result<()> {
+pub fn renameat2(od: BorrowedFd<'_>, on: &OsStr, nd: BorrowedFd<'_>, nn: &OsStr, flags: u32) -> io::Result<()> {
     let a = cstr(on)?;
     let b = cstr(nn)?;
     // SAFETY: valid C strings.
-    check(unsafe {
-        libc::renameat2(
-            od.as_raw_fd(),
-            a.as_ptr(),
-            nd.as_raw_fd(),
-            b.as_ptr(),
-            flags,
-        )
-    })
-    .map(drop)
+    check(unsafe { libc::renameat2(od.as_raw_fd(), a.as_ptr(), nd.as_raw_fd(), b.as_ptr(), flags) }).map(drop)
 }
 
 /// A new name `name` in `dir` for the inode behind `fd`.
@@ -127,29 +99,14 @@ pub fn linkat_fd(fd: BorrowedFd<'_>, dir: BorrowedFd<'_>, name: &OsStr) -> io::R
     let p = proc_path(fd.as_raw_fd());
     let c = cstr(name)?;
     // SAFETY: valid C strings.
-    check(unsafe {
-        libc::linkat(
-            libc::AT_FDCWD,
-            p.as_ptr(),
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            libc::AT_SYMLINK_FOLLOW,
-        )
-    })
-    .map(drop)
+    check(unsafe { libc::linkat(libc::AT_FDCWD, p.as_ptr(), dir.as_raw_fd(), c.as_ptr(), libc::AT_SYMLINK_FOLLOW) })
+        .map(drop)
 }
 
 pub fn readlink_fd(fd: BorrowedFd<'_>) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
     // SAFETY: buf is valid for buf.len() bytes; "" with an O_PATH symlink fd reads that link.
-    let n = check_size(unsafe {
-        libc::readlinkat(
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    })?;
+    let n = check_size(unsafe { libc::readlinkat(fd.as_raw_fd(), c"".as_ptr(), buf.as_mut_ptr().cast(), buf.len()) })?;
     buf.truncate(n);
     Ok(buf)
 }
@@ -159,13 +116,7 @@ pub fn fchown_fd(fd: BorrowedFd<'_>, uid: Option<u32>, gid: Option<u32>) -> io::
     let g = gid.unwrap_or(u32::MAX);
     // SAFETY: "" with AT_EMPTY_PATH acts on fd itself.
     check(unsafe {
-        libc::fchownat(
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            u,
-            g,
-            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
-        )
+        libc::fchownat(fd.as_raw_fd(), c"".as_ptr(), u, g, libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW)
     })
     .map(drop)
 }
@@ -177,24 +128,12 @@ pub fn fchmod_fd(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
 }
 
 /// Sets atime/mtime of the inode behind `fd` (symlinks included); `None` leaves one alone.
-pub fn utimens_fd(
-    fd: BorrowedFd<'_>,
-    atime: Option<libc::timespec>,
-    mtime: Option<libc::timespec>,
-) -> io::Result<()> {
-    let omit = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: libc::UTIME_OMIT,
-    };
+pub fn utimens_fd(fd: BorrowedFd<'_>, atime: Option<libc::timespec>, mtime: Option<libc::timespec>) -> io::Result<()> {
+    let omit = libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT };
     let ts = [atime.unwrap_or(omit), mtime.unwrap_or(omit)];
     // SAFETY: ts is a valid array of two timespecs; "" with AT_EMPTY_PATH acts on fd itself.
     let r = unsafe {
-        libc::utimensat(
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            ts.as_ptr(),
-            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
-        )
+        libc::utimensat(fd.as_raw_fd(), c"".as_ptr(), ts.as_ptr(), libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW)
     };
     if r == 0 {
         return Ok(());
@@ -208,9 +147,7 @@ pub fn getxattr_fd(fd: BorrowedFd<'_>, name: &OsStr, buf: &mut [u8]) -> io::Resu
     let p = proc_path(fd.as_raw_fd());
     let n = cstr(name)?;
     // SAFETY: buf is valid for buf.len() bytes (a zero length asks for the size).
-    check_size(unsafe {
-        libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
-    })
+    check_size(unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) })
 }
 
 /// The whole value of xattr `name`, or `None` if absent.
@@ -236,16 +173,7 @@ pub fn setxattr_fd(fd: BorrowedFd<'_>, name: &OsStr, value: &[u8], flags: i32) -
     let p = proc_path(fd.as_raw_fd());
     let n = cstr(name)?;
     // SAFETY: value is valid for value.len() bytes.
-    check(unsafe {
-        libc::setxattr(
-            p.as_ptr(),
-            n.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            flags,
-        )
-    })
-    .map(drop)
+    check(unsafe { libc::setxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), flags) }).map(drop)
 }
 
 pub fn listxattr_fd(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
@@ -278,11 +206,7 @@ struct RawHandle {
 }
 
 pub fn name_to_handle(fd: BorrowedFd<'_>) -> io::Result<FileHandle> {
-    let mut h = RawHandle {
-        handle_bytes: MAX_HANDLE_SZ as u32,
-        handle_type: 0,
-        f_handle: [0; MAX_HANDLE_SZ],
-    };
+    let mut h = RawHandle { handle_bytes: MAX_HANDLE_SZ as u32, handle_type: 0, f_handle: [0; MAX_HANDLE_SZ] };
     let mut mount_id: libc::c_int = 0;
     // SAFETY: h is a properly sized file_handle buffer; "" with AT_EMPTY_PATH names fd itself.
     let r = unsafe {
@@ -299,10 +223,7 @@ pub fn name_to_handle(fd: BorrowedFd<'_>) -> io::Result<FileHandle> {
         return Err(io::Error::last_os_error());
     }
     let n = (h.handle_bytes as usize).min(MAX_HANDLE_SZ);
-    Ok(FileHandle {
-        handle_type: h.handle_type,
-        bytes: h.f_handle[..n].to_vec(),
-    })
+    Ok(FileHandle { handle_type: h.handle_type, bytes: h.f_handle[..n].to_vec() })
 }
 
 /// Opens an inode by handle; `mount_fd` is any descriptor on the same filesystem.
@@ -311,11 +232,8 @@ pub fn open_by_handle(mount_fd: BorrowedFd<'_>, h: &FileHandle, flags: i32) -> i
     if h.bytes.len() > MAX_HANDLE_SZ {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
-    let mut raw = RawHandle {
-        handle_bytes: h.bytes.len() as u32,
-        handle_type: h.handle_type,
-        f_handle: [0; MAX_HANDLE_SZ],
-    };
+    let mut raw =
+        RawHandle { handle_bytes: h.bytes.len() as u32, handle_type: h.handle_type, f_handle: [0; MAX_HANDLE_SZ] };
     raw.f_handle[..h.bytes.len()].copy_from_slice(&h.bytes);
     // SAFETY: raw is a valid file_handle; the result is a new descriptor we own.
     let r = unsafe {
@@ -387,11 +305,7 @@ impl DirStream {
         let ent = unsafe { libc::readdir64(self.dir) };
         if ent.is_null() {
             let e = io::Error::last_os_error();
-            return if e.raw_os_error() == Some(0) {
-                Ok(None)
-            } else {
-                Err(e)
-            };
+            return if e.raw_os_error() == Some(0) { Ok(None) } else { Err(e) };
         }
         // SAFETY: ent points to a valid dirent64 until the next readdir on this stream, which
         // needs &mut self, so the borrow rules keep the name alive long enough.
@@ -433,25 +347,13 @@ pub fn set_thread_umask(mask: u32) -> io::Result<()> {
 
 pub fn fallocate(fd: BorrowedFd<'_>, mode: i32, offset: u64, len: u64) -> io::Result<()> {
     // SAFETY: plain syscall on a valid descriptor.
-    check(unsafe {
-        libc::fallocate(
-            fd.as_raw_fd(),
-            mode,
-            offset as libc::off_t,
-            len as libc::off_t,
-        )
-    })
-    .map(drop)
+    check(unsafe { libc::fallocate(fd.as_raw_fd(), mode, offset as libc::off_t, len as libc::off_t) }).map(drop)
 }
 
 pub fn lseek(fd: BorrowedFd<'_>, offset: i64, whence: i32) -> io::Result<i64> {
     // SAFETY: plain syscall on a valid descriptor.
     let r = unsafe { libc::lseek(fd.as_raw_fd(), offset, whence) };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r) }
 }
 
 pub fn copy_file_range(
@@ -466,14 +368,7 @@ pub fn copy_file_range(
     let mut oo = off_out as libc::loff_t;
     // SAFETY: offsets are valid out-pointers; descriptors are valid.
     check_size(unsafe {
-        libc::copy_file_range(
-            fd_in.as_raw_fd(),
-            &mut oi,
-            fd_out.as_raw_fd(),
-            &mut oo,
-            len as usize,
-            flags,
-        )
+        libc::copy_file_range(fd_in.as_raw_fd(), &mut oi, fd_out.as_raw_fd(), &mut oo, len as usize, flags)
     })
 }
 

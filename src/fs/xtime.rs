@@ -33,18 +33,12 @@ pub fn decode_xtime(b: &[u8]) -> Option<(u32, u32)> {
     if b.len() != 8 {
         return None;
     }
-    Some((
-        u32::from_be_bytes(b[0..4].try_into().unwrap()),
-        u32::from_be_bytes(b[4..8].try_into().unwrap()),
-    ))
+    Some((u32::from_be_bytes(b[0..4].try_into().unwrap()), u32::from_be_bytes(b[4..8].try_into().unwrap())))
 }
 
 impl XtimeMarker {
     pub fn new(name: String) -> XtimeMarker {
-        XtimeMarker {
-            name: name.into(),
-            dirty: Mutex::new(HashMap::new()),
-        }
+        XtimeMarker { name: name.into(), dirty: Mutex::new(HashMap::new()) }
     }
 
     pub fn name(&self) -> &OsString {

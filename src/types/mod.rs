@@ -54,9 +54,7 @@ impl FromStr for Gfid {
         if s.len() != 36 {
             return Err(ParseGfidError(s.to_string()));
         }
-        uuid::Uuid::try_parse(s)
-            .map(|u| Gfid(*u.as_bytes()))
-            .map_err(|_| ParseGfidError(s.to_string()))
+        uuid::Uuid::try_parse(s).map(|u| Gfid(*u.as_bytes())).map_err(|_| ParseGfidError(s.to_string()))
     }
 }
 
@@ -66,9 +64,7 @@ pub struct EpochMs(pub u64);
 
 impl EpochMs {
     pub fn now() -> EpochMs {
-        let d = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         EpochMs(d.as_millis() as u64)
     }
 }
@@ -113,9 +109,7 @@ pub struct BrickLayout {
 
 impl BrickLayout {
     pub fn new(root: impl AsRef<Path>) -> BrickLayout {
-        BrickLayout {
-            root: root.as_ref().to_path_buf(),
-        }
+        BrickLayout { root: root.as_ref().to_path_buf() }
     }
     pub fn private(&self) -> PathBuf {
         self.root.join(PRIVATE_DIR)
@@ -147,19 +141,8 @@ mod tests {
     fn gfid_text_round_trip() {
         let g = Gfid::generate();
         assert_eq!(g.to_string().parse::<Gfid>().unwrap(), g);
-        assert_eq!(
-            Gfid::ROOT.to_string(),
-            "00000000-0000-0000-0000-000000000001"
-        );
-        assert!(
-            "0000000000000000000000000000000001"
-                .parse::<Gfid>()
-                .is_err()
-        );
-        assert!(
-            "zz000000-0000-0000-0000-000000000001"
-                .parse::<Gfid>()
-                .is_err()
-        );
+        assert_eq!(Gfid::ROOT.to_string(), "00000000-0000-0000-0000-000000000001");
+        assert!("0000000000000000000000000000000001".parse::<Gfid>().is_err());
+        assert!("zz000000-0000-0000-0000-000000000001".parse::<Gfid>().is_err());
     }
 }

@@ -16,15 +16,9 @@ use crate::fs::sys;
 
 fn timespec(t: TimeOrNow) -> libc::timespec {
     match t {
-        TimeOrNow::Now => libc::timespec {
-            tv_sec: 0,
-            tv_nsec: libc::UTIME_NOW,
-        },
+        TimeOrNow::Now => libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_NOW },
         TimeOrNow::SpecificTime(st) => match st.duration_since(UNIX_EPOCH) {
-            Ok(d) => libc::timespec {
-                tv_sec: d.as_secs() as i64,
-                tv_nsec: d.subsec_nanos() as i64,
-            },
+            Ok(d) => libc::timespec { tv_sec: d.as_secs() as i64, tv_nsec: d.subsec_nanos() as i64 },
             Err(e) => {
                 let d = e.duration();
                 let (mut s, mut n) = (-(d.as_secs() as i64), -(d.subsec_nanos() as i64));
@@ -32,10 +26,7 @@ fn timespec(t: TimeOrNow) -> libc::timespec {
                     s -= 1;
                     n += 1_000_000_000;
                 }
-                libc::timespec {
-                    tv_sec: s,
-                    tv_nsec: n,
-                }
+                libc::timespec { tv_sec: s, tv_nsec: n }
             }
         },
     }
@@ -64,12 +55,8 @@ impl OverlayFs {
         if let Some(sz) = size {
             let h = fh.and_then(|f| self.handles.get(f.0));
             let r = match h.as_deref() {
-                Some(Handle::File {
-                    file, writer: true, ..
-                }) => file.set_len(sz),
-                _ => sys::reopen(inode.fd(), libc::O_WRONLY)
-                    .map(File::from)
-                    .and_then(|f| f.set_len(sz)),
+                Some(Handle::File { file, writer: true, .. }) => file.set_len(sz),
+                _ => sys::reopen(inode.fd(), libc::O_WRONLY).map(File::from).and_then(|f| f.set_len(sz)),
             };
             r.map_err(errno)?;
             self.rec_data(Op::Truncate, inode)?;

@@ -36,10 +36,7 @@ fn is_dot(name: &OsStr) -> bool {
 impl OverlayFs {
     pub(super) fn do_opendir(&self, inode: &Arc<Inode>) -> R<u64> {
         let stream = DirStream::open(inode.fd()).map_err(errno)?;
-        Ok(self.handles.insert(Handle::Dir {
-            stream: Mutex::new(stream),
-            inode: inode.clone(),
-        }))
+        Ok(self.handles.insert(Handle::Dir { stream: Mutex::new(stream), inode: inode.clone() }))
     }
 
     fn dir(&self, fh: u64) -> R<Arc<Handle>> {
@@ -54,9 +51,7 @@ impl OverlayFs {
             Ok(h) => h,
             Err(e) => return reply.error(e),
         };
-        let Handle::Dir { stream, inode } = &*h else {
-            unreachable!()
-        };
+        let Handle::Dir { stream, inode } = &*h else { unreachable!() };
         let mut s = stream.lock();
         s.seek(offset);
         loop {
@@ -91,9 +86,7 @@ impl OverlayFs {
             Ok(h) => h,
             Err(e) => return reply.error(e),
         };
-        let Handle::Dir { stream, inode } = &*h else {
-            unreachable!()
-        };
+        let Handle::Dir { stream, inode } = &*h else { unreachable!() };
         let mut s = stream.lock();
         s.seek(offset);
         loop {
@@ -109,27 +102,14 @@ impl OverlayFs {
             let full = if is_dot(&name) {
                 // The kernel makes no dentry for dots, so they count no lookup.
                 match sys::fstat(inode.fd()) {
-                    Ok(st) => reply.add(
-                        INodeNo(inode.ino),
-                        next,
-                        &name,
-                        &self.opts.ttl,
-                        &to_attr(inode.ino, &st),
-                        GEN,
-                    ),
+                    Ok(st) => reply.add(INodeNo(inode.ino), next, &name, &self.opts.ttl, &to_attr(inode.ino, &st), GEN),
                     Err(e) => return reply.error(errno(e)),
                 }
             } else {
                 match self.do_lookup(inode, &name) {
                     Ok((child, st)) => {
-                        let full = reply.add(
-                            INodeNo(child.ino),
-                            next,
-                            &name,
-                            &self.opts.ttl,
-                            &to_attr(child.ino, &st),
-                            GEN,
-                        );
+                        let full =
+                            reply.add(INodeNo(child.ino), next, &name, &self.opts.ttl, &to_attr(child.ino, &st), GEN);
                         if full {
                             self.inodes.forget(child.ino, 1);
                         }

@@ -28,11 +28,7 @@ fn bad_name(name: &OsStr) -> bool {
 }
 
 impl OverlayFs {
-    pub(super) fn do_lookup(
-        &self,
-        parent: &Arc<Inode>,
-        name: &OsStr,
-    ) -> R<(Arc<Inode>, libc::stat)> {
+    pub(super) fn do_lookup(&self, parent: &Arc<Inode>, name: &OsStr) -> R<(Arc<Inode>, libc::stat)> {
         if name.as_bytes() == b".." && parent.ino == ROOT_INO {
             // Never above the brick.
             let st = sys::fstat(parent.fd()).map_err(errno)?;
@@ -68,36 +64,20 @@ impl OverlayFs {
     ) -> R<(Arc<Inode>, libc::stat)> {
         let st0 = sys::fstat(fd.as_fd()).map_err(errno)?;
         let pst = sys::fstat(parent.fd()).map_err(errno)?;
-        let gid = if pst.st_mode & libc::S_ISGID != 0 {
-            st0.st_gid
-        } else {
-            req.gid()
-        };
+        let gid = if pst.st_mode & libc::S_ISGID != 0 { st0.st_gid } else { req.gid() };
         if st0.st_uid != req.uid() || st0.st_gid != gid {
             sys::fchown_fd(fd.as_fd(), Some(req.uid()), Some(gid)).map_err(errno)?;
             let ifmt = st0.st_mode & libc::S_IFMT;
-            if ifmt != libc::S_IFDIR
-                && ifmt != libc::S_IFLNK
-                && mode & (libc::S_ISUID | libc::S_ISGID) != 0
-            {
+            if ifmt != libc::S_IFDIR && ifmt != libc::S_IFLNK && mode & (libc::S_ISUID | libc::S_ISGID) != 0 {
                 // chown cleared set-id bits the caller asked for.
                 sys::fchmod_fd(fd.as_fd(), st0.st_mode & 0o7777).map_err(errno)?;
             }
         }
         let gfid = Gfid::generate();
-        sys::setxattr_fd(
-            fd.as_fd(),
-            OsStr::new(XATTR_GFID),
-            &gfid.0,
-            libc::XATTR_CREATE,
-        )
-        .map_err(errno)?;
+        sys::setxattr_fd(fd.as_fd(), OsStr::new(XATTR_GFID), &gfid.0, libc::XATTR_CREATE).map_err(errno)?;
         self.brick.gfids.add(gfid, fd.as_fd()).map_err(errno)?;
         let st = sys::fstat(fd.as_fd()).map_err(errno)?;
-        let inode = self
-            .inodes
-            .lookup_or_insert(&st, parent.ino, move || Ok((fd, gfid)))
-            .map_err(errno)?;
+        let inode = self.inodes.lookup_or_insert(&st, parent.ino, move || Ok((fd, gfid))).map_err(errno)?;
         Ok((inode, st))
     }
 
@@ -142,11 +122,7 @@ impl OverlayFs {
         sys::mknodat(parent.fd(), name, mode, rdev).map_err(errno)?;
         let fd = sys::open_path(parent.fd(), name).map_err(errno)?;
         let (inode, st) = self.adopt_new(req, parent, fd, mode)?;
-        let op = if mode & libc::S_IFMT == libc::S_IFREG {
-            Op::Create
-        } else {
-            Op::Mknod
-        };
+        let op = if mode & libc::S_IFMT == libc::S_IFREG { Op::Create } else { Op::Mknod };
         self.record_new(op, parent, name, &inode, &st, None)?;
         Ok((inode, st))
     }
@@ -195,18 +171,9 @@ impl OverlayFs {
         // The reply counts as a lookup of the (already known) inode.
         let fd_for_insert = sys::reopen(inode.fd(), libc::O_PATH | libc::O_NOFOLLOW);
         let gfid = inode.gfid;
-        let inode = self
-            .inodes
-            .lookup_or_insert(&st, newparent.ino, move || Ok((fd_for_insert?, gfid)))
-            .map_err(errno)?;
-        self.rec_entry(
-            Op::Link,
-            inode.gfid,
-            Some(&st),
-            (newparent.gfid, newname),
-            None,
-            None,
-        )?;
+        let inode =
+            self.inodes.lookup_or_insert(&st, newparent.ino, move || Ok((fd_for_insert?, gfid))).map_err(errno)?;
+        self.rec_entry(Op::Link, inode.gfid, Some(&st), (newparent.gfid, newname), None, None)?;
         self.mark(newparent);
         self.mark(&inode);
         Ok((inode, st))
@@ -231,16 +198,8 @@ impl OverlayFs {
             return Err(Errno::EINVAL);
         }
         let gfid = self.gfid_at(parent, name)?;
-        sys::unlinkat(parent.fd(), name, if dir { libc::AT_REMOVEDIR } else { 0 })
-            .map_err(errno)?;
-        self.rec_entry(
-            if dir { Op::Rmdir } else { Op::Unlink },
-            gfid,
-            None,
-            (parent.gfid, name),
-            None,
-            None,
-        )?;
+        sys::unlinkat(parent.fd(), name, if dir { libc::AT_REMOVEDIR } else { 0 }).map_err(errno)?;
+        self.rec_entry(if dir { Op::Rmdir } else { Op::Unlink }, gfid, None, (parent.gfid, name), None, None)?;
         self.mark(parent);
         Ok(())
     }
@@ -265,11 +224,7 @@ impl OverlayFs {
         }
         let exchange = flags & libc::RENAME_EXCHANGE != 0;
         let src = self.gfid_at(p, name)?;
-        let dst = if exchange {
-            Some(self.gfid_at(np, newname)?)
-        } else {
-            None
-        };
+        let dst = if exchange { Some(self.gfid_at(np, newname)?) } else { None };
         sys::renameat2(p.fd(), name, np.fd(), newname, flags).map_err(errno)?;
         if let Some(rec) = &self.recorder {
             let r = match dst {
@@ -278,13 +233,9 @@ impl OverlayFs {
             };
             r.map_err(|_| Errno::EIO)?;
         }
-        let moved = self.inodes.get(
-            self.inodes.node_id(
-                sys::fstatat(np.fd(), newname, libc::AT_SYMLINK_NOFOLLOW)
-                    .map_err(errno)?
-                    .st_ino,
-            ),
-        );
+        let moved = self
+            .inodes
+            .get(self.inodes.node_id(sys::fstatat(np.fd(), newname, libc::AT_SYMLINK_NOFOLLOW).map_err(errno)?.st_ino));
         if let Some(m) = moved {
             m.parent.store(np.ino, Ordering::Relaxed);
             self.mark(&m);

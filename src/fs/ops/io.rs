@@ -46,11 +46,7 @@ impl OverlayFs {
 
     fn note_writer(&self, inode: &Arc<Inode>, flags: i32) -> R<()> {
         if let Some(rec) = &self.recorder {
-            let op = if flags & libc::O_TRUNC != 0 {
-                Op::Truncate
-            } else {
-                Op::Open
-            };
+            let op = if flags & libc::O_TRUNC != 0 { Op::Truncate } else { Op::Open };
             rec.open_writer(inode.gfid, op).map_err(|_| Errno::EIO)?;
             self.mark(inode);
         }
@@ -99,12 +95,7 @@ impl OverlayFs {
     pub(super) fn reply_open(&self, opened: (File, Arc<Inode>, bool), reply: ReplyOpen) {
         let (file, inode, writer) = opened;
         let backing = self.backing(&inode, &file, |f| reply.open_backing(f.as_fd()));
-        let fh = self.handles.insert(Handle::File {
-            file,
-            inode,
-            writer,
-            _backing: backing.clone(),
-        });
+        let fh = self.handles.insert(Handle::File { file, inode, writer, _backing: backing.clone() });
         match backing {
             Some(b) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &b),
             None => reply.opened(FileHandle(fh), FopenFlags::empty()),
@@ -145,36 +136,14 @@ impl OverlayFs {
         }
     }
 
-    pub(super) fn reply_create(
-        &self,
-        created: (File, Arc<Inode>, bool, libc::stat),
-        reply: ReplyCreate,
-    ) {
+    pub(super) fn reply_create(&self, created: (File, Arc<Inode>, bool, libc::stat), reply: ReplyCreate) {
         let (file, inode, writer, st) = created;
         let attr = to_attr(inode.ino, &st);
         let backing = self.backing(&inode, &file, |f| reply.open_backing(f.as_fd()));
-        let fh = self.handles.insert(Handle::File {
-            file,
-            inode,
-            writer,
-            _backing: backing.clone(),
-        });
+        let fh = self.handles.insert(Handle::File { file, inode, writer, _backing: backing.clone() });
         match backing {
-            Some(b) => reply.created_passthrough(
-                &self.opts.ttl,
-                &attr,
-                GEN,
-                FileHandle(fh),
-                FopenFlags::empty(),
-                &b,
-            ),
-            None => reply.created(
-                &self.opts.ttl,
-                &attr,
-                GEN,
-                FileHandle(fh),
-                FopenFlags::empty(),
-            ),
+            Some(b) => reply.created_passthrough(&self.opts.ttl, &attr, GEN, FileHandle(fh), FopenFlags::empty(), &b),
+            None => reply.created(&self.opts.ttl, &attr, GEN, FileHandle(fh), FopenFlags::empty()),
         }
     }
 
@@ -205,12 +174,7 @@ impl OverlayFs {
 
     pub(super) fn do_release(&self, fh: u64) -> R<()> {
         if let Some(h) = self.handles.remove(fh) {
-            if let Handle::File {
-                inode,
-                writer: true,
-                ..
-            } = &*h
-            {
+            if let Handle::File { inode, writer: true, .. } = &*h {
                 if let Some(rec) = &self.recorder {
                     rec.close_writer(inode.gfid).map_err(|_| Errno::EIO)?;
                     self.mark(inode);
@@ -266,8 +230,7 @@ impl OverlayFs {
         let ho = self.file(fh_out)?;
         let (fi, _) = Self::file_parts(&hi);
         let (fo, inode) = Self::file_parts(&ho);
-        let n = sys::copy_file_range(fi.as_fd(), off_in, fo.as_fd(), off_out, len, flags)
-            .map_err(errno)?;
+        let n = sys::copy_file_range(fi.as_fd(), off_in, fo.as_fd(), off_out, len, flags).map_err(errno)?;
         self.rec_data(Op::CopyFileRange, inode)?;
         Ok(n)
     }

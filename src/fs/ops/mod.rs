@@ -15,10 +15,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
-    AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, Generation,
-    INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen,
-    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
+    TimeOrNow, WriteFlags,
 };
 
 use super::OverlayFs;
@@ -101,14 +101,8 @@ impl OverlayFs {
             uid: st.map(|s| s.st_uid).unwrap_or(0),
             gid: st.map(|s| s.st_gid).unwrap_or(0),
             rdev: st.map(|s| s.st_rdev).unwrap_or(0),
-            entry: EntryName {
-                pgfid: entry.0,
-                name: entry.1.to_os_string(),
-            },
-            new_entry: new_entry.map(|(p, n)| EntryName {
-                pgfid: p,
-                name: n.to_os_string(),
-            }),
+            entry: EntryName { pgfid: entry.0, name: entry.1.to_os_string() },
+            new_entry: new_entry.map(|(p, n)| EntryName { pgfid: p, name: n.to_os_string() }),
             target: target.map(|t| t.as_os_str().to_os_string()),
         };
         rec.entry(op, gfid, detail).map_err(|e| {
@@ -185,10 +179,7 @@ impl Filesystem for OverlayFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self
-            .inode(ino)
-            .and_then(|i| super::sys::fstat(i.fd()).map(|st| (i, st)).map_err(errno))
-        {
+        match self.inode(ino).and_then(|i| super::sys::fstat(i.fd()).map(|st| (i, st)).map_err(errno)) {
             Ok((i, st)) => reply.attr(&self.opts.ttl, &to_attr(i.ino, &st)),
             Err(e) => reply.error(e),
         }
@@ -212,10 +203,8 @@ impl Filesystem for OverlayFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let r = self.inode(ino).and_then(|i| {
-            self.do_setattr(&i, mode, uid, gid, size, atime, mtime, fh)
-                .map(|st| (i, st))
-        });
+        let r =
+            self.inode(ino).and_then(|i| self.do_setattr(&i, mode, uid, gid, size, atime, mtime, fh).map(|st| (i, st)));
         match r {
             Ok((i, st)) => reply.attr(&self.opts.ttl, &to_attr(i.ino, &st)),
             Err(e) => reply.error(e),
@@ -223,84 +212,42 @@ impl Filesystem for OverlayFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self
-            .inode(ino)
-            .and_then(|i| super::sys::readlink_fd(i.fd()).map_err(errno))
-        {
+        match self.inode(ino).and_then(|i| super::sys::readlink_fd(i.fd()).map_err(errno)) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(e),
         }
     }
 
-    fn mknod(
-        &self,
-        req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        mode: u32,
-        umask: u32,
-        rdev: u32,
-        reply: ReplyEntry,
-    ) {
-        match self
-            .inode(parent)
-            .and_then(|p| self.do_mknod(req, &p, name, mode, umask, rdev as u64))
-        {
+    fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
+        match self.inode(parent).and_then(|p| self.do_mknod(req, &p, name, mode, umask, rdev as u64)) {
             Ok((i, st)) => reply.entry(&self.opts.ttl, &to_attr(i.ino, &st), GEN),
             Err(e) => reply.error(e),
         }
     }
 
-    fn mkdir(
-        &self,
-        req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        mode: u32,
-        umask: u32,
-        reply: ReplyEntry,
-    ) {
-        match self
-            .inode(parent)
-            .and_then(|p| self.do_mkdir(req, &p, name, mode, umask))
-        {
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        match self.inode(parent).and_then(|p| self.do_mkdir(req, &p, name, mode, umask)) {
             Ok((i, st)) => reply.entry(&self.opts.ttl, &to_attr(i.ino, &st), GEN),
             Err(e) => reply.error(e),
         }
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self
-            .inode(parent)
-            .and_then(|p| self.do_remove(&p, name, false))
-        {
+        match self.inode(parent).and_then(|p| self.do_remove(&p, name, false)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self
-            .inode(parent)
-            .and_then(|p| self.do_remove(&p, name, true))
-        {
+        match self.inode(parent).and_then(|p| self.do_remove(&p, name, true)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
     }
 
-    fn symlink(
-        &self,
-        req: &Request,
-        parent: INodeNo,
-        link_name: &OsStr,
-        target: &Path,
-        reply: ReplyEntry,
-    ) {
-        match self
-            .inode(parent)
-            .and_then(|p| self.do_symlink(req, &p, link_name, target))
-        {
+    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+        match self.inode(parent).and_then(|p| self.do_symlink(req, &p, link_name, target)) {
             Ok((i, st)) => reply.entry(&self.opts.ttl, &to_attr(i.ino, &st), GEN),
             Err(e) => reply.error(e),
         }
@@ -316,28 +263,17 @@ impl Filesystem for OverlayFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let r = self.inode(parent).and_then(|p| {
-            self.inode(newparent)
-                .and_then(|np| self.do_rename(&p, name, &np, newname, flags.bits()))
-        });
+        let r = self
+            .inode(parent)
+            .and_then(|p| self.inode(newparent).and_then(|np| self.do_rename(&p, name, &np, newname, flags.bits())));
         match r {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
     }
 
-    fn link(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        newparent: INodeNo,
-        newname: &OsStr,
-        reply: ReplyEntry,
-    ) {
-        match self.inode(ino).and_then(|i| {
-            self.inode(newparent)
-                .and_then(|np| self.do_link(&i, &np, newname))
-        }) {
+    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        match self.inode(ino).and_then(|i| self.inode(newparent).and_then(|np| self.do_link(&i, &np, newname))) {
             Ok((i, st)) => reply.entry(&self.opts.ttl, &to_attr(i.ino, &st), GEN),
             Err(e) => reply.error(e),
         }
@@ -386,14 +322,7 @@ impl Filesystem for OverlayFs {
         }
     }
 
-    fn flush(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _lo: LockOwner,
-        reply: ReplyEmpty,
-    ) {
+    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lo: LockOwner, reply: ReplyEmpty) {
         reply.ok();
     }
 
@@ -413,14 +342,7 @@ impl Filesystem for OverlayFs {
         }
     }
 
-    fn fsync(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        datasync: bool,
-        reply: ReplyEmpty,
-    ) {
+    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
         match self.do_fsync(fh.0, datasync) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -434,48 +356,20 @@ impl Filesystem for OverlayFs {
         }
     }
 
-    fn readdir(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        offset: u64,
-        reply: ReplyDirectory,
-    ) {
+    fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, reply: ReplyDirectory) {
         self.do_readdir(fh.0, offset, reply);
     }
 
-    fn readdirplus(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        offset: u64,
-        reply: ReplyDirectoryPlus,
-    ) {
+    fn readdirplus(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, reply: ReplyDirectoryPlus) {
         self.do_readdirplus(fh.0, offset, reply);
     }
 
-    fn releasedir(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _flags: OpenFlags,
-        reply: ReplyEmpty,
-    ) {
+    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
         self.handles.remove(fh.0);
         reply.ok();
     }
 
-    fn fsyncdir(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        datasync: bool,
-        reply: ReplyEmpty,
-    ) {
+    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
         match self.do_fsync(fh.0, datasync) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -508,20 +402,14 @@ impl Filesystem for OverlayFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        match self
-            .inode(ino)
-            .and_then(|i| self.do_setxattr(req, &i, name, value, flags))
-        {
+        match self.inode(ino).and_then(|i| self.do_setxattr(req, &i, name, value, flags)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        match self
-            .inode(ino)
-            .and_then(|i| self.do_getxattr(&i, name, size))
-        {
+        match self.inode(ino).and_then(|i| self.do_getxattr(&i, name, size)) {
             Ok(xattr::Sized::Size(n)) => reply.size(n),
             Ok(xattr::Sized::Data(d)) => reply.data(&d),
             Err(e) => reply.error(e),
@@ -529,10 +417,7 @@ impl Filesystem for OverlayFs {
     }
 
     fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        match self
-            .inode(ino)
-            .and_then(|i| self.do_listxattr(req, &i, size))
-        {
+        match self.inode(ino).and_then(|i| self.do_listxattr(req, &i, size)) {
             Ok(xattr::Sized::Size(n)) => reply.size(n),
             Ok(xattr::Sized::Data(d)) => reply.data(&d),
             Err(e) => reply.error(e),
@@ -561,10 +446,7 @@ impl Filesystem for OverlayFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        match self
-            .inode(parent)
-            .and_then(|p| self.do_create(req, &p, name, mode, umask, flags))
-        {
+        match self.inode(parent).and_then(|p| self.do_create(req, &p, name, mode, umask, flags)) {
             Ok(created) => self.reply_create(created, reply),
             Err(e) => reply.error(e),
         }
@@ -586,15 +468,7 @@ impl Filesystem for OverlayFs {
         }
     }
 
-    fn lseek(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        offset: i64,
-        whence: i32,
-        reply: ReplyLseek,
-    ) {
+    fn lseek(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
         match self.do_lseek(fh.0, offset, whence) {
             Ok(o) => reply.offset(o),
             Err(e) => reply.error(e),
@@ -614,14 +488,7 @@ impl Filesystem for OverlayFs {
         flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
-        match self.do_copy_file_range(
-            fh_in.0,
-            offset_in,
-            fh_out.0,
-            offset_out,
-            len,
-            flags.bits() as u32,
-        ) {
+        match self.do_copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len, flags.bits() as u32) {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(e),
         }
