@@ -18,33 +18,44 @@ pub use record::{EntryDetail, EntryName, Kind, Op, Record};
 pub use writer::{ChangelogConfig, Recorder};
 
 /// All records of a brick in recording order: published changelogs (by the index), then any
-/// active file. For tools (`georep changelog dump`) and tests.
+/// active files. For tools (`georep changelog dump`) and tests. Retries if a rollover happens
+/// while reading, so that the result is one consistent snapshot.
 pub fn brick_records(
     brick: &crate::types::BrickLayout,
 ) -> Result<Vec<Record>, Box<dyn std::error::Error + Send + Sync>> {
     let dir = brick.changelog_dir();
-    let snap = history::read_index(&dir.join("history.idx"))?;
-    let mut out = Vec::new();
-    for e in &snap.entries {
-        let p = history::changelog_path(&dir, e.end_ms);
-        match ChangelogFile::open(&p) {
-            Ok(f) => {
-                f.for_each(|r| out.push(r));
+    let index = dir.join("history.idx");
+    loop {
+        let snap = history::read_index(&index)?;
+        let mut actives: Vec<_> = std::fs::read_dir(&dir)?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("current.")))
+            .collect();
+        actives.sort();
+        let mut out = Vec::new();
+        for e in &snap.entries {
+            let p = history::changelog_path(&dir, e.end_ms);
+            match ChangelogFile::open(&p) {
+                Ok(f) => {
+                    f.for_each(|r| out.push(r));
+                }
+                // Removed by retention.
+                Err(reader::ReadError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
             }
-            Err(reader::ReadError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
+        }
+        let mut raced = false;
+        for p in actives {
+            match ChangelogFile::open(&p) {
+                Ok(f) => {
+                    f.for_each(|r| out.push(r));
+                }
+                Err(_) => raced = true,
+            }
+        }
+        if !raced && history::read_index(&index)?.entries.len() == snap.entries.len() {
+            return Ok(out);
         }
     }
-    let mut actives: Vec<_> = std::fs::read_dir(&dir)?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("current.")))
-        .collect();
-    actives.sort();
-    for p in actives {
-        if let Ok(f) = ChangelogFile::open(&p) {
-            f.for_each(|r| out.push(r));
-        }
-    }
-    Ok(out)
 }

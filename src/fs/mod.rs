@@ -78,7 +78,9 @@ impl OverlayFs {
         let brick = Arc::new(brick);
         let root_fd = sys::reopen(brick.root_fd(), libc::O_PATH | libc::O_DIRECTORY).context("reopen brick root")?;
         let st = sys::fstat(brick.root_fd()).context("stat brick root")?;
-        let inodes = Arc::new(InodeTable::new(root_fd, &st));
+        // Half the descriptor limit for cached inodes; the rest for open files and the changelog.
+        let budget = sys::nofile_limit().unwrap_or(1024) as usize / 2;
+        let inodes = Arc::new(InodeTable::new(root_fd, &st, budget).context("inode table")?);
         let dir = brick.layout.changelog_dir();
         let (recorder, thread, xtime) = if opts.record {
             let (rec, thread) = Recorder::open(&dir, brick.volume, opts.changelog.clone())?;

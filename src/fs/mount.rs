@@ -111,6 +111,10 @@ impl MountConfig {
 /// Opens the brick, mounts, calls `ready` once the kernel handshake is done, and serves until
 /// unmounted.
 pub fn mount_blocking(cfg: &MountConfig, ready: impl FnOnce()) -> anyhow::Result<()> {
+    match super::sys::raise_nofile_limit() {
+        Ok(n) => log::info!("open file limit {n}"),
+        Err(e) => log::warn!("cannot raise the open file limit: {e}"),
+    }
     let brick = Brick::open(&cfg.brick, None)?;
     if cfg.mountpoint.starts_with(&brick.layout.root) {
         bail!("mount point {} is inside the brick {}", cfg.mountpoint.display(), brick.layout.root.display());

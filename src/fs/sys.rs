@@ -402,3 +402,31 @@ pub fn dup_onto(fd: BorrowedFd<'_>, target: RawFd) -> io::Result<()> {
     // SAFETY: plain syscall; target is a standard descriptor number we mean to replace.
     check(unsafe { libc::dup2(fd.as_raw_fd(), target) }).map(drop)
 }
+
+/// Raises the open-file limit as far as the system allows (`fs.nr_open`): the overlay holds
+/// one descriptor per inode the kernel has cached. Returns the new limit.
+pub fn raise_nofile_limit() -> io::Result<u64> {
+    let max: u64 =
+        std::fs::read_to_string("/proc/sys/fs/nr_open").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(1 << 20);
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: lim is a valid out-pointer.
+    check(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) })?;
+    let want = libc::rlimit { rlim_cur: max.max(lim.rlim_cur), rlim_max: max.max(lim.rlim_max) };
+    // SAFETY: want is a valid rlimit. Raising the hard limit needs CAP_SYS_RESOURCE; without
+    // it, fall back to the current hard limit.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &want) } == 0 {
+        return Ok(want.rlim_cur);
+    }
+    let soft = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+    // SAFETY: as above.
+    check(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &soft) })?;
+    Ok(soft.rlim_cur)
+}
+
+/// The current soft limit of open files.
+pub fn nofile_limit() -> io::Result<u64> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: lim is a valid out-pointer.
+    check(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) })?;
+    Ok(lim.rlim_cur)
+}

@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -67,7 +68,7 @@ impl XtimeMarker {
                 if !done.insert(n.ino) {
                     break;
                 }
-                if let Err(e) = sys::setxattr_fd(n.fd(), &self.name, &value, 0) {
+                if let Err(e) = n.fd().and_then(|f| sys::setxattr_fd(f.as_fd(), &self.name, &value, 0)) {
                     // Symlinks and special files may refuse; directories and files must not.
                     if n.is_dir() || n.is_reg() {
                         log::warn!("xtime of {}: {e}", n.gfid);

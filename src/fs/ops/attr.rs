@@ -47,26 +47,29 @@ impl OverlayFs {
     ) -> R<libc::stat> {
         self.writable()?;
         if uid.is_some() || gid.is_some() {
-            sys::fchown_fd(inode.fd(), uid, gid).map_err(errno)?;
+            sys::fchown_fd(inode.fd().map_err(errno)?.as_fd(), uid, gid).map_err(errno)?;
         }
         if let Some(m) = mode {
-            sys::fchmod_fd(inode.fd(), m & 0o7777).map_err(errno)?;
+            sys::fchmod_fd(inode.fd().map_err(errno)?.as_fd(), m & 0o7777).map_err(errno)?;
         }
         if let Some(sz) = size {
             let h = fh.and_then(|f| self.handles.get(f.0));
             let r = match h.as_deref() {
                 Some(Handle::File { file, writer: true, .. }) => file.set_len(sz),
-                _ => sys::reopen(inode.fd(), libc::O_WRONLY).map(File::from).and_then(|f| f.set_len(sz)),
+                _ => sys::reopen(inode.fd().map_err(errno)?.as_fd(), libc::O_WRONLY)
+                    .map(File::from)
+                    .and_then(|f| f.set_len(sz)),
             };
             r.map_err(errno)?;
             self.rec_data(Op::Truncate, inode)?;
         }
         if atime.is_some() || mtime.is_some() {
-            sys::utimens_fd(inode.fd(), atime.map(timespec), mtime.map(timespec)).map_err(errno)?;
+            sys::utimens_fd(inode.fd().map_err(errno)?.as_fd(), atime.map(timespec), mtime.map(timespec))
+                .map_err(errno)?;
         }
         if mode.is_some() || uid.is_some() || gid.is_some() || atime.is_some() || mtime.is_some() {
             self.rec_meta(Op::Setattr, inode)?;
         }
-        sys::fstat(inode.fd().as_fd()).map_err(errno)
+        sys::fstat(inode.fd().map_err(errno)?.as_fd().as_fd()).map_err(errno)
     }
 }

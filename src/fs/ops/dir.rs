@@ -4,6 +4,7 @@
 //! stopped even while the directory changes.
 
 use std::ffi::OsStr;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
@@ -35,7 +36,7 @@ fn is_dot(name: &OsStr) -> bool {
 
 impl OverlayFs {
     pub(super) fn do_opendir(&self, inode: &Arc<Inode>) -> R<u64> {
-        let stream = DirStream::open(inode.fd()).map_err(errno)?;
+        let stream = DirStream::open(inode.fd().map_err(errno)?.as_fd()).map_err(errno)?;
         Ok(self.handles.insert(Handle::Dir { stream: Mutex::new(stream), inode: inode.clone() }))
     }
 
@@ -66,7 +67,7 @@ impl OverlayFs {
             }
             let kind = match dtype(e.d_type) {
                 Some(k) => k,
-                None => match sys::fstatat(s_fd(&inode), e.name, libc::AT_SYMLINK_NOFOLLOW) {
+                None => match inode.fd().and_then(|f| sys::fstatat(f.as_fd(), e.name, libc::AT_SYMLINK_NOFOLLOW)) {
                     Ok(st) => file_type(st.st_mode),
                     Err(_) => FileType::RegularFile,
                 },
@@ -101,7 +102,7 @@ impl OverlayFs {
             }
             let full = if is_dot(&name) {
                 // The kernel makes no dentry for dots, so they count no lookup.
-                match sys::fstat(inode.fd()) {
+                match inode.fd().and_then(|f| sys::fstat(f.as_fd())) {
                     Ok(st) => reply.add(INodeNo(inode.ino), next, &name, &self.opts.ttl, &to_attr(inode.ino, &st), GEN),
                     Err(e) => return reply.error(errno(e)),
                 }
@@ -126,8 +127,4 @@ impl OverlayFs {
         }
         reply.ok();
     }
-}
-
-fn s_fd(inode: &Arc<Inode>) -> std::os::fd::BorrowedFd<'_> {
-    inode.fd()
 }

@@ -31,13 +31,13 @@ impl OverlayFs {
     pub(super) fn do_lookup(&self, parent: &Arc<Inode>, name: &OsStr) -> R<(Arc<Inode>, libc::stat)> {
         if name.as_bytes() == b".." && parent.ino == ROOT_INO {
             // Never above the brick.
-            let st = sys::fstat(parent.fd()).map_err(errno)?;
+            let st = sys::fstat(parent.fd().map_err(errno)?.as_fd()).map_err(errno)?;
             return Ok((parent.clone(), st));
         }
         if Self::hidden(parent.ino, name) {
             return Err(Errno::ENOENT);
         }
-        let fd = sys::open_path(parent.fd(), name).map_err(errno)?;
+        let fd = sys::open_path(parent.fd().map_err(errno)?.as_fd(), name).map_err(errno)?;
         let st = sys::fstat(fd.as_fd()).map_err(errno)?;
         if st.st_dev != self.inodes.dev {
             // Another filesystem mounted inside the brick is not part of it.
@@ -63,7 +63,7 @@ impl OverlayFs {
         mode: u32,
     ) -> R<(Arc<Inode>, libc::stat)> {
         let st0 = sys::fstat(fd.as_fd()).map_err(errno)?;
-        let pst = sys::fstat(parent.fd()).map_err(errno)?;
+        let pst = sys::fstat(parent.fd().map_err(errno)?.as_fd()).map_err(errno)?;
         let gid = if pst.st_mode & libc::S_ISGID != 0 { st0.st_gid } else { req.gid() };
         if st0.st_uid != req.uid() || st0.st_gid != gid {
             sys::fchown_fd(fd.as_fd(), Some(req.uid()), Some(gid)).map_err(errno)?;
@@ -119,8 +119,8 @@ impl OverlayFs {
     ) -> R<(Arc<Inode>, libc::stat)> {
         self.check_new(parent, name)?;
         sys::set_thread_umask(umask).map_err(errno)?;
-        sys::mknodat(parent.fd(), name, mode, rdev).map_err(errno)?;
-        let fd = sys::open_path(parent.fd(), name).map_err(errno)?;
+        sys::mknodat(parent.fd().map_err(errno)?.as_fd(), name, mode, rdev).map_err(errno)?;
+        let fd = sys::open_path(parent.fd().map_err(errno)?.as_fd(), name).map_err(errno)?;
         let (inode, st) = self.adopt_new(req, parent, fd, mode)?;
         let op = if mode & libc::S_IFMT == libc::S_IFREG { Op::Create } else { Op::Mknod };
         self.record_new(op, parent, name, &inode, &st, None)?;
@@ -137,8 +137,8 @@ impl OverlayFs {
     ) -> R<(Arc<Inode>, libc::stat)> {
         self.check_new(parent, name)?;
         sys::set_thread_umask(umask).map_err(errno)?;
-        sys::mkdirat(parent.fd(), name, mode).map_err(errno)?;
-        let fd = sys::open_path(parent.fd(), name).map_err(errno)?;
+        sys::mkdirat(parent.fd().map_err(errno)?.as_fd(), name, mode).map_err(errno)?;
+        let fd = sys::open_path(parent.fd().map_err(errno)?.as_fd(), name).map_err(errno)?;
         let (inode, st) = self.adopt_new(req, parent, fd, mode)?;
         self.record_new(Op::Mkdir, parent, name, &inode, &st, None)?;
         Ok((inode, st))
@@ -152,8 +152,8 @@ impl OverlayFs {
         target: &Path,
     ) -> R<(Arc<Inode>, libc::stat)> {
         self.check_new(parent, name)?;
-        sys::symlinkat(target.as_os_str(), parent.fd(), name).map_err(errno)?;
-        let fd = sys::open_path(parent.fd(), name).map_err(errno)?;
+        sys::symlinkat(target.as_os_str(), parent.fd().map_err(errno)?.as_fd(), name).map_err(errno)?;
+        let fd = sys::open_path(parent.fd().map_err(errno)?.as_fd(), name).map_err(errno)?;
         let (inode, st) = self.adopt_new(req, parent, fd, 0)?;
         self.record_new(Op::Symlink, parent, name, &inode, &st, Some(target))?;
         Ok((inode, st))
@@ -166,10 +166,11 @@ impl OverlayFs {
         newname: &OsStr,
     ) -> R<(Arc<Inode>, libc::stat)> {
         self.check_new(newparent, newname)?;
-        sys::linkat_fd(inode.fd(), newparent.fd(), newname).map_err(errno)?;
-        let st = sys::fstat(inode.fd()).map_err(errno)?;
+        sys::linkat_fd(inode.fd().map_err(errno)?.as_fd(), newparent.fd().map_err(errno)?.as_fd(), newname)
+            .map_err(errno)?;
+        let st = sys::fstat(inode.fd().map_err(errno)?.as_fd()).map_err(errno)?;
         // The reply counts as a lookup of the (already known) inode.
-        let fd_for_insert = sys::reopen(inode.fd(), libc::O_PATH | libc::O_NOFOLLOW);
+        let fd_for_insert = sys::reopen(inode.fd().map_err(errno)?.as_fd(), libc::O_PATH | libc::O_NOFOLLOW);
         let gfid = inode.gfid;
         let inode =
             self.inodes.lookup_or_insert(&st, newparent.ino, move || Ok((fd_for_insert?, gfid))).map_err(errno)?;
@@ -181,11 +182,11 @@ impl OverlayFs {
 
     /// The GFID of `name` in `parent`, from the table when the inode is known there.
     fn gfid_at(&self, parent: &Arc<Inode>, name: &OsStr) -> R<Gfid> {
-        let st = sys::fstatat(parent.fd(), name, libc::AT_SYMLINK_NOFOLLOW).map_err(errno)?;
+        let st = sys::fstatat(parent.fd().map_err(errno)?.as_fd(), name, libc::AT_SYMLINK_NOFOLLOW).map_err(errno)?;
         if let Some(g) = self.inodes.gfid_of(st.st_ino) {
             return Ok(g);
         }
-        let fd = sys::open_path(parent.fd(), name).map_err(errno)?;
+        let fd = sys::open_path(parent.fd().map_err(errno)?.as_fd(), name).map_err(errno)?;
         Ok(read_gfid(fd.as_fd()).map_err(errno)?.unwrap_or(Gfid::NULL))
     }
 
@@ -198,7 +199,8 @@ impl OverlayFs {
             return Err(Errno::EINVAL);
         }
         let gfid = self.gfid_at(parent, name)?;
-        sys::unlinkat(parent.fd(), name, if dir { libc::AT_REMOVEDIR } else { 0 }).map_err(errno)?;
+        sys::unlinkat(parent.fd().map_err(errno)?.as_fd(), name, if dir { libc::AT_REMOVEDIR } else { 0 })
+            .map_err(errno)?;
         self.rec_entry(if dir { Op::Rmdir } else { Op::Unlink }, gfid, None, (parent.gfid, name), None, None)?;
         self.mark(parent);
         Ok(())
@@ -225,7 +227,8 @@ impl OverlayFs {
         let exchange = flags & libc::RENAME_EXCHANGE != 0;
         let src = self.gfid_at(p, name)?;
         let dst = if exchange { Some(self.gfid_at(np, newname)?) } else { None };
-        sys::renameat2(p.fd(), name, np.fd(), newname, flags).map_err(errno)?;
+        sys::renameat2(p.fd().map_err(errno)?.as_fd(), name, np.fd().map_err(errno)?.as_fd(), newname, flags)
+            .map_err(errno)?;
         if let Some(rec) = &self.recorder {
             let r = match dst {
                 None => rec.rename(src, (p.gfid, name), (np.gfid, newname)),
@@ -233,9 +236,9 @@ impl OverlayFs {
             };
             r.map_err(|_| Errno::EIO)?;
         }
-        let moved = self
-            .inodes
-            .get(self.inodes.node_id(sys::fstatat(np.fd(), newname, libc::AT_SYMLINK_NOFOLLOW).map_err(errno)?.st_ino));
+        let moved = self.inodes.get(self.inodes.node_id(
+            sys::fstatat(np.fd().map_err(errno)?.as_fd(), newname, libc::AT_SYMLINK_NOFOLLOW).map_err(errno)?.st_ino,
+        ));
         if let Some(m) = moved {
             m.parent.store(np.ino, Ordering::Relaxed);
             self.mark(&m);

@@ -58,7 +58,7 @@ impl OverlayFs {
         if writer {
             self.writable()?;
         }
-        let fd = sys::reopen(inode.fd(), reopen_flags(flags)).map_err(errno)?;
+        let fd = sys::reopen(inode.fd().map_err(errno)?.as_fd(), reopen_flags(flags)).map_err(errno)?;
         if writer {
             self.note_writer(inode, flags)?;
         }
@@ -114,7 +114,7 @@ impl OverlayFs {
         self.check_new(parent, name)?;
         sys::set_thread_umask(umask).map_err(errno)?;
         let oflags = reopen_flags(flags) | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
-        match sys::openat(parent.fd(), name, oflags, mode & 0o7777) {
+        match sys::openat(parent.fd().map_err(errno)?.as_fd(), name, oflags, mode & 0o7777) {
             Ok(fd) => {
                 let file = File::from(fd);
                 let opath = sys::reopen(file.as_fd(), libc::O_PATH).map_err(errno)?;
@@ -129,7 +129,7 @@ impl OverlayFs {
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) && flags & libc::O_EXCL == 0 => {
                 let (inode, _) = self.do_lookup(parent, name)?;
                 let opened = self.do_open(&inode, flags)?;
-                let st = sys::fstat(inode.fd()).map_err(errno)?;
+                let st = sys::fstat(inode.fd().map_err(errno)?.as_fd()).map_err(errno)?;
                 Ok((opened.0, opened.1, opened.2, st))
             }
             Err(e) => Err(errno(e)),

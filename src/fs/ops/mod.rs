@@ -9,6 +9,7 @@ mod io;
 mod xattr;
 
 use std::ffi::OsStr;
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -179,7 +180,10 @@ impl Filesystem for OverlayFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.inode(ino).and_then(|i| super::sys::fstat(i.fd()).map(|st| (i, st)).map_err(errno)) {
+        match self
+            .inode(ino)
+            .and_then(|i| super::sys::fstat(i.fd().map_err(errno)?.as_fd()).map(|st| (i, st)).map_err(errno))
+        {
             Ok((i, st)) => reply.attr(&self.opts.ttl, &to_attr(i.ino, &st)),
             Err(e) => reply.error(e),
         }
@@ -212,7 +216,7 @@ impl Filesystem for OverlayFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.inode(ino).and_then(|i| super::sys::readlink_fd(i.fd()).map_err(errno)) {
+        match self.inode(ino).and_then(|i| super::sys::readlink_fd(i.fd().map_err(errno)?.as_fd()).map_err(errno)) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(e),
         }

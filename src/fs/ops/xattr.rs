@@ -3,6 +3,7 @@
 //! never changed, and `trusted.georep.*` is neither listed, read nor changed.
 
 use std::ffi::OsStr;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
@@ -50,7 +51,7 @@ impl OverlayFs {
         if private(n) {
             return Err(Errno::NO_XATTR);
         }
-        match sys::getxattr_vec(inode.fd(), name).map_err(errno)? {
+        match sys::getxattr_vec(inode.fd().map_err(errno)?.as_fd(), name).map_err(errno)? {
             Some(v) => sized(v, size),
             None => Err(Errno::NO_XATTR),
         }
@@ -59,10 +60,10 @@ impl OverlayFs {
     pub(super) fn do_listxattr(&self, req: &Request, inode: &Arc<Inode>, size: u32) -> R<Sized> {
         let mut buf = vec![0u8; 4096];
         let n = loop {
-            match sys::listxattr_fd(inode.fd(), &mut buf) {
+            match sys::listxattr_fd(inode.fd().map_err(errno)?.as_fd(), &mut buf) {
                 Ok(n) => break n,
                 Err(e) if e.raw_os_error() == Some(libc::ERANGE) => {
-                    let need = sys::listxattr_fd(inode.fd(), &mut []).map_err(errno)?;
+                    let need = sys::listxattr_fd(inode.fd().map_err(errno)?.as_fd(), &mut []).map_err(errno)?;
                     buf.resize(need.max(buf.len() * 2), 0);
                 }
                 Err(e) => return Err(errno(e)),
@@ -95,7 +96,7 @@ impl OverlayFs {
         if protected(name.as_bytes()) {
             return Err(Errno::EPERM);
         }
-        sys::setxattr_fd(inode.fd(), name, value, flags).map_err(errno)?;
+        sys::setxattr_fd(inode.fd().map_err(errno)?.as_fd(), name, value, flags).map_err(errno)?;
         self.rec_meta(Op::Setxattr, inode)
     }
 
@@ -104,7 +105,7 @@ impl OverlayFs {
         if protected(name.as_bytes()) {
             return Err(Errno::EPERM);
         }
-        sys::removexattr_fd(inode.fd(), name).map_err(errno)?;
+        sys::removexattr_fd(inode.fd().map_err(errno)?.as_fd(), name).map_err(errno)?;
         self.rec_meta(Op::Removexattr, inode)
     }
 }
