@@ -68,6 +68,9 @@ fn run() -> anyhow::Result<()> {
     let args = parse_args()?;
     let target =
         std::fs::canonicalize(&args.target).with_context(|| format!("mount point {}", args.target.display()))?;
+    if args.opts.split(',').any(|o| o == "remount") {
+        return georep::fs::mount::remount(&target, &args.opts);
+    }
     let cfg = MountConfig::parse(&args.source, &target, &args.opts)?;
     if args.foreground {
         init_log();

@@ -84,9 +84,14 @@ impl OverlayFs {
         let dir = brick.layout.changelog_dir();
         let (recorder, thread, xtime) = if opts.record {
             let (rec, thread) = Recorder::open(&dir, brick.volume, opts.changelog.clone())?;
-            let marker = Arc::new(XtimeMarker::new(crate::types::xtime_xattr(&brick.volume)));
+            let xpath = brick.layout.xtime_file();
+            let marker = Arc::new(XtimeMarker::open(&xpath).with_context(|| format!("{}", xpath.display()))?);
             let (m, t) = (marker.clone(), inodes.clone());
-            rec.before_sync(move || m.flush(&t));
+            rec.before_sync(move || {
+                if let Err(e) = m.flush(&t) {
+                    log::error!("xtime: {e}");
+                }
+            });
             let b = brick.clone();
             rec.before_sync(move || {
                 if let Err(e) = b.gfids.sync() {

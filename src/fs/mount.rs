@@ -3,8 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::os::fd::{AsRawFd, OwnedFd};
+
 use anyhow::{Context, bail};
-use fuser::{Config, MountOption, SessionACL};
+use fuser::{Config, SessionACL};
+use nix::mount::MsFlags;
 
 use super::brick::Brick;
 use super::{FsOptions, OverlayFs};
@@ -19,6 +22,8 @@ pub struct MountConfig {
     pub allow_other: bool,
     pub threads: usize,
     pub fsname: String,
+    /// Mount flags asked for with the usual options (nosuid, nodev, noexec, noatime, ...).
+    pub flags: MsFlags,
 }
 
 fn parse_secs(key: &str, v: &str) -> anyhow::Result<Duration> {
@@ -40,6 +45,7 @@ impl MountConfig {
             allow_other: true,
             threads: 4,
             fsname: brick.display().to_string(),
+            flags: MsFlags::empty(),
         };
         for o in opts.split(',').filter(|o| !o.is_empty()) {
             let (k, v) = match o.split_once('=') {
@@ -52,6 +58,9 @@ impl MountConfig {
             match k {
                 // Handled by mount(8) or always in force.
                 "rw"
+                | "user_id"
+                | "group_id"
+                | "allow_root"
                 | "defaults"
                 | "auto"
                 | "noauto"
@@ -93,19 +102,39 @@ impl MountConfig {
 
     fn fuser_config(&self) -> Config {
         let mut cfg = Config::default();
-        cfg.mount_options = vec![
-            MountOption::FSName(self.fsname.clone()),
-            MountOption::Subtype("georep".into()),
-            MountOption::DefaultPermissions,
-            MountOption::Dev,
-            MountOption::Suid,
-            if self.read_only { MountOption::RO } else { MountOption::RW },
-        ];
-        cfg.acl = if self.allow_other { SessionACL::All } else { SessionACL::RootAndOwner };
+        cfg.acl = self.acl();
         cfg.n_threads = Some(self.threads);
         cfg.clone_fd = true;
         cfg
     }
+
+    fn acl(&self) -> SessionACL {
+        if self.allow_other { SessionACL::All } else { SessionACL::RootAndOwner }
+    }
+}
+
+/// The filesystem type in /proc/mounts: `mount -o remount` and `umount` find it by that name.
+pub const FS_TYPE: &str = "fuse.georep";
+
+/// Mounts a FUSE filesystem of type `fuse.georep` on the mount point and returns the
+/// `/dev/fuse` descriptor that serves it. Kernel permission checks are always on: the daemon
+/// acts as root for every caller.
+fn mount_fuse(cfg: &MountConfig) -> anyhow::Result<OwnedFd> {
+    let dev: OwnedFd =
+        std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse").context("open /dev/fuse")?.into();
+    let md = std::fs::metadata(&cfg.mountpoint).with_context(|| format!("mount point {}", cfg.mountpoint.display()))?;
+    let rootmode = std::os::unix::fs::MetadataExt::mode(&md) & libc::S_IFMT;
+    let mut data = format!("fd={},rootmode={rootmode:o},user_id=0,group_id=0,default_permissions", dev.as_raw_fd());
+    if cfg.allow_other {
+        data.push_str(",allow_other");
+    }
+    let mut flags = cfg.flags;
+    if cfg.read_only {
+        flags |= MsFlags::MS_RDONLY;
+    }
+    nix::mount::mount(Some(cfg.fsname.as_str()), &cfg.mountpoint, Some(FS_TYPE), flags, Some(data.as_str()))
+        .with_context(|| format!("mount {} on {}", cfg.brick.display(), cfg.mountpoint.display()))?;
+    Ok(dev)
 }
 
 /// Opens the brick, mounts, calls `ready` once the kernel handshake is done, and serves until
@@ -120,9 +149,27 @@ pub fn mount_blocking(cfg: &MountConfig, ready: impl FnOnce()) -> anyhow::Result
         bail!("mount point {} is inside the brick {}", cfg.mountpoint.display(), brick.layout.root.display());
     }
     let fs = OverlayFs::new(brick, cfg.fs.clone())?;
-    let session = fuser::Session::new(fs, &cfg.mountpoint, &cfg.fuser_config())
-        .with_context(|| format!("mount {} on {}", cfg.brick.display(), cfg.mountpoint.display()))?;
+    let dev = mount_fuse(cfg)?;
+    let session = match fuser::Session::from_fd(fs, dev, cfg.acl(), cfg.fuser_config()) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = nix::mount::umount2(&cfg.mountpoint, nix::mount::MntFlags::MNT_DETACH);
+            return Err(e).context("fuse handshake");
+        }
+    };
     ready();
     session.run().context("fuse session")?;
     Ok(())
+}
+
+/// `mount -o remount,...`: changes the flags (ro/rw, nosuid, ...) of a live georep mount.
+pub fn remount(mountpoint: &Path, opts: &str) -> anyhow::Result<()> {
+    let rest: Vec<&str> = opts.split(',').filter(|o| *o != "remount").collect();
+    let cfg = MountConfig::parse(Path::new(""), mountpoint, &rest.join(","))?;
+    let mut flags = MsFlags::MS_REMOUNT | cfg.flags;
+    if cfg.read_only {
+        flags |= MsFlags::MS_RDONLY;
+    }
+    nix::mount::mount(None::<&str>, mountpoint, None::<&str>, flags, None::<&str>)
+        .with_context(|| format!("remount {}", mountpoint.display()))
 }

@@ -124,6 +124,10 @@ impl BrickLayout {
     pub fn gfid_index(&self) -> PathBuf {
         self.private().join("gfid.idx")
     }
+    /// xtime marks (see `fs::xtime`).
+    pub fn xtime_file(&self) -> PathBuf {
+        self.private().join("xtime.log")
+    }
     pub fn consumers_dir(&self) -> PathBuf {
         self.private().join("consumers")
     }

@@ -49,6 +49,15 @@ impl OverlayFs {
             return sized(inode.gfid.to_string().into_bytes(), size);
         }
         if private(n) {
+            // The xtime mark, answered from the brick's mark file.
+            if let Some(x) = &self.xtime {
+                if n == crate::types::xtime_xattr(&self.brick.volume).as_bytes() {
+                    return match x.get(&inode.gfid) {
+                        Some(us) => sized(crate::fs::xtime::encode_xtime(us).to_vec(), size),
+                        None => Err(Errno::NO_XATTR),
+                    };
+                }
+            }
             return Err(Errno::NO_XATTR);
         }
         match sys::getxattr_vec(inode.fd().map_err(errno)?.as_fd(), name).map_err(errno)? {
