@@ -339,3 +339,22 @@ fn unmount_publishes_and_remount_continues_the_sequence() {
     drop(f);
     assert_eq!(fs::read(m.b("one")).unwrap(), b"1more");
 }
+
+#[test]
+fn unprivileged_write_clears_set_id_bits_as_ext4_does() {
+    let m = Mount::new("");
+    fs::set_permissions(&m.mnt, fs::Permissions::from_mode(0o755)).unwrap();
+    // (mode before, owner group, mode after a write by uid 1001 gid 1001)
+    for (i, (before, group, after)) in
+        [(0o6777, 1000, 0o777), (0o6767, 1000, 0o767), (0o2767, 1001, 0o2767), (0o4755, 1000, 0o4755)]
+            .iter()
+            .enumerate()
+    {
+        let f = format!("s{i}");
+        fs::write(m.p(&f), b"").unwrap();
+        nix::unistd::chown(&m.p(&f), Some(1000.into()), Some((*group).into())).unwrap();
+        fs::set_permissions(m.p(&f), fs::Permissions::from_mode(*before)).unwrap();
+        let _ = run_as(1001, 1001, &format!("echo x >> {}", m.p(&f).display()));
+        assert_eq!(fs::metadata(m.b(&f)).unwrap().mode() & 0o7777, *after, "mode {before:o}");
+    }
+}

@@ -33,9 +33,41 @@ fn timespec(t: TimeOrNow) -> libc::timespec {
 }
 
 impl OverlayFs {
+    /// Clears set-user-ID, set-group-ID and file capabilities, as a
+    /// local filesystem does when someone without CAP_FSETID writes to or truncates a file.
+    fn kill_privs(&self, inode: &Arc<Inode>, caller_gid: u32) -> R<libc::stat> {
+        let fd = inode.fd().map_err(errno)?;
+        let st = sys::fstat(fd.as_fd()).map_err(errno)?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Ok(st);
+        }
+        let mut mode = st.st_mode & 0o7777;
+        mode &= !libc::S_ISUID;
+        // As the kernel does: set-group-ID goes if group-executable, or if the writer is not in
+        // the file's group (known here by its primary group only).
+        if mode & libc::S_IXGRP != 0 || caller_gid != st.st_gid {
+            mode &= !libc::S_ISGID;
+        }
+        let mut changed = false;
+        if mode != st.st_mode & 0o7777 {
+            sys::fchmod_fd(fd.as_fd(), mode).map_err(errno)?;
+            changed = true;
+        }
+        match sys::removexattr_fd(fd.as_fd(), std::ffi::OsStr::new("security.capability")) {
+            Ok(()) => changed = true,
+            Err(e) if e.raw_os_error() == Some(libc::ENODATA) => {}
+            Err(e) => return Err(errno(e)),
+        }
+        if changed {
+            self.rec_meta(Op::Setattr, inode)?;
+        }
+        sys::fstat(fd.as_fd()).map_err(errno)
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub(super) fn do_setattr(
         &self,
+        caller_gid: u32,
         inode: &Arc<Inode>,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -46,6 +78,12 @@ impl OverlayFs {
         fh: Option<FileHandle>,
     ) -> R<libc::stat> {
         self.writable()?;
+        if (mode, uid, gid, size, &atime, &mtime) == (None, None, None, None, &None, &None) {
+            // Under FUSE_HANDLE_KILLPRIV_V2 the kernel asks, with an otherwise empty SETATTR, to
+            // drop privileges before an unprivileged write or truncate (kernel passthrough writes
+            // never reach us, so this is the only moment we learn of them).
+            return self.kill_privs(inode, caller_gid);
+        }
         if uid.is_some() || gid.is_some() {
             sys::fchown_fd(inode.fd().map_err(errno)?.as_fd(), uid, gid).map_err(errno)?;
         }

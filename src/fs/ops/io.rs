@@ -20,6 +20,10 @@ use crate::fs::handles::Handle;
 use crate::fs::inode::Inode;
 use crate::fs::sys;
 
+/// No FLUSH on close: locks are the kernel's (the overlay implements none) and data needs no
+/// flushing, so close(2) costs the caller no round trip.
+const OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_NOFLUSH;
+
 fn is_writer(flags: i32) -> bool {
     flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0
 }
@@ -97,8 +101,8 @@ impl OverlayFs {
         let backing = self.backing(&inode, &file, |f| reply.open_backing(f.as_fd()));
         let fh = self.handles.insert(Handle::File { file, inode, writer, _backing: backing.clone() });
         match backing {
-            Some(b) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &b),
-            None => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Some(b) => reply.opened_passthrough(FileHandle(fh), OPEN_FLAGS, &b),
+            None => reply.opened(FileHandle(fh), OPEN_FLAGS),
         }
     }
 
@@ -142,8 +146,8 @@ impl OverlayFs {
         let backing = self.backing(&inode, &file, |f| reply.open_backing(f.as_fd()));
         let fh = self.handles.insert(Handle::File { file, inode, writer, _backing: backing.clone() });
         match backing {
-            Some(b) => reply.created_passthrough(&self.opts.ttl, &attr, GEN, FileHandle(fh), FopenFlags::empty(), &b),
-            None => reply.created(&self.opts.ttl, &attr, GEN, FileHandle(fh), FopenFlags::empty()),
+            Some(b) => reply.created_passthrough(&self.opts.ttl, &attr, GEN, FileHandle(fh), OPEN_FLAGS, &b),
+            None => reply.created(&self.opts.ttl, &attr, GEN, FileHandle(fh), OPEN_FLAGS),
         }
     }
 

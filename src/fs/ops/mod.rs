@@ -75,6 +75,27 @@ pub(crate) fn to_attr(ino: u64, st: &libc::stat) -> FileAttr {
 
 const GEN: Generation = Generation(0);
 
+/// Node id 0 in a lookup reply: "no such entry", cached for the entry timeout.
+fn negative_attr() -> FileAttr {
+    FileAttr {
+        ino: INodeNo(0),
+        size: 0,
+        blocks: 0,
+        atime: UNIX_EPOCH,
+        mtime: UNIX_EPOCH,
+        ctime: UNIX_EPOCH,
+        crtime: UNIX_EPOCH,
+        kind: FileType::RegularFile,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 0,
+        flags: 0,
+    }
+}
+
 impl OverlayFs {
     fn inode(&self, ino: INodeNo) -> R<Arc<Inode>> {
         self.inodes.get(ino.0).ok_or(Errno::ESTALE)
@@ -145,7 +166,8 @@ impl Filesystem for OverlayFs {
             | InitFlags::FUSE_DONT_MASK
             | InitFlags::FUSE_CACHE_SYMLINKS
             | InitFlags::FUSE_EXPORT_SUPPORT
-            | InitFlags::FUSE_ASYNC_DIO;
+            | InitFlags::FUSE_ASYNC_DIO
+            | InitFlags::FUSE_HANDLE_KILLPRIV_V2;
         for f in wanted.iter() {
             if c.add_capabilities(f).is_err() {
                 log::info!("kernel lacks {f:?}");
@@ -171,6 +193,8 @@ impl Filesystem for OverlayFs {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.inode(parent).and_then(|p| self.do_lookup(&p, name)) {
             Ok((i, st)) => reply.entry(&self.opts.ttl, &to_attr(i.ino, &st), GEN),
+            // A negative entry the kernel may cache: names appear only through this mount.
+            Err(e) if e == Errno::ENOENT => reply.entry(&self.opts.ttl, &negative_attr(), GEN),
             Err(e) => reply.error(e),
         }
     }
@@ -207,8 +231,9 @@ impl Filesystem for OverlayFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let r =
-            self.inode(ino).and_then(|i| self.do_setattr(&i, mode, uid, gid, size, atime, mtime, fh).map(|st| (i, st)));
+        let r = self
+            .inode(ino)
+            .and_then(|i| self.do_setattr(_req.gid(), &i, mode, uid, gid, size, atime, mtime, fh).map(|st| (i, st)));
         match r {
             Ok((i, st)) => reply.attr(&self.opts.ttl, &to_attr(i.ino, &st)),
             Err(e) => reply.error(e),
