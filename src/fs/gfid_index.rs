@@ -112,11 +112,15 @@ impl GfidIndex {
 
     /// Remembers that `gfid` names the inode behind `fd`.
     pub fn add(&self, gfid: Gfid, fd: BorrowedFd<'_>) -> io::Result<()> {
-        let h = sys::name_to_handle(fd)?;
-        if self.map.read().get(&gfid) == Some(&h) {
+        self.add_handle(gfid, &sys::name_to_handle(fd)?)
+    }
+
+    /// Remembers that `gfid` names the inode with handle `h`.
+    pub fn add_handle(&self, gfid: Gfid, h: &FileHandle) -> io::Result<()> {
+        if self.map.read().get(&gfid) == Some(h) {
             return Ok(());
         }
-        let rec = encode(gfid, &h).ok_or_else(|| {
+        let rec = encode(gfid, h).ok_or_else(|| {
             io::Error::other(format!("{}: file handle of {} bytes is too large", self.path.display(), h.bytes.len()))
         })?;
         {
@@ -125,7 +129,7 @@ impl GfidIndex {
             f.0.write_all_at(&rec, off)?;
             f.1 += REC_LEN as u64;
         }
-        self.map.write().insert(gfid, h);
+        self.map.write().insert(gfid, h.clone());
         self.dirty.store(true, Ordering::Release);
         Ok(())
     }

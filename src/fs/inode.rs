@@ -1,8 +1,9 @@
 //! The inode table: FUSE node ids to brick inodes, with lookup counts.
 //!
-//! Node ids are the brick's inode numbers (the root is always 1), which is sound because the
-//! overlay refuses to cross into other filesystems, and an inode the kernel may still name is
-//! never freed while its O_PATH descriptor or handle is held.
+//! Inodes are identified by their kernel file handle (which, unlike an inode number, names one
+//! incarnation of an inode: ext4 reuses numbers, never number and generation together). A node
+//! id is the brick's inode number when that is free in the table (so `stat` and `readdir` agree
+//! with the brick), else a fresh id above 2^63; the root is always 1.
 //!
 //! Every inode keeps its kernel file handle; an O_PATH descriptor is kept open only for
 //! recently used inodes (a clock over a bounded budget), because the kernel may cache far more
@@ -23,11 +24,43 @@ use crate::types::Gfid;
 
 pub const ROOT_INO: u64 = 1;
 
-/// Shared by all inodes: where handles are opened, and how many descriptors are held.
+/// Shared by the table and its inodes: the maps, where handles are opened, and how many
+/// descriptors are held.
 pub struct FdCache {
     mount_fd: OwnedFd,
     open: AtomicUsize,
     budget: usize,
+    map: RwLock<Tables>,
+}
+
+impl FdCache {
+    /// Counts one more open descriptor, and closes some if over budget.
+    fn opened(&self) {
+        if self.open.fetch_add(1, Ordering::Relaxed) + 1 > self.budget {
+            self.evict();
+        }
+    }
+
+    /// Closes the descriptors of about a quarter of the budget of inodes not used since the
+    /// last sweep (second-chance clock).
+    fn evict(&self) {
+        let target = self.budget / 4;
+        let mut dropped = 0;
+        let t = self.map.read();
+        for pass in 0..2 {
+            for i in t.by_id.values() {
+                if dropped >= target {
+                    return;
+                }
+                if pass == 0 && i.referenced.swap(false, Ordering::Relaxed) {
+                    continue;
+                }
+                if i.evict() {
+                    dropped += 1;
+                }
+            }
+        }
+    }
 }
 
 pub struct Inode {
@@ -38,7 +71,7 @@ pub struct Inode {
     handle: Option<FileHandle>,
     fd: RwLock<Option<Arc<OwnedFd>>>,
     referenced: AtomicBool,
-    cache: Arc<FdCache>,
+    cache: Weak<FdCache>,
     nlookup: AtomicU64,
     /// Node id of the directory it was last seen in (for xtime marks up to the root).
     pub parent: AtomicU64,
@@ -53,15 +86,19 @@ impl Inode {
             self.referenced.store(true, Ordering::Relaxed);
             return Ok(f.clone());
         }
-        let h = self.handle.as_ref().ok_or_else(|| io::Error::from_raw_os_error(libc::ESTALE))?;
-        let fd = Arc::new(sys::open_by_handle(self.cache.mount_fd.as_fd(), h, libc::O_PATH | libc::O_NOFOLLOW)?);
-        let mut slot = self.fd.write();
-        if let Some(f) = slot.as_ref() {
-            return Ok(f.clone());
+        let stale = || io::Error::from_raw_os_error(libc::ESTALE);
+        let h = self.handle.as_ref().ok_or_else(stale)?;
+        let cache = self.cache.upgrade().ok_or_else(stale)?;
+        let fd = Arc::new(sys::open_by_handle(cache.mount_fd.as_fd(), h, libc::O_PATH | libc::O_NOFOLLOW)?);
+        {
+            let mut slot = self.fd.write();
+            if let Some(f) = slot.as_ref() {
+                return Ok(f.clone());
+            }
+            *slot = Some(fd.clone());
         }
-        *slot = Some(fd.clone());
         self.referenced.store(true, Ordering::Relaxed);
-        self.cache.open.fetch_add(1, Ordering::Relaxed);
+        cache.opened();
         Ok(fd)
     }
 
@@ -78,7 +115,9 @@ impl Inode {
             return false;
         }
         if self.fd.write().take().is_some() {
-            self.cache.open.fetch_sub(1, Ordering::Relaxed);
+            if let Some(c) = self.cache.upgrade() {
+                c.open.fetch_sub(1, Ordering::Relaxed);
+            }
             return true;
         }
         false
@@ -88,24 +127,41 @@ impl Inode {
 impl Drop for Inode {
     fn drop(&mut self) {
         if self.fd.get_mut().is_some() {
-            self.cache.open.fetch_sub(1, Ordering::Relaxed);
+            if let Some(c) = self.cache.upgrade() {
+                c.open.fetch_sub(1, Ordering::Relaxed);
+            }
         }
     }
 }
 
 pub struct InodeTable {
-    map: RwLock<HashMap<u64, Arc<Inode>>>,
     cache: Arc<FdCache>,
     /// The brick root's own inode number, which is presented as node id 1.
     pub root_st_ino: u64,
     pub dev: u64,
+    next_alt: AtomicU64,
 }
+
+#[derive(Default)]
+struct Tables {
+    by_id: HashMap<u64, Arc<Inode>>,
+    by_handle: HashMap<FileHandle, u64>,
+}
+
+const ALT_IDS: u64 = 1 << 63;
 
 impl InodeTable {
     /// `budget`: how many O_PATH descriptors to keep open at most (roughly).
     pub fn new(root_fd: OwnedFd, root_st: &libc::stat, budget: usize) -> io::Result<InodeTable> {
-        let mount_fd = sys::reopen(root_fd.as_fd(), libc::O_PATH | libc::O_DIRECTORY)?;
-        let cache = Arc::new(FdCache { mount_fd, open: AtomicUsize::new(1), budget: budget.max(64) });
+        // open_by_handle_at refuses an O_PATH descriptor here (EBADF).
+        let mount_fd = sys::reopen(root_fd.as_fd(), libc::O_RDONLY | libc::O_DIRECTORY)?;
+        let root_handle = sys::name_to_handle(root_fd.as_fd())?;
+        let cache = Arc::new(FdCache {
+            mount_fd,
+            open: AtomicUsize::new(1),
+            budget: budget.max(64),
+            map: RwLock::new(Tables::default()),
+        });
         let root = Arc::new(Inode {
             ino: ROOT_INO,
             ifmt: libc::S_IFDIR,
@@ -113,91 +169,87 @@ impl InodeTable {
             handle: None,
             fd: RwLock::new(Some(Arc::new(root_fd))),
             referenced: AtomicBool::new(true),
-            cache: cache.clone(),
+            cache: Arc::downgrade(&cache),
             nlookup: AtomicU64::new(2),
             parent: AtomicU64::new(ROOT_INO),
             backing: Mutex::new(Weak::new()),
         });
-        let mut map = HashMap::new();
-        map.insert(ROOT_INO, root);
-        Ok(InodeTable { map: RwLock::new(map), cache, root_st_ino: root_st.st_ino, dev: root_st.st_dev })
+        {
+            let mut t = cache.map.write();
+            t.by_id.insert(ROOT_INO, root);
+            t.by_handle.insert(root_handle, ROOT_INO);
+        }
+        Ok(InodeTable { cache, root_st_ino: root_st.st_ino, dev: root_st.st_dev, next_alt: AtomicU64::new(ALT_IDS) })
     }
 
-    /// The node id presented for a brick inode number.
-    pub fn node_id(&self, st_ino: u64) -> u64 {
+    /// The inode number shown for a brick inode in directory listings.
+    pub fn display_ino(&self, st_ino: u64) -> u64 {
         if st_ino == self.root_st_ino { ROOT_INO } else { st_ino }
     }
 
     pub fn get(&self, ino: u64) -> Option<Arc<Inode>> {
-        self.map.read().get(&ino).cloned()
+        self.cache.map.read().by_id.get(&ino).cloned()
     }
 
-    /// Finds the inode for `st`, counting one more lookup, or inserts the one `make` builds
-    /// (its O_PATH descriptor and GFID).
+    /// The inode with handle `h`, if the kernel knows it (no lookup counted).
+    pub fn find(&self, h: &FileHandle) -> Option<Arc<Inode>> {
+        let t = self.cache.map.read();
+        t.by_handle.get(h).and_then(|id| t.by_id.get(id)).cloned()
+    }
+
+    /// Counts one more lookup of a known inode (a reply that hands the kernel a reference).
+    pub fn add_lookup(&self, i: &Arc<Inode>, parent: u64) {
+        i.nlookup.fetch_add(1, Ordering::Relaxed);
+        i.parent.store(parent, Ordering::Relaxed);
+    }
+
+    /// Finds the inode with handle `h`, counting one more lookup, or inserts the one `make`
+    /// builds (its O_PATH descriptor and GFID).
     pub fn lookup_or_insert(
         &self,
         st: &libc::stat,
+        h: FileHandle,
         parent: u64,
         make: impl FnOnce() -> io::Result<(OwnedFd, Gfid)>,
     ) -> io::Result<Arc<Inode>> {
-        let ino = self.node_id(st.st_ino);
-        if let Some(i) = self.map.read().get(&ino) {
-            i.nlookup.fetch_add(1, Ordering::Relaxed);
-            i.parent.store(parent, Ordering::Relaxed);
-            return Ok(i.clone());
+        if let Some(i) = self.find(&h) {
+            self.add_lookup(&i, parent);
+            return Ok(i);
         }
         let (fd, gfid) = make()?;
-        let handle = sys::name_to_handle(fd.as_fd())?;
-        let inserted = {
-            let mut map = self.map.write();
-            let mut fresh = false;
-            let i = map
-                .entry(ino)
-                .or_insert_with(|| {
-                    fresh = true;
-                    self.cache.open.fetch_add(1, Ordering::Relaxed);
-                    Arc::new(Inode {
-                        ino,
-                        ifmt: st.st_mode & libc::S_IFMT,
-                        gfid,
-                        handle: Some(handle),
-                        fd: RwLock::new(Some(Arc::new(fd))),
-                        referenced: AtomicBool::new(true),
-                        cache: self.cache.clone(),
-                        nlookup: AtomicU64::new(0),
-                        parent: AtomicU64::new(parent),
-                        backing: Mutex::new(Weak::new()),
-                    })
-                })
-                .clone();
-            i.nlookup.fetch_add(1, Ordering::Relaxed);
-            (i, fresh)
-        };
-        if inserted.1 && self.cache.open.load(Ordering::Relaxed) > self.cache.budget {
-            self.evict();
-        }
-        Ok(inserted.0)
-    }
-
-    /// Closes the descriptors of about a quarter of the budget of inodes not used since the
-    /// last sweep (second-chance clock).
-    fn evict(&self) {
-        let target = self.cache.budget / 4;
-        let mut dropped = 0;
-        let map = self.map.read();
-        for pass in 0..2 {
-            for i in map.values() {
-                if dropped >= target {
-                    return;
-                }
-                if pass == 0 && i.referenced.swap(false, Ordering::Relaxed) {
-                    continue;
-                }
-                if i.evict() {
-                    dropped += 1;
-                }
+        let (inode, fresh) = {
+            let mut t = self.cache.map.write();
+            if let Some(i) = t.by_handle.get(&h).and_then(|id| t.by_id.get(id)).cloned() {
+                (i, false)
+            } else {
+                let id = if st.st_ino == ROOT_INO || st.st_ino >= ALT_IDS || t.by_id.contains_key(&st.st_ino) {
+                    // The number is taken by an earlier incarnation the kernel still holds.
+                    self.next_alt.fetch_add(1, Ordering::Relaxed)
+                } else {
+                    st.st_ino
+                };
+                let i = Arc::new(Inode {
+                    ino: id,
+                    ifmt: st.st_mode & libc::S_IFMT,
+                    gfid,
+                    handle: Some(h.clone()),
+                    fd: RwLock::new(Some(Arc::new(fd))),
+                    referenced: AtomicBool::new(true),
+                    cache: Arc::downgrade(&self.cache),
+                    nlookup: AtomicU64::new(0),
+                    parent: AtomicU64::new(parent),
+                    backing: Mutex::new(Weak::new()),
+                });
+                t.by_id.insert(id, i.clone());
+                t.by_handle.insert(h, id);
+                (i, true)
             }
+        };
+        self.add_lookup(&inode, parent);
+        if fresh {
+            self.cache.opened();
         }
+        Ok(inode)
     }
 
     /// Drops `n` lookups of `ino`; the inode leaves the table at zero.
@@ -205,22 +257,27 @@ impl InodeTable {
         if ino == ROOT_INO {
             return;
         }
-        let mut map = self.map.write();
-        if let Some(i) = map.get(&ino) {
-            let prev = i.nlookup.fetch_sub(n.min(i.nlookup.load(Ordering::Relaxed)), Ordering::Relaxed);
-            if prev <= n {
-                map.remove(&ino);
+        let mut t = self.cache.map.write();
+        let gone = match t.by_id.get(&ino) {
+            Some(i) => {
+                let prev = i.nlookup.fetch_sub(n.min(i.nlookup.load(Ordering::Relaxed)), Ordering::Relaxed);
+                prev <= n
+            }
+            None => false,
+        };
+        if gone {
+            if let Some(i) = t.by_id.remove(&ino) {
+                if let Some(h) = &i.handle {
+                    if t.by_handle.get(h) == Some(&ino) {
+                        t.by_handle.remove(h);
+                    }
+                }
             }
         }
     }
 
-    /// The GFID of a brick inode number, if the inode is in the table.
-    pub fn gfid_of(&self, st_ino: u64) -> Option<Gfid> {
-        self.map.read().get(&self.node_id(st_ino)).map(|i| i.gfid)
-    }
-
     pub fn len(&self) -> usize {
-        self.map.read().len()
+        self.cache.map.read().by_id.len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -190,7 +190,7 @@ pub fn removexattr_fd(fd: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
 }
 
 /// An opaque, persistent handle of an inode (`name_to_handle_at`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct FileHandle {
     pub handle_type: i32,
     pub bytes: Vec<u8>,
@@ -206,17 +206,25 @@ struct RawHandle {
 }
 
 pub fn name_to_handle(fd: BorrowedFd<'_>) -> io::Result<FileHandle> {
+    name_to_handle_at(fd, OsStr::new(""))
+}
+
+/// The handle of `name` in `dir` (of `dir` itself if `name` is empty); never follows a final
+/// symlink.
+pub fn name_to_handle_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<FileHandle> {
+    let c = cstr(name)?;
+    let flags = if name.is_empty() { libc::AT_EMPTY_PATH } else { 0 };
     let mut h = RawHandle { handle_bytes: MAX_HANDLE_SZ as u32, handle_type: 0, f_handle: [0; MAX_HANDLE_SZ] };
     let mut mount_id: libc::c_int = 0;
-    // SAFETY: h is a properly sized file_handle buffer; "" with AT_EMPTY_PATH names fd itself.
+    // SAFETY: h is a properly sized file_handle buffer; c is a valid C string.
     let r = unsafe {
         libc::syscall(
             libc::SYS_name_to_handle_at,
-            fd.as_raw_fd(),
-            c"".as_ptr(),
+            dir.as_raw_fd(),
+            c.as_ptr(),
             &mut h as *mut RawHandle,
             &mut mount_id as *mut libc::c_int,
-            libc::AT_EMPTY_PATH,
+            flags,
         )
     };
     if r < 0 {

@@ -72,7 +72,7 @@ impl OverlayFs {
                     Err(_) => FileType::RegularFile,
                 },
             };
-            let ino = self.inodes.node_id(e.ino);
+            let ino = self.inodes.display_ino(e.ino);
             let (next, name) = (e.next_off, e.name.to_os_string());
             if reply.add(INodeNo(ino), next, kind, &name) {
                 s.seek(pos);
@@ -117,7 +117,10 @@ impl OverlayFs {
                         full
                     }
                     // Gone meanwhile (or not ours): leave it out.
-                    Err(_) => false,
+                    Err(e) => {
+                        log::debug!("readdirplus: lookup of {name:?} failed: {e:?}");
+                        false
+                    }
                 }
             };
             if full {

@@ -37,16 +37,25 @@ impl OverlayFs {
         if Self::hidden(parent.ino, name) {
             return Err(Errno::ENOENT);
         }
-        let fd = sys::open_path(parent.fd().map_err(errno)?.as_fd(), name).map_err(errno)?;
+        let pfd = parent.fd().map_err(errno)?;
+        let h = sys::name_to_handle_at(pfd.as_fd(), name).map_err(errno)?;
+        if let Some(i) = self.inodes.find(&h) {
+            let st = sys::fstat(i.fd().map_err(errno)?.as_fd()).map_err(errno)?;
+            self.inodes.add_lookup(&i, parent.ino);
+            return Ok((i, st));
+        }
+        let fd = sys::open_path(pfd.as_fd(), name).map_err(errno)?;
         let st = sys::fstat(fd.as_fd()).map_err(errno)?;
         if st.st_dev != self.inodes.dev {
             // Another filesystem mounted inside the brick is not part of it.
             return Err(Errno::EXDEV);
         }
+        // The name may have changed meanwhile: the descriptor is the truth.
+        let h = sys::name_to_handle(fd.as_fd()).map_err(errno)?;
         let gfids = &self.brick.gfids;
         let inode = self
             .inodes
-            .lookup_or_insert(&st, parent.ino, move || {
+            .lookup_or_insert(&st, h, parent.ino, move || {
                 let g = ensure_gfid(fd.as_fd(), gfids)?;
                 Ok((fd, g))
             })
@@ -75,9 +84,10 @@ impl OverlayFs {
         }
         let gfid = Gfid::generate();
         sys::setxattr_fd(fd.as_fd(), OsStr::new(XATTR_GFID), &gfid.0, libc::XATTR_CREATE).map_err(errno)?;
-        self.brick.gfids.add(gfid, fd.as_fd()).map_err(errno)?;
+        let h = sys::name_to_handle(fd.as_fd()).map_err(errno)?;
+        self.brick.gfids.add_handle(gfid, &h).map_err(errno)?;
         let st = sys::fstat(fd.as_fd()).map_err(errno)?;
-        let inode = self.inodes.lookup_or_insert(&st, parent.ino, move || Ok((fd, gfid))).map_err(errno)?;
+        let inode = self.inodes.lookup_or_insert(&st, h, parent.ino, move || Ok((fd, gfid))).map_err(errno)?;
         Ok((inode, st))
     }
 
@@ -170,10 +180,8 @@ impl OverlayFs {
             .map_err(errno)?;
         let st = sys::fstat(inode.fd().map_err(errno)?.as_fd()).map_err(errno)?;
         // The reply counts as a lookup of the (already known) inode.
-        let fd_for_insert = sys::reopen(inode.fd().map_err(errno)?.as_fd(), libc::O_PATH | libc::O_NOFOLLOW);
-        let gfid = inode.gfid;
-        let inode =
-            self.inodes.lookup_or_insert(&st, newparent.ino, move || Ok((fd_for_insert?, gfid))).map_err(errno)?;
+        self.inodes.add_lookup(inode, newparent.ino);
+        let inode = inode.clone();
         self.rec_entry(Op::Link, inode.gfid, Some(&st), (newparent.gfid, newname), None, None)?;
         self.mark(newparent);
         self.mark(&inode);
@@ -182,9 +190,9 @@ impl OverlayFs {
 
     /// The GFID of `name` in `parent`, from the table when the inode is known there.
     fn gfid_at(&self, parent: &Arc<Inode>, name: &OsStr) -> R<Gfid> {
-        let st = sys::fstatat(parent.fd().map_err(errno)?.as_fd(), name, libc::AT_SYMLINK_NOFOLLOW).map_err(errno)?;
-        if let Some(g) = self.inodes.gfid_of(st.st_ino) {
-            return Ok(g);
+        let h = sys::name_to_handle_at(parent.fd().map_err(errno)?.as_fd(), name).map_err(errno)?;
+        if let Some(i) = self.inodes.find(&h) {
+            return Ok(i.gfid);
         }
         let fd = sys::open_path(parent.fd().map_err(errno)?.as_fd(), name).map_err(errno)?;
         Ok(read_gfid(fd.as_fd()).map_err(errno)?.unwrap_or(Gfid::NULL))
@@ -236,9 +244,8 @@ impl OverlayFs {
             };
             r.map_err(|_| Errno::EIO)?;
         }
-        let moved = self.inodes.get(self.inodes.node_id(
-            sys::fstatat(np.fd().map_err(errno)?.as_fd(), newname, libc::AT_SYMLINK_NOFOLLOW).map_err(errno)?.st_ino,
-        ));
+        let moved =
+            sys::name_to_handle_at(np.fd().map_err(errno)?.as_fd(), newname).ok().and_then(|h| self.inodes.find(&h));
         if let Some(m) = moved {
             m.parent.store(np.ino, Ordering::Relaxed);
             self.mark(&m);
