@@ -93,6 +93,8 @@ struct Shared {
     active: Mutex<Active>,
     index: Mutex<IndexWriter>,
     before_sync: Mutex<Vec<Hook>>,
+    /// Set when a record could not be written: from then on no change may happen unrecorded.
+    failed: AtomicBool,
     stop: AtomicBool,
     wake: Condvar,
     wake_lock: Mutex<()>,
@@ -156,6 +158,7 @@ impl Recorder {
             }),
             index: Mutex::new(index),
             before_sync: Mutex::new(Vec::new()),
+            failed: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             wake: Condvar::new(),
             wake_lock: Mutex::new(()),
@@ -167,6 +170,11 @@ impl Recorder {
             .spawn(move || r2.rollover_loop())
             .map_err(io_err(dir))?;
         Ok((rec, thread))
+    }
+
+    /// True once a record could not be written: the filesystem must refuse further changes.
+    pub fn is_failed(&self) -> bool {
+        self.shared.failed.load(Ordering::Acquire)
     }
 
     /// Registers a hook run before every changelog fsync.
@@ -194,6 +202,7 @@ impl Recorder {
         codec::encode_record(&rec, &mut a.buf);
         if let Err(e) = a.file.write_all_at(&a.buf, a.offset) {
             a.failed = true;
+            self.shared.failed.store(true, Ordering::Release);
             log::error!("changelog write failed, recording stops: {e}");
             return Err(e);
         }

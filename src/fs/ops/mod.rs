@@ -103,7 +103,10 @@ impl OverlayFs {
 
     /// Refuses changes up front once recording has failed: a change must not happen unrecorded.
     fn writable(&self) -> R<()> {
-        Ok(())
+        match &self.recorder {
+            Some(rec) if rec.is_failed() => Err(Errno::EIO),
+            _ => Ok(()),
+        }
     }
 
     fn rec_entry(
