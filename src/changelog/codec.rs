@@ -195,6 +195,14 @@ fn decode_body(body: &[u8]) -> Option<Record> {
     }
     let flags = c.u8()?;
     let rflags = c.u8()?;
+    // Unknown bits, or detail flags without an entry, are corruption: decoding must be exact.
+    if flags & !(F_ENTRY | F_NEW_ENTRY | F_TARGET | F_XATTR) != 0
+        || (flags & F_ENTRY == 0 && flags & (F_NEW_ENTRY | F_TARGET) != 0)
+        || rflags & !super::record::RECORD_EXCHANGE != 0
+        || (rflags != 0 && op != Op::Rename)
+    {
+        return None;
+    }
     let seq = c.u64()?;
     let gfid = c.gfid()?;
     let entry = if flags & F_ENTRY != 0 {
