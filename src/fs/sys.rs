@@ -338,6 +338,7 @@ impl Drop for DirStream {
 
 thread_local! {
     static OWN_FS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static UMASK: std::cell::Cell<u32> = const { std::cell::Cell::new(u32::MAX) };
 }
 
 /// Sets the calling thread's umask, first giving the thread its own fs context so that other
@@ -348,9 +349,33 @@ pub fn set_thread_umask(mask: u32) -> io::Result<()> {
         check(unsafe { libc::unshare(libc::CLONE_FS) })?;
         OWN_FS.set(true);
     }
-    // SAFETY: umask cannot fail.
-    unsafe { libc::umask(mask as libc::mode_t) };
+    if UMASK.get() != mask {
+        // SAFETY: umask cannot fail.
+        unsafe { libc::umask(mask as libc::mode_t) };
+        UMASK.set(mask);
+    }
     Ok(())
+}
+
+/// While alive, new inodes made by this thread get group `gid` (or their directory's group
+/// under set-group-ID), as the kernel gives them; the thread stays root for everything else
+/// (`setfsgid` changes no capability). Dropping it restores group 0.
+pub struct CreateAs(());
+
+impl CreateAs {
+    pub fn new(gid: u32, umask: u32) -> io::Result<CreateAs> {
+        set_thread_umask(umask)?;
+        // SAFETY: setfsgid only changes this thread's filesystem group id.
+        unsafe { libc::setfsgid(gid) };
+        Ok(CreateAs(()))
+    }
+}
+
+impl Drop for CreateAs {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe { libc::setfsgid(0) };
+    }
 }
 
 pub fn fallocate(fd: BorrowedFd<'_>, mode: i32, offset: u64, len: u64) -> io::Result<()> {

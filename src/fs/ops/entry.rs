@@ -63,7 +63,8 @@ impl OverlayFs {
         Ok((inode, st))
     }
 
-    /// Gives a just-created inode the caller's ownership and a GFID, and enters it in the table.
+    /// Gives a just-created inode (made under `sys::CreateAs`, so its group is already right)
+    /// the caller as owner and a GFID, and enters it in the table.
     pub(super) fn adopt_new(
         &self,
         req: &Request,
@@ -71,14 +72,13 @@ impl OverlayFs {
         fd: OwnedFd,
         mode: u32,
     ) -> R<(Arc<Inode>, libc::stat)> {
-        let st0 = sys::fstat(fd.as_fd()).map_err(errno)?;
-        let pst = sys::fstat(parent.fd().map_err(errno)?.as_fd()).map_err(errno)?;
-        let gid = if pst.st_mode & libc::S_ISGID != 0 { st0.st_gid } else { req.gid() };
-        if st0.st_uid != req.uid() || st0.st_gid != gid {
-            sys::fchown_fd(fd.as_fd(), Some(req.uid()), Some(gid)).map_err(errno)?;
-            let ifmt = st0.st_mode & libc::S_IFMT;
-            if ifmt != libc::S_IFDIR && ifmt != libc::S_IFLNK && mode & (libc::S_ISUID | libc::S_ISGID) != 0 {
-                // chown cleared set-id bits the caller asked for.
+        if req.uid() != 0 {
+            let setid = mode & (libc::S_ISUID | libc::S_ISGID) != 0
+                && !matches!(mode & libc::S_IFMT, libc::S_IFDIR | libc::S_IFLNK);
+            let st0 = if setid { Some(sys::fstat(fd.as_fd()).map_err(errno)?) } else { None };
+            sys::fchown_fd(fd.as_fd(), Some(req.uid()), None).map_err(errno)?;
+            if let Some(st0) = st0 {
+                // chown cleared the set-id bits the caller asked for.
                 sys::fchmod_fd(fd.as_fd(), st0.st_mode & 0o7777).map_err(errno)?;
             }
         }
@@ -128,8 +128,9 @@ impl OverlayFs {
         rdev: u64,
     ) -> R<(Arc<Inode>, libc::stat)> {
         self.check_new(parent, name)?;
-        sys::set_thread_umask(umask).map_err(errno)?;
+        let as_caller = sys::CreateAs::new(req.gid(), umask).map_err(errno)?;
         sys::mknodat(parent.fd().map_err(errno)?.as_fd(), name, mode, rdev).map_err(errno)?;
+        drop(as_caller);
         let fd = sys::open_path(parent.fd().map_err(errno)?.as_fd(), name).map_err(errno)?;
         let (inode, st) = self.adopt_new(req, parent, fd, mode)?;
         let op = if mode & libc::S_IFMT == libc::S_IFREG { Op::Create } else { Op::Mknod };
@@ -146,8 +147,9 @@ impl OverlayFs {
         umask: u32,
     ) -> R<(Arc<Inode>, libc::stat)> {
         self.check_new(parent, name)?;
-        sys::set_thread_umask(umask).map_err(errno)?;
+        let as_caller = sys::CreateAs::new(req.gid(), umask).map_err(errno)?;
         sys::mkdirat(parent.fd().map_err(errno)?.as_fd(), name, mode).map_err(errno)?;
+        drop(as_caller);
         let fd = sys::open_path(parent.fd().map_err(errno)?.as_fd(), name).map_err(errno)?;
         let (inode, st) = self.adopt_new(req, parent, fd, mode)?;
         self.record_new(Op::Mkdir, parent, name, &inode, &st, None)?;
@@ -162,7 +164,9 @@ impl OverlayFs {
         target: &Path,
     ) -> R<(Arc<Inode>, libc::stat)> {
         self.check_new(parent, name)?;
+        let as_caller = sys::CreateAs::new(req.gid(), 0).map_err(errno)?;
         sys::symlinkat(target.as_os_str(), parent.fd().map_err(errno)?.as_fd(), name).map_err(errno)?;
+        drop(as_caller);
         let fd = sys::open_path(parent.fd().map_err(errno)?.as_fd(), name).map_err(errno)?;
         let (inode, st) = self.adopt_new(req, parent, fd, 0)?;
         self.record_new(Op::Symlink, parent, name, &inode, &st, Some(target))?;

@@ -116,12 +116,16 @@ impl OverlayFs {
         flags: i32,
     ) -> R<(File, Arc<Inode>, bool, libc::stat)> {
         self.check_new(parent, name)?;
-        sys::set_thread_umask(umask).map_err(errno)?;
         let oflags = reopen_flags(flags) | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
-        match sys::openat(parent.fd().map_err(errno)?.as_fd(), name, oflags, mode & 0o7777) {
+        let pfd = parent.fd().map_err(errno)?;
+        let as_caller = sys::CreateAs::new(req.gid(), umask).map_err(errno)?;
+        let created = sys::openat(pfd.as_fd(), name, oflags, mode & 0o7777);
+        drop(as_caller);
+        match created {
             Ok(fd) => {
                 let file = File::from(fd);
-                let opath = sys::reopen(file.as_fd(), libc::O_PATH).map_err(errno)?;
+                // The kernel holds the directory locked for this CREATE: the name is ours.
+                let opath = sys::open_path(pfd.as_fd(), name).map_err(errno)?;
                 let (inode, st) = self.adopt_new(req, parent, opath, mode)?;
                 self.record_new(Op::Create, parent, name, &inode, &st, None)?;
                 let writer = is_writer(flags);
