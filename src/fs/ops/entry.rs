@@ -210,7 +210,8 @@ impl OverlayFs {
         if bad_name(name) {
             return Err(Errno::EINVAL);
         }
-        let gfid = self.gfid_at(parent, name)?;
+        // The GFID is needed only for the record.
+        let gfid = if self.recorder.is_some() { self.gfid_at(parent, name)? } else { Gfid::NULL };
         sys::unlinkat(parent.fd().map_err(errno)?.as_fd(), name, if dir { libc::AT_REMOVEDIR } else { 0 })
             .map_err(errno)?;
         self.rec_entry(if dir { Op::Rmdir } else { Op::Unlink }, gfid, None, (parent.gfid, name), None, None)?;
