@@ -259,7 +259,7 @@ fn names_of_any_bytes_are_escaped_in_dump() {
     assert!(m.brick.join(name).exists());
     let g = gfid_of(&m.mnt.join(name));
     let mode = fs::metadata(m.brick.join(name)).unwrap().mode();
-    let line = m.records().iter().map(|r| georep::changelog::dump::format_record(r)).next().unwrap();
+    let line = m.records().iter().map(georep::changelog::dump::format_record).next().unwrap();
     let mut want = format!("E {g} CREATE {mode} 0 0 {ROOT}/a%20b%0A%25c").into_bytes();
     want.push(0xff);
     assert_eq!(line, want);

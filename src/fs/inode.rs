@@ -126,10 +126,10 @@ impl Inode {
 
 impl Drop for Inode {
     fn drop(&mut self) {
-        if self.fd.get_mut().is_some() {
-            if let Some(c) = self.cache.upgrade() {
-                c.open.fetch_sub(1, Ordering::Relaxed);
-            }
+        if self.fd.get_mut().is_some()
+            && let Some(c) = self.cache.upgrade()
+        {
+            c.open.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -265,14 +265,12 @@ impl InodeTable {
             }
             None => false,
         };
-        if gone {
-            if let Some(i) = t.by_id.remove(&ino) {
-                if let Some(h) = &i.handle {
-                    if t.by_handle.get(h) == Some(&ino) {
-                        t.by_handle.remove(h);
-                    }
-                }
-            }
+        if gone
+            && let Some(i) = t.by_id.remove(&ino)
+            && let Some(h) = &i.handle
+            && t.by_handle.get(h) == Some(&ino)
+        {
+            t.by_handle.remove(h);
         }
     }
 

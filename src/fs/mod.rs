@@ -123,10 +123,10 @@ impl OverlayFs {
 
     /// Publishes what is recorded and stops recording (clean unmount).
     fn shutdown(&mut self) {
-        if let (Some(rec), Some(t)) = (&self.recorder, self.recorder_thread.lock().take()) {
-            if let Err(e) = rec.shutdown(t) {
-                log::error!("changelog shutdown: {e}");
-            }
+        if let (Some(rec), Some(t)) = (&self.recorder, self.recorder_thread.lock().take())
+            && let Err(e) = rec.shutdown(t)
+        {
+            log::error!("changelog shutdown: {e}");
         }
     }
 }

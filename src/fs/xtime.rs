@@ -134,9 +134,7 @@ impl XtimeMarker {
     /// Notes that `inode` changed.
     pub fn mark(&self, inode: &Arc<Inode>) {
         let mut d = self.dirty.lock();
-        if !d.contains_key(&inode.ino) {
-            d.insert(inode.ino, inode.clone());
-        }
+        d.entry(inode.ino).or_insert_with(|| inode.clone());
     }
 
     /// The mark of `gfid` (microseconds since the epoch), if it has one.

@@ -47,87 +47,72 @@ impl OverlayFs {
         }
     }
 
-    pub(super) fn do_readdir(&self, fh: u64, offset: u64, mut reply: ReplyDirectory) {
-        let h = match self.dir(fh) {
-            Ok(h) => h,
-            Err(e) => return reply.error(e),
-        };
+    /// Walks the directory of handle `fh` from `offset`, calling `emit` for each entry users
+    /// may see; `emit` returns true when the reply is full, and that entry is read again next
+    /// time.
+    fn list(&self, fh: u64, offset: u64, mut emit: impl FnMut(&Arc<Inode>, &OsStr, u64, u8, u64) -> R<bool>) -> R<()> {
+        let h = self.dir(fh)?;
         let Handle::Dir { stream, inode } = &*h else { unreachable!() };
         let mut s = stream.lock();
         s.seek(offset);
         loop {
             let pos = s.tell();
-            let e = match s.next_entry() {
-                Ok(Some(e)) => e,
-                Ok(None) => break,
-                Err(e) => return reply.error(errno(e)),
-            };
-            if Self::hidden(inode.ino, e.name) {
-                continue;
-            }
-            let kind = match dtype(e.d_type) {
-                Some(k) => k,
-                None => match inode.fd().and_then(|f| sys::fstatat(f.as_fd(), e.name, libc::AT_SYMLINK_NOFOLLOW)) {
-                    Ok(st) => file_type(st.st_mode),
-                    Err(_) => FileType::RegularFile,
-                },
-            };
-            let ino = self.inodes.display_ino(e.ino);
-            let (next, name) = (e.next_off, e.name.to_os_string());
-            if reply.add(INodeNo(ino), next, kind, &name) {
-                s.seek(pos);
-                break;
-            }
-        }
-        reply.ok();
-    }
-
-    pub(super) fn do_readdirplus(&self, fh: u64, offset: u64, mut reply: ReplyDirectoryPlus) {
-        let h = match self.dir(fh) {
-            Ok(h) => h,
-            Err(e) => return reply.error(e),
-        };
-        let Handle::Dir { stream, inode } = &*h else { unreachable!() };
-        let mut s = stream.lock();
-        s.seek(offset);
-        loop {
-            let pos = s.tell();
-            let (name, next) = match s.next_entry() {
-                Ok(Some(e)) => (e.name.to_os_string(), e.next_off),
-                Ok(None) => break,
-                Err(e) => return reply.error(errno(e)),
+            let (name, next, d_type, ino) = match s.next_entry().map_err(errno)? {
+                Some(e) => (e.name.to_os_string(), e.next_off, e.d_type, e.ino),
+                None => return Ok(()),
             };
             if Self::hidden(inode.ino, &name) {
                 continue;
             }
-            let full = if is_dot(&name) {
-                // The kernel makes no dentry for dots, so they count no lookup.
-                match inode.fd().and_then(|f| sys::fstat(f.as_fd())) {
-                    Ok(st) => reply.add(INodeNo(inode.ino), next, &name, &self.opts.ttl, &to_attr(inode.ino, &st), GEN),
-                    Err(e) => return reply.error(errno(e)),
-                }
-            } else {
-                match self.do_lookup(inode, &name) {
-                    Ok((child, st)) => {
-                        let full =
-                            reply.add(INodeNo(child.ino), next, &name, &self.opts.ttl, &to_attr(child.ino, &st), GEN);
-                        if full {
-                            self.inodes.forget(child.ino, 1);
-                        }
-                        full
-                    }
-                    // Gone meanwhile (or not ours): leave it out.
-                    Err(e) => {
-                        log::debug!("readdirplus: lookup of {name:?} failed: {e:?}");
-                        false
-                    }
-                }
-            };
-            if full {
+            if emit(inode, &name, next, d_type, ino)? {
                 s.seek(pos);
-                break;
+                return Ok(());
             }
         }
-        reply.ok();
+    }
+
+    pub(super) fn do_readdir(&self, fh: u64, offset: u64, mut reply: ReplyDirectory) {
+        let r = self.list(fh, offset, |dir, name, next, d_type, ino| {
+            let kind = match dtype(d_type) {
+                Some(k) => k,
+                None => match dir.fd().and_then(|f| sys::fstatat(f.as_fd(), name, libc::AT_SYMLINK_NOFOLLOW)) {
+                    Ok(st) => file_type(st.st_mode),
+                    Err(_) => FileType::RegularFile,
+                },
+            };
+            Ok(reply.add(INodeNo(self.inodes.display_ino(ino)), next, kind, name))
+        });
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    pub(super) fn do_readdirplus(&self, fh: u64, offset: u64, mut reply: ReplyDirectoryPlus) {
+        let r = self.list(fh, offset, |dir, name, next, _, _| {
+            if is_dot(name) {
+                // The kernel makes no dentry for dots, so they count no lookup.
+                let st = dir.fd().and_then(|f| sys::fstat(f.as_fd())).map_err(errno)?;
+                return Ok(reply.add(INodeNo(dir.ino), next, name, &self.opts.ttl, &to_attr(dir.ino, &st), GEN));
+            }
+            match self.do_lookup(dir, name) {
+                Ok((child, st)) => {
+                    let full = reply.add(INodeNo(child.ino), next, name, &self.opts.ttl, &to_attr(child.ino, &st), GEN);
+                    if full {
+                        self.inodes.forget(child.ino, 1);
+                    }
+                    Ok(full)
+                }
+                // Gone meanwhile (or not ours): leave it out.
+                Err(e) => {
+                    log::debug!("readdirplus: lookup of {name:?} failed: {e:?}");
+                    Ok(false)
+                }
+            }
+        });
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
     }
 }

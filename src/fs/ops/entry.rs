@@ -118,6 +118,32 @@ impl OverlayFs {
         Ok(())
     }
 
+    /// Makes a new entry with `make` (as the caller's group, under its umask), then adopts and
+    /// records it.
+    #[allow(clippy::too_many_arguments)]
+    fn make_node(
+        &self,
+        req: &Request,
+        parent: &Arc<Inode>,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        op: Op,
+        target: Option<&Path>,
+        make: impl FnOnce(std::os::fd::BorrowedFd<'_>) -> std::io::Result<()>,
+    ) -> R<(Arc<Inode>, libc::stat)> {
+        self.check_new(parent, name)?;
+        let pfd = parent.fd().map_err(errno)?;
+        {
+            let _as_caller = sys::CreateAs::new(req.gid(), umask).map_err(errno)?;
+            make(pfd.as_fd()).map_err(errno)?;
+        }
+        let fd = sys::open_path(pfd.as_fd(), name).map_err(errno)?;
+        let (inode, st) = self.adopt_new(req, parent, fd, mode)?;
+        self.record_new(op, parent, name, &inode, &st, target)?;
+        Ok((inode, st))
+    }
+
     pub(super) fn do_mknod(
         &self,
         req: &Request,
@@ -127,15 +153,8 @@ impl OverlayFs {
         umask: u32,
         rdev: u64,
     ) -> R<(Arc<Inode>, libc::stat)> {
-        self.check_new(parent, name)?;
-        let as_caller = sys::CreateAs::new(req.gid(), umask).map_err(errno)?;
-        sys::mknodat(parent.fd().map_err(errno)?.as_fd(), name, mode, rdev).map_err(errno)?;
-        drop(as_caller);
-        let fd = sys::open_path(parent.fd().map_err(errno)?.as_fd(), name).map_err(errno)?;
-        let (inode, st) = self.adopt_new(req, parent, fd, mode)?;
         let op = if mode & libc::S_IFMT == libc::S_IFREG { Op::Create } else { Op::Mknod };
-        self.record_new(op, parent, name, &inode, &st, None)?;
-        Ok((inode, st))
+        self.make_node(req, parent, name, mode, umask, op, None, |d| sys::mknodat(d, name, mode, rdev))
     }
 
     pub(super) fn do_mkdir(
@@ -146,14 +165,7 @@ impl OverlayFs {
         mode: u32,
         umask: u32,
     ) -> R<(Arc<Inode>, libc::stat)> {
-        self.check_new(parent, name)?;
-        let as_caller = sys::CreateAs::new(req.gid(), umask).map_err(errno)?;
-        sys::mkdirat(parent.fd().map_err(errno)?.as_fd(), name, mode).map_err(errno)?;
-        drop(as_caller);
-        let fd = sys::open_path(parent.fd().map_err(errno)?.as_fd(), name).map_err(errno)?;
-        let (inode, st) = self.adopt_new(req, parent, fd, mode)?;
-        self.record_new(Op::Mkdir, parent, name, &inode, &st, None)?;
-        Ok((inode, st))
+        self.make_node(req, parent, name, mode, umask, Op::Mkdir, None, |d| sys::mkdirat(d, name, mode))
     }
 
     pub(super) fn do_symlink(
@@ -163,14 +175,9 @@ impl OverlayFs {
         name: &OsStr,
         target: &Path,
     ) -> R<(Arc<Inode>, libc::stat)> {
-        self.check_new(parent, name)?;
-        let as_caller = sys::CreateAs::new(req.gid(), 0).map_err(errno)?;
-        sys::symlinkat(target.as_os_str(), parent.fd().map_err(errno)?.as_fd(), name).map_err(errno)?;
-        drop(as_caller);
-        let fd = sys::open_path(parent.fd().map_err(errno)?.as_fd(), name).map_err(errno)?;
-        let (inode, st) = self.adopt_new(req, parent, fd, 0)?;
-        self.record_new(Op::Symlink, parent, name, &inode, &st, Some(target))?;
-        Ok((inode, st))
+        self.make_node(req, parent, name, 0, 0, Op::Symlink, Some(target), |d| {
+            sys::symlinkat(target.as_os_str(), d, name)
+        })
     }
 
     pub(super) fn do_link(

@@ -181,13 +181,12 @@ impl OverlayFs {
     }
 
     pub(super) fn do_release(&self, fh: u64) -> R<()> {
-        if let Some(h) = self.handles.remove(fh) {
-            if let Handle::File { inode, writer: true, .. } = &*h {
-                if let Some(rec) = &self.recorder {
-                    rec.close_writer(inode.gfid).map_err(|_| Errno::EIO)?;
-                    self.mark(inode);
-                }
-            }
+        if let Some(h) = self.handles.remove(fh)
+            && let Handle::File { inode, writer: true, .. } = &*h
+            && let Some(rec) = &self.recorder
+        {
+            rec.close_writer(inode.gfid).map_err(|_| Errno::EIO)?;
+            self.mark(inode);
         }
         Ok(())
     }

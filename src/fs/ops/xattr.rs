@@ -50,13 +50,13 @@ impl OverlayFs {
         }
         if private(n) {
             // The xtime mark, answered from the brick's mark file.
-            if let Some(x) = &self.xtime {
-                if n == crate::types::xtime_xattr(&self.brick.volume).as_bytes() {
-                    return match x.get(&inode.gfid) {
-                        Some(us) => sized(crate::fs::xtime::encode_xtime(us).to_vec(), size),
-                        None => Err(Errno::NO_XATTR),
-                    };
-                }
+            if let Some(x) = &self.xtime
+                && n == crate::types::xtime_xattr(&self.brick.volume).as_bytes()
+            {
+                return match x.get(&inode.gfid) {
+                    Some(us) => sized(crate::fs::xtime::encode_xtime(us).to_vec(), size),
+                    None => Err(Errno::NO_XATTR),
+                };
             }
             return Err(Errno::NO_XATTR);
         }
