@@ -150,6 +150,12 @@ struct Tables {
 
 const ALT_IDS: u64 = 1 << 63;
 
+/// Node id of the virtual `.gfid` directory of an aux-gfid mount; never given to an inode.
+pub const GFID_DIR_INO: u64 = ALT_IDS - 1;
+/// Node id of `.gfid/<root gfid>`: the root directory again (the kernel cannot give the root's
+/// own dentry a second parent).
+pub const ROOT_ALIAS_INO: u64 = ALT_IDS - 2;
+
 impl InodeTable {
     /// `budget`: how many O_PATH descriptors to keep open at most (roughly).
     pub fn new(root_fd: OwnedFd, root_st: &libc::stat, budget: usize) -> io::Result<InodeTable> {
@@ -182,12 +188,18 @@ impl InodeTable {
         Ok(InodeTable { cache, root_st_ino: root_st.st_ino, dev: root_st.st_dev, next_alt: AtomicU64::new(ALT_IDS) })
     }
 
+    /// Opens (O_PATH) the inode with handle `h`; a deleted one gives ESTALE.
+    pub fn open_handle(&self, h: &FileHandle) -> io::Result<OwnedFd> {
+        sys::open_by_handle(self.cache.mount_fd.as_fd(), h, libc::O_PATH | libc::O_NOFOLLOW)
+    }
+
     /// The inode number shown for a brick inode in directory listings.
     pub fn display_ino(&self, st_ino: u64) -> u64 {
         if st_ino == self.root_st_ino { ROOT_INO } else { st_ino }
     }
 
     pub fn get(&self, ino: u64) -> Option<Arc<Inode>> {
+        let ino = if ino == ROOT_ALIAS_INO { ROOT_INO } else { ino };
         self.cache.map.read().by_id.get(&ino).cloned()
     }
 
@@ -222,7 +234,7 @@ impl InodeTable {
             if let Some(i) = t.by_handle.get(&h).and_then(|id| t.by_id.get(id)).cloned() {
                 (i, false)
             } else {
-                let id = if st.st_ino == ROOT_INO || st.st_ino >= ALT_IDS || t.by_id.contains_key(&st.st_ino) {
+                let id = if st.st_ino == ROOT_INO || st.st_ino >= ROOT_ALIAS_INO || t.by_id.contains_key(&st.st_ino) {
                     // The number is taken by an earlier incarnation the kernel still holds.
                     self.next_alt.fetch_add(1, Ordering::Relaxed)
                 } else {

@@ -15,6 +15,7 @@ pub mod gfid_index;
 mod handles;
 pub mod inode;
 pub mod mount;
+pub mod newentry;
 mod ops;
 pub mod sys;
 pub mod xtime;
@@ -33,6 +34,9 @@ use crate::types::PRIVATE_DIR;
 use brick::Brick;
 use handles::HandleTable;
 use inode::{InodeTable, ROOT_INO};
+
+/// The virtual directory of an `aux-gfid-mount`.
+pub const GFID_DIR: &str = ".gfid";
 use xtime::XtimeMarker;
 
 pub use mount::{MountConfig, mount_blocking};
@@ -47,6 +51,9 @@ pub struct FsOptions {
     pub passthrough: bool,
     /// Record changes (off only to measure what recording costs).
     pub record: bool,
+    /// Serve the `.gfid/` namespace (`aux-gfid-mount`): `.gfid/<gfid>` and
+    /// `.gfid/<pargfid>/<name>`, and entry creation with a chosen GFID.
+    pub aux_gfid: bool,
     pub changelog: ChangelogConfig,
 }
 
@@ -56,6 +63,7 @@ impl Default for FsOptions {
             ttl: Duration::from_secs(3600),
             passthrough: true,
             record: true,
+            aux_gfid: false,
             changelog: ChangelogConfig::default(),
         }
     }
@@ -119,6 +127,12 @@ impl OverlayFs {
     /// True for names that must not exist for users: the brick's private directory.
     fn hidden(parent: u64, name: &OsStr) -> bool {
         parent == ROOT_INO && name.as_bytes() == PRIVATE_DIR.as_bytes()
+    }
+
+    /// True for names no entry may take: hidden ones, and `.gfid` at the root of an aux mount.
+    fn reserved(&self, parent: u64, name: &OsStr) -> bool {
+        Self::hidden(parent, name)
+            || (self.opts.aux_gfid && parent == ROOT_INO && name.as_bytes() == GFID_DIR.as_bytes())
     }
 
     /// Publishes what is recorded and stops recording (clean unmount).

@@ -87,6 +87,7 @@ impl MountConfig {
                 "attr-timeout" | "attr_timeout" | "entry_timeout" => c.fs.ttl = parse_secs(k, need(v)?)?,
                 "no-passthrough" | "nopassthrough" => c.fs.passthrough = false,
                 "no-changelog" | "nochangelog" => c.fs.record = false,
+                "aux-gfid-mount" | "aux_gfid_mount" => c.fs.aux_gfid = true,
                 "threads" => {
                     let n: usize = need(v)?.parse().with_context(|| format!("option threads: invalid number {v:?}"))?;
                     if !(1..=64).contains(&n) {

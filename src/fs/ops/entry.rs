@@ -96,7 +96,7 @@ impl OverlayFs {
         if bad_name(name) {
             return Err(Errno::EINVAL);
         }
-        if Self::hidden(parent.ino, name) {
+        if self.reserved(parent.ino, name) {
             return Err(Errno::EPERM);
         }
         Ok(())
@@ -238,7 +238,7 @@ impl OverlayFs {
         if Self::hidden(p.ino, name) {
             return Err(Errno::ENOENT);
         }
-        if Self::hidden(np.ino, newname) {
+        if self.reserved(np.ino, newname) {
             return Err(Errno::EPERM);
         }
         if bad_name(name) || bad_name(newname) {

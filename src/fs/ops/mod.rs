@@ -3,6 +3,7 @@
 //! result to a reply: errors become errno here and nowhere else.
 
 mod attr;
+mod aux;
 mod dir;
 mod entry;
 mod io;
@@ -22,10 +23,12 @@ use fuser::{
     TimeOrNow, WriteFlags,
 };
 
+use super::GFID_DIR;
 use super::OverlayFs;
-use super::inode::Inode;
+use super::inode::{GFID_DIR_INO, Inode, ROOT_ALIAS_INO, ROOT_INO};
 use crate::changelog::{EntryDetail, EntryName, Op};
 use crate::types::Gfid;
+use std::os::unix::ffi::OsStrExt;
 
 pub(crate) type R<T> = Result<T, Errno>;
 
@@ -98,6 +101,10 @@ fn negative_attr() -> FileAttr {
 
 impl OverlayFs {
     fn inode(&self, ino: INodeNo) -> R<Arc<Inode>> {
+        if ino.0 == GFID_DIR_INO && self.opts.aux_gfid {
+            // Nothing but lookup and getattr works on the virtual `.gfid` directory.
+            return Err(Errno::EPERM);
+        }
         self.inodes.get(ino.0).ok_or(Errno::ESTALE)
     }
 
@@ -194,10 +201,28 @@ impl Filesystem for OverlayFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.inode(parent).and_then(|p| self.do_lookup(&p, name)) {
+        let r = if self.opts.aux_gfid && parent.0 == GFID_DIR_INO {
+            if name.to_str().and_then(|n| n.parse::<crate::types::Gfid>().ok()) == Some(crate::types::Gfid::ROOT) {
+                return match self.root_alias_attr() {
+                    Ok(a) => reply.entry(&self.opts.ttl, &a, GEN),
+                    Err(e) => reply.error(e),
+                };
+            }
+            // Never cached: whether a GFID exists is asked anew each time.
+            return match self.lookup_gfid(name) {
+                Ok((i, st)) => reply.entry_with_ttls(&self.opts.ttl, &Duration::ZERO, &to_attr(i.ino, &st), GEN),
+                Err(e) => reply.error(e),
+            };
+        } else if self.opts.aux_gfid && parent.0 == ROOT_INO && name.as_bytes() == GFID_DIR.as_bytes() {
+            return reply.entry(&self.opts.ttl, &self.gfid_dir_attr(), GEN);
+        } else {
+            self.inode(parent).and_then(|p| self.do_lookup(&p, name))
+        };
+        match r {
             Ok((i, st)) => reply.entry(&self.opts.ttl, &to_attr(i.ino, &st), GEN),
-            // A negative entry the kernel may cache: names appear only through this mount.
-            Err(e) if e == Errno::ENOENT => reply.entry(&self.opts.ttl, &negative_attr(), GEN),
+            // A negative entry the kernel may cache, as names appear only through this mount;
+            // not on an aux mount, where `glusterfs.gfid.newfile` makes names behind its back.
+            Err(e) if e == Errno::ENOENT && !self.opts.aux_gfid => reply.entry(&self.opts.ttl, &negative_attr(), GEN),
             Err(e) => reply.error(e),
         }
     }
@@ -207,6 +232,15 @@ impl Filesystem for OverlayFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        if self.opts.aux_gfid && ino.0 == GFID_DIR_INO {
+            return reply.attr(&self.opts.ttl, &self.gfid_dir_attr());
+        }
+        if self.opts.aux_gfid && ino.0 == ROOT_ALIAS_INO {
+            return match self.root_alias_attr() {
+                Ok(a) => reply.attr(&self.opts.ttl, &a),
+                Err(e) => reply.error(e),
+            };
+        }
         match self
             .inode(ino)
             .and_then(|i| super::sys::fstat(i.fd().map_err(errno)?.as_fd()).map(|st| (i, st)).map_err(errno))
@@ -434,7 +468,12 @@ impl Filesystem for OverlayFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        match self.inode(ino).and_then(|i| self.do_setxattr(req, &i, name, value, flags)) {
+        let r = if name.as_bytes() == crate::fs::newentry::XATTR_NEWFILE.as_bytes() {
+            self.inode(ino).and_then(|i| self.new_entry(req, &i, value))
+        } else {
+            self.inode(ino).and_then(|i| self.do_setxattr(req, &i, name, value, flags))
+        };
+        match r {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }

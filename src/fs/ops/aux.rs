@@ -1,0 +1,136 @@
+//! The `.gfid/` namespace of an `aux-gfid-mount`, as GlusterFS's gfid-access translator
+//! serves it: `.gfid/<gfid>` is the inode with that GFID, `.gfid/<pargfid>/<name>` a name in
+//! the directory with that GFID, and a `glusterfs.gfid.newfile` setxattr on `.gfid/<pargfid>`
+//! creates an entry with a chosen GFID, owner and exact mode (`fs::newentry`). `.gfid` itself
+//! is root's only, cannot be listed, and nothing can be created in it.
+
+use std::ffi::OsStr;
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use fuser::{Errno, FileAttr, FileType, INodeNo, Request};
+
+use super::{R, errno};
+use crate::changelog::Op;
+use crate::fs::OverlayFs;
+use crate::fs::brick::read_gfid;
+use crate::fs::inode::{GFID_DIR_INO, Inode, ROOT_ALIAS_INO, ROOT_INO};
+use crate::fs::newentry::NewEntry;
+use crate::fs::sys;
+use crate::types::{Gfid, XATTR_GFID};
+
+impl OverlayFs {
+    pub(super) fn gfid_dir_attr(&self) -> FileAttr {
+        FileAttr {
+            ino: INodeNo(GFID_DIR_INO),
+            size: 0,
+            blocks: 0,
+            atime: UNIX_EPOCH,
+            mtime: UNIX_EPOCH,
+            ctime: UNIX_EPOCH,
+            crtime: UNIX_EPOCH,
+            kind: FileType::Directory,
+            perm: 0o500,
+            nlink: 2,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            blksize: 4096,
+            flags: 0,
+        }
+    }
+
+    /// The entry of `.gfid/<root gfid>`, an alias node of the root directory.
+    pub(super) fn root_alias_attr(&self) -> R<FileAttr> {
+        let root = self.inodes.get(ROOT_INO).ok_or(Errno::ESTALE)?;
+        let st = sys::fstat(root.fd().map_err(errno)?.as_fd()).map_err(errno)?;
+        Ok(super::to_attr(ROOT_ALIAS_INO, &st))
+    }
+
+    /// `.gfid/<gfid>`: the inode with that GFID, through the GFID index.
+    pub(super) fn lookup_gfid(&self, name: &OsStr) -> R<(Arc<Inode>, libc::stat)> {
+        let gfid: Gfid = name.to_str().and_then(|s| s.parse().ok()).ok_or(Errno::ENOENT)?;
+        if gfid == Gfid::ROOT {
+            return Err(Errno::EISDIR);
+        }
+        let h = self.brick.gfids.handle(&gfid).ok_or(Errno::ENOENT)?;
+        if let Some(i) = self.inodes.find(&h) {
+            let st = sys::fstat(i.fd().map_err(errno)?.as_fd()).map_err(errno)?;
+            if st.st_nlink == 0 {
+                // Removed, though the kernel still holds it open.
+                return Err(Errno::ENOENT);
+            }
+            self.inodes.add_lookup(&i, i.parent.load(std::sync::atomic::Ordering::Relaxed));
+            return Ok((i, st));
+        }
+        let fd = match self.inodes.open_handle(&h) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ESTALE) => return Err(Errno::ENOENT),
+            Err(e) => return Err(errno(e)),
+        };
+        // The index may name a deleted inode whose handle was reused: the xattr decides.
+        if read_gfid(fd.as_fd()).map_err(errno)? != Some(gfid) {
+            return Err(Errno::ENOENT);
+        }
+        let st = sys::fstat(fd.as_fd()).map_err(errno)?;
+        // Its directory is unknown here; xtime marks of changes made through this path stop at it.
+        let inode = self.inodes.lookup_or_insert(&st, h, ROOT_INO, move || Ok((fd, gfid))).map_err(errno)?;
+        Ok((inode, st))
+    }
+
+    /// True if an inode with `gfid` exists in the brick.
+    fn gfid_exists(&self, gfid: &Gfid) -> bool {
+        let Some(h) = self.brick.gfids.handle(gfid) else { return false };
+        self.inodes.open_handle(&h).ok().and_then(|fd| read_gfid(fd.as_fd()).ok().flatten()) == Some(*gfid)
+    }
+
+    /// `setxattr(.gfid/<pargfid>, glusterfs.gfid.newfile, request)`: creates the entry.
+    pub(super) fn new_entry(&self, req: &Request, parent: &Arc<Inode>, value: &[u8]) -> R<()> {
+        if !self.opts.aux_gfid || req.uid() != 0 {
+            return Err(Errno::EPERM);
+        }
+        if !parent.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        let e = NewEntry::decode(value).map_err(|err| {
+            log::warn!("{err}");
+            Errno::EINVAL
+        })?;
+        self.check_new(parent, &e.name)?;
+        if self.gfid_exists(&e.gfid) {
+            return Err(Errno::EEXIST);
+        }
+        let pfd = parent.fd().map_err(errno)?;
+        let ifmt = e.mode & libc::S_IFMT;
+        {
+            let _as_owner = sys::CreateAs::new(e.gid, 0).map_err(errno)?;
+            let made = match ifmt {
+                libc::S_IFDIR => sys::mkdirat(pfd.as_fd(), &e.name, e.mode & 0o7777),
+                libc::S_IFLNK => sys::symlinkat(e.target.as_deref().unwrap_or_default(), pfd.as_fd(), &e.name),
+                _ => sys::mknodat(pfd.as_fd(), &e.name, e.mode, e.rdev),
+            };
+            made.map_err(errno)?;
+        }
+        let fd = sys::open_path(pfd.as_fd(), &e.name).map_err(errno)?;
+        sys::fchown_fd(fd.as_fd(), Some(e.uid), Some(e.gid)).map_err(errno)?;
+        if ifmt != libc::S_IFLNK {
+            // Exactly the mode asked for: no umask, set-id bits kept after the chown.
+            sys::fchmod_fd(fd.as_fd(), e.mode & 0o7777).map_err(errno)?;
+        }
+        sys::setxattr_fd(fd.as_fd(), OsStr::new(XATTR_GFID), &e.gfid.0, libc::XATTR_CREATE).map_err(errno)?;
+        let h = sys::name_to_handle(fd.as_fd()).map_err(errno)?;
+        self.brick.gfids.add_handle(e.gfid, &h).map_err(errno)?;
+        let st = sys::fstat(fd.as_fd()).map_err(errno)?;
+        let op = match ifmt {
+            libc::S_IFREG => Op::Create,
+            libc::S_IFDIR => Op::Mkdir,
+            libc::S_IFLNK => Op::Symlink,
+            _ => Op::Mknod,
+        };
+        let target = e.target.as_deref().map(std::path::Path::new);
+        self.rec_entry(op, e.gfid, Some(&st), (parent.gfid, &e.name), None, target)?;
+        self.mark(parent);
+        Ok(())
+    }
+}

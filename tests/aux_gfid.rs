@@ -1,0 +1,133 @@
+//! The `.gfid/` namespace of an aux-gfid mount: resolution by GFID, creation with a chosen
+//! GFID, and its refusals.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+use common::*;
+use georep::changelog::Op;
+use georep::fs::newentry::{NewEntry, XATTR_NEWFILE};
+use georep::types::Gfid;
+
+fn newfile(m: &Mount, pgfid: Gfid, e: &NewEntry) -> std::io::Result<()> {
+    xattr::set(m.p(&format!(".gfid/{pgfid}")), XATTR_NEWFILE, &e.encode())
+}
+
+fn entry(name: &str, mode: u32) -> NewEntry {
+    NewEntry { gfid: Gfid::generate(), mode, uid: 1234, gid: 5678, rdev: 0, name: name.into(), target: None }
+}
+
+#[test]
+fn gfid_paths_resolve_to_the_same_inodes() {
+    let m = Mount::new("aux-gfid-mount,rollover-time=600");
+    fs::create_dir(m.p("d")).unwrap();
+    fs::write(m.p("d/f"), b"content").unwrap();
+    let (d, f) = (m.gfid("d"), m.gfid("d/f"));
+    let by_gfid = m.p(&format!(".gfid/{f}"));
+    assert_eq!(fs::read(&by_gfid).unwrap(), b"content");
+    assert_eq!(fs::metadata(&by_gfid).unwrap().ino(), fs::metadata(m.p("d/f")).unwrap().ino());
+    assert_eq!(fs::read(m.p(&format!(".gfid/{d}/f"))).unwrap(), b"content");
+    assert!(m.p(&format!(".gfid/{}", Gfid::ROOT)).join("d").is_dir());
+    // Renamed: still the same GFID path.
+    fs::rename(m.p("d/f"), m.p("g")).unwrap();
+    assert_eq!(fs::read(&by_gfid).unwrap(), b"content");
+    // Hard link and rename by GFID paths.
+    fs::hard_link(&by_gfid, m.p(&format!(".gfid/{d}/hl"))).unwrap();
+    assert_eq!(m.gfid("d/hl"), f);
+    fs::rename(m.p(&format!(".gfid/{d}/hl")), m.p(&format!(".gfid/{}/top", Gfid::ROOT))).unwrap();
+    assert_eq!(brick_gfid(&m.b("top")), Some(f));
+    // Unknown or malformed GFIDs are simply absent; deleted ones too.
+    assert!(!m.p(&format!(".gfid/{}", Gfid::generate())).exists());
+    assert!(!m.p(".gfid/not-a-gfid").exists());
+    fs::remove_file(m.p("g")).unwrap();
+    fs::remove_file(m.p("top")).unwrap();
+    assert!(!by_gfid.exists());
+}
+
+#[test]
+fn newfile_creates_entries_with_chosen_gfid_owner_and_exact_mode() {
+    let m = Mount::new("aux-gfid-mount,rollover-time=600");
+    fs::create_dir(m.p("p")).unwrap();
+    let p = m.gfid("p");
+    let before = m.records().len();
+    let f = entry("file", libc::S_IFREG | 0o4750);
+    let d = entry("dir", libc::S_IFDIR | 0o2711);
+    let s = NewEntry { target: Some("../somewhere".into()), ..entry("link", libc::S_IFLNK | 0o777) };
+    let q = entry("fifo", libc::S_IFIFO | 0o600);
+    for e in [&f, &d, &s, &q] {
+        newfile(&m, p, e).unwrap_or_else(|err| panic!("{:?}: {err}", e.name));
+        let path = m.b(&format!("p/{}", e.name.to_string_lossy()));
+        let md = fs::symlink_metadata(&path).unwrap();
+        assert_eq!(brick_gfid(&path), Some(e.gfid));
+        assert_eq!((md.uid(), md.gid()), (1234, 5678), "{:?}", e.name);
+        if !e.is_symlink() {
+            assert_eq!(md.mode(), e.mode, "{:?}: {:o}", e.name, md.mode());
+        }
+        // Visible through the mount, by name and by GFID, at once.
+        assert_eq!(m.gfid(&format!("p/{}", e.name.to_string_lossy())), e.gfid);
+        assert!(fs::symlink_metadata(m.p(&format!(".gfid/{}", e.gfid))).is_ok());
+    }
+    assert_eq!(fs::read_link(m.b("p/link")).unwrap().to_str(), Some("../somewhere"));
+    // Recorded with the chosen GFIDs (the secondary's changelog feeds cascading).
+    let recs = m.records();
+    let ops: Vec<(Op, Gfid)> = recs[before..].iter().map(|r| (r.op, r.gfid)).collect();
+    assert_eq!(ops, vec![(Op::Create, f.gfid), (Op::Mkdir, d.gfid), (Op::Symlink, s.gfid), (Op::Mknod, q.gfid)]);
+    // The same name, or the same GFID elsewhere: EEXIST, and nothing changes.
+    let again = NewEntry { gfid: Gfid::generate(), ..f.clone() };
+    assert_eq!(newfile(&m, p, &again).unwrap_err().raw_os_error(), Some(libc::EEXIST));
+    let dup = NewEntry { name: "other".into(), ..f.clone() };
+    assert_eq!(newfile(&m, p, &dup).unwrap_err().raw_os_error(), Some(libc::EEXIST));
+    assert!(!m.b("p/other").exists());
+    assert_eq!(m.records().len(), recs.len());
+}
+
+#[test]
+fn refusals() {
+    let m = Mount::new("aux-gfid-mount,rollover-time=600");
+    fs::create_dir(m.p("p")).unwrap();
+    let p = m.gfid("p");
+    fs::set_permissions(&m.mnt, fs::Permissions::from_mode(0o755)).unwrap();
+    // A bad request: one clear error, nothing created.
+    let mut bad = entry("x", libc::S_IFREG | 0o644).encode();
+    bad[0] = 9;
+    assert_eq!(
+        xattr::set(m.p(&format!(".gfid/{p}")), XATTR_NEWFILE, &bad).unwrap_err().raw_os_error(),
+        Some(libc::EINVAL)
+    );
+    for name in ["..", "a/b", ".georep"] {
+        let e = entry(name, libc::S_IFREG | 0o644);
+        let root = if name == ".georep" { Gfid::ROOT } else { p };
+        assert!(newfile(&m, root, &e).is_err(), "{name}");
+    }
+    assert!(!m.b("x").exists() && !m.b("p/x").exists());
+    // .gfid cannot be listed or written into, and is root's only.
+    assert!(fs::read_dir(m.p(".gfid")).is_err());
+    assert_eq!(fs::write(m.p(".gfid/x"), b"").unwrap_err().raw_os_error(), Some(libc::EPERM));
+    assert!(fs::create_dir(m.p(".gfid2")).is_ok());
+    assert!(fs::create_dir(m.p(".gfid")).is_err());
+    let out = run_as(
+        1000,
+        1000,
+        &format!("cat {}/.gfid/{}/x 2>&1; ls {}/.gfid/{p}", m.mnt.display(), Gfid::ROOT, m.mnt.display()),
+    );
+    assert!(!out.status.success());
+    // Only root may create by GFID.
+    fs::set_permissions(m.p("p"), fs::Permissions::from_mode(0o777)).unwrap();
+    let out = run_as(1000, 1000, &format!("setfattr -n {XATTR_NEWFILE} -v 0x00 {}/p", m.mnt.display()));
+    assert!(!out.status.success());
+    // The root listing does not show .gfid.
+    let names: Vec<_> = fs::read_dir(&m.mnt).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(!names.iter().any(|n| n == ".gfid"));
+}
+
+#[test]
+fn without_aux_gfid_mount_there_is_no_gfid_namespace() {
+    let m = Mount::new("");
+    fs::write(m.p("f"), b"").unwrap();
+    assert!(!m.p(&format!(".gfid/{}", m.gfid("f"))).exists());
+    let e = entry("n", libc::S_IFREG | 0o644);
+    assert!(xattr::set(&m.mnt, XATTR_NEWFILE, &e.encode()).is_err());
+    assert!(!m.b("n").exists());
+}
