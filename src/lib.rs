@@ -7,6 +7,7 @@
 pub mod changelog;
 pub mod cli;
 pub mod fs;
+pub mod proto;
 pub mod types;
 
 /// The version printed by every program's `--version`.

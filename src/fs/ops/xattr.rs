@@ -18,6 +18,8 @@ use crate::types::{XATTR_GFID, XATTR_PRIVATE_PREFIX};
 
 /// The virtual xattr giving an inode's GFID as its canonical string.
 pub const XATTR_GFID_STRING: &str = "glusterfs.gfid.string";
+/// The virtual xattr, on the root only, giving the volume's UUID.
+pub const XATTR_VOLUME_ID: &str = "georep.volume-id";
 
 pub(crate) enum Sized {
     Size(u32),
@@ -39,7 +41,7 @@ fn private(name: &[u8]) -> bool {
 }
 
 fn protected(name: &[u8]) -> bool {
-    private(name) || name == XATTR_GFID.as_bytes() || name == XATTR_GFID_STRING.as_bytes()
+    private(name) || name == XATTR_GFID.as_bytes() || name == XATTR_GFID_STRING.as_bytes() || name == XATTR_VOLUME_ID.as_bytes()
 }
 
 impl OverlayFs {
@@ -47,6 +49,9 @@ impl OverlayFs {
         let n = name.as_bytes();
         if n == XATTR_GFID_STRING.as_bytes() {
             return sized(inode.gfid.to_string().into_bytes(), size);
+        }
+        if n == XATTR_VOLUME_ID.as_bytes() && inode.ino == crate::fs::inode::ROOT_INO {
+            return sized(self.brick.volume.to_string().into_bytes(), size);
         }
         if private(n) {
             // The xtime mark, answered from the brick's mark file.

@@ -1,0 +1,415 @@
+//! Encoding and framing. Little-endian; a frame is `len: u32` (bytes after it), `kind: u8`,
+//! `flags: u8` (bit 0: the payload is zstd-compressed), then the payload.
+
+use std::ffi::OsString;
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
+use super::msg::{EntryOp, Failure, MetaOp, Msg};
+use crate::types::{Gfid, VolumeId};
+
+/// Sent once by each side before its first frame.
+pub const FRAME_MAGIC: &[u8; 8] = b"GEOREPW1";
+/// Largest frame accepted (a 4 MiB data chunk plus headroom).
+pub const MAX_FRAME: usize = 8 << 20;
+const FLAG_ZSTD: u8 = 1;
+/// Payloads smaller than this are sent as they are.
+const COMPRESS_MIN: usize = 512;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("frame too large ({0} bytes)")]
+    TooLarge(usize),
+    #[error("truncated frame")]
+    Truncated,
+    #[error("unknown message kind {0}")]
+    Kind(u8),
+    #[error("malformed {0} message")]
+    Malformed(&'static str),
+    #[error("bad compressed payload")]
+    Compression,
+}
+
+struct W(Vec<u8>);
+
+impl W {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u16(&mut self, v: u16) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn i64(&mut self, v: i64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn gfid(&mut self, g: &Gfid) {
+        self.0.extend_from_slice(&g.0);
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        self.u32(b.len() as u32);
+        self.0.extend_from_slice(b);
+    }
+    fn name(&mut self, n: &OsString) {
+        self.bytes(n.as_bytes());
+    }
+    fn opt_name(&mut self, n: &Option<OsString>) {
+        match n {
+            Some(n) => {
+                self.u8(1);
+                self.name(n);
+            }
+            None => self.u8(0),
+        }
+    }
+}
+
+struct R<'a> {
+    b: &'a [u8],
+    what: &'static str,
+}
+
+impl<'a> R<'a> {
+    fn err(&self) -> DecodeError {
+        DecodeError::Malformed(self.what)
+    }
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.b.len() < n {
+            return Err(self.err());
+        }
+        let (h, t) = self.b.split_at(n);
+        self.b = t;
+        Ok(h)
+    }
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        Ok(u16::from_le_bytes(self.take(2)?.try_into().unwrap()))
+    }
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap()))
+    }
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().unwrap()))
+    }
+    fn i64(&mut self) -> Result<i64, DecodeError> {
+        Ok(i64::from_le_bytes(self.take(8)?.try_into().unwrap()))
+    }
+    fn gfid(&mut self) -> Result<Gfid, DecodeError> {
+        Ok(Gfid::from_slice(self.take(16)?).unwrap())
+    }
+    fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+    fn name(&mut self) -> Result<OsString, DecodeError> {
+        Ok(OsString::from_vec(self.bytes()?.to_vec()))
+    }
+    fn opt_name(&mut self) -> Result<Option<OsString>, DecodeError> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => Ok(Some(self.name()?)),
+            _ => Err(self.err()),
+        }
+    }
+    /// A count of items of at least `min` bytes each: never more than the bytes left allow.
+    fn count(&mut self, min: usize) -> Result<usize, DecodeError> {
+        let n = self.u32()? as usize;
+        if n.saturating_mul(min) > self.b.len() {
+            return Err(self.err());
+        }
+        Ok(n)
+    }
+    fn end(&self) -> Result<(), DecodeError> {
+        if self.b.is_empty() { Ok(()) } else { Err(self.err()) }
+    }
+}
+
+const K_HELLO: u8 = 1;
+const K_WELCOME: u8 = 2;
+const K_ERROR: u8 = 3;
+const K_ENTRIES: u8 = 4;
+const K_DATA: u8 = 5;
+const K_META: u8 = 6;
+const K_COMMIT: u8 = 7;
+const K_COMMITTED: u8 = 8;
+
+fn encode_payload(m: &Msg) -> (u8, Vec<u8>) {
+    let mut w = W(Vec::new());
+    let kind = match m {
+        Msg::Hello { version, secondary_volume } => {
+            w.u16(*version);
+            w.bytes(secondary_volume.as_bytes());
+            K_HELLO
+        }
+        Msg::Welcome { version, volume } => {
+            w.u16(*version);
+            w.0.extend_from_slice(&volume.0);
+            K_WELCOME
+        }
+        Msg::Error { message } => {
+            w.bytes(message.as_bytes());
+            K_ERROR
+        }
+        Msg::Entries { batch, ops } => {
+            w.u64(*batch);
+            w.u32(ops.len() as u32);
+            for op in ops {
+                match op {
+                    EntryOp::Create { gfid, pgfid, name, mode, uid, gid, rdev, target } => {
+                        w.u8(1);
+                        w.gfid(gfid);
+                        w.gfid(pgfid);
+                        w.name(name);
+                        w.u32(*mode);
+                        w.u32(*uid);
+                        w.u32(*gid);
+                        w.u64(*rdev);
+                        w.opt_name(target);
+                    }
+                    EntryOp::Link { gfid, pgfid, name } => {
+                        w.u8(2);
+                        w.gfid(gfid);
+                        w.gfid(pgfid);
+                        w.name(name);
+                    }
+                    EntryOp::Rename { gfid, from_pgfid, from_name, to_pgfid, to_name, exchange } => {
+                        w.u8(3);
+                        w.gfid(gfid);
+                        w.gfid(from_pgfid);
+                        w.name(from_name);
+                        w.gfid(to_pgfid);
+                        w.name(to_name);
+                        w.u8(*exchange as u8);
+                    }
+                    EntryOp::Remove { gfid, pgfid, name, dir } => {
+                        w.u8(4);
+                        w.gfid(gfid);
+                        w.gfid(pgfid);
+                        w.name(name);
+                        w.u8(*dir as u8);
+                    }
+                }
+            }
+            K_ENTRIES
+        }
+        Msg::Data { batch, gfid, size, offset, bytes } => {
+            w.u64(*batch);
+            w.gfid(gfid);
+            w.u64(*size);
+            w.u64(*offset);
+            w.bytes(bytes);
+            K_DATA
+        }
+        Msg::Meta { batch, ops } => {
+            w.u64(*batch);
+            w.u32(ops.len() as u32);
+            for m in ops {
+                w.gfid(&m.gfid);
+                w.u32(m.mode);
+                w.u32(m.uid);
+                w.u32(m.gid);
+                w.i64(m.atime_ns);
+                w.i64(m.mtime_ns);
+                match &m.xattrs {
+                    None => w.u8(0),
+                    Some(xs) => {
+                        w.u8(1);
+                        w.u32(xs.len() as u32);
+                        for (k, v) in xs {
+                            w.name(k);
+                            w.bytes(v);
+                        }
+                    }
+                }
+            }
+            K_META
+        }
+        Msg::Commit { batch } => {
+            w.u64(*batch);
+            K_COMMIT
+        }
+        Msg::Committed { batch, failures } => {
+            w.u64(*batch);
+            w.u32(failures.len() as u32);
+            for f in failures {
+                w.gfid(&f.gfid);
+                w.u32(f.errno as u32);
+                w.bytes(f.message.as_bytes());
+            }
+            K_COMMITTED
+        }
+    };
+    (kind, w.0)
+}
+
+fn bool8(r: &mut R<'_>) -> Result<bool, DecodeError> {
+    match r.u8()? {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(r.err()),
+    }
+}
+
+fn string(r: &mut R<'_>) -> Result<String, DecodeError> {
+    String::from_utf8(r.bytes()?.to_vec()).map_err(|_| r.err())
+}
+
+fn decode_payload(kind: u8, b: &[u8]) -> Result<Msg, DecodeError> {
+    let what = match kind {
+        K_HELLO => "hello",
+        K_WELCOME => "welcome",
+        K_ERROR => "error",
+        K_ENTRIES => "entries",
+        K_DATA => "data",
+        K_META => "meta",
+        K_COMMIT => "commit",
+        K_COMMITTED => "committed",
+        k => return Err(DecodeError::Kind(k)),
+    };
+    let mut r = R { b, what };
+    let m = match kind {
+        K_HELLO => Msg::Hello { version: r.u16()?, secondary_volume: string(&mut r)? },
+        K_WELCOME => Msg::Welcome { version: r.u16()?, volume: VolumeId(r.take(16)?.try_into().unwrap()) },
+        K_ERROR => Msg::Error { message: string(&mut r)? },
+        K_ENTRIES => {
+            let batch = r.u64()?;
+            let n = r.count(37)?;
+            let mut ops = Vec::with_capacity(n);
+            for _ in 0..n {
+                ops.push(match r.u8()? {
+                    1 => EntryOp::Create {
+                        gfid: r.gfid()?,
+                        pgfid: r.gfid()?,
+                        name: r.name()?,
+                        mode: r.u32()?,
+                        uid: r.u32()?,
+                        gid: r.u32()?,
+                        rdev: r.u64()?,
+                        target: r.opt_name()?,
+                    },
+                    2 => EntryOp::Link { gfid: r.gfid()?, pgfid: r.gfid()?, name: r.name()? },
+                    3 => EntryOp::Rename {
+                        gfid: r.gfid()?,
+                        from_pgfid: r.gfid()?,
+                        from_name: r.name()?,
+                        to_pgfid: r.gfid()?,
+                        to_name: r.name()?,
+                        exchange: bool8(&mut r)?,
+                    },
+                    4 => EntryOp::Remove {
+                        gfid: r.gfid()?,
+                        pgfid: r.gfid()?,
+                        name: r.name()?,
+                        dir: bool8(&mut r)?,
+                    },
+                    _ => return Err(r.err()),
+                });
+            }
+            Msg::Entries { batch, ops }
+        }
+        K_DATA => {
+            Msg::Data { batch: r.u64()?, gfid: r.gfid()?, size: r.u64()?, offset: r.u64()?, bytes: r.bytes()?.to_vec() }
+        }
+        K_META => {
+            let batch = r.u64()?;
+            let n = r.count(45)?;
+            let mut ops = Vec::with_capacity(n);
+            for _ in 0..n {
+                let (gfid, mode, uid, gid, atime_ns, mtime_ns) = (r.gfid()?, r.u32()?, r.u32()?, r.u32()?, r.i64()?, r.i64()?);
+                let xattrs = match r.u8()? {
+                    0 => None,
+                    1 => {
+                        let k = r.count(8)?;
+                        let mut xs = Vec::with_capacity(k);
+                        for _ in 0..k {
+                            xs.push((r.name()?, r.bytes()?.to_vec()));
+                        }
+                        Some(xs)
+                    }
+                    _ => return Err(r.err()),
+                };
+                ops.push(MetaOp { gfid, mode, uid, gid, atime_ns, mtime_ns, xattrs });
+            }
+            Msg::Meta { batch, ops }
+        }
+        K_COMMIT => Msg::Commit { batch: r.u64()? },
+        K_COMMITTED => {
+            let batch = r.u64()?;
+            let n = r.count(24)?;
+            let mut failures = Vec::with_capacity(n);
+            for _ in 0..n {
+                failures.push(Failure { gfid: r.gfid()?, errno: r.u32()? as i32, message: string(&mut r)? });
+            }
+            Msg::Committed { batch, failures }
+        }
+        _ => unreachable!(),
+    };
+    r.end()?;
+    Ok(m)
+}
+
+/// Encodes `m` as one frame, compressing the payload with zstd at `level` (0: never).
+pub fn encode_frame(m: &Msg, level: i32) -> Vec<u8> {
+    let (kind, payload) = encode_payload(m);
+    let (flags, payload) = if level > 0 && payload.len() >= COMPRESS_MIN {
+        match zstd::bulk::compress(&payload, level) {
+            Ok(c) if c.len() < payload.len() => (FLAG_ZSTD, c),
+            _ => (0, payload),
+        }
+    } else {
+        (0, payload)
+    };
+    let mut out = Vec::with_capacity(6 + payload.len());
+    out.extend_from_slice(&((payload.len() + 2) as u32).to_le_bytes());
+    out.push(kind);
+    out.push(flags);
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// Decodes one frame body (the bytes after the length).
+pub fn decode_frame(body: &[u8]) -> Result<Msg, DecodeError> {
+    if body.len() < 2 {
+        return Err(DecodeError::Truncated);
+    }
+    let (kind, flags, payload) = (body[0], body[1], &body[2..]);
+    match flags {
+        0 => decode_payload(kind, payload),
+        FLAG_ZSTD => {
+            let raw = zstd::bulk::decompress(payload, MAX_FRAME).map_err(|_| DecodeError::Compression)?;
+            decode_payload(kind, &raw)
+        }
+        _ => Err(DecodeError::Malformed("frame flags")),
+    }
+}
+
+/// Writes one frame.
+pub fn write_frame(w: &mut impl Write, m: &Msg, level: i32) -> io::Result<usize> {
+    let f = encode_frame(m, level);
+    w.write_all(&f)?;
+    Ok(f.len())
+}
+
+/// Reads one frame; `Ok(None)` at a clean end of stream.
+pub fn read_frame(r: &mut impl Read) -> io::Result<Option<Msg>> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let n = u32::from_le_bytes(len) as usize;
+    if n > MAX_FRAME {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, DecodeError::TooLarge(n)));
+    }
+    let mut body = vec![0u8; n];
+    r.read_exact(&mut body)?;
+    decode_frame(&body).map(Some).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}

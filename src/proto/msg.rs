@@ -1,0 +1,63 @@
+//! The messages.
+
+use std::ffi::OsString;
+
+use crate::types::{Gfid, VolumeId};
+
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// A namespace operation, applied by GFID on the secondary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EntryOp {
+    /// A file, directory, special file or symlink (with its target).
+    Create { gfid: Gfid, pgfid: Gfid, name: OsString, mode: u32, uid: u32, gid: u32, rdev: u64, target: Option<OsString> },
+    Link { gfid: Gfid, pgfid: Gfid, name: OsString },
+    /// With `exchange`, the two names swap atomically (`RENAME_EXCHANGE`).
+    Rename { gfid: Gfid, from_pgfid: Gfid, from_name: OsString, to_pgfid: Gfid, to_name: OsString, exchange: bool },
+    /// Unlink (or rmdir, for a directory) `name` if it still names `gfid`.
+    Remove { gfid: Gfid, pgfid: Gfid, name: OsString, dir: bool },
+}
+
+/// The xattrs an inode must have on the secondary: exactly these, in the namespaces georep
+/// replicates (`user.`, `trusted.` but georep's own, `security.`, `system.posix_acl_*`).
+pub type XattrSet = Vec<(OsString, Vec<u8>)>;
+
+/// Metadata of an inode, applied by GFID after entries and data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetaOp {
+    pub gfid: Gfid,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Nanoseconds since the epoch.
+    pub atime_ns: i64,
+    pub mtime_ns: i64,
+    /// `None`: leave xattrs alone (`sync-xattrs` off).
+    pub xattrs: Option<XattrSet>,
+}
+
+/// A change the receiver could not apply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub gfid: Gfid,
+    pub errno: i32,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Msg {
+    /// Worker -> receiver, first: who is speaking, and to which secondary volume.
+    Hello { version: u16, secondary_volume: String },
+    /// Receiver -> worker: accepted; the secondary volume's id.
+    Welcome { version: u16, volume: VolumeId },
+    /// Either way: a fatal error; the connection ends.
+    Error { message: String },
+    Entries { batch: u64, ops: Vec<EntryOp> },
+    /// A whole regular file's content in chunks: the first (`offset` 0) sets the size.
+    Data { batch: u64, gfid: Gfid, size: u64, offset: u64, bytes: Vec<u8> },
+    Meta { batch: u64, ops: Vec<MetaOp> },
+    /// Worker -> receiver: make everything of `batch` durable and report.
+    Commit { batch: u64 },
+    /// Receiver -> worker: `batch` is durable, except these failures.
+    Committed { batch: u64, failures: Vec<Failure> },
+}
