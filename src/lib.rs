@@ -8,6 +8,8 @@ pub mod changelog;
 pub mod cli;
 pub mod fs;
 pub mod proto;
+pub mod receiver;
+pub mod sync;
 pub mod types;
 
 /// The version printed by every program's `--version`.

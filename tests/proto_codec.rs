@@ -18,7 +18,16 @@ fn name() -> impl Strategy<Value = OsString> {
 fn entry_op() -> impl Strategy<Value = EntryOp> {
     prop_oneof![
         (gfid(), gfid(), name(), any::<(u32, u32, u32, u64)>(), proptest::option::of(name())).prop_map(
-            |(gfid, pgfid, name, (mode, uid, gid, rdev), target)| EntryOp::Create { gfid, pgfid, name, mode, uid, gid, rdev, target }
+            |(gfid, pgfid, name, (mode, uid, gid, rdev), target)| EntryOp::Create {
+                gfid,
+                pgfid,
+                name,
+                mode,
+                uid,
+                gid,
+                rdev,
+                target
+            }
         ),
         (gfid(), gfid(), name()).prop_map(|(gfid, pgfid, name)| EntryOp::Link { gfid, pgfid, name }),
         (gfid(), gfid(), name(), gfid(), name(), any::<bool>()).prop_map(
@@ -31,7 +40,12 @@ fn entry_op() -> impl Strategy<Value = EntryOp> {
                 exchange
             }
         ),
-        (gfid(), gfid(), name(), any::<bool>()).prop_map(|(gfid, pgfid, name, dir)| EntryOp::Remove { gfid, pgfid, name, dir }),
+        (gfid(), gfid(), name(), any::<bool>()).prop_map(|(gfid, pgfid, name, dir)| EntryOp::Remove {
+            gfid,
+            pgfid,
+            name,
+            dir
+        }),
     ]
 }
 
@@ -41,21 +55,34 @@ fn meta_op() -> impl Strategy<Value = MetaOp> {
         any::<(u32, u32, u32, i64, i64)>(),
         proptest::option::of(proptest::collection::vec((name(), proptest::collection::vec(any::<u8>(), 0..64)), 0..4)),
     )
-        .prop_map(|(gfid, (mode, uid, gid, atime_ns, mtime_ns), xattrs)| MetaOp { gfid, mode, uid, gid, atime_ns, mtime_ns, xattrs })
+        .prop_map(|(gfid, (mode, uid, gid, atime_ns, mtime_ns), xattrs)| MetaOp {
+            gfid,
+            mode,
+            uid,
+            gid,
+            atime_ns,
+            mtime_ns,
+            xattrs,
+        })
 }
 
 fn msg() -> impl Strategy<Value = Msg> {
     prop_oneof![
-        (any::<u16>(), "[a-z0-9-]{0,20}").prop_map(|(version, secondary_volume)| Msg::Hello { version, secondary_volume }),
+        (any::<u16>(), "[a-z0-9-]{0,20}")
+            .prop_map(|(version, secondary_volume)| Msg::Hello { version, secondary_volume }),
         (any::<u16>(), any::<[u8; 16]>()).prop_map(|(version, v)| Msg::Welcome { version, volume: VolumeId(v) }),
         ".{0,40}".prop_map(|message| Msg::Error { message }),
-        (any::<u64>(), proptest::collection::vec(entry_op(), 0..20)).prop_map(|(batch, ops)| Msg::Entries { batch, ops }),
+        (any::<u64>(), proptest::collection::vec(entry_op(), 0..20))
+            .prop_map(|(batch, ops)| Msg::Entries { batch, ops }),
         (any::<u64>(), gfid(), any::<u64>(), any::<u64>(), proptest::collection::vec(any::<u8>(), 0..3000))
             .prop_map(|(batch, gfid, size, offset, bytes)| Msg::Data { batch, gfid, size, offset, bytes }),
         (any::<u64>(), proptest::collection::vec(meta_op(), 0..10)).prop_map(|(batch, ops)| Msg::Meta { batch, ops }),
         any::<u64>().prop_map(|batch| Msg::Commit { batch }),
         (any::<u64>(), proptest::collection::vec((gfid(), any::<i32>(), ".{0,30}"), 0..5)).prop_map(|(batch, fs)| {
-            Msg::Committed { batch, failures: fs.into_iter().map(|(gfid, errno, message)| Failure { gfid, errno, message }).collect() }
+            Msg::Committed {
+                batch,
+                failures: fs.into_iter().map(|(gfid, errno, message)| Failure { gfid, errno, message }).collect(),
+            }
         }),
     ]
 }

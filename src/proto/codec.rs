@@ -303,12 +303,7 @@ fn decode_payload(kind: u8, b: &[u8]) -> Result<Msg, DecodeError> {
                         to_name: r.name()?,
                         exchange: bool8(&mut r)?,
                     },
-                    4 => EntryOp::Remove {
-                        gfid: r.gfid()?,
-                        pgfid: r.gfid()?,
-                        name: r.name()?,
-                        dir: bool8(&mut r)?,
-                    },
+                    4 => EntryOp::Remove { gfid: r.gfid()?, pgfid: r.gfid()?, name: r.name()?, dir: bool8(&mut r)? },
                     _ => return Err(r.err()),
                 });
             }
@@ -322,7 +317,8 @@ fn decode_payload(kind: u8, b: &[u8]) -> Result<Msg, DecodeError> {
             let n = r.count(45)?;
             let mut ops = Vec::with_capacity(n);
             for _ in 0..n {
-                let (gfid, mode, uid, gid, atime_ns, mtime_ns) = (r.gfid()?, r.u32()?, r.u32()?, r.u32()?, r.i64()?, r.i64()?);
+                let (gfid, mode, uid, gid, atime_ns, mtime_ns) =
+                    (r.gfid()?, r.u32()?, r.u32()?, r.u32()?, r.i64()?, r.i64()?);
                 let xattrs = match r.u8()? {
                     0 => None,
                     1 => {

@@ -10,12 +10,37 @@ pub const PROTOCOL_VERSION: u16 = 1;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EntryOp {
     /// A file, directory, special file or symlink (with its target).
-    Create { gfid: Gfid, pgfid: Gfid, name: OsString, mode: u32, uid: u32, gid: u32, rdev: u64, target: Option<OsString> },
-    Link { gfid: Gfid, pgfid: Gfid, name: OsString },
+    Create {
+        gfid: Gfid,
+        pgfid: Gfid,
+        name: OsString,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        rdev: u64,
+        target: Option<OsString>,
+    },
+    Link {
+        gfid: Gfid,
+        pgfid: Gfid,
+        name: OsString,
+    },
     /// With `exchange`, the two names swap atomically (`RENAME_EXCHANGE`).
-    Rename { gfid: Gfid, from_pgfid: Gfid, from_name: OsString, to_pgfid: Gfid, to_name: OsString, exchange: bool },
+    Rename {
+        gfid: Gfid,
+        from_pgfid: Gfid,
+        from_name: OsString,
+        to_pgfid: Gfid,
+        to_name: OsString,
+        exchange: bool,
+    },
     /// Unlink (or rmdir, for a directory) `name` if it still names `gfid`.
-    Remove { gfid: Gfid, pgfid: Gfid, name: OsString, dir: bool },
+    Remove {
+        gfid: Gfid,
+        pgfid: Gfid,
+        name: OsString,
+        dir: bool,
+    },
 }
 
 /// The xattrs an inode must have on the secondary: exactly these, in the namespaces georep
@@ -47,17 +72,42 @@ pub struct Failure {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Msg {
     /// Worker -> receiver, first: who is speaking, and to which secondary volume.
-    Hello { version: u16, secondary_volume: String },
+    Hello {
+        version: u16,
+        secondary_volume: String,
+    },
     /// Receiver -> worker: accepted; the secondary volume's id.
-    Welcome { version: u16, volume: VolumeId },
+    Welcome {
+        version: u16,
+        volume: VolumeId,
+    },
     /// Either way: a fatal error; the connection ends.
-    Error { message: String },
-    Entries { batch: u64, ops: Vec<EntryOp> },
+    Error {
+        message: String,
+    },
+    Entries {
+        batch: u64,
+        ops: Vec<EntryOp>,
+    },
     /// A whole regular file's content in chunks: the first (`offset` 0) sets the size.
-    Data { batch: u64, gfid: Gfid, size: u64, offset: u64, bytes: Vec<u8> },
-    Meta { batch: u64, ops: Vec<MetaOp> },
+    Data {
+        batch: u64,
+        gfid: Gfid,
+        size: u64,
+        offset: u64,
+        bytes: Vec<u8>,
+    },
+    Meta {
+        batch: u64,
+        ops: Vec<MetaOp>,
+    },
     /// Worker -> receiver: make everything of `batch` durable and report.
-    Commit { batch: u64 },
+    Commit {
+        batch: u64,
+    },
     /// Receiver -> worker: `batch` is durable, except these failures.
-    Committed { batch: u64, failures: Vec<Failure> },
+    Committed {
+        batch: u64,
+        failures: Vec<Failure>,
+    },
 }

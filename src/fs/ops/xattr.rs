@@ -41,7 +41,10 @@ fn private(name: &[u8]) -> bool {
 }
 
 fn protected(name: &[u8]) -> bool {
-    private(name) || name == XATTR_GFID.as_bytes() || name == XATTR_GFID_STRING.as_bytes() || name == XATTR_VOLUME_ID.as_bytes()
+    private(name)
+        || name == XATTR_GFID.as_bytes()
+        || name == XATTR_GFID_STRING.as_bytes()
+        || name == XATTR_VOLUME_ID.as_bytes()
 }
 
 impl OverlayFs {

@@ -1,0 +1,330 @@
+//! The receiver: applies a worker's batches to the secondary volume, by GFID, through an
+//! aux-gfid mount. Every change is idempotent (replaying a batch changes nothing), and every
+//! path it touches is `<mount>/.gfid/<gfid>` or `<mount>/.gfid/<pgfid>/<name>` with a
+//! validated single-component name: whatever it is sent, it cannot write outside its volume.
+//! It never follows a symlink.
+//!
+//! Conflicts are settled with the primary as the truth: a name the primary says belongs to
+//! GFID X but that holds another GFID on the secondary is removed first.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+use crate::fs::newentry::{NewEntry, XATTR_NEWFILE};
+use crate::proto::{self, EntryOp, Failure, MetaOp, Msg, PROTOCOL_VERSION};
+use crate::types::{Gfid, VolumeId};
+
+/// xattr namespaces replicated (and so managed) on the secondary.
+pub fn replicated_xattr(name: &[u8]) -> bool {
+    (name.starts_with(b"user.")
+        || name.starts_with(b"security.")
+        || name == b"system.posix_acl_access"
+        || name == b"system.posix_acl_default"
+        || name.starts_with(b"trusted."))
+        && !name.starts_with(crate::types::XATTR_PRIVATE_PREFIX.as_bytes())
+        && name != crate::types::XATTR_GFID.as_bytes()
+}
+
+fn einval(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, what.to_string())
+}
+
+fn check_name(name: &OsStr) -> io::Result<()> {
+    let b = name.as_bytes();
+    if b.is_empty() || b.len() > 255 || b == b"." || b == b".." || b.contains(&b'/') || b.contains(&0) {
+        return Err(einval("invalid name"));
+    }
+    Ok(())
+}
+
+fn check_gfid(g: &Gfid) -> io::Result<()> {
+    if g.is_null() { Err(einval("null gfid")) } else { Ok(()) }
+}
+
+pub struct Receiver {
+    root: PathBuf,
+    failures: Vec<Failure>,
+    /// The file receiving data chunks, kept open between chunks of one file.
+    data: Option<(Gfid, File)>,
+}
+
+impl Receiver {
+    pub fn new(mount: &Path) -> anyhow::Result<Receiver> {
+        let gfid_dir = mount.join(crate::fs::GFID_DIR);
+        fs::symlink_metadata(&gfid_dir)
+            .with_context(|| format!("{} is not a georep aux-gfid mount", mount.display()))?;
+        Ok(Receiver { root: mount.to_path_buf(), failures: Vec::new(), data: None })
+    }
+
+    /// The secondary volume's id, from the mount.
+    pub fn volume(&self) -> anyhow::Result<VolumeId> {
+        let v = xattr::get(&self.root, "georep.volume-id")?.context("the mount does not give its volume id")?;
+        std::str::from_utf8(&v)?.parse().map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    fn by_gfid(&self, g: &Gfid) -> PathBuf {
+        self.root.join(crate::fs::GFID_DIR).join(g.to_string())
+    }
+
+    fn entry(&self, pgfid: &Gfid, name: &OsStr) -> io::Result<PathBuf> {
+        check_gfid(pgfid)?;
+        check_name(name)?;
+        Ok(self.by_gfid(pgfid).join(name))
+    }
+
+    /// The GFID of the inode at `p` (not following a symlink), if it exists.
+    fn gfid_at(&self, p: &Path) -> io::Result<Option<Gfid>> {
+        match fs::symlink_metadata(p) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let v = xattr::get(p, "glusterfs.gfid.string")?;
+        Ok(v.and_then(|v| std::str::from_utf8(&v).ok().and_then(|s| s.parse().ok())))
+    }
+
+    fn exists(&self, g: &Gfid) -> bool {
+        fs::symlink_metadata(self.by_gfid(g)).is_ok()
+    }
+
+    /// Removes whatever is at `p` (a whole tree for a directory).
+    fn remove_any(p: &Path) -> io::Result<()> {
+        let md = fs::symlink_metadata(p)?;
+        if md.is_dir() { fs::remove_dir_all(p) } else { fs::remove_file(p) }
+    }
+
+    fn fail(&mut self, gfid: Gfid, e: &io::Error, what: &str) {
+        self.failures.push(Failure {
+            gfid,
+            errno: e.raw_os_error().unwrap_or(libc::EINVAL),
+            message: format!("{what}: {e}"),
+        });
+    }
+
+    pub fn apply_entry(&mut self, op: &EntryOp) {
+        let (gfid, r, what) = match op {
+            EntryOp::Create { gfid, .. } => (*gfid, self.create(op), "create"),
+            EntryOp::Link { gfid, pgfid, name } => (*gfid, self.link(gfid, pgfid, name), "link"),
+            EntryOp::Rename { gfid, from_pgfid, from_name, to_pgfid, to_name, exchange } => {
+                (*gfid, self.rename(gfid, (from_pgfid, from_name), (to_pgfid, to_name), *exchange), "rename")
+            }
+            EntryOp::Remove { gfid, pgfid, name, dir: _ } => (*gfid, self.remove(gfid, pgfid, name), "remove"),
+        };
+        if let Err(e) = r {
+            self.fail(gfid, &e, what);
+        }
+    }
+
+    fn create(&mut self, op: &EntryOp) -> io::Result<()> {
+        let EntryOp::Create { gfid, pgfid, name, mode, uid, gid, rdev, target } = op else { unreachable!() };
+        check_gfid(gfid)?;
+        let at = self.entry(pgfid, name)?;
+        match self.gfid_at(&at)? {
+            Some(g) if g == *gfid => return Ok(()),
+            Some(_) => Self::remove_any(&at)?,
+            None => {}
+        }
+        if self.exists(gfid) {
+            // The inode is already here under another name: a hard link (files) or a move (dirs).
+            return if mode & libc::S_IFMT == libc::S_IFDIR {
+                Err(io::Error::from_raw_os_error(libc::EEXIST))
+            } else {
+                fs::hard_link(self.by_gfid(gfid), &at)
+            };
+        }
+        let req = NewEntry {
+            gfid: *gfid,
+            mode: *mode,
+            uid: *uid,
+            gid: *gid,
+            rdev: *rdev,
+            name: name.clone(),
+            target: target.clone(),
+        };
+        xattr::set(self.by_gfid(pgfid), XATTR_NEWFILE, &req.encode())
+    }
+
+    fn link(&mut self, gfid: &Gfid, pgfid: &Gfid, name: &OsString) -> io::Result<()> {
+        check_gfid(gfid)?;
+        let at = self.entry(pgfid, name)?;
+        match self.gfid_at(&at)? {
+            Some(g) if g == *gfid => return Ok(()),
+            Some(_) => Self::remove_any(&at)?,
+            None => {}
+        }
+        fs::hard_link(self.by_gfid(gfid), &at)
+    }
+
+    fn rename(
+        &mut self,
+        gfid: &Gfid,
+        from: (&Gfid, &OsString),
+        to: (&Gfid, &OsString),
+        exchange: bool,
+    ) -> io::Result<()> {
+        check_gfid(gfid)?;
+        let src = self.entry(from.0, from.1)?;
+        let dst = self.entry(to.0, to.1)?;
+        if self.gfid_at(&src)? != Some(*gfid) {
+            // Done already (a replay), or the source is gone: nothing to move.
+            return if self.gfid_at(&dst)? == Some(*gfid) {
+                Ok(())
+            } else {
+                Err(io::Error::from_raw_os_error(libc::ENOENT))
+            };
+        }
+        let flags = if exchange { libc::RENAME_EXCHANGE } else { 0 };
+        let (a, b) = (cstr(&src)?, cstr(&dst)?);
+        // SAFETY: valid C strings.
+        if unsafe { libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), flags) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if !exchange
+            && matches!(
+                e.raw_os_error(),
+                Some(libc::ENOTEMPTY) | Some(libc::EEXIST) | Some(libc::EISDIR) | Some(libc::ENOTDIR)
+            )
+        {
+            // The destination is in the way (a non-empty directory, or another type): the
+            // primary says the name is the source's now.
+            Self::remove_any(&dst)?;
+            return fs::rename(&src, &dst);
+        }
+        Err(e)
+    }
+
+    fn remove(&mut self, gfid: &Gfid, pgfid: &Gfid, name: &OsString) -> io::Result<()> {
+        let at = self.entry(pgfid, name)?;
+        if self.gfid_at(&at)? == Some(*gfid) { Self::remove_any(&at) } else { Ok(()) }
+    }
+
+    pub fn apply_data(&mut self, gfid: Gfid, size: u64, offset: u64, bytes: &[u8]) {
+        if let Err(e) = self.data(gfid, size, offset, bytes) {
+            self.data = None;
+            self.fail(gfid, &e, "data");
+        }
+    }
+
+    fn data(&mut self, gfid: Gfid, size: u64, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        check_gfid(&gfid)?;
+        if offset == 0 || self.data.as_ref().map(|d| d.0) != Some(gfid) {
+            let f = OpenOptions::new().write(true).custom_flags(libc::O_NOFOLLOW).open(self.by_gfid(&gfid))?;
+            if !f.metadata()?.is_file() {
+                return Err(io::Error::from_raw_os_error(libc::EISDIR));
+            }
+            if offset == 0 {
+                f.set_len(size)?;
+            }
+            self.data = Some((gfid, f));
+        }
+        let f = &self.data.as_ref().unwrap().1;
+        f.write_all_at(bytes, offset)
+    }
+
+    pub fn apply_meta(&mut self, m: &MetaOp) {
+        if let Err(e) = self.meta(m) {
+            self.fail(m.gfid, &e, "meta");
+        }
+    }
+
+    fn meta(&mut self, m: &MetaOp) -> io::Result<()> {
+        check_gfid(&m.gfid)?;
+        let p = self.by_gfid(&m.gfid);
+        let md = fs::symlink_metadata(&p)?;
+        std::os::unix::fs::lchown(&p, Some(m.uid), Some(m.gid))?;
+        let link = md.file_type().is_symlink();
+        if !link {
+            fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(m.mode & 0o7777))?;
+        }
+        if let Some(xs) = &m.xattrs {
+            for old in xattr::list(&p)? {
+                if replicated_xattr(old.as_bytes()) && !xs.iter().any(|(k, _)| *k == old) {
+                    xattr::remove(&p, &old)?;
+                }
+            }
+            for (k, v) in xs {
+                if replicated_xattr(k.as_bytes()) && xattr::get(&p, k)?.as_deref() != Some(v.as_slice()) {
+                    xattr::set(&p, k, v)?;
+                }
+            }
+        }
+        // Times last: everything above may change them.
+        let ts =
+            |ns: i64| libc::timespec { tv_sec: ns.div_euclid(1_000_000_000), tv_nsec: ns.rem_euclid(1_000_000_000) };
+        let times = [ts(m.atime_ns), ts(m.mtime_ns)];
+        let c = cstr(&p)?;
+        // SAFETY: valid C string and two timespecs.
+        if unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Makes everything applied durable; returns the failures since the last commit.
+    pub fn commit(&mut self) -> Vec<Failure> {
+        self.data = None;
+        if let Ok(f) = File::open(&self.root) {
+            // SAFETY: plain syscall on a valid descriptor.
+            if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&f.as_fd())) } != 0 {
+                let e = io::Error::last_os_error();
+                self.failures.push(Failure {
+                    gfid: Gfid::NULL,
+                    errno: e.raw_os_error().unwrap_or(0),
+                    message: format!("syncfs: {e}"),
+                });
+            }
+        }
+        std::mem::take(&mut self.failures)
+    }
+}
+
+fn cstr(p: &Path) -> io::Result<std::ffi::CString> {
+    std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(|_| einval("path with NUL"))
+}
+
+/// Serves one worker connection on `input`/`output` until it ends.
+pub fn serve(mount: &Path, input: impl Read, output: impl Write, level: i32) -> anyhow::Result<()> {
+    let mut rx = Receiver::new(mount)?;
+    let mut r = BufReader::with_capacity(1 << 20, input);
+    let mut w = BufWriter::new(output);
+    let mut magic = [0u8; 8];
+    r.read_exact(&mut magic).context("reading the protocol magic")?;
+    if &magic != proto::FRAME_MAGIC {
+        bail!("not a georep worker (bad protocol magic)");
+    }
+    w.write_all(proto::FRAME_MAGIC)?;
+    match proto::read_frame(&mut r)? {
+        Some(Msg::Hello { version, .. }) if version == PROTOCOL_VERSION => {}
+        Some(Msg::Hello { version, .. }) => {
+            proto::write_frame(&mut w, &Msg::Error { message: format!("unsupported protocol version {version}") }, 0)?;
+            w.flush()?;
+            bail!("unsupported protocol version {version}");
+        }
+        other => bail!("expected hello, got {other:?}"),
+    }
+    proto::write_frame(&mut w, &Msg::Welcome { version: PROTOCOL_VERSION, volume: rx.volume()? }, 0)?;
+    w.flush()?;
+    while let Some(m) = proto::read_frame(&mut r)? {
+        match m {
+            Msg::Entries { ops, .. } => ops.iter().for_each(|op| rx.apply_entry(op)),
+            Msg::Data { gfid, size, offset, bytes, .. } => rx.apply_data(gfid, size, offset, &bytes),
+            Msg::Meta { ops, .. } => ops.iter().for_each(|m| rx.apply_meta(m)),
+            Msg::Commit { batch } => {
+                let failures = rx.commit();
+                proto::write_frame(&mut w, &Msg::Committed { batch, failures }, level)?;
+                w.flush()?;
+            }
+            Msg::Error { message } => bail!("worker: {message}"),
+            other => bail!("unexpected message {other:?}"),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! The worker's end of a connection to a receiver: frames over any byte stream. Here the
+//! stream is a local child process (`georep receiver`) on stdin/stdout; SSH carries the same
+//! bytes later.
+
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+use anyhow::{Context, bail};
+
+use crate::proto::{self, Failure, Msg, PROTOCOL_VERSION};
+use crate::types::VolumeId;
+
+pub struct Link {
+    child: Option<Child>,
+    w: BufWriter<ChildStdin>,
+    r: BufReader<ChildStdout>,
+    level: i32,
+    next_batch: u64,
+    /// Bytes sent on the wire (after compression) and before it.
+    pub wire_bytes: u64,
+    pub volume: VolumeId,
+}
+
+impl Link {
+    /// Starts `georep receiver --mount <mount>` (this very binary) and greets it.
+    pub fn spawn_local(exe: &Path, mount: &Path, level: i32) -> anyhow::Result<Link> {
+        let mut child = Command::new(exe)
+            .arg("receiver")
+            .arg("--mount")
+            .arg(mount)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("start the receiver {}", exe.display()))?;
+        let w = BufWriter::with_capacity(1 << 20, child.stdin.take().unwrap());
+        let r = BufReader::with_capacity(1 << 16, child.stdout.take().unwrap());
+        let mut link =
+            Link { child: Some(child), w, r, level, next_batch: 1, wire_bytes: 0, volume: VolumeId([0; 16]) };
+        link.handshake()?;
+        Ok(link)
+    }
+
+    fn handshake(&mut self) -> anyhow::Result<()> {
+        self.w.write_all(proto::FRAME_MAGIC)?;
+        self.send(&Msg::Hello { version: PROTOCOL_VERSION, secondary_volume: String::new() })?;
+        self.w.flush()?;
+        let mut magic = [0u8; 8];
+        self.r.read_exact(&mut magic).context("the receiver closed the connection")?;
+        if &magic != proto::FRAME_MAGIC {
+            bail!("the peer is not a georep receiver");
+        }
+        match proto::read_frame(&mut self.r)? {
+            Some(Msg::Welcome { volume, .. }) => {
+                self.volume = volume;
+                Ok(())
+            }
+            Some(Msg::Error { message }) => bail!("receiver: {message}"),
+            other => bail!("receiver: unexpected {other:?}"),
+        }
+    }
+
+    pub fn send(&mut self, m: &Msg) -> anyhow::Result<()> {
+        self.wire_bytes += proto::write_frame(&mut self.w, m, self.level).context("send to the receiver")? as u64;
+        Ok(())
+    }
+
+    pub fn batch_id(&mut self) -> u64 {
+        let b = self.next_batch;
+        self.next_batch += 1;
+        b
+    }
+
+    /// Asks the receiver to make batch `batch` durable; returns what it could not apply.
+    pub fn commit(&mut self, batch: u64) -> anyhow::Result<Vec<Failure>> {
+        self.send(&Msg::Commit { batch })?;
+        self.w.flush()?;
+        match proto::read_frame(&mut self.r)? {
+            Some(Msg::Committed { batch: b, failures }) if b == batch => Ok(failures),
+            Some(Msg::Error { message }) => bail!("receiver: {message}"),
+            other => bail!("receiver: unexpected {other:?}"),
+        }
+    }
+
+    /// Ends the connection and waits for the receiver.
+    pub fn close(mut self) -> anyhow::Result<()> {
+        self.w.flush()?;
+        let Link { child, w, .. } = self;
+        drop(w);
+        if let Some(mut c) = child {
+            let st = c.wait()?;
+            if !st.success() {
+                bail!("the receiver exited with {st}");
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,407 @@
+//! The sync worker of one primary brick: a Hybrid crawl (the whole tree) for the initial sync,
+//! then the Changelog crawl (published changelogs, in order). Per batch: entry operations by
+//! GFID, then the data of every file changed in the batch (each file once however many
+//! changelogs name it), then metadata; then a commit, and only after the receiver confirmed
+//! the batch durable are its changelogs marked processed. A change the receiver could not
+//! apply is counted and logged with its reason, never dropped silently.
+//!
+//! The worker reads the primary brick directly (as root), resolving GFIDs through the brick's
+//! GFID index; it never writes to the brick.
+
+pub mod link;
+
+use std::collections::{BTreeSet, HashMap};
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::changelog::{ChangelogFile, Consumer, Kind, Op, Record, record::RECORD_EXCHANGE};
+use crate::fs::gfid_index::{self, GfidIndex};
+use crate::fs::sys::{self, FileHandle};
+use crate::proto::{EntryOp, Failure, MetaOp, Msg};
+use crate::receiver::replicated_xattr;
+use crate::types::{BrickLayout, EpochMs, Gfid, PRIVATE_DIR, XATTR_GFID};
+use link::Link;
+
+/// Data is sent in chunks of this size.
+pub const CHUNK: usize = 1 << 20;
+/// Entry operations per message.
+const ENTRY_BATCH: usize = 1024;
+
+#[derive(Clone, Debug)]
+pub struct WorkerOptions {
+    pub sync_xattrs: bool,
+    /// Changelogs per batch at most.
+    pub changelogs_per_batch: usize,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions { sync_xattrs: true, changelogs_per_batch: 64 }
+    }
+}
+
+/// What a crawl did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub entries: u64,
+    pub files: u64,
+    pub bytes: u64,
+    pub meta: u64,
+    pub failures: u64,
+}
+
+/// Read access to the primary brick by GFID.
+pub struct Source {
+    pub layout: BrickLayout,
+    root: File,
+    handles: HashMap<Gfid, FileHandle>,
+}
+
+impl Source {
+    pub fn open(brick: &Path) -> anyhow::Result<Source> {
+        let layout = BrickLayout::new(brick);
+        let root = File::open(brick).with_context(|| format!("brick {}", brick.display()))?;
+        let handles = GfidIndex::load(&layout.gfid_index())
+            .with_context(|| format!("{} is not a georep brick", brick.display()))?;
+        Ok(Source { layout, root, handles })
+    }
+
+    /// An O_PATH descriptor of the inode with `gfid`; `Ok(None)` if it no longer exists.
+    fn open_gfid(&mut self, gfid: &Gfid) -> io::Result<Option<OwnedFd>> {
+        if *gfid == Gfid::ROOT {
+            return sys::reopen(self.root.as_fd(), libc::O_PATH).map(Some);
+        }
+        for attempt in 0..2 {
+            match gfid_index::resolve(&self.handles, self.root.as_fd(), gfid) {
+                Ok(fd) => return Ok(Some(fd)),
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ESTALE)) => {
+                    if attempt == 0 && !self.handles.contains_key(gfid) {
+                        // Created after we loaded the index.
+                        self.handles = GfidIndex::load(&self.layout.gfid_index())?;
+                        continue;
+                    }
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    fn xattrs(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<Vec<(std::ffi::OsString, Vec<u8>)>> {
+        let mut buf = vec![0u8; 4096];
+        let n = loop {
+            match sys::listxattr_fd(fd, &mut buf) {
+                Ok(n) => break n,
+                Err(e) if e.raw_os_error() == Some(libc::ERANGE) => buf.resize(buf.len() * 4, 0),
+                Err(e) => return Err(e),
+            }
+        };
+        let mut out = Vec::new();
+        for name in buf[..n].split(|&b| b == 0).filter(|s| !s.is_empty() && replicated_xattr(s)) {
+            let name = OsStr::from_bytes(name);
+            if let Some(v) = sys::getxattr_vec(fd, name)? {
+                out.push((name.to_os_string(), v));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn meta_of(fd: std::os::fd::BorrowedFd<'_>, gfid: Gfid, sync_xattrs: bool) -> io::Result<MetaOp> {
+        let st = sys::fstat(fd)?;
+        let is_link = st.st_mode & libc::S_IFMT == libc::S_IFLNK;
+        Ok(MetaOp {
+            gfid,
+            mode: st.st_mode,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            atime_ns: st.st_atime * 1_000_000_000 + st.st_atime_nsec,
+            mtime_ns: st.st_mtime * 1_000_000_000 + st.st_mtime_nsec,
+            // Symlinks carry no replicated xattrs worth the trouble (user.* is refused on them).
+            xattrs: if sync_xattrs && !is_link { Some(Self::xattrs(fd)?) } else { None },
+        })
+    }
+
+    /// The metadata of `gfid` now; `None` if it is gone.
+    pub fn meta(&mut self, gfid: &Gfid, sync_xattrs: bool) -> io::Result<Option<MetaOp>> {
+        match self.open_gfid(gfid)? {
+            Some(fd) => Self::meta_of(fd.as_fd(), *gfid, sync_xattrs).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Streams the content of `gfid` (if it is a regular file that still exists).
+    pub fn send_data(&mut self, link: &mut Link, batch: u64, gfid: &Gfid, stats: &mut Stats) -> anyhow::Result<()> {
+        let Some(fd) = self.open_gfid(gfid)? else { return Ok(()) };
+        if sys::fstat(fd.as_fd())?.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Ok(());
+        }
+        let mut f = File::from(sys::reopen(fd.as_fd(), libc::O_RDONLY)?);
+        let size = f.metadata()?.len();
+        let mut offset = 0u64;
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let mut n = 0;
+            while n < CHUNK {
+                let k = f.read(&mut buf[n..])?;
+                if k == 0 {
+                    break;
+                }
+                n += k;
+            }
+            if n == 0 && offset > 0 {
+                break;
+            }
+            link.send(&Msg::Data { batch, gfid: *gfid, size, offset, bytes: buf[..n].to_vec() })?;
+            offset += n as u64;
+            stats.bytes += n as u64;
+            if n < CHUNK {
+                break;
+            }
+        }
+        stats.files += 1;
+        Ok(())
+    }
+}
+
+fn report(failures: Vec<Failure>, stats: &mut Stats) {
+    for f in failures {
+        stats.failures += 1;
+        log::error!("secondary could not apply a change to gfid {}: {} (errno {})", f.gfid, f.message, f.errno);
+    }
+}
+
+/// Sends data then metadata for these GFIDs, then commits `batch`.
+fn finish_batch(
+    src: &mut Source,
+    link: &mut Link,
+    batch: u64,
+    data: &BTreeSet<Gfid>,
+    meta: &[Gfid],
+    opts: &WorkerOptions,
+    stats: &mut Stats,
+) -> anyhow::Result<()> {
+    for g in data {
+        src.send_data(link, batch, g, stats)?;
+    }
+    let mut ops = Vec::new();
+    for g in meta {
+        if let Some(m) = src.meta(g, opts.sync_xattrs)? {
+            ops.push(m);
+            stats.meta += 1;
+        }
+        if ops.len() >= ENTRY_BATCH {
+            link.send(&Msg::Meta { batch, ops: std::mem::take(&mut ops) })?;
+        }
+    }
+    if !ops.is_empty() {
+        link.send(&Msg::Meta { batch, ops })?;
+    }
+    let failures = link.commit(batch)?;
+    report(failures, stats);
+    Ok(())
+}
+
+/// The Hybrid crawl: the whole brick, parents before children, hard links as links.
+pub fn hybrid_crawl(src: &mut Source, link: &mut Link, opts: &WorkerOptions) -> anyhow::Result<Stats> {
+    let mut stats = Stats::default();
+    let batch = link.batch_id();
+    let mut ops = Vec::new();
+    let mut files = BTreeSet::new();
+    let mut seen: HashMap<(u64, u64), Gfid> = HashMap::new();
+    let mut dirs: Vec<Gfid> = Vec::new();
+    let mut others: Vec<Gfid> = Vec::new();
+    let mut queue: Vec<(PathBuf, Gfid)> = vec![(src.layout.root.clone(), Gfid::ROOT)];
+    while let Some((dir, pgfid)) = queue.pop() {
+        let mut names: Vec<_> = std::fs::read_dir(&dir)?.collect::<Result<Vec<_>, _>>()?;
+        names.sort_by_key(|e| e.file_name());
+        for e in names {
+            let name = e.file_name();
+            if pgfid == Gfid::ROOT && name.as_bytes() == PRIVATE_DIR.as_bytes() {
+                continue;
+            }
+            let p = e.path();
+            let md = std::fs::symlink_metadata(&p)?;
+            let Some(gfid) = xattr::get(&p, XATTR_GFID)?.and_then(|v| Gfid::from_slice(&v)) else {
+                log::warn!("{}: no gfid (written directly to the brick?); skipped", p.display());
+                continue;
+            };
+            if !md.is_dir() && md.nlink() > 1 {
+                if let Some(first) = seen.get(&(md.dev(), md.ino())) {
+                    ops.push(EntryOp::Link { gfid: *first, pgfid, name: name.clone() });
+                    continue;
+                }
+                seen.insert((md.dev(), md.ino()), gfid);
+            }
+            let target =
+                if md.file_type().is_symlink() { Some(std::fs::read_link(&p)?.into_os_string()) } else { None };
+            ops.push(EntryOp::Create {
+                gfid,
+                pgfid,
+                name,
+                mode: md.mode(),
+                uid: md.uid(),
+                gid: md.gid(),
+                rdev: md.rdev(),
+                target,
+            });
+            stats.entries += 1;
+            if md.is_dir() {
+                queue.push((p, gfid));
+                dirs.push(gfid);
+            } else {
+                if md.is_file() {
+                    files.insert(gfid);
+                }
+                others.push(gfid);
+            }
+            if ops.len() >= ENTRY_BATCH {
+                link.send(&Msg::Entries { batch, ops: std::mem::take(&mut ops) })?;
+            }
+        }
+    }
+    if !ops.is_empty() {
+        link.send(&Msg::Entries { batch, ops })?;
+    }
+    // Directories' metadata last, deepest first, so that nothing changes their times after.
+    dirs.reverse();
+    dirs.push(Gfid::ROOT);
+    others.extend(dirs);
+    finish_batch(src, link, batch, &files, &others, opts, &mut stats)?;
+    Ok(stats)
+}
+
+/// Turns a changelog's records into entry operations and the GFIDs whose data and metadata
+/// must follow.
+fn plan(records: &[Record], ops: &mut Vec<EntryOp>, data: &mut BTreeSet<Gfid>, meta: &mut Vec<Gfid>) {
+    let mut i = 0;
+    while i < records.len() {
+        let r = &records[i];
+        i += 1;
+        match r.kind() {
+            Kind::Data => {
+                data.insert(r.gfid);
+                meta.push(r.gfid);
+            }
+            Kind::Meta => meta.push(r.gfid),
+            Kind::Entry => {
+                let Some(e) = &r.entry else { continue };
+                let (pgfid, name) = (e.entry.pgfid, e.entry.name.clone());
+                meta.push(pgfid);
+                match r.op {
+                    Op::Create | Op::Mkdir | Op::Mknod | Op::Symlink => {
+                        ops.push(EntryOp::Create {
+                            gfid: r.gfid,
+                            pgfid,
+                            name,
+                            mode: e.mode,
+                            uid: e.uid,
+                            gid: e.gid,
+                            rdev: e.rdev,
+                            target: e.target.clone(),
+                        });
+                        meta.push(r.gfid);
+                    }
+                    Op::Link => ops.push(EntryOp::Link { gfid: r.gfid, pgfid, name }),
+                    Op::Rename => {
+                        let Some(to) = &e.new_entry else { continue };
+                        let exchange = r.flags & RECORD_EXCHANGE != 0;
+                        if exchange {
+                            // Its twin follows: one exchange covers both.
+                            i += 1;
+                        }
+                        meta.push(to.pgfid);
+                        ops.push(EntryOp::Rename {
+                            gfid: r.gfid,
+                            from_pgfid: pgfid,
+                            from_name: name,
+                            to_pgfid: to.pgfid,
+                            to_name: to.name.clone(),
+                            exchange,
+                        });
+                    }
+                    Op::Unlink | Op::Rmdir => {
+                        ops.push(EntryOp::Remove { gfid: r.gfid, pgfid, name, dir: r.op == Op::Rmdir })
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// One pass of the Changelog crawl: every changelog published and not yet processed, in
+/// batches; returns how many changelogs were processed.
+pub fn changelog_pass(
+    src: &mut Source,
+    link: &mut Link,
+    consumer: &mut Consumer,
+    opts: &WorkerOptions,
+    stats: &mut Stats,
+) -> anyhow::Result<usize> {
+    let pending = consumer.scan()?.to_vec();
+    let mut done = 0;
+    for group in pending.chunks(opts.changelogs_per_batch.max(1)) {
+        let batch = link.batch_id();
+        let (mut ops, mut data, mut meta) = (Vec::new(), BTreeSet::new(), Vec::new());
+        for c in group {
+            let f = ChangelogFile::open(&c.path)?;
+            let (records, _) = f.records();
+            plan(&records, &mut ops, &mut data, &mut meta);
+        }
+        stats.entries += ops.len() as u64;
+        for chunk in ops.chunks(ENTRY_BATCH) {
+            link.send(&Msg::Entries { batch, ops: chunk.to_vec() })?;
+        }
+        let mut seen = std::collections::HashSet::new();
+        meta.retain(|g| seen.insert(*g));
+        finish_batch(src, link, batch, &data, &meta, opts, stats)?;
+        for c in group {
+            consumer.done(c)?;
+            done += 1;
+        }
+    }
+    Ok(done)
+}
+
+/// Replicates a brick to a receiver: a Hybrid crawl if this consumer has never synced (or
+/// `full`), then the Changelog crawl, once or forever.
+pub fn replicate(
+    src: &mut Source,
+    link: &mut Link,
+    consumer_name: &str,
+    full: bool,
+    once: bool,
+    opts: &WorkerOptions,
+) -> anyhow::Result<Stats> {
+    let mut consumer = Consumer::register(&src.layout, consumer_name)?;
+    let mut stats = Stats::default();
+    if full || consumer.processed_ms() == 0 {
+        let started = EpochMs::now().0;
+        stats = hybrid_crawl(src, link, opts)?;
+        // Changelogs published before the crawl began hold nothing it did not see.
+        for c in consumer.scan()?.to_vec() {
+            if c.entry.end_ms <= started {
+                consumer.done(&c)?;
+            }
+        }
+    }
+    loop {
+        let n = changelog_pass(src, link, &mut consumer, opts, &mut stats)?;
+        if once {
+            return Ok(stats);
+        }
+        if n == 0 {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
