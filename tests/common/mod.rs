@@ -181,3 +181,107 @@ pub fn run_as(uid: u32, gid: u32, cmd: &str) -> std::process::Output {
 pub fn name(s: &OsStr) -> String {
     String::from_utf8_lossy(s.as_bytes()).into_owned()
 }
+
+/// One line per entry of a tree: path, type, mode, owner, size, content hash, symlink target,
+/// hard-link group and user/trusted/security xattrs. Two trees replicate each other exactly
+/// when their descriptions are equal.
+pub fn describe_tree(root: &Path) -> Vec<String> {
+    use std::collections::HashMap;
+    use std::os::unix::fs::MetadataExt;
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, std::fs::Metadata)>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap()).collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let p = e.path();
+            let rel = p.strip_prefix(root).unwrap().to_path_buf();
+            if rel.as_os_str() == ".georep" || rel.as_os_str() == ".gfid" {
+                continue;
+            }
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            let is_dir = md.is_dir();
+            out.push((rel, md));
+            if is_dir {
+                walk(root, &p, out);
+            }
+        }
+    }
+    let mut all = Vec::new();
+    walk(root, root, &mut all);
+    // Hard-link groups named by their first path.
+    let mut first: HashMap<u64, String> = HashMap::new();
+    let mut lines = Vec::new();
+    for (rel, md) in &all {
+        let p = root.join(rel);
+        let t = md.file_type();
+        let kind = if t.is_dir() {
+            "d"
+        } else if t.is_symlink() {
+            "l"
+        } else if t.is_file() {
+            "f"
+        } else {
+            "s"
+        };
+        let content = if t.is_file() {
+            let data = std::fs::read(&p).unwrap();
+            format!("{:016x}", xxh(&data))
+        } else {
+            String::new()
+        };
+        let target = if t.is_symlink() { std::fs::read_link(&p).unwrap().display().to_string() } else { String::new() };
+        let group = if !t.is_dir() && md.nlink() > 1 {
+            first.entry(md.ino()).or_insert_with(|| rel.display().to_string()).clone()
+        } else {
+            String::new()
+        };
+        let mut xattrs: Vec<String> = if t.is_symlink() {
+            Vec::new()
+        } else {
+            xattr::list(&p)
+                .unwrap()
+                .filter(|n| {
+                    let n = n.to_string_lossy();
+                    (n.starts_with("user.") || n.starts_with("security.") || n.starts_with("trusted."))
+                        && !n.starts_with("trusted.georep.")
+                        && n != "trusted.gfid"
+                })
+                .map(|n| format!("{}={:?}", n.to_string_lossy(), xattr::get(&p, &n).unwrap().unwrap_or_default()))
+                .collect()
+        };
+        xattrs.sort();
+        lines.push(format!(
+            "{} {kind} {:o} {}:{} {} {content} {target} [{group}] {}",
+            rel.display(),
+            md.mode() & 0o7777,
+            md.uid(),
+            md.gid(),
+            if t.is_dir() { 0 } else { md.size() },
+            xattrs.join(",")
+        ));
+    }
+    lines
+}
+
+fn xxh(b: &[u8]) -> u64 {
+    // FNV-1a: enough to tell contents apart in tests.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for &x in b {
+        h ^= x as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+/// Asserts two trees are replicas, printing the first differences.
+pub fn assert_same_tree(a: &Path, b: &Path) {
+    let (da, db) = (describe_tree(a), describe_tree(b));
+    if da != db {
+        let only_a: Vec<_> = da.iter().filter(|l| !db.contains(l)).take(10).collect();
+        let only_b: Vec<_> = db.iter().filter(|l| !da.contains(l)).take(10).collect();
+        panic!(
+            "trees differ\nprimary only:\n  {}\nsecondary only:\n  {}",
+            only_a.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n  "),
+            only_b.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n  ")
+        );
+    }
+}
