@@ -78,6 +78,11 @@ fn msg() -> impl Strategy<Value = Msg> {
             .prop_map(|(batch, gfid, size, offset, bytes)| Msg::Data { batch, gfid, size, offset, bytes }),
         (any::<u64>(), proptest::collection::vec(meta_op(), 0..10)).prop_map(|(batch, ops)| Msg::Meta { batch, ops }),
         any::<u64>().prop_map(|batch| Msg::Commit { batch }),
+        (any::<u64>(), gfid(), proptest::collection::vec(name(), 0..10)).prop_map(|(batch, pgfid, keep)| Msg::Prune {
+            batch,
+            pgfid,
+            keep
+        }),
         (any::<u64>(), proptest::collection::vec((gfid(), any::<i32>(), ".{0,30}"), 0..5)).prop_map(|(batch, fs)| {
             Msg::Committed {
                 batch,

@@ -172,3 +172,17 @@ fn the_tree_comparison_sees_every_difference() {
         assert!(r.is_err(), "not detected: {change}");
     }
 }
+
+#[test]
+fn hybrid_crawl_removes_what_the_primary_no_longer_has() {
+    let pair = Pair::new();
+    populate(&pair.p.mnt);
+    pair.replicate(&[]);
+    // Entries only the secondary has (written behind the session's back, or deleted on the
+    // primary while changelogs were lost).
+    sh(&pair.s.mnt, "echo stray > stray && mkdir -p d1/junk/deeper && echo x > d1/junk/deeper/f && ln -s x d1/strayln");
+    sh(&pair.p.mnt, "rm -rf d1/f1 d1/d2");
+    let out = pair.replicate(&["--full"]);
+    assert!(out.contains("failures 0"), "{out}");
+    pair.check();
+}

@@ -155,10 +155,15 @@ impl GfidIndex {
     }
 }
 
-/// Opens (O_PATH) the inode named by `gfid` through `handles`, checking its `trusted.gfid`.
+/// Opens (O_PATH) the inode named by `gfid` through `handles`, checking its `trusted.gfid`;
+/// `ENOENT` if it has no name left.
 pub fn resolve(handles: &HashMap<Gfid, FileHandle>, mount_fd: BorrowedFd<'_>, gfid: &Gfid) -> io::Result<OwnedFd> {
     let h = handles.get(gfid).ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
     let fd = sys::open_by_handle(mount_fd, h, libc::O_PATH)?;
+    // A removed inode that something still holds open is gone all the same.
+    if sys::fstat(std::os::fd::AsFd::as_fd(&fd))?.st_nlink == 0 {
+        return Err(io::Error::from_raw_os_error(libc::ENOENT));
+    }
     match sys::getxattr_vec(std::os::fd::AsFd::as_fd(&fd), OsStr::new(XATTR_GFID))? {
         Some(v) if v == gfid.0 => Ok(fd),
         _ => Err(io::Error::from_raw_os_error(libc::ESTALE)),

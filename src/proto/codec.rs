@@ -139,6 +139,7 @@ const K_DATA: u8 = 5;
 const K_META: u8 = 6;
 const K_COMMIT: u8 = 7;
 const K_COMMITTED: u8 = 8;
+const K_PRUNE: u8 = 9;
 
 fn encode_payload(m: &Msg) -> (u8, Vec<u8>) {
     let mut w = W(Vec::new());
@@ -231,6 +232,15 @@ fn encode_payload(m: &Msg) -> (u8, Vec<u8>) {
             }
             K_META
         }
+        Msg::Prune { batch, pgfid, keep } => {
+            w.u64(*batch);
+            w.gfid(pgfid);
+            w.u32(keep.len() as u32);
+            for n in keep {
+                w.name(n);
+            }
+            K_PRUNE
+        }
         Msg::Commit { batch } => {
             w.u64(*batch);
             K_COMMIT
@@ -271,6 +281,7 @@ fn decode_payload(kind: u8, b: &[u8]) -> Result<Msg, DecodeError> {
         K_META => "meta",
         K_COMMIT => "commit",
         K_COMMITTED => "committed",
+        K_PRUNE => "prune",
         k => return Err(DecodeError::Kind(k)),
     };
     let mut r = R { b, what };
@@ -334,6 +345,15 @@ fn decode_payload(kind: u8, b: &[u8]) -> Result<Msg, DecodeError> {
                 ops.push(MetaOp { gfid, mode, uid, gid, atime_ns, mtime_ns, xattrs });
             }
             Msg::Meta { batch, ops }
+        }
+        K_PRUNE => {
+            let (batch, pgfid) = (r.u64()?, r.gfid()?);
+            let n = r.count(4)?;
+            let mut keep = Vec::with_capacity(n);
+            for _ in 0..n {
+                keep.push(r.name()?);
+            }
+            Msg::Prune { batch, pgfid, keep }
         }
         K_COMMIT => Msg::Commit { batch: r.u64()? },
         K_COMMITTED => {

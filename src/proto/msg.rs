@@ -101,6 +101,13 @@ pub enum Msg {
         batch: u64,
         ops: Vec<MetaOp>,
     },
+    /// The directory `pgfid` holds exactly `keep` on the primary: remove anything else (the
+    /// Hybrid crawl's reverse pass, which propagates deletes that no changelog holds).
+    Prune {
+        batch: u64,
+        pgfid: Gfid,
+        keep: Vec<OsString>,
+    },
     /// Worker -> receiver: make everything of `batch` durable and report.
     Commit {
         batch: u64,

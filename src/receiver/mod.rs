@@ -206,6 +206,25 @@ impl Receiver {
         if self.gfid_at(&at)? == Some(*gfid) { Self::remove_any(&at) } else { Ok(()) }
     }
 
+    /// Removes every entry of directory `pgfid` whose name is not in `keep`.
+    pub fn apply_prune(&mut self, pgfid: Gfid, keep: &[OsString]) {
+        if let Err(e) = self.prune(&pgfid, keep) {
+            self.fail(pgfid, &e, "prune");
+        }
+    }
+
+    fn prune(&mut self, pgfid: &Gfid, keep: &[OsString]) -> io::Result<()> {
+        check_gfid(pgfid)?;
+        let keep: std::collections::HashSet<&OsStr> = keep.iter().map(|n| n.as_os_str()).collect();
+        for e in fs::read_dir(self.by_gfid(pgfid))? {
+            let name = e?.file_name();
+            if !keep.contains(name.as_os_str()) {
+                Self::remove_any(&self.entry(pgfid, &name)?)?;
+            }
+        }
+        Ok(())
+    }
+
     pub fn apply_data(&mut self, gfid: Gfid, size: u64, offset: u64, bytes: &[u8]) {
         if let Err(e) = self.data(gfid, size, offset, bytes) {
             self.data = None;
@@ -317,6 +336,7 @@ pub fn serve(mount: &Path, input: impl Read, output: impl Write, level: i32) -> 
             Msg::Entries { ops, .. } => ops.iter().for_each(|op| rx.apply_entry(op)),
             Msg::Data { gfid, size, offset, bytes, .. } => rx.apply_data(gfid, size, offset, &bytes),
             Msg::Meta { ops, .. } => ops.iter().for_each(|m| rx.apply_meta(m)),
+            Msg::Prune { pgfid, keep, .. } => rx.apply_prune(pgfid, &keep),
             Msg::Commit { batch } => {
                 let failures = rx.commit();
                 proto::write_frame(&mut w, &Msg::Committed { batch, failures }, level)?;

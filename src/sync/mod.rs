@@ -221,9 +221,17 @@ pub fn hybrid_crawl(src: &mut Source, link: &mut Link, opts: &WorkerOptions) -> 
     let mut dirs: Vec<Gfid> = Vec::new();
     let mut others: Vec<Gfid> = Vec::new();
     let mut queue: Vec<(PathBuf, Gfid)> = vec![(src.layout.root.clone(), Gfid::ROOT)];
+    // Each directory's names, pruned on the secondary once its own entries are sent.
+    let mut pending_prunes: Vec<(Gfid, Vec<std::ffi::OsString>)> = Vec::new();
     while let Some((dir, pgfid)) = queue.pop() {
         let mut names: Vec<_> = std::fs::read_dir(&dir)?.collect::<Result<Vec<_>, _>>()?;
         names.sort_by_key(|e| e.file_name());
+        let keep: Vec<_> = names
+            .iter()
+            .map(|e| e.file_name())
+            .filter(|n| !(pgfid == Gfid::ROOT && n.as_bytes() == PRIVATE_DIR.as_bytes()))
+            .collect();
+        pending_prunes.push((pgfid, keep));
         for e in names {
             let name = e.file_name();
             if pgfid == Gfid::ROOT && name.as_bytes() == PRIVATE_DIR.as_bytes() {
@@ -271,6 +279,9 @@ pub fn hybrid_crawl(src: &mut Source, link: &mut Link, opts: &WorkerOptions) -> 
     }
     if !ops.is_empty() {
         link.send(&Msg::Entries { batch, ops })?;
+    }
+    for (pgfid, keep) in pending_prunes {
+        link.send(&Msg::Prune { batch, pgfid, keep })?;
     }
     // Directories' metadata last, deepest first, so that nothing changes their times after.
     dirs.reverse();
