@@ -186,3 +186,70 @@ fn hybrid_crawl_removes_what_the_primary_no_longer_has() {
     assert!(out.contains("failures 0"), "{out}");
     pair.check();
 }
+
+/// A `georep replicate` that follows changes until dropped.
+struct Live(std::process::Child);
+
+impl Live {
+    fn start(pair: &Pair) -> Live {
+        Live(
+            Command::new(georep_bin())
+                .arg("replicate")
+                .arg("--brick")
+                .arg(&pair.p.brick)
+                .arg("--secondary-mount")
+                .arg(&pair.s.mnt)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn live_changes_arrive_within_a_second_or_two() {
+    let pair = Pair::new();
+    let _live = Live::start(&pair);
+    for i in 0..5 {
+        let name = format!("live{i}");
+        let t = std::time::Instant::now();
+        fs::write(pair.p.p(&name), format!("content {i}")).unwrap();
+        let arrived = wait_until(std::time::Duration::from_secs(10), || {
+            fs::read(pair.s.p(&name)).map(|c| c == format!("content {i}").as_bytes()).unwrap_or(false)
+        });
+        assert!(arrived, "{name} did not arrive");
+        eprintln!("{name}: {:?}", t.elapsed());
+    }
+    assert!(wait_until(std::time::Duration::from_secs(10), || describe_tree(&pair.p.mnt) == describe_tree(&pair.s.mnt)));
+}
+
+#[test]
+fn worker_killed_mid_sync_converges_after_restart() {
+    let pair = Pair::new();
+    sh(
+        &pair.p.mnt,
+        "mkdir -p many && cd many && for d in $(seq 1 20); do mkdir d$d; for f in $(seq 1 500); do echo $d-$f > d$d/f$f; done; done",
+    );
+    for (i, kill_after_ms) in [300u64, 900].into_iter().enumerate() {
+        let mut live = Live::start(&pair);
+        std::thread::sleep(std::time::Duration::from_millis(kill_after_ms));
+        // SIGKILL, mid-crawl or mid-batch; its receiver dies with the pipe.
+        live.0.kill().unwrap();
+        live.0.wait().unwrap();
+        std::mem::forget(live);
+        let (a, b, c) = (1 + 3 * i, 2 + 3 * i, 3 + 3 * i);
+        sh(&pair.p.mnt, &format!("mv many/d{a} many/moved-{a} && rm -rf many/d{b}/f1* && echo changed > many/d{c}/f3"));
+        sh(&pair.p.mnt, &format!("echo back > many/d{b}/new"));
+    }
+    let out = pair.replicate(&[]);
+    assert!(out.contains("failures 0"), "{out}");
+    pair.check();
+    assert_eq!(describe_tree(&pair.p.mnt).len(), describe_tree(&pair.s.mnt).len());
+}

@@ -21,6 +21,25 @@ pub struct ChangelogRef {
     pub path: PathBuf,
 }
 
+impl ChangelogRef {
+    /// Opens the changelog. Publishing indexes a file before renaming it to its dated path, so
+    /// for a moment it may still carry its active name (complete and synced by then).
+    pub fn open(&self) -> Result<super::ChangelogFile, super::reader::ReadError> {
+        match super::ChangelogFile::open(&self.path) {
+            Err(super::reader::ReadError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                let dir = self.path.ancestors().nth(4).unwrap_or(Path::new("."));
+                let active = dir.join(format!("{}{:020}", super::writer::ACTIVE_PREFIX, self.entry.first_seq));
+                match super::ChangelogFile::open(&active) {
+                    // Renamed meanwhile.
+                    Err(_) => super::ChangelogFile::open(&self.path),
+                    ok => ok,
+                }
+            }
+            r => r,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumerError {
     #[error("consumer {path}: {source}")]
@@ -49,6 +68,8 @@ pub struct Consumer {
     state: PathBuf,
     processed_ms: u64,
     pending: Vec<ChangelogRef>,
+    /// Watches the history index, so that a rollover is known at once.
+    watch: Option<nix::sys::inotify::Inotify>,
 }
 
 fn refs(dir: &Path, snap: &IndexSnapshot, from: usize) -> Vec<ChangelogRef> {
@@ -89,7 +110,28 @@ impl Consumer {
                 0
             }
         };
-        Ok(Consumer { dir: brick.changelog_dir(), state, processed_ms, pending: Vec::new() })
+        let dir = brick.changelog_dir();
+        let watch = nix::sys::inotify::Inotify::init(
+            nix::sys::inotify::InitFlags::IN_NONBLOCK | nix::sys::inotify::InitFlags::IN_CLOEXEC,
+        )
+        .ok()
+        .filter(|i| i.add_watch(&dir.join("history.idx"), nix::sys::inotify::AddWatchFlags::IN_MODIFY).is_ok());
+        Ok(Consumer { dir, state, processed_ms, pending: Vec::new(), watch })
+    }
+
+    /// Waits until a changelog is published (the index grows) or `timeout` passes. Without
+    /// inotify it simply sleeps.
+    pub fn wait(&self, timeout: Duration) {
+        use std::os::fd::AsFd;
+        let Some(w) = &self.watch else {
+            std::thread::sleep(timeout);
+            return;
+        };
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        let mut fds = [nix::poll::PollFd::new(w.as_fd(), nix::poll::PollFlags::POLLIN)];
+        let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX));
+        // Drain, so that the next wait blocks again.
+        while matches!(w.read_events(), Ok(ev) if !ev.is_empty()) {}
     }
 
     fn snapshot(&self) -> Result<IndexSnapshot, ConsumerError> {

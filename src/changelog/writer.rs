@@ -62,7 +62,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> RecorderError + '_ {
 }
 
 /// Prefix of active (not yet published) changelog files; the suffix is their first sequence.
-const ACTIVE_PREFIX: &str = "current.";
+pub(crate) const ACTIVE_PREFIX: &str = "current.";
 /// Marker left while a brick is mounted with recording off.
 pub const RECORDING_OFF_MARKER: &str = "recording-off";
 

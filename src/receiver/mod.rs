@@ -50,6 +50,9 @@ fn check_gfid(g: &Gfid) -> io::Result<()> {
 
 pub struct Receiver {
     root: PathBuf,
+    /// An exclusive lock on the mount's root: one receiver applies changes at a time (a
+    /// replaced worker's receiver may still be draining what it was sent).
+    _lock: Option<nix::fcntl::Flock<File>>,
     failures: Vec<Failure>,
     /// The file receiving data chunks, kept open between chunks of one file.
     data: Option<(Gfid, File)>,
@@ -60,7 +63,17 @@ impl Receiver {
         let gfid_dir = mount.join(crate::fs::GFID_DIR);
         fs::symlink_metadata(&gfid_dir)
             .with_context(|| format!("{} is not a georep aux-gfid mount", mount.display()))?;
-        Ok(Receiver { root: mount.to_path_buf(), failures: Vec::new(), data: None })
+        Ok(Receiver { root: mount.to_path_buf(), _lock: None, failures: Vec::new(), data: None })
+    }
+
+    /// Waits for, then holds, the mount's receiver lock.
+    pub fn lock(&mut self) -> anyhow::Result<()> {
+        let dir = File::open(&self.root).with_context(|| format!("{}", self.root.display()))?;
+        let lock = nix::fcntl::Flock::lock(dir, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| e)
+            .context("lock the mount")?;
+        self._lock = Some(lock);
+        Ok(())
     }
 
     /// The secondary volume's id, from the mount.
@@ -132,9 +145,11 @@ impl Receiver {
             None => {}
         }
         if self.exists(gfid) {
-            // The inode is already here under another name: a hard link (files) or a move (dirs).
+            // The inode is already here under another name: a hard link (files) or a move
+            // (directories, which have one name: the primary says it is this one now).
             return if mode & libc::S_IFMT == libc::S_IFDIR {
-                Err(io::Error::from_raw_os_error(libc::EEXIST))
+                let old = self.dir_location(gfid)?;
+                fs::rename(old, &at)
             } else {
                 fs::hard_link(self.by_gfid(gfid), &at)
             };
@@ -149,6 +164,16 @@ impl Receiver {
             target: target.clone(),
         };
         xattr::set(self.by_gfid(pgfid), XATTR_NEWFILE, &req.encode())
+    }
+
+    /// Where the directory `gfid` is now, as `.gfid/<pgfid>/<name>`.
+    fn dir_location(&self, gfid: &Gfid) -> io::Result<PathBuf> {
+        let v = xattr::get(self.by_gfid(gfid), "georep.entry")?
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+        let (p, n) = v.split_at(v.iter().position(|&b| b == b'/').ok_or_else(|| einval("bad entry xattr"))?);
+        let pgfid: Gfid =
+            std::str::from_utf8(p).ok().and_then(|s| s.parse().ok()).ok_or_else(|| einval("bad entry xattr"))?;
+        self.entry(&pgfid, OsStr::from_bytes(&n[1..]))
     }
 
     fn link(&mut self, gfid: &Gfid, pgfid: &Gfid, name: &OsString) -> io::Result<()> {
@@ -315,7 +340,12 @@ pub fn serve(mount: &Path, input: impl Read, output: impl Write, level: i32) -> 
     let mut r = BufReader::with_capacity(1 << 20, input);
     let mut w = BufWriter::new(output);
     let mut magic = [0u8; 8];
-    r.read_exact(&mut magic).context("reading the protocol magic")?;
+    match r.read_exact(&mut magic) {
+        Ok(()) => {}
+        // The worker went away before it spoke: nothing to do.
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+        Err(e) => return Err(e).context("reading the protocol magic"),
+    }
     if &magic != proto::FRAME_MAGIC {
         bail!("not a georep worker (bad protocol magic)");
     }
@@ -329,6 +359,7 @@ pub fn serve(mount: &Path, input: impl Read, output: impl Write, level: i32) -> 
         }
         other => bail!("expected hello, got {other:?}"),
     }
+    rx.lock()?;
     proto::write_frame(&mut w, &Msg::Welcome { version: PROTOCOL_VERSION, volume: rx.volume()? }, 0)?;
     w.flush()?;
     while let Some(m) = proto::read_frame(&mut r)? {

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::changelog::{ChangelogFile, Consumer, Kind, Op, Record, record::RECORD_EXCHANGE};
+use crate::changelog::{Consumer, Kind, Op, Record, record::RECORD_EXCHANGE};
 use crate::fs::gfid_index::{self, GfidIndex};
 use crate::fs::sys::{self, FileHandle};
 use crate::proto::{EntryOp, Failure, MetaOp, Msg};
@@ -365,7 +365,7 @@ pub fn changelog_pass(
         let batch = link.batch_id();
         let (mut ops, mut data, mut meta) = (Vec::new(), BTreeSet::new(), Vec::new());
         for c in group {
-            let f = ChangelogFile::open(&c.path)?;
+            let f = c.open()?;
             let (records, _) = f.records();
             plan(&records, &mut ops, &mut data, &mut meta);
         }
@@ -412,7 +412,8 @@ pub fn replicate(
             return Ok(stats);
         }
         if n == 0 {
-            std::thread::sleep(Duration::from_millis(100));
+            // Woken by the next rollover; the timeout only bounds a missed wake-up.
+            consumer.wait(Duration::from_secs(2));
         }
     }
 }

@@ -20,6 +20,8 @@ use crate::types::{XATTR_GFID, XATTR_PRIVATE_PREFIX};
 pub const XATTR_GFID_STRING: &str = "glusterfs.gfid.string";
 /// The virtual xattr, on the root only, giving the volume's UUID.
 pub const XATTR_VOLUME_ID: &str = "georep.volume-id";
+/// The virtual xattr, on a directory, giving where it is: `<pgfid>/<name>`.
+pub const XATTR_ENTRY: &str = "georep.entry";
 
 pub(crate) enum Sized {
     Size(u32),
@@ -48,6 +50,27 @@ fn protected(name: &[u8]) -> bool {
 }
 
 impl OverlayFs {
+    /// `<pgfid>/<name>` of a directory (a directory has one parent and one name).
+    fn dir_entry(&self, inode: &Arc<Inode>) -> R<Vec<u8>> {
+        use std::os::fd::AsFd;
+        if !inode.is_dir() || inode.gfid == crate::types::Gfid::ROOT {
+            return Err(Errno::NO_XATTR);
+        }
+        let fd = inode.fd().map_err(errno)?;
+        let me = sys::fstat(fd.as_fd()).map_err(errno)?;
+        let parent = sys::openat(fd.as_fd(), OsStr::new(".."), libc::O_PATH | libc::O_DIRECTORY, 0).map_err(errno)?;
+        let pgfid = crate::fs::brick::read_gfid(parent.as_fd()).map_err(errno)?.ok_or(Errno::NO_XATTR)?;
+        let mut ds = sys::DirStream::open(parent.as_fd()).map_err(errno)?;
+        while let Some(e) = ds.next_entry().map_err(errno)? {
+            if e.ino == me.st_ino && e.name.as_bytes() != b"." && e.name.as_bytes() != b".." {
+                let mut v = format!("{pgfid}/").into_bytes();
+                v.extend_from_slice(e.name.as_bytes());
+                return Ok(v);
+            }
+        }
+        Err(Errno::NO_XATTR)
+    }
+
     pub(super) fn do_getxattr(&self, inode: &Arc<Inode>, name: &OsStr, size: u32) -> R<Sized> {
         let n = name.as_bytes();
         if n == XATTR_GFID_STRING.as_bytes() {
@@ -55,6 +78,9 @@ impl OverlayFs {
         }
         if n == XATTR_VOLUME_ID.as_bytes() && inode.ino == crate::fs::inode::ROOT_INO {
             return sized(self.brick.volume.to_string().into_bytes(), size);
+        }
+        if n == XATTR_ENTRY.as_bytes() {
+            return sized(self.dir_entry(inode)?, size);
         }
         if private(n) {
             // The xtime mark, answered from the brick's mark file.
