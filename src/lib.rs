@@ -9,6 +9,7 @@ pub mod cli;
 pub mod fs;
 pub mod proto;
 pub mod receiver;
+pub mod session;
 pub mod sync;
 pub mod types;
 

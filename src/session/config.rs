@@ -1,0 +1,225 @@
+//! Session config: the keys of SPEC section 6 with GlusterFS's defaults where GlusterFS has the
+//! key, their validation, and GlusterFS's get/set/reset behaviour (names with `-` or `_`,
+//! `get-all` sorted with underscores, a set equal to the current value is no change, every
+//! change but `checkpoint` restarts a running session).
+
+use std::collections::BTreeMap;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    Bool,
+    /// An integer in an inclusive range.
+    Int(i64, i64),
+    Choice(&'static [&'static str]),
+    /// A log level, case-insensitive, stored upper-case.
+    Level,
+    /// Seconds, fractions allowed, in an inclusive range.
+    Secs(f64, f64),
+    /// A unix time (not in 1970), `now`, or 0 (none).
+    UnixTime,
+    Str,
+}
+
+struct Key {
+    name: &'static str,
+    default: &'static str,
+    kind: Kind,
+    /// A change restarts a running session's workers.
+    restart: bool,
+}
+
+const LEVELS: &[&str] = &["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"];
+
+const KEYS: &[Key] = &[
+    Key { name: "bandwidth-limit", default: "0", kind: Kind::Int(0, i64::MAX), restart: true },
+    Key { name: "change-detector", default: "changelog", kind: Kind::Choice(&["changelog", "xsync"]), restart: true },
+    Key { name: "change-interval", default: "1", kind: Kind::Secs(0.05, 3600.0), restart: true },
+    Key { name: "changelog-batch-size", default: "727040", kind: Kind::Int(4096, 1 << 40), restart: true },
+    Key { name: "checkpoint", default: "0", kind: Kind::UnixTime, restart: false },
+    Key { name: "compression", default: "3", kind: Kind::Int(0, 19), restart: true },
+    Key { name: "connection-timeout", default: "60", kind: Kind::Int(1, 86400), restart: true },
+    Key { name: "gfid-conflict-resolution", default: "true", kind: Kind::Bool, restart: true },
+    Key { name: "ignore-deletes", default: "false", kind: Kind::Bool, restart: true },
+    Key { name: "log-file", default: "", kind: Kind::Str, restart: true },
+    Key { name: "log-level", default: "INFO", kind: Kind::Level, restart: true },
+    Key { name: "max-rsync-retries", default: "10", kind: Kind::Int(1, 1000), restart: true },
+    Key { name: "rollover-time", default: "0.5", kind: Kind::Secs(0.05, 3600.0), restart: true },
+    Key { name: "secondary-timeout", default: "120", kind: Kind::Int(0, 86400), restart: true },
+    Key { name: "ssh-options", default: "", kind: Kind::Str, restart: true },
+    Key { name: "ssh-port", default: "22", kind: Kind::Int(1, 65535), restart: true },
+    Key { name: "sync-acls", default: "true", kind: Kind::Bool, restart: true },
+    Key { name: "sync-jobs", default: "3", kind: Kind::Int(1, 100), restart: true },
+    Key { name: "sync-method", default: "rsync", kind: Kind::Choice(&["rsync", "tarssh"]), restart: true },
+    Key { name: "sync-xattrs", default: "true", kind: Kind::Bool, restart: true },
+];
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("invalid config name {0:?}")]
+    UnknownKey(String),
+    #[error("invalid config value {name}={value:?}: {why}")]
+    InvalidValue { name: String, value: String, why: String },
+}
+
+fn key(name: &str) -> Result<&'static Key, ConfigError> {
+    let n = name.replace('_', "-");
+    KEYS.iter().find(|k| k.name == n).ok_or_else(|| ConfigError::UnknownKey(name.to_string()))
+}
+
+/// Validates `value` for key `name`; returns its canonical form.
+pub fn validate(name: &str, value: &str, now_unix: u64) -> Result<String, ConfigError> {
+    let k = key(name)?;
+    let bad = |why: String| ConfigError::InvalidValue { name: k.name.to_string(), value: value.to_string(), why };
+    match k.kind {
+        Kind::Bool => match value {
+            "true" | "false" => Ok(value.to_string()),
+            _ => Err(bad("expected true or false".into())),
+        },
+        Kind::Int(lo, hi) => {
+            let v: i64 = value.parse().map_err(|_| bad("expected a whole number".into()))?;
+            if v < lo || v > hi {
+                return Err(bad(format!("expected {lo} to {hi}")));
+            }
+            Ok(v.to_string())
+        }
+        Kind::Choice(choices) => {
+            if choices.contains(&value) {
+                Ok(value.to_string())
+            } else {
+                Err(bad(format!("expected one of {}", choices.join(", "))))
+            }
+        }
+        Kind::Level => {
+            let up = value.to_ascii_uppercase();
+            if LEVELS.contains(&up.as_str()) {
+                Ok(up)
+            } else {
+                Err(bad(format!("expected one of {}", LEVELS.join(", "))))
+            }
+        }
+        Kind::Secs(lo, hi) => {
+            let v: f64 = value.parse().map_err(|_| bad("expected a number of seconds".into()))?;
+            if !(v.is_finite() && v >= lo && v <= hi) {
+                return Err(bad(format!("expected {lo} to {hi} seconds")));
+            }
+            Ok(value.to_string())
+        }
+        Kind::UnixTime => {
+            if value == "now" {
+                return Ok(now_unix.to_string());
+            }
+            let v: u64 = value.parse().map_err(|_| bad("expected a unix time or now".into()))?;
+            // GlusterFS refuses times in 1970 (a unit mistake); 0 clears the checkpoint.
+            if v != 0 && v < 31_536_000 {
+                return Err(bad("a time in 1970 is not a checkpoint".into()));
+            }
+            Ok(v.to_string())
+        }
+        Kind::Str => Ok(value.to_string()),
+    }
+}
+
+/// A session's config: GlusterFS defaults plus what was set.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SessionConfig {
+    /// Set values by canonical (`-`) name.
+    pub set: BTreeMap<String, String>,
+}
+
+/// What a `set` or `reset` changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    Unchanged,
+    /// Changed; the session's workers must restart if it runs.
+    Restart,
+    /// Changed; no restart needed (checkpoint).
+    Live,
+}
+
+impl SessionConfig {
+    pub fn get(&self, name: &str) -> Result<String, ConfigError> {
+        let k = key(name)?;
+        Ok(self.set.get(k.name).cloned().unwrap_or_else(|| k.default.to_string()))
+    }
+
+    /// Every option as `(name_with_underscores, value)`, sorted.
+    pub fn get_all(&self) -> Vec<(String, String)> {
+        let mut v: Vec<_> = KEYS.iter().map(|k| (k.name.replace('-', "_"), self.get(k.name).unwrap())).collect();
+        v.sort();
+        v
+    }
+
+    pub fn set(&mut self, name: &str, value: &str, now_unix: u64) -> Result<Change, ConfigError> {
+        let k = key(name)?;
+        let v = validate(name, value, now_unix)?;
+        if self.get(k.name)? == v {
+            return Ok(Change::Unchanged);
+        }
+        self.set.insert(k.name.to_string(), v);
+        Ok(if k.restart { Change::Restart } else { Change::Live })
+    }
+
+    pub fn reset(&mut self, name: &str) -> Result<Change, ConfigError> {
+        let k = key(name)?;
+        let before = self.get(k.name)?;
+        self.set.remove(k.name);
+        if before == k.default {
+            return Ok(Change::Unchanged);
+        }
+        Ok(if k.restart { Change::Restart } else { Change::Live })
+    }
+
+    pub fn get_bool(&self, name: &str) -> bool {
+        self.get(name).map(|v| v == "true").unwrap_or(false)
+    }
+
+    pub fn get_int(&self, name: &str) -> i64 {
+        self.get(name).ok().and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_names_and_get_all() {
+        let c = SessionConfig::default();
+        assert_eq!(c.get("sync-jobs").unwrap(), "3");
+        assert_eq!(c.get("sync_jobs").unwrap(), "3");
+        assert_eq!(c.get("ignore-deletes").unwrap(), "false");
+        assert_eq!(c.get("ssh-port").unwrap(), "22");
+        assert_eq!(c.get("secondary-timeout").unwrap(), "120");
+        assert_eq!(c.get("max-rsync-retries").unwrap(), "10");
+        assert_eq!(c.get("sync-method").unwrap(), "rsync");
+        let all = c.get_all();
+        assert!(all.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(all.iter().all(|(n, _)| !n.contains('-')));
+        assert!(all.contains(&("sync_jobs".into(), "3".into())));
+        assert_eq!(c.get("no-such-key"), Err(ConfigError::UnknownKey("no-such-key".into())));
+    }
+
+    #[test]
+    fn validation_as_glusterfs_tests_it() {
+        let mut c = SessionConfig::default();
+        for bad in ["-22", "abc", "6875943", "4.5", "22a", ""] {
+            assert!(matches!(c.set("ssh-port", bad, 0), Err(ConfigError::InvalidValue { .. })), "{bad}");
+        }
+        assert_eq!(c.get("ssh-port").unwrap(), "22", "nothing changes on a refusal");
+        assert_eq!(c.set("ssh-port", "2222", 0), Ok(Change::Restart));
+        assert_eq!(c.set("ssh_port", "2222", 0), Ok(Change::Unchanged));
+        assert!(c.set("sync-jobs", "0", 0).is_err() && c.set("sync-jobs", "101", 0).is_err());
+        assert_eq!(c.set("sync-jobs", "100", 0), Ok(Change::Restart));
+        assert!(c.set("ignore-deletes", "yes", 0).is_err());
+        assert_eq!(c.set("ignore-deletes", "true", 0), Ok(Change::Restart));
+        assert!(c.set("change-detector", "inotify", 0).is_err());
+        assert_eq!(c.set("log-level", "debug", 0), Ok(Change::Restart));
+        assert_eq!(c.get("log-level").unwrap(), "DEBUG");
+        assert_eq!(c.set("checkpoint", "now", 1_795_000_000), Ok(Change::Live));
+        assert_eq!(c.get("checkpoint").unwrap(), "1795000000");
+        assert!(c.set("checkpoint", "12345", 0).is_err());
+        assert_eq!(c.reset("sync_jobs"), Ok(Change::Restart));
+        assert_eq!(c.reset("sync_jobs"), Ok(Change::Unchanged));
+        assert_eq!(c.get_int("sync-jobs"), 3);
+    }
+}

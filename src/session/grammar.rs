@@ -1,0 +1,316 @@
+//! The session command grammar of SPEC section 4, as GlusterFS's CLI parses it: words may be
+//! shortened to unambiguous prefixes (`vol geo-rep ... st` is ambiguous between start, stop and
+//! status; `sta` is start or status, still ambiguous; `star` is start). Pure: argv in, a
+//! command or one clear error out.
+
+use std::fmt;
+
+/// `[<user>@]<host>::<volume>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecondaryUrl {
+    pub user: Option<String>,
+    pub host: String,
+    pub volume: String,
+}
+
+impl fmt::Display for SecondaryUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(u) = &self.user {
+            write!(f, "{u}@")?;
+        }
+        write!(f, "{}::{}", self.host, self.volume)
+    }
+}
+
+fn valid_word(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 255 && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+impl SecondaryUrl {
+    pub fn parse(s: &str) -> Result<SecondaryUrl, GrammarError> {
+        let bad = || GrammarError::Url(s.to_string());
+        if s.contains(":::") {
+            return Err(bad());
+        }
+        let (left, volume) = s.split_once("::").ok_or_else(bad)?;
+        let (user, host) = match left.split_once('@') {
+            Some((u, h)) => (Some(u.to_string()), h),
+            None => (None, left),
+        };
+        if volume.contains(':') || host.contains(':') || !valid_word(volume) || !valid_word(host) {
+            return Err(bad());
+        }
+        if let Some(u) = &user {
+            if !valid_word(u) {
+                return Err(bad());
+            }
+        }
+        Ok(SecondaryUrl { user, host: host.to_string(), volume: volume.to_string() })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigAction {
+    GetAll,
+    Get(String),
+    Set(String, String),
+    Reset(String),
+    CheckpointNow,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionCmd {
+    Create { ssh_port: Option<u16>, push_pem: bool, no_verify: bool, force: bool },
+    Start { force: bool },
+    Stop { force: bool },
+    Pause { force: bool },
+    Resume { force: bool },
+    Delete { reset_sync_time: bool },
+    Config(ConfigAction),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    Session { primary: String, secondary: SecondaryUrl, cmd: SessionCmd },
+    Status { primary: Option<String>, secondary: Option<SecondaryUrl>, detail: bool },
+    GsecCreate,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum GrammarError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0:?} is ambiguous: it could be {1}")]
+    Ambiguous(String, String),
+    #[error("invalid secondary url {0:?}: expected [<user>@]<host>::<volume>")]
+    Url(String),
+    #[error("invalid ssh-port {0:?}: expected 1-65535")]
+    Port(String),
+}
+
+/// The word of `choices` that `w` abbreviates (an exact match wins).
+fn word<'a>(w: &str, choices: &[&'a str]) -> Result<Option<&'a str>, GrammarError> {
+    if let Some(c) = choices.iter().find(|c| **c == w) {
+        return Ok(Some(c));
+    }
+    let m: Vec<&&str> = choices.iter().filter(|c| !w.is_empty() && c.starts_with(w)).collect();
+    match m.len() {
+        0 => Ok(None),
+        1 => Ok(Some(m[0])),
+        _ => Err(GrammarError::Ambiguous(w.to_string(), m.iter().map(|s| **s).collect::<Vec<_>>().join(", "))),
+    }
+}
+
+fn expect<'a>(w: Option<&String>, choices: &[&'a str], usage: &str) -> Result<&'a str, GrammarError> {
+    let w = w.ok_or_else(|| GrammarError::Usage(usage.to_string()))?;
+    word(w, choices)?.ok_or_else(|| GrammarError::Usage(format!("unexpected {w:?}; {usage}")))
+}
+
+const USAGE: &str = "usage: georep volume geo-replication [<PVOL> [<SECONDARY>]] {create|start|stop|pause|resume|delete|status|config} ...";
+
+/// Parses the words after `georep`.
+pub fn parse(args: &[String]) -> Result<Command, GrammarError> {
+    let mut it = args.iter();
+    match expect(it.next(), &["volume", "system", "sshkey"], USAGE)? {
+        "system" => {
+            expect(it.next(), &["execute"], "usage: georep system execute gsec_create")?;
+            expect(it.next(), &["gsec_create"], "usage: georep system execute gsec_create")?;
+            end(&mut it)?;
+            return Ok(Command::GsecCreate);
+        }
+        "sshkey" => {
+            expect(it.next(), &["generate"], "usage: georep sshkey generate")?;
+            end(&mut it)?;
+            return Ok(Command::GsecCreate);
+        }
+        _ => {}
+    }
+    expect(it.next(), &["geo-replication"], USAGE)?;
+    let rest: Vec<&String> = it.collect();
+    // `status` may come first, second (after PVOL) or third (after PVOL SECONDARY).
+    let verbs = ["create", "start", "stop", "pause", "resume", "delete", "config", "status"];
+    let is_status = |w: &str| matches!(word(w, &verbs), Ok(Some("status")));
+    let at = (0..rest.len().min(3)).find(|&i| is_status(rest[i]));
+    if let Some(i) = at {
+        let primary = if i >= 1 { Some(rest[0].to_string()) } else { None };
+        let secondary = if i == 2 { Some(SecondaryUrl::parse(rest[1])?) } else { None };
+        let detail = match &rest[i + 1..] {
+            [] => false,
+            [d] if word(d, &["detail"])? == Some("detail") => true,
+            _ => return Err(GrammarError::Usage("usage: ... status [detail]".into())),
+        };
+        return Ok(Command::Status { primary, secondary, detail });
+    }
+    let [primary, secondary, cmd, opts @ ..] = rest.as_slice() else {
+        return Err(GrammarError::Usage(USAGE.into()));
+    };
+    if !valid_word(primary) {
+        return Err(GrammarError::Usage(format!("invalid volume name {primary:?}")));
+    }
+    let secondary = SecondaryUrl::parse(secondary)?;
+    let verb = word(cmd, &verbs)?.ok_or_else(|| GrammarError::Usage(format!("unknown command {cmd:?}; {USAGE}")))?;
+    let force_only = |opts: &[&String]| -> Result<bool, GrammarError> {
+        match opts {
+            [] => Ok(false),
+            [f] if word(f, &["force"])? == Some("force") => Ok(true),
+            _ => Err(GrammarError::Usage(format!("usage: ... {verb} [force]"))),
+        }
+    };
+    let cmd = match verb {
+        "create" => {
+            let (mut ssh_port, mut push_pem, mut no_verify, mut force) = (None, false, false, false);
+            let mut o = opts.iter();
+            while let Some(w) = o.next() {
+                match word(w, &["ssh-port", "push-pem", "no-verify", "force"])? {
+                    Some("ssh-port") => {
+                        let v = o.next().ok_or_else(|| GrammarError::Port(String::new()))?;
+                        let p: u16 =
+                            v.parse().ok().filter(|p| *p > 0).ok_or_else(|| GrammarError::Port(v.to_string()))?;
+                        ssh_port = Some(p);
+                    }
+                    Some("push-pem") => push_pem = true,
+                    Some("no-verify") => no_verify = true,
+                    Some("force") => force = true,
+                    _ => {
+                        return Err(GrammarError::Usage(format!(
+                            "unexpected {w:?}; usage: ... create [ssh-port <N>] [push-pem|no-verify] [force]"
+                        )));
+                    }
+                }
+            }
+            if push_pem && no_verify {
+                return Err(GrammarError::Usage("push-pem and no-verify cannot be used together".into()));
+            }
+            SessionCmd::Create { ssh_port, push_pem, no_verify, force }
+        }
+        "start" => SessionCmd::Start { force: force_only(opts)? },
+        "stop" => SessionCmd::Stop { force: force_only(opts)? },
+        "pause" => SessionCmd::Pause { force: force_only(opts)? },
+        "resume" => SessionCmd::Resume { force: force_only(opts)? },
+        "delete" => SessionCmd::Delete {
+            reset_sync_time: match opts {
+                [] => false,
+                [w] if word(w, &["reset-sync-time"])? == Some("reset-sync-time") => true,
+                _ => return Err(GrammarError::Usage("usage: ... delete [reset-sync-time]".into())),
+            },
+        },
+        "config" => SessionCmd::Config(match opts {
+            [] => ConfigAction::GetAll,
+            [k, n] if *k == "checkpoint" && *n == "now" => ConfigAction::CheckpointNow,
+            [k] if k.starts_with('!') => ConfigAction::Reset(k[1..].to_string()),
+            [k] => ConfigAction::Get(k.to_string()),
+            [k, v] => ConfigAction::Set(k.to_string(), v.to_string()),
+            _ => return Err(GrammarError::Usage("usage: ... config [[!]<key> [<value>]]".into())),
+        }),
+        _ => return Err(GrammarError::Usage(USAGE.into())),
+    };
+    Ok(Command::Session { primary: primary.to_string(), secondary, cmd })
+}
+
+fn end(it: &mut std::slice::Iter<'_, String>) -> Result<(), GrammarError> {
+    match it.next() {
+        None => Ok(()),
+        Some(w) => Err(GrammarError::Usage(format!("unexpected {w:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<Command, GrammarError> {
+        parse(&s.split_whitespace().map(String::from).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn sessions_and_abbreviations() {
+        let url = SecondaryUrl { user: Some("geoaccount".into()), host: "snode".into(), volume: "svol".into() };
+        assert_eq!(
+            p("volume geo-replication pvol geoaccount@snode::svol create push-pem").unwrap(),
+            Command::Session {
+                primary: "pvol".into(),
+                secondary: url.clone(),
+                cmd: SessionCmd::Create { ssh_port: None, push_pem: true, no_verify: false, force: false }
+            }
+        );
+        assert_eq!(
+            p("vol geo-rep pvol geoaccount@snode::svol star f").unwrap(),
+            Command::Session { primary: "pvol".into(), secondary: url.clone(), cmd: SessionCmd::Start { force: true } }
+        );
+        assert!(matches!(p("vol geo pvol snode::svol st"), Err(GrammarError::Ambiguous(..))));
+        assert_eq!(
+            p("volume geo-replication pvol snode::svol create ssh-port 2222 no-verify force").unwrap(),
+            Command::Session {
+                primary: "pvol".into(),
+                secondary: SecondaryUrl { user: None, host: "snode".into(), volume: "svol".into() },
+                cmd: SessionCmd::Create { ssh_port: Some(2222), push_pem: false, no_verify: true, force: true }
+            }
+        );
+        assert_eq!(
+            p("volume geo-replication pvol snode::svol delete reset-sync-time").unwrap(),
+            Command::Session {
+                primary: "pvol".into(),
+                secondary: SecondaryUrl { user: None, host: "snode".into(), volume: "svol".into() },
+                cmd: SessionCmd::Delete { reset_sync_time: true }
+            }
+        );
+        assert_eq!(p("system execute gsec_create").unwrap(), Command::GsecCreate);
+        assert_eq!(p("sshkey generate").unwrap(), Command::GsecCreate);
+    }
+
+    #[test]
+    fn status_forms() {
+        assert_eq!(
+            p("volume geo-replication status").unwrap(),
+            Command::Status { primary: None, secondary: None, detail: false }
+        );
+        assert_eq!(
+            p("volume geo-replication pvol status detail").unwrap(),
+            Command::Status { primary: Some("pvol".into()), secondary: None, detail: true }
+        );
+        assert_eq!(
+            p("volume geo-replication pvol snode::svol status").unwrap(),
+            Command::Status {
+                primary: Some("pvol".into()),
+                secondary: Some(SecondaryUrl { user: None, host: "snode".into(), volume: "svol".into() }),
+                detail: false
+            }
+        );
+    }
+
+    #[test]
+    fn config_forms() {
+        let cfg = |s: &str| match p(&format!("volume geo-replication pvol snode::svol config {s}")).unwrap() {
+            Command::Session { cmd: SessionCmd::Config(a), .. } => a,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(cfg(""), ConfigAction::GetAll);
+        assert_eq!(cfg("sync-jobs"), ConfigAction::Get("sync-jobs".into()));
+        assert_eq!(cfg("sync_jobs 5"), ConfigAction::Set("sync_jobs".into(), "5".into()));
+        assert_eq!(cfg("!sync-jobs"), ConfigAction::Reset("sync-jobs".into()));
+        assert_eq!(cfg("checkpoint now"), ConfigAction::CheckpointNow);
+    }
+
+    #[test]
+    fn bad_input_one_clear_error() {
+        for url in ["snode:svol", "snode:::svol", "snode::", "::svol", "a@@b::v", "snode::sv/ol", "s node::svol"] {
+            assert!(
+                matches!(p(&format!("volume geo-replication pvol {url} start")), Err(GrammarError::Url(_))),
+                "{url}"
+            );
+        }
+        for port in ["-22", "abc", "6875943", "4.5", "22a", "0"] {
+            assert!(
+                matches!(
+                    p(&format!("volume geo-replication pvol snode::svol create ssh-port {port}")),
+                    Err(GrammarError::Port(_))
+                ),
+                "{port}"
+            );
+        }
+        assert!(p("volume geo-replication pvol snode::svol create push-pem no-verify").is_err());
+        assert!(p("volume geo-replication pvol snode::svol frobnicate").is_err());
+        assert!(p("volume geo-replication pvol snode::svol start now").is_err());
+        assert!(p("").is_err());
+    }
+}
