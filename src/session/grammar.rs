@@ -40,11 +40,10 @@ impl SecondaryUrl {
         if volume.contains(':') || host.contains(':') || !valid_word(volume) || !valid_word(host) {
             return Err(bad());
         }
-        if let Some(u) = &user {
-            if !valid_word(u) {
+        if let Some(u) = &user
+            && !valid_word(u) {
                 return Err(bad());
             }
-        }
         Ok(SecondaryUrl { user, host: host.to_string(), volume: volume.to_string() })
     }
 }

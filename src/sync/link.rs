@@ -61,7 +61,25 @@ impl Link {
     }
 
     pub fn send(&mut self, m: &Msg) -> anyhow::Result<()> {
-        self.wire_bytes += proto::write_frame(&mut self.w, m, self.level).context("send to the receiver")? as u64;
+        self.send_at(m, self.level).map(drop)
+    }
+
+    /// Sends at a given zstd level; returns the frame's size.
+    fn send_at(&mut self, m: &Msg, level: i32) -> anyhow::Result<usize> {
+        let n = proto::write_frame(&mut self.w, m, level).context("send to the receiver")?;
+        self.wire_bytes += n as u64;
+        Ok(n)
+    }
+
+    /// Sends a data chunk, compressed while compression pays: `*compress` turns false (for the
+    /// rest of the file) once a chunk does not shrink by a tenth, so incompressible files cost
+    /// no compression time after their first chunk.
+    pub fn send_data(&mut self, m: &Msg, raw_len: usize, compress: &mut bool) -> anyhow::Result<()> {
+        let level = if *compress { self.level } else { 0 };
+        let n = self.send_at(m, level)?;
+        if level > 0 && raw_len >= 4096 && n * 10 > raw_len * 9 {
+            *compress = false;
+        }
         Ok(())
     }
 

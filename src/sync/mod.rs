@@ -149,6 +149,7 @@ impl Source {
         let size = f.metadata()?.len();
         let mut offset = 0u64;
         let mut buf = vec![0u8; CHUNK];
+        let mut compress = true;
         loop {
             let mut n = 0;
             while n < CHUNK {
@@ -161,7 +162,7 @@ impl Source {
             if n == 0 && offset > 0 {
                 break;
             }
-            link.send(&Msg::Data { batch, gfid: *gfid, size, offset, bytes: buf[..n].to_vec() })?;
+            link.send_data(&Msg::Data { batch, gfid: *gfid, size, offset, bytes: buf[..n].to_vec() }, n, &mut compress)?;
             offset += n as u64;
             stats.bytes += n as u64;
             if n < CHUNK {
