@@ -56,6 +56,9 @@ pub struct Receiver {
     failures: Vec<Failure>,
     /// The file receiving data chunks, kept open between chunks of one file.
     data: Option<(Gfid, File)>,
+    /// Entries this batch created (empty files, no xattrs yet): their data needs no truncate
+    /// and their xattrs no listing.
+    created: std::collections::HashSet<Gfid>,
 }
 
 impl Receiver {
@@ -63,7 +66,13 @@ impl Receiver {
         let gfid_dir = mount.join(crate::fs::GFID_DIR);
         fs::symlink_metadata(&gfid_dir)
             .with_context(|| format!("{} is not a georep aux-gfid mount", mount.display()))?;
-        Ok(Receiver { root: mount.to_path_buf(), _lock: None, failures: Vec::new(), data: None })
+        Ok(Receiver {
+            root: mount.to_path_buf(),
+            _lock: None,
+            failures: Vec::new(),
+            data: None,
+            created: Default::default(),
+        })
     }
 
     /// Waits for, then holds, the mount's receiver lock.
@@ -139,6 +148,26 @@ impl Receiver {
         let EntryOp::Create { gfid, pgfid, name, mode, uid, gid, rdev, target } = op else { unreachable!() };
         check_gfid(gfid)?;
         let at = self.entry(pgfid, name)?;
+        let req = NewEntry {
+            gfid: *gfid,
+            mode: *mode,
+            uid: *uid,
+            gid: *gid,
+            rdev: *rdev,
+            name: name.clone(),
+            target: target.clone(),
+        };
+        let newfile = || xattr::set(self.by_gfid(pgfid), XATTR_NEWFILE, &req.encode());
+        // The common case first: a new name and a new GFID, one request.
+        match newfile() {
+            Ok(()) => {
+                self.created.insert(*gfid);
+                return Ok(());
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            Err(e) => return Err(e),
+        }
+        // The name or the GFID is taken: settle it, the primary being the truth.
         match self.gfid_at(&at)? {
             Some(g) if g == *gfid => return Ok(()),
             Some(_) => Self::remove_any(&at)?,
@@ -154,16 +183,11 @@ impl Receiver {
                 fs::hard_link(self.by_gfid(gfid), &at)
             };
         }
-        let req = NewEntry {
-            gfid: *gfid,
-            mode: *mode,
-            uid: *uid,
-            gid: *gid,
-            rdev: *rdev,
-            name: name.clone(),
-            target: target.clone(),
-        };
-        xattr::set(self.by_gfid(pgfid), XATTR_NEWFILE, &req.encode())
+        match newfile() {
+            // Made meanwhile by someone else: fine if it is what we wanted.
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) && self.gfid_at(&at)? == Some(*gfid) => Ok(()),
+            r => r,
+        }
     }
 
     /// Where the directory `gfid` is now, as `.gfid/<pgfid>/<name>`.
@@ -264,7 +288,7 @@ impl Receiver {
             if !f.metadata()?.is_file() {
                 return Err(io::Error::from_raw_os_error(libc::EISDIR));
             }
-            if offset == 0 {
+            if offset == 0 && !(self.created.contains(&gfid) && size >= bytes.len() as u64) {
                 f.set_len(size)?;
             }
             self.data = Some((gfid, f));
@@ -280,31 +304,74 @@ impl Receiver {
     }
 
     fn meta(&mut self, m: &MetaOp) -> io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        use xattr::FileExt;
         check_gfid(&m.gfid)?;
         let p = self.by_gfid(&m.gfid);
-        let md = fs::symlink_metadata(&p)?;
-        std::os::unix::fs::lchown(&p, Some(m.uid), Some(m.gid))?;
-        let link = md.file_type().is_symlink();
-        if !link {
-            fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(m.mode & 0o7777))?;
+        let ifmt = m.mode & libc::S_IFMT;
+        if ifmt != libc::S_IFREG && ifmt != libc::S_IFDIR {
+            return self.meta_by_path(&p, m);
+        }
+        // One lookup, then calls on a descriptor: no path lookup per attribute. The type is
+        // checked before the inode is opened for real (never a FIFO or a device).
+        let opath = OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_NOFOLLOW).open(&p)?;
+        if opath.metadata()?.mode() & libc::S_IFMT != ifmt {
+            return Err(io::Error::from_raw_os_error(libc::ESTALE));
+        }
+        let f = File::from(crate::fs::sys::reopen(opath.as_fd(), libc::O_RDONLY)?);
+        let st = f.metadata()?;
+        if (st.uid(), st.gid()) != (m.uid, m.gid) {
+            std::os::unix::fs::fchown(&f, Some(m.uid), Some(m.gid))?;
+        }
+        if st.mode() & 0o7777 != m.mode & 0o7777 || (st.uid(), st.gid()) != (m.uid, m.gid) {
+            // (A chown clears set-id bits: set the mode again after one.)
+            f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(m.mode & 0o7777))?;
         }
         if let Some(xs) = &m.xattrs {
-            for old in xattr::list(&p)? {
-                if replicated_xattr(old.as_bytes()) && !xs.iter().any(|(k, _)| *k == old) {
-                    xattr::remove(&p, &old)?;
+            if !(xs.is_empty() && self.created.contains(&m.gfid)) {
+                for old in f.list_xattr()? {
+                    if replicated_xattr(old.as_bytes()) && !xs.iter().any(|(k, _)| *k == old) {
+                        f.remove_xattr(&old)?;
+                    }
                 }
-            }
-            for (k, v) in xs {
-                if replicated_xattr(k.as_bytes()) && xattr::get(&p, k)?.as_deref() != Some(v.as_slice()) {
-                    xattr::set(&p, k, v)?;
+                for (k, v) in xs {
+                    if replicated_xattr(k.as_bytes()) && f.get_xattr(k)?.as_deref() != Some(v.as_slice()) {
+                        f.set_xattr(k, v)?;
+                    }
                 }
             }
         }
         // Times last: everything above may change them.
-        let ts =
-            |ns: i64| libc::timespec { tv_sec: ns.div_euclid(1_000_000_000), tv_nsec: ns.rem_euclid(1_000_000_000) };
-        let times = [ts(m.atime_ns), ts(m.mtime_ns)];
-        let c = cstr(&p)?;
+        let times = timespecs(m);
+        // SAFETY: a valid descriptor and two timespecs.
+        if unsafe { libc::futimens(std::os::fd::AsRawFd::as_raw_fd(&f), times.as_ptr()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Metadata of symlinks and special files (never opened), by path.
+    fn meta_by_path(&self, p: &Path, m: &MetaOp) -> io::Result<()> {
+        let md = fs::symlink_metadata(p)?;
+        std::os::unix::fs::lchown(p, Some(m.uid), Some(m.gid))?;
+        let link = md.file_type().is_symlink();
+        if !link {
+            fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(m.mode & 0o7777))?;
+            if let Some(xs) = &m.xattrs {
+                for old in xattr::list(p)? {
+                    if replicated_xattr(old.as_bytes()) && !xs.iter().any(|(k, _)| *k == old) {
+                        xattr::remove(p, &old)?;
+                    }
+                }
+                for (k, v) in xs {
+                    if replicated_xattr(k.as_bytes()) && xattr::get(p, k)?.as_deref() != Some(v.as_slice()) {
+                        xattr::set(p, k, v)?;
+                    }
+                }
+            }
+        }
+        let times = timespecs(m);
+        let c = cstr(p)?;
         // SAFETY: valid C string and two timespecs.
         if unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) } != 0 {
             return Err(io::Error::last_os_error());
@@ -315,6 +382,7 @@ impl Receiver {
     /// Makes everything applied durable; returns the failures since the last commit.
     pub fn commit(&mut self) -> Vec<Failure> {
         self.data = None;
+        self.created.clear();
         if let Ok(f) = File::open(&self.root) {
             // SAFETY: plain syscall on a valid descriptor.
             if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&f.as_fd())) } != 0 {
@@ -328,6 +396,11 @@ impl Receiver {
         }
         std::mem::take(&mut self.failures)
     }
+}
+
+fn timespecs(m: &MetaOp) -> [libc::timespec; 2] {
+    let ts = |ns: i64| libc::timespec { tv_sec: ns.div_euclid(1_000_000_000), tv_nsec: ns.rem_euclid(1_000_000_000) };
+    [ts(m.atime_ns), ts(m.mtime_ns)]
 }
 
 fn cstr(p: &Path) -> io::Result<std::ffi::CString> {

@@ -41,9 +41,10 @@ impl SecondaryUrl {
             return Err(bad());
         }
         if let Some(u) = &user
-            && !valid_word(u) {
-                return Err(bad());
-            }
+            && !valid_word(u)
+        {
+            return Err(bad());
+        }
         Ok(SecondaryUrl { user, host: host.to_string(), volume: volume.to_string() })
     }
 }

@@ -162,7 +162,11 @@ impl Source {
             if n == 0 && offset > 0 {
                 break;
             }
-            link.send_data(&Msg::Data { batch, gfid: *gfid, size, offset, bytes: buf[..n].to_vec() }, n, &mut compress)?;
+            link.send_data(
+                &Msg::Data { batch, gfid: *gfid, size, offset, bytes: buf[..n].to_vec() },
+                n,
+                &mut compress,
+            )?;
             offset += n as u64;
             stats.bytes += n as u64;
             if n < CHUNK {
