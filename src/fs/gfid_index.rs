@@ -110,6 +110,29 @@ impl GfidIndex {
         load(path).map(|(m, _)| m)
     }
 
+    /// Loads only the entries of `wanted`: a scan, without building the whole map.
+    pub fn load_some(path: &Path, wanted: &std::collections::HashSet<Gfid>) -> io::Result<HashMap<Gfid, FileHandle>> {
+        let b = std::fs::read(path)?;
+        let mut map = HashMap::new();
+        if b.len() < HEADER_LEN as usize || &b[0..8] != MAGIC {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: not a georep gfid index", path.display()),
+            ));
+        }
+        for rec in b[HEADER_LEN as usize..].chunks(REC_LEN) {
+            if rec.len() == REC_LEN && wanted.contains(&Gfid::from_slice(&rec[0..16]).unwrap()) {
+                match decode(rec) {
+                    Some((g, h)) => {
+                        map.insert(g, h);
+                    }
+                    None => break,
+                }
+            }
+        }
+        Ok(map)
+    }
+
     /// Remembers that `gfid` names the inode behind `fd`.
     pub fn add(&self, gfid: Gfid, fd: BorrowedFd<'_>) -> io::Result<()> {
         self.add_handle(gfid, &sys::name_to_handle(fd)?)

@@ -63,15 +63,35 @@ pub struct Source {
     pub layout: BrickLayout,
     root: File,
     handles: HashMap<Gfid, FileHandle>,
+    /// Whether `handles` holds the whole index (else only what was prefetched).
+    full: bool,
 }
 
 impl Source {
     pub fn open(brick: &Path) -> anyhow::Result<Source> {
         let layout = BrickLayout::new(brick);
         let root = File::open(brick).with_context(|| format!("brick {}", brick.display()))?;
-        let handles = GfidIndex::load(&layout.gfid_index())
-            .with_context(|| format!("{} is not a georep brick", brick.display()))?;
-        Ok(Source { layout, root, handles })
+        if !layout.gfid_index().exists() {
+            anyhow::bail!("{} is not a georep brick", brick.display());
+        }
+        Ok(Source { layout, root, handles: HashMap::new(), full: false })
+    }
+
+    /// Makes the handles of `gfids` known, with a scan of the index rather than a full load
+    /// when they are few (a live batch touches a handful of a large brick's inodes).
+    pub fn prefetch(&mut self, gfids: impl IntoIterator<Item = Gfid>) -> io::Result<()> {
+        if self.full {
+            return Ok(());
+        }
+        let wanted: std::collections::HashSet<Gfid> =
+            gfids.into_iter().filter(|g| !self.handles.contains_key(g)).collect();
+        if wanted.len() > 4096 {
+            self.handles = GfidIndex::load(&self.layout.gfid_index())?;
+            self.full = true;
+        } else if !wanted.is_empty() {
+            self.handles.extend(GfidIndex::load_some(&self.layout.gfid_index(), &wanted)?);
+        }
+        Ok(())
     }
 
     /// An O_PATH descriptor of the inode with `gfid`; `Ok(None)` if it no longer exists.
@@ -84,8 +104,9 @@ impl Source {
                 Ok(fd) => return Ok(Some(fd)),
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ESTALE)) => {
                     if attempt == 0 && !self.handles.contains_key(gfid) {
-                        // Created after we loaded the index.
+                        // Not loaded yet, or created after we loaded the index.
                         self.handles = GfidIndex::load(&self.layout.gfid_index())?;
+                        self.full = true;
                         continue;
                     }
                     return Ok(None);
@@ -380,6 +401,7 @@ pub fn changelog_pass(
         }
         let mut seen = std::collections::HashSet::new();
         meta.retain(|g| seen.insert(*g));
+        src.prefetch(meta.iter().chain(data.iter()).copied())?;
         finish_batch(src, link, batch, &data, &meta, opts, stats)?;
         for c in group {
             consumer.done(c)?;
