@@ -327,17 +327,17 @@ impl Receiver {
             // (A chown clears set-id bits: set the mode again after one.)
             f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(m.mode & 0o7777))?;
         }
-        if let Some(xs) = &m.xattrs {
-            if !(xs.is_empty() && self.created.contains(&m.gfid)) {
-                for old in f.list_xattr()? {
-                    if replicated_xattr(old.as_bytes()) && !xs.iter().any(|(k, _)| *k == old) {
-                        f.remove_xattr(&old)?;
-                    }
+        if let Some(xs) = &m.xattrs
+            && !(xs.is_empty() && self.created.contains(&m.gfid))
+        {
+            for old in f.list_xattr()? {
+                if replicated_xattr(old.as_bytes()) && !xs.iter().any(|(k, _)| *k == old) {
+                    f.remove_xattr(&old)?;
                 }
-                for (k, v) in xs {
-                    if replicated_xattr(k.as_bytes()) && f.get_xattr(k)?.as_deref() != Some(v.as_slice()) {
-                        f.set_xattr(k, v)?;
-                    }
+            }
+            for (k, v) in xs {
+                if replicated_xattr(k.as_bytes()) && f.get_xattr(k)?.as_deref() != Some(v.as_slice()) {
+                    f.set_xattr(k, v)?;
                 }
             }
         }
