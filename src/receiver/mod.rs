@@ -330,16 +330,13 @@ impl Receiver {
         if let Some(xs) = &m.xattrs
             && !(xs.is_empty() && self.created.contains(&m.gfid))
         {
-            for old in f.list_xattr()? {
-                if replicated_xattr(old.as_bytes()) && !xs.iter().any(|(k, _)| *k == old) {
-                    f.remove_xattr(&old)?;
-                }
-            }
-            for (k, v) in xs {
-                if replicated_xattr(k.as_bytes()) && f.get_xattr(k)?.as_deref() != Some(v.as_slice()) {
-                    f.set_xattr(k, v)?;
-                }
-            }
+            reconcile_xattrs(
+                xs,
+                f.list_xattr()?.collect(),
+                |k| f.get_xattr(k),
+                |k, v| f.set_xattr(k, v),
+                |k| f.remove_xattr(k),
+            )?;
         }
         // Times last: everything above may change them.
         let times = timespecs(m);
@@ -358,16 +355,13 @@ impl Receiver {
         if !link {
             fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(m.mode & 0o7777))?;
             if let Some(xs) = &m.xattrs {
-                for old in xattr::list(p)? {
-                    if replicated_xattr(old.as_bytes()) && !xs.iter().any(|(k, _)| *k == old) {
-                        xattr::remove(p, &old)?;
-                    }
-                }
-                for (k, v) in xs {
-                    if replicated_xattr(k.as_bytes()) && xattr::get(p, k)?.as_deref() != Some(v.as_slice()) {
-                        xattr::set(p, k, v)?;
-                    }
-                }
+                reconcile_xattrs(
+                    xs,
+                    xattr::list(p)?.collect(),
+                    |k| xattr::get(p, k),
+                    |k, v| xattr::set(p, k, v),
+                    |k| xattr::remove(p, k),
+                )?;
             }
         }
         let times = timespecs(m);
@@ -396,6 +390,28 @@ impl Receiver {
         }
         std::mem::take(&mut self.failures)
     }
+}
+
+/// Makes an inode's replicated xattrs exactly `want`: removes the others it has, sets what
+/// differs. `have` is the inode's xattr names.
+fn reconcile_xattrs(
+    want: &[(OsString, Vec<u8>)],
+    have: Vec<OsString>,
+    get: impl Fn(&OsStr) -> io::Result<Option<Vec<u8>>>,
+    set: impl Fn(&OsStr, &[u8]) -> io::Result<()>,
+    remove: impl Fn(&OsStr) -> io::Result<()>,
+) -> io::Result<()> {
+    for old in have {
+        if replicated_xattr(old.as_bytes()) && !want.iter().any(|(k, _)| *k == old) {
+            remove(&old)?;
+        }
+    }
+    for (k, v) in want {
+        if replicated_xattr(k.as_bytes()) && get(k)?.as_deref() != Some(v.as_slice()) {
+            set(k, v)?;
+        }
+    }
+    Ok(())
 }
 
 fn timespecs(m: &MetaOp) -> [libc::timespec; 2] {

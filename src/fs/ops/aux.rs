@@ -7,9 +7,8 @@
 use std::ffi::OsStr;
 use std::os::fd::AsFd;
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
 
-use fuser::{Errno, FileAttr, FileType, INodeNo, Request};
+use fuser::{Errno, FileAttr, FileType, Request};
 
 use super::{R, errno};
 use crate::changelog::Op;
@@ -22,23 +21,7 @@ use crate::types::{Gfid, XATTR_GFID};
 
 impl OverlayFs {
     pub(super) fn gfid_dir_attr(&self) -> FileAttr {
-        FileAttr {
-            ino: INodeNo(GFID_DIR_INO),
-            size: 0,
-            blocks: 0,
-            atime: UNIX_EPOCH,
-            mtime: UNIX_EPOCH,
-            ctime: UNIX_EPOCH,
-            crtime: UNIX_EPOCH,
-            kind: FileType::Directory,
-            perm: 0o500,
-            nlink: 2,
-            uid: 0,
-            gid: 0,
-            rdev: 0,
-            blksize: 4096,
-            flags: 0,
-        }
+        super::synthetic_attr(GFID_DIR_INO, FileType::Directory, 0o500, 2)
     }
 
     /// The entry of `.gfid/<root gfid>`, an alias node of the root directory.

@@ -78,25 +78,31 @@ pub(crate) fn to_attr(ino: u64, st: &libc::stat) -> FileAttr {
 
 const GEN: Generation = Generation(0);
 
-/// Node id 0 in a lookup reply: "no such entry", cached for the entry timeout.
-fn negative_attr() -> FileAttr {
+/// Attributes of something that is not a brick inode (the `.gfid` directory, a negative
+/// entry).
+pub(crate) fn synthetic_attr(ino: u64, kind: FileType, perm: u16, nlink: u32) -> FileAttr {
     FileAttr {
-        ino: INodeNo(0),
+        ino: INodeNo(ino),
         size: 0,
         blocks: 0,
         atime: UNIX_EPOCH,
         mtime: UNIX_EPOCH,
         ctime: UNIX_EPOCH,
         crtime: UNIX_EPOCH,
-        kind: FileType::RegularFile,
-        perm: 0,
-        nlink: 0,
+        kind,
+        perm,
+        nlink,
         uid: 0,
         gid: 0,
         rdev: 0,
-        blksize: 0,
+        blksize: 4096,
         flags: 0,
     }
+}
+
+/// Node id 0 in a lookup reply: "no such entry", cached for the entry timeout.
+fn negative_attr() -> FileAttr {
+    synthetic_attr(0, FileType::RegularFile, 0, 0)
 }
 
 impl OverlayFs {
