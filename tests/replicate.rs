@@ -253,3 +253,22 @@ fn worker_killed_mid_sync_converges_after_restart() {
     pair.check();
     assert_eq!(describe_tree(&pair.p.mnt).len(), describe_tree(&pair.s.mnt).len());
 }
+
+#[test]
+fn a_crashed_primary_daemon_makes_the_worker_crawl() {
+    let pair = Pair::new();
+    populate(&pair.p.mnt);
+    pair.replicate(&[]);
+    fs::write(pair.p.p("after"), b"1").unwrap();
+    // The primary's daemon dies; the remount publishes its changelog flagged unclean.
+    pair.p.kill9();
+    pair.p.mount();
+    fs::write(pair.p.p("later"), b"2").unwrap();
+    let out = pair.replicate(&[]);
+    assert!(out.contains("failures 0"), "{out}");
+    // A whole-tree crawl happened: every entry was sent again, not just the two new files.
+    let entries: usize = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    // (Only "after" and "later" are new: a changelog-only pass would send 2.)
+    assert!(entries >= describe_tree(&pair.p.mnt).len() - 3, "{out}");
+    pair.check();
+}

@@ -411,8 +411,34 @@ pub fn changelog_pass(
     Ok(done)
 }
 
-/// Replicates a brick to a receiver: a Hybrid crawl if this consumer has never synced (or
-/// `full`), then the Changelog crawl, once or forever.
+/// A Hybrid crawl, after which the changelogs published before it began are processed.
+fn crawl(
+    src: &mut Source,
+    link: &mut Link,
+    consumer: &mut Consumer,
+    opts: &WorkerOptions,
+    stats: &mut Stats,
+) -> anyhow::Result<()> {
+    let started = EpochMs::now().0;
+    let s = hybrid_crawl(src, link, opts)?;
+    stats.entries += s.entries;
+    stats.files += s.files;
+    stats.bytes += s.bytes;
+    stats.meta += s.meta;
+    stats.failures += s.failures;
+    // Changelogs published before the crawl began hold nothing it did not see.
+    for c in consumer.scan()?.to_vec() {
+        if c.entry.end_ms <= started {
+            consumer.done(&c)?;
+        }
+    }
+    Ok(())
+}
+
+/// Replicates a brick to a receiver: a Hybrid crawl if this consumer has never synced, if
+/// `full`, or whenever the changelogs cannot be trusted to hold every change (history removed
+/// by retention, or a gap after the primary's daemon stopped uncleanly); the Changelog crawl
+/// otherwise; once, or forever.
 pub fn replicate(
     src: &mut Source,
     link: &mut Link,
@@ -423,17 +449,15 @@ pub fn replicate(
 ) -> anyhow::Result<Stats> {
     let mut consumer = Consumer::register(&src.layout, consumer_name)?;
     let mut stats = Stats::default();
-    if full || consumer.processed_ms() == 0 {
-        let started = EpochMs::now().0;
-        stats = hybrid_crawl(src, link, opts)?;
-        // Changelogs published before the crawl began hold nothing it did not see.
-        for c in consumer.scan()?.to_vec() {
-            if c.entry.end_ms <= started {
-                consumer.done(&c)?;
-            }
-        }
+    let processed = consumer.processed_ms();
+    if full || processed == 0 || !consumer.history(processed)?.complete {
+        crawl(src, link, &mut consumer, opts, &mut stats)?;
     }
     loop {
+        if consumer.scan()?.iter().any(|c| c.entry.is_unclean()) {
+            log::warn!("changelogs after an unclean stop of the primary may miss changes: crawling");
+            crawl(src, link, &mut consumer, opts, &mut stats)?;
+        }
         let n = changelog_pass(src, link, &mut consumer, opts, &mut stats)?;
         if once {
             return Ok(stats);
