@@ -283,6 +283,9 @@ impl Receiver {
 
     fn data(&mut self, gfid: Gfid, size: u64, offset: u64, bytes: &[u8]) -> io::Result<()> {
         check_gfid(&gfid)?;
+        if offset.checked_add(bytes.len() as u64).is_none_or(|end| end > size) {
+            return Err(einval("data beyond the file's size"));
+        }
         if offset == 0 || self.data.as_ref().map(|d| d.0) != Some(gfid) {
             let f = OpenOptions::new().write(true).custom_flags(libc::O_NOFOLLOW).open(self.by_gfid(&gfid))?;
             if !f.metadata()?.is_file() {
@@ -451,7 +454,15 @@ pub fn serve(mount: &Path, input: impl Read, output: impl Write, level: i32) -> 
     rx.lock()?;
     proto::write_frame(&mut w, &Msg::Welcome { version: PROTOCOL_VERSION, volume: rx.volume()? }, 0)?;
     w.flush()?;
-    while let Some(m) = proto::read_frame(&mut r)? {
+    loop {
+        let m = match proto::read_frame(&mut r) {
+            Ok(Some(m)) => m,
+            Ok(None) => break,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                bail!("the worker went away in the middle of a message")
+            }
+            Err(e) => return Err(e.into()),
+        };
         match m {
             Msg::Entries { ops, .. } => ops.iter().for_each(|op| rx.apply_entry(op)),
             Msg::Data { gfid, size, offset, bytes, .. } => rx.apply_data(gfid, size, offset, &bytes),

@@ -1,0 +1,66 @@
+//! Hostile input to a receiver: names with `/` or `..`, unknown GFIDs, data aimed at a
+//! directory or beyond a file's size. Each is refused and reported; nothing is written outside
+//! the volume, nothing changes inside it.
+
+mod common;
+
+use std::ffi::OsString;
+use std::fs;
+use std::path::Path;
+
+use common::*;
+use georep::proto::{EntryOp, Msg};
+use georep::sync::link::Link;
+use georep::types::Gfid;
+
+#[test]
+fn hostile_batches_are_refused_and_reported() {
+    let s = Mount::new("aux-gfid-mount,rollover-time=600");
+    fs::create_dir(s.p("dir")).unwrap();
+    fs::write(s.p("file"), b"keep").unwrap();
+    let (dir, file) = (s.gfid("dir"), s.gfid("file"));
+    let before = describe_tree(&s.mnt);
+    let mut link = Link::spawn_local(Path::new(georep_bin()), &s.mnt, 3).unwrap();
+    let batch = link.batch_id();
+    let create = |pgfid: Gfid, name: &str| EntryOp::Create {
+        gfid: Gfid::generate(),
+        pgfid,
+        name: OsString::from(name),
+        mode: libc::S_IFREG | 0o644,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        target: None,
+    };
+    let ops = vec![
+        create(Gfid::ROOT, "../escape"),
+        create(Gfid::ROOT, "a/b"),
+        create(Gfid::ROOT, ".."),
+        create(Gfid::generate(), "orphan"),
+        create(Gfid::NULL, "null-parent"),
+        EntryOp::Remove { gfid: dir, pgfid: Gfid::ROOT, name: "..".into(), dir: true },
+        EntryOp::Link { gfid: file, pgfid: Gfid::ROOT, name: "x/../../escape".into() },
+        EntryOp::Rename {
+            gfid: file,
+            from_pgfid: Gfid::ROOT,
+            from_name: "file".into(),
+            to_pgfid: Gfid::ROOT,
+            to_name: "../escape".into(),
+            exchange: false,
+        },
+    ];
+    let n_ops = ops.len();
+    link.send(&Msg::Entries { batch, ops }).unwrap();
+    link.send(&Msg::Data { batch, gfid: dir, size: 4, offset: 0, bytes: b"evil".to_vec() }).unwrap();
+    link.send(&Msg::Data { batch, gfid: file, size: 4, offset: 1 << 40, bytes: b"evil".to_vec() }).unwrap();
+    link.send(&Msg::Data { batch, gfid: Gfid::generate(), size: 4, offset: 0, bytes: b"evil".to_vec() }).unwrap();
+    let failures = link.commit(batch).unwrap();
+    assert_eq!(failures.len(), n_ops + 3, "{failures:#?}");
+    link.close().unwrap();
+    // Nothing outside the volume, nothing changed inside.
+    let outside: Vec<_> = fs::read_dir(s.dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(!outside.iter().any(|n| n.to_string_lossy().contains("escape")), "{outside:?}");
+    assert!(!s.brick.parent().unwrap().join("escape").exists());
+    assert_eq!(describe_tree(&s.mnt), before);
+    assert_eq!(fs::read(s.p("file")).unwrap(), b"keep");
+}
