@@ -168,9 +168,16 @@ impl Consumer {
         if c.entry.end_ms <= self.processed_ms {
             return Ok(());
         }
-        let snap = self.snapshot()?;
-        let next = snap.entries.get(snap.first_after(self.processed_ms));
-        if next.map(|e| e.end_ms) != Some(c.entry.end_ms) {
+        // The next to process is the oldest of the last scan; the index is read again only
+        // when nothing was scanned (done() runs once per changelog: it must not cost O(index)).
+        let next = match self.pending.first() {
+            Some(p) => Some(p.entry.end_ms),
+            None => {
+                let snap = self.snapshot()?;
+                snap.entries.get(snap.first_after(self.processed_ms)).map(|e| e.end_ms)
+            }
+        };
+        if next != Some(c.entry.end_ms) {
             return Err(ConsumerError::OutOfOrder(c.entry.end_ms));
         }
         write_atomic(&self.state, &format!("{}\n", c.entry.end_ms))
