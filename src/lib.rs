@@ -6,6 +6,7 @@
 
 pub mod changelog;
 pub mod cli;
+pub mod daemon;
 pub mod fs;
 pub mod proto;
 pub mod receiver;

@@ -70,7 +70,15 @@ fn msg() -> impl Strategy<Value = Msg> {
     prop_oneof![
         (any::<u16>(), "[a-z0-9-]{0,20}")
             .prop_map(|(version, secondary_volume)| Msg::Hello { version, secondary_volume }),
-        (any::<u16>(), any::<[u8; 16]>()).prop_map(|(version, v)| Msg::Welcome { version, volume: VolumeId(v) }),
+        (any::<u16>(), any::<[u8; 16]>(), any::<bool>(), any::<u64>(), any::<u64>()).prop_map(
+            |(version, v, empty, total_bytes, avail_bytes)| Msg::Welcome {
+                version,
+                volume: VolumeId(v),
+                empty,
+                total_bytes,
+                avail_bytes
+            }
+        ),
         ".{0,40}".prop_map(|message| Msg::Error { message }),
         (any::<u64>(), proptest::collection::vec(entry_op(), 0..20))
             .prop_map(|(batch, ops)| Msg::Entries { batch, ops }),

@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use georep::fs::{MountConfig, mount_blocking, sys};
 
-const USAGE: &str = "usage: mount.georep <BRICK_DIR> <MOUNTPOINT> [-o <options>] [-f|--foreground] [-n] [-s] [-v]";
+const USAGE: &str =
+    "usage: mount.georep {<BRICK_DIR>|[<NODE>:]<VOL>} <MOUNTPOINT> [-o <options>] [-f|--foreground] [-n] [-s] [-v]";
 
 struct Args {
     source: PathBuf,
@@ -71,7 +72,11 @@ fn run() -> anyhow::Result<()> {
     if args.opts.split(',').any(|o| o == "remount") {
         return georep::fs::mount::remount(&target, &args.opts);
     }
-    let cfg = MountConfig::parse(&args.source, &target, &args.opts)?;
+    let (brick, fsname) = resolve_source(&args.source)?;
+    let mut cfg = MountConfig::parse(&brick, &target, &args.opts)?;
+    if let Some(n) = fsname {
+        cfg.fsname = n;
+    }
     if args.foreground {
         init_log();
         return mount_blocking(&cfg, || {});
@@ -120,6 +125,23 @@ fn run() -> anyhow::Result<()> {
             }
             std::process::exit(if r.is_ok() { 0 } else { 1 });
         }
+    }
+}
+
+/// A brick path is mounted as it is; `[NODE:]VOL` is a volume of this node's georepd, whose
+/// brick is mounted if the volume is started.
+fn resolve_source(source: &std::path::Path) -> anyhow::Result<(PathBuf, Option<String>)> {
+    use georep::daemon::control::{self, Request, Response};
+    let s = source.to_string_lossy();
+    if s.starts_with('/') || s.starts_with('.') {
+        return Ok((source.to_path_buf(), None));
+    }
+    let dirs = georep::daemon::dirs::Dirs::from_env();
+    match control::call(&dirs, &Request::ResolveVolume { name: s.to_string() })? {
+        Response::Brick { started: false, .. } => bail!("volume {s} is not started"),
+        Response::Brick { path, .. } => Ok((path, Some(s.to_string()))),
+        Response::Err(e) => bail!("{e}"),
+        other => bail!("georepd: unexpected answer {other:?}"),
     }
 }
 

@@ -119,6 +119,16 @@ impl Consumer {
         Ok(Consumer { dir, state, processed_ms, pending: Vec::new(), watch })
     }
 
+    /// Forgets the consumer `name` of a brick (its progress mark), if it is there.
+    pub fn remove(brick: &BrickLayout, name: &str) -> Result<(), ConsumerError> {
+        let p = brick.consumers_dir().join(name);
+        match fs::remove_file(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(ConsumerError::Io { path: p, source }),
+        }
+    }
+
     /// Waits until a changelog is published (the index grows) or `timeout` passes. Without
     /// inotify it simply sleeps.
     pub fn wait(&self, timeout: Duration) {

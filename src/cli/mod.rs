@@ -2,12 +2,18 @@
 //! `main` as one line and a non-zero exit.
 
 pub mod changelog;
+pub mod gluster;
 pub mod replicate;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "georep", version, about = "georep: geo-replication of directory trees over SSH")]
+#[command(
+    name = "georep",
+    version,
+    about = "georep: geo-replication of directory trees over SSH",
+    after_help = "GlusterFS-style commands (carried out by georepd):\n  georep volume create <VOL> [replica <N>] <NODE>:<BRICK>... [force]\n  georep volume start|stop|delete <VOL>; georep volume info [<VOL>] | list [--json]\n  georep volume geo-replication <PVOL> [<SUSER>@]<SHOST>::<SVOL> create [ssh-port <N>] [push-pem|no-verify] [force]\n  georep volume geo-replication <PVOL> <SECONDARY> start|stop|pause|resume [force] | delete [reset-sync-time]\n  georep volume geo-replication [<PVOL> [<SECONDARY>]] status [detail] [--json|--xml]\n  georep volume geo-replication <PVOL> <SECONDARY> config [[!]<key> [<value>]] | config checkpoint now"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -25,6 +31,9 @@ pub enum Command {
     Receiver(replicate::ReceiverArgs),
     /// Replicate one primary brick to a secondary aux-gfid mount (no daemon)
     Replicate(replicate::ReplicateArgs),
+    /// A session's worker, as georepd runs it
+    #[command(hide = true)]
+    Worker { spec: std::path::PathBuf },
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -33,5 +42,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Brick(c) => changelog::run_brick(c),
         Command::Receiver(a) => replicate::receiver(a),
         Command::Replicate(a) => replicate::replicate(a),
+        Command::Worker { spec } => crate::sync::worker::run(&spec),
     }
 }

@@ -11,9 +11,10 @@ use crate::sync::{self, Source, WorkerOptions, link::Link};
 
 #[derive(Args, Debug)]
 pub struct ReceiverArgs {
-    /// The secondary volume's aux-gfid mount
+    /// An aux-gfid mount to apply to; without it, the volume the worker names is mounted by
+    /// this node's georepd (GEOREP_RUN_DIR) for this connection
     #[arg(long)]
-    pub mount: PathBuf,
+    pub mount: Option<PathBuf>,
     /// zstd level for replies (0: off)
     #[arg(long, default_value_t = 3)]
     pub compression: i32,
@@ -42,14 +43,20 @@ pub struct ReplicateArgs {
 }
 
 pub fn receiver(a: ReceiverArgs) -> anyhow::Result<()> {
-    crate::receiver::serve(&a.mount, std::io::stdin().lock(), std::io::stdout().lock(), a.compression)
+    let dirs = crate::daemon::dirs::Dirs::from_env();
+    let target = match &a.mount {
+        Some(m) => crate::receiver::Target::Mount(m),
+        None => crate::receiver::Target::Daemon(&dirs),
+    };
+    crate::receiver::serve(target, std::io::stdin().lock(), std::io::stdout().lock(), a.compression)
 }
 
 pub fn replicate(a: ReplicateArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("locate the georep binary")?;
     let mut src = Source::open(&a.brick)?;
     let mut link = Link::spawn_local(&exe, &a.secondary_mount, a.compression)?;
-    let stats = sync::replicate(&mut src, &mut link, &a.name, a.full, a.once, &WorkerOptions::default())?;
+    let stats =
+        sync::replicate(&mut src, &mut link, &a.name, a.full, a.once, &WorkerOptions::default(), &mut sync::Quiet)?;
     let wire = link.wire_bytes;
     link.close()?;
     println!(

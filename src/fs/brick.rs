@@ -34,7 +34,7 @@ pub struct Brick {
     pub root_fd: OwnedFd,
     pub gfids: GfidIndex,
     /// Holds the brick's flock for as long as the brick is open.
-    _lock: File,
+    _lock: nix::fcntl::Flock<File>,
 }
 
 /// Reads the GFID of the inode behind `fd`; `None` if it has none.
@@ -103,15 +103,8 @@ impl Brick {
         let lock_path = layout.lock_file();
         let lock =
             File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(io_err(&lock_path))?;
-        if nix::fcntl::Flock::lock(
-            lock.try_clone().map_err(io_err(&lock_path))?,
-            nix::fcntl::FlockArg::LockExclusiveNonblock,
-        )
-        .map(std::mem::forget)
-        .is_err()
-        {
-            return Err(BrickError::Busy(root));
-        }
+        let lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            .map_err(|_| BrickError::Busy(root.clone()))?;
         let root_fd = sys::openat(
             fs::File::open("/").map_err(io_err(&root))?.as_fd(),
             root.as_os_str(),

@@ -149,9 +149,12 @@ fn encode_payload(m: &Msg) -> (u8, Vec<u8>) {
             w.bytes(secondary_volume.as_bytes());
             K_HELLO
         }
-        Msg::Welcome { version, volume } => {
+        Msg::Welcome { version, volume, empty, total_bytes, avail_bytes } => {
             w.u16(*version);
             w.0.extend_from_slice(&volume.0);
+            w.u8(*empty as u8);
+            w.u64(*total_bytes);
+            w.u64(*avail_bytes);
             K_WELCOME
         }
         Msg::Error { message } => {
@@ -287,7 +290,13 @@ fn decode_payload(kind: u8, b: &[u8]) -> Result<Msg, DecodeError> {
     let mut r = R { b, what };
     let m = match kind {
         K_HELLO => Msg::Hello { version: r.u16()?, secondary_volume: string(&mut r)? },
-        K_WELCOME => Msg::Welcome { version: r.u16()?, volume: VolumeId(r.take(16)?.try_into().unwrap()) },
+        K_WELCOME => Msg::Welcome {
+            version: r.u16()?,
+            volume: VolumeId(r.take(16)?.try_into().unwrap()),
+            empty: r.u8()? != 0,
+            total_bytes: r.u64()?,
+            avail_bytes: r.u64()?,
+        },
         K_ERROR => Msg::Error { message: string(&mut r)? },
         K_ENTRIES => {
             let batch = r.u64()?;

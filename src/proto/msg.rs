@@ -76,10 +76,14 @@ pub enum Msg {
         version: u16,
         secondary_volume: String,
     },
-    /// Receiver -> worker: accepted; the secondary volume's id.
+    /// Receiver -> worker: accepted; the secondary volume, and what `create` checks of it.
     Welcome {
         version: u16,
         volume: VolumeId,
+        /// The volume holds nothing (but what georep keeps for itself).
+        empty: bool,
+        total_bytes: u64,
+        avail_bytes: u64,
     },
     /// Either way: a fatal error; the connection ends.
     Error {

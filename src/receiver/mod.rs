@@ -91,6 +91,26 @@ impl Receiver {
         std::str::from_utf8(&v)?.parse().map_err(|e| anyhow::anyhow!("{e}"))
     }
 
+    /// The greeting: the volume's id, whether it holds anything, its size.
+    fn welcome(&self) -> anyhow::Result<Msg> {
+        let mut empty = true;
+        for e in fs::read_dir(&self.root)? {
+            if e?.file_name() != crate::fs::GFID_DIR {
+                empty = false;
+                break;
+            }
+        }
+        let st = nix::sys::statvfs::statvfs(&self.root)?;
+        let f = st.fragment_size();
+        Ok(Msg::Welcome {
+            version: PROTOCOL_VERSION,
+            volume: self.volume()?,
+            empty,
+            total_bytes: st.blocks() * f,
+            avail_bytes: st.blocks_available() * f,
+        })
+    }
+
     fn by_gfid(&self, g: &Gfid) -> PathBuf {
         self.root.join(crate::fs::GFID_DIR).join(g.to_string())
     }
@@ -426,9 +446,40 @@ fn cstr(p: &Path) -> io::Result<std::ffi::CString> {
     std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(|_| einval("path with NUL"))
 }
 
+/// Where a receiver applies changes.
+pub enum Target<'a> {
+    /// An aux-gfid mount made beforehand.
+    Mount(&'a Path),
+    /// The volume the worker names, mounted for this connection by the node's `georepd`
+    /// (in the run directory given) and detached at once: the mount lives as long as this
+    /// process is inside it, and nobody else can reach it.
+    Daemon(&'a crate::daemon::dirs::Dirs),
+}
+
+fn open_target(target: &Target<'_>, volume: &str) -> anyhow::Result<Receiver> {
+    use crate::daemon::control::{self, Request, Response};
+    match target {
+        Target::Mount(p) => Receiver::new(p),
+        Target::Daemon(dirs) => {
+            if volume.is_empty() {
+                bail!("the worker named no secondary volume");
+            }
+            let path = match control::call(dirs, &Request::AuxMount { volume: volume.to_string() })? {
+                Response::Mount { path } => path,
+                Response::Err(e) => bail!("{e}"),
+                other => bail!("georepd: unexpected answer {other:?}"),
+            };
+            std::env::set_current_dir(&path).with_context(|| format!("enter {}", path.display()))?;
+            match control::call(dirs, &Request::AuxDetach { path })? {
+                Response::Err(e) => bail!("{e}"),
+                _ => Receiver::new(Path::new(".")),
+            }
+        }
+    }
+}
+
 /// Serves one worker connection on `input`/`output` until it ends.
-pub fn serve(mount: &Path, input: impl Read, output: impl Write, level: i32) -> anyhow::Result<()> {
-    let mut rx = Receiver::new(mount)?;
+pub fn serve(target: Target<'_>, input: impl Read, output: impl Write, level: i32) -> anyhow::Result<()> {
     let mut r = BufReader::with_capacity(1 << 20, input);
     let mut w = BufWriter::new(output);
     let mut magic = [0u8; 8];
@@ -442,17 +493,25 @@ pub fn serve(mount: &Path, input: impl Read, output: impl Write, level: i32) -> 
         bail!("not a georep worker (bad protocol magic)");
     }
     w.write_all(proto::FRAME_MAGIC)?;
-    match proto::read_frame(&mut r)? {
-        Some(Msg::Hello { version, .. }) if version == PROTOCOL_VERSION => {}
-        Some(Msg::Hello { version, .. }) => {
-            proto::write_frame(&mut w, &Msg::Error { message: format!("unsupported protocol version {version}") }, 0)?;
-            w.flush()?;
-            bail!("unsupported protocol version {version}");
-        }
+    let refuse = |w: &mut BufWriter<_>, message: String| -> anyhow::Result<()> {
+        proto::write_frame(w, &Msg::Error { message: message.clone() }, 0)?;
+        w.flush()?;
+        bail!("{message}")
+    };
+    let volume = match proto::read_frame(&mut r)? {
+        Some(Msg::Hello { version, secondary_volume }) if version == PROTOCOL_VERSION => secondary_volume,
+        Some(Msg::Hello { version, .. }) => return refuse(&mut w, format!("unsupported protocol version {version}")),
         other => bail!("expected hello, got {other:?}"),
-    }
-    rx.lock()?;
-    proto::write_frame(&mut w, &Msg::Welcome { version: PROTOCOL_VERSION, volume: rx.volume()? }, 0)?;
+    };
+    let mut rx = match open_target(&target, &volume).and_then(|mut rx| rx.lock().map(|_| rx)) {
+        Ok(rx) => rx,
+        Err(e) => return refuse(&mut w, format!("{e:#}")),
+    };
+    let welcome = match rx.welcome() {
+        Ok(m) => m,
+        Err(e) => return refuse(&mut w, format!("{e:#}")),
+    };
+    proto::write_frame(&mut w, &welcome, 0)?;
     w.flush()?;
     loop {
         let m = match proto::read_frame(&mut r) {

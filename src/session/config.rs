@@ -44,6 +44,7 @@ const KEYS: &[Key] = &[
     Key { name: "log-level", default: "INFO", kind: Kind::Level, restart: true },
     Key { name: "max-rsync-retries", default: "10", kind: Kind::Int(1, 1000), restart: true },
     Key { name: "rollover-time", default: "0.5", kind: Kind::Secs(0.05, 3600.0), restart: true },
+    Key { name: "rsync-options", default: "", kind: Kind::Str, restart: true },
     Key { name: "secondary-timeout", default: "120", kind: Kind::Int(0, 86400), restart: true },
     Key { name: "ssh-options", default: "", kind: Kind::Str, restart: true },
     Key { name: "ssh-port", default: "22", kind: Kind::Int(1, 65535), restart: true },

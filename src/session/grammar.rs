@@ -6,7 +6,7 @@
 use std::fmt;
 
 /// `[<user>@]<host>::<volume>`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct SecondaryUrl {
     pub user: Option<String>,
     pub host: String,
@@ -49,7 +49,7 @@ impl SecondaryUrl {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ConfigAction {
     GetAll,
     Get(String),
@@ -58,7 +58,7 @@ pub enum ConfigAction {
     CheckpointNow,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SessionCmd {
     Create { ssh_port: Option<u16>, push_pem: bool, no_verify: bool, force: bool },
     Start { force: bool },
@@ -71,9 +71,21 @@ pub enum SessionCmd {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
+    Volume(VolumeCmd),
     Session { primary: String, secondary: SecondaryUrl, cmd: SessionCmd },
     Status { primary: Option<String>, secondary: Option<SecondaryUrl>, detail: bool },
     GsecCreate,
+}
+
+/// `georep volume ...` (SPEC section 3).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum VolumeCmd {
+    Create { name: String, replica: u32, bricks: Vec<(String, String)>, force: bool },
+    Start { name: String, force: bool },
+    Stop { name: String, force: bool },
+    Delete { name: String },
+    Info { name: Option<String> },
+    List,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -106,6 +118,95 @@ fn expect<'a>(w: Option<&String>, choices: &[&'a str], usage: &str) -> Result<&'
     word(w, choices)?.ok_or_else(|| GrammarError::Usage(format!("unexpected {w:?}; {usage}")))
 }
 
+const VOLUME_USAGE: &str = "usage: georep volume {create|start|stop|delete|info|list|geo-replication} ...";
+
+fn volume_name(w: Option<&String>, usage: &str) -> Result<String, GrammarError> {
+    let w = w.ok_or_else(|| GrammarError::Usage(usage.to_string()))?;
+    if !valid_word(w) {
+        return Err(GrammarError::Usage(format!("invalid volume name {w:?}")));
+    }
+    Ok(w.to_string())
+}
+
+fn parse_volume(sub: &str, args: &[String]) -> Result<VolumeCmd, GrammarError> {
+    let mut it = args.iter();
+    let force_only = |it: &mut std::slice::Iter<'_, String>, usage: &str| -> Result<bool, GrammarError> {
+        let f = match it.next() {
+            None => false,
+            Some(w) if word(w, &["force"])? == Some("force") => true,
+            Some(w) => return Err(GrammarError::Usage(format!("unexpected {w:?}; {usage}"))),
+        };
+        end(it)?;
+        Ok(f)
+    };
+    Ok(match sub {
+        "create" => {
+            const U: &str = "usage: georep volume create <VOL> [replica <N>] <NODE>:<BRICK_PATH>... [force]";
+            let name = volume_name(it.next(), U)?;
+            let (mut replica, mut bricks, mut force) = (None, Vec::new(), false);
+            while let Some(w) = it.next() {
+                if let Some((node, path)) = w.split_once(':') {
+                    if !valid_word(node) || !path.starts_with('/') || path.contains('\0') {
+                        return Err(GrammarError::Usage(format!(
+                            "invalid brick {w:?}: expected <NODE>:<ABSOLUTE_PATH>"
+                        )));
+                    }
+                    bricks.push((node.to_string(), path.to_string()));
+                    continue;
+                }
+                match word(w, &["replica", "force"])? {
+                    Some("replica") if replica.is_none() && bricks.is_empty() => {
+                        let n = it.next().ok_or_else(|| GrammarError::Usage(U.into()))?;
+                        let n: u32 = n.parse().ok().filter(|n| (1..=16).contains(n)).ok_or_else(|| {
+                            GrammarError::Usage(format!("invalid replica count {n:?}: expected 1-16"))
+                        })?;
+                        replica = Some(n);
+                    }
+                    Some("force") => force = true,
+                    _ => return Err(GrammarError::Usage(format!("unexpected {w:?}; {U}"))),
+                }
+            }
+            if bricks.is_empty() {
+                return Err(GrammarError::Usage(U.into()));
+            }
+            let replica = replica.unwrap_or(bricks.len() as u32);
+            if replica as usize != bricks.len() {
+                return Err(GrammarError::Usage(format!(
+                    "replica {replica} needs {replica} bricks (the same brick on each node), got {}",
+                    bricks.len()
+                )));
+            }
+            VolumeCmd::Create { name, replica, bricks, force }
+        }
+        "start" => {
+            let name = volume_name(it.next(), "usage: georep volume start <VOL> [force]")?;
+            VolumeCmd::Start { name, force: force_only(&mut it, "usage: georep volume start <VOL> [force]")? }
+        }
+        "stop" => {
+            let name = volume_name(it.next(), "usage: georep volume stop <VOL> [force]")?;
+            VolumeCmd::Stop { name, force: force_only(&mut it, "usage: georep volume stop <VOL> [force]")? }
+        }
+        "delete" => {
+            let name = volume_name(it.next(), "usage: georep volume delete <VOL>")?;
+            end(&mut it)?;
+            VolumeCmd::Delete { name }
+        }
+        "info" => {
+            let name = match it.next() {
+                None => None,
+                Some(w) if w == "all" => None,
+                w => Some(volume_name(w, "usage: georep volume info [<VOL>]")?),
+            };
+            end(&mut it)?;
+            VolumeCmd::Info { name }
+        }
+        _ => {
+            end(&mut it)?;
+            VolumeCmd::List
+        }
+    })
+}
+
 const USAGE: &str = "usage: georep volume geo-replication [<PVOL> [<SECONDARY>]] {create|start|stop|pause|resume|delete|status|config} ...";
 
 /// Parses the words after `georep`.
@@ -125,7 +226,11 @@ pub fn parse(args: &[String]) -> Result<Command, GrammarError> {
         }
         _ => {}
     }
-    expect(it.next(), &["geo-replication"], USAGE)?;
+    let sub =
+        expect(it.next(), &["geo-replication", "create", "start", "stop", "delete", "info", "list"], VOLUME_USAGE)?;
+    if sub != "geo-replication" {
+        return parse_volume(sub, it.as_slice()).map(Command::Volume);
+    }
     let rest: Vec<&String> = it.collect();
     // `status` may come first, second (after PVOL) or third (after PVOL SECONDARY).
     let verbs = ["create", "start", "stop", "pause", "resume", "delete", "config", "status"];
@@ -199,8 +304,8 @@ pub fn parse(args: &[String]) -> Result<Command, GrammarError> {
             [k, n] if *k == "checkpoint" && *n == "now" => ConfigAction::CheckpointNow,
             [k] if k.starts_with('!') => ConfigAction::Reset(k[1..].to_string()),
             [k] => ConfigAction::Get(k.to_string()),
-            [k, v] => ConfigAction::Set(k.to_string(), v.to_string()),
-            _ => return Err(GrammarError::Usage("usage: ... config [[!]<key> [<value>]]".into())),
+            // Several words make one value, joined with spaces, as GlusterFS does.
+            [k, v @ ..] => ConfigAction::Set(k.to_string(), v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")),
         }),
         _ => return Err(GrammarError::Usage(USAGE.into())),
     };
@@ -259,6 +364,44 @@ mod tests {
     }
 
     #[test]
+    fn volume_commands() {
+        assert_eq!(
+            p("volume create pvol node1:/bricks/p").unwrap(),
+            Command::Volume(VolumeCmd::Create {
+                name: "pvol".into(),
+                replica: 1,
+                bricks: vec![("node1".into(), "/bricks/p".into())],
+                force: false
+            })
+        );
+        assert_eq!(
+            p("vol cr pvol replica 2 n1:/b n2:/b force").unwrap(),
+            Command::Volume(VolumeCmd::Create {
+                name: "pvol".into(),
+                replica: 2,
+                bricks: vec![("n1".into(), "/b".into()), ("n2".into(), "/b".into())],
+                force: true
+            })
+        );
+        assert!(p("volume create pvol replica 2 n1:/b").is_err());
+        assert!(p("volume create pvol n1:relative").is_err());
+        assert!(p("volume create pvol").is_err());
+        assert!(p("volume create p/vol n1:/b").is_err());
+        assert_eq!(
+            p("volume star pvol").unwrap(),
+            Command::Volume(VolumeCmd::Start { name: "pvol".into(), force: false })
+        );
+        assert_eq!(
+            p("volume stop pvol force").unwrap(),
+            Command::Volume(VolumeCmd::Stop { name: "pvol".into(), force: true })
+        );
+        assert!(matches!(p("volume st pvol"), Err(GrammarError::Ambiguous(..))));
+        assert_eq!(p("volume info").unwrap(), Command::Volume(VolumeCmd::Info { name: None }));
+        assert_eq!(p("volume list").unwrap(), Command::Volume(VolumeCmd::List));
+        assert!(p("volume delete pvol now").is_err());
+    }
+
+    #[test]
     fn status_forms() {
         assert_eq!(
             p("volume geo-replication status").unwrap(),
@@ -289,6 +432,7 @@ mod tests {
         assert_eq!(cfg("sync_jobs 5"), ConfigAction::Set("sync_jobs".into(), "5".into()));
         assert_eq!(cfg("!sync-jobs"), ConfigAction::Reset("sync-jobs".into()));
         assert_eq!(cfg("checkpoint now"), ConfigAction::CheckpointNow);
+        assert_eq!(cfg("rsync-options -W --inplace"), ConfigAction::Set("rsync-options".into(), "-W --inplace".into()));
     }
 
     #[test]

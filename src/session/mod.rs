@@ -1,7 +1,8 @@
-//! Sessions: the config schema and its validation (and, to come, the lifecycle state machine
-//! and status rows). Pure logic: the daemon stores and applies it.
+//! Sessions: the command grammar, the config schema and its validation, and the status rows
+//! and their renderings. Pure logic: `daemon` stores and applies it.
 
 pub mod config;
 pub mod grammar;
+pub mod status;
 
 pub use config::{Change, ConfigError, SessionConfig};

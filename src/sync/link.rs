@@ -3,13 +3,43 @@
 //! bytes later.
 
 use std::io::{BufReader, BufWriter, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
 
 use crate::proto::{self, Failure, Msg, PROTOCOL_VERSION};
 use crate::types::VolumeId;
+
+/// How a worker reaches the receiver of a secondary host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Transport {
+    /// A node on this machine: `georep receiver` run here against that node's daemon (its
+    /// run directory), which mounts the secondary volume for it.
+    Local { exe: PathBuf, run_dir: PathBuf },
+}
+
+impl Transport {
+    fn command(&self) -> Command {
+        match self {
+            Transport::Local { exe, run_dir } => {
+                let mut c = Command::new(exe);
+                c.arg("receiver").env("GEOREP_RUN_DIR", run_dir);
+                c
+            }
+        }
+    }
+}
+
+/// What the receiver said of its volume.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Welcome {
+    pub volume: VolumeId,
+    pub empty: bool,
+    pub total_bytes: u64,
+    pub avail_bytes: u64,
+}
 
 pub struct Link {
     child: Option<Child>,
@@ -19,31 +49,39 @@ pub struct Link {
     next_batch: u64,
     /// Bytes sent on the wire (after compression) and before it.
     pub wire_bytes: u64,
-    pub volume: VolumeId,
+    pub welcome: Welcome,
 }
 
 impl Link {
     /// Starts `georep receiver --mount <mount>` (this very binary) and greets it.
     pub fn spawn_local(exe: &Path, mount: &Path, level: i32) -> anyhow::Result<Link> {
-        let mut child = Command::new(exe)
-            .arg("receiver")
-            .arg("--mount")
-            .arg(mount)
+        let mut c = Command::new(exe);
+        c.arg("receiver").arg("--mount").arg(mount);
+        Link::spawn(c, "", level)
+    }
+
+    /// Reaches the receiver of `volume` over `t` and greets it.
+    pub fn connect(t: &Transport, volume: &str, level: i32) -> anyhow::Result<Link> {
+        Link::spawn(t.command(), volume, level)
+    }
+
+    fn spawn(mut cmd: Command, volume: &str, level: i32) -> anyhow::Result<Link> {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
-            .with_context(|| format!("start the receiver {}", exe.display()))?;
+            .with_context(|| format!("start the receiver {:?}", cmd.get_program()))?;
         let w = BufWriter::with_capacity(1 << 20, child.stdin.take().unwrap());
         let r = BufReader::with_capacity(1 << 16, child.stdout.take().unwrap());
-        let mut link =
-            Link { child: Some(child), w, r, level, next_batch: 1, wire_bytes: 0, volume: VolumeId([0; 16]) };
-        link.handshake()?;
+        let welcome = Welcome { volume: VolumeId([0; 16]), empty: false, total_bytes: 0, avail_bytes: 0 };
+        let mut link = Link { child: Some(child), w, r, level, next_batch: 1, wire_bytes: 0, welcome };
+        link.handshake(volume)?;
         Ok(link)
     }
 
-    fn handshake(&mut self) -> anyhow::Result<()> {
+    fn handshake(&mut self, volume: &str) -> anyhow::Result<()> {
         self.w.write_all(proto::FRAME_MAGIC)?;
-        self.send(&Msg::Hello { version: PROTOCOL_VERSION, secondary_volume: String::new() })?;
+        self.send(&Msg::Hello { version: PROTOCOL_VERSION, secondary_volume: volume.to_string() })?;
         self.w.flush()?;
         let mut magic = [0u8; 8];
         self.r.read_exact(&mut magic).context("the receiver closed the connection")?;
@@ -51,11 +89,11 @@ impl Link {
             bail!("the peer is not a georep receiver");
         }
         match proto::read_frame(&mut self.r)? {
-            Some(Msg::Welcome { volume, .. }) => {
-                self.volume = volume;
+            Some(Msg::Welcome { volume, empty, total_bytes, avail_bytes, .. }) => {
+                self.welcome = Welcome { volume, empty, total_bytes, avail_bytes };
                 Ok(())
             }
-            Some(Msg::Error { message }) => bail!("receiver: {message}"),
+            Some(Msg::Error { message }) => bail!("{message}"),
             other => bail!("receiver: unexpected {other:?}"),
         }
     }

@@ -9,6 +9,7 @@
 //! GFID index; it never writes to the brick.
 
 pub mod link;
+pub mod worker;
 
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsStr;
@@ -37,16 +38,52 @@ const ENTRY_BATCH: usize = 1024;
 
 #[derive(Clone, Debug)]
 pub struct WorkerOptions {
+    /// Replicate xattrs (but ACLs) and ACLs (`system.posix_acl_*`).
     pub sync_xattrs: bool,
+    pub sync_acls: bool,
+    /// Drop deletions: the secondary keeps what the primary removed.
+    pub ignore_deletes: bool,
     /// Changelogs per batch at most.
     pub changelogs_per_batch: usize,
+    /// `change-detector xsync`: no changelogs, a Hybrid crawl every `change_interval`.
+    pub xsync: bool,
+    pub change_interval: Duration,
 }
 
 impl Default for WorkerOptions {
     fn default() -> Self {
-        WorkerOptions { sync_xattrs: true, changelogs_per_batch: 64 }
+        WorkerOptions {
+            sync_xattrs: true,
+            sync_acls: true,
+            ignore_deletes: false,
+            changelogs_per_batch: 64,
+            xsync: false,
+            change_interval: Duration::from_secs(1),
+        }
     }
 }
+
+impl WorkerOptions {
+    fn wants_xattr(&self, name: &[u8]) -> bool {
+        if name.starts_with(b"system.posix_acl_") { self.sync_acls } else { self.sync_xattrs }
+    }
+}
+
+/// What a worker tells about its progress (the status file, the metrics).
+pub trait Progress {
+    /// The crawl now running: `Hybrid Crawl`, `History Crawl` or `Changelog Crawl`.
+    fn crawl(&mut self, _status: &str) {}
+    /// A batch is under way with this many entry, data and meta operations.
+    fn pending(&mut self, _entry: u64, _data: u64, _meta: u64) {}
+    /// A batch is durable on the secondary; every change before `stime_ms` is there.
+    fn synced(&mut self, _stime_ms: u64, _stats: &Stats) {}
+    /// Nothing is pending.
+    fn idle(&mut self, _stime_ms: u64) {}
+}
+
+/// Tells nobody.
+pub struct Quiet;
+impl Progress for Quiet {}
 
 /// What a crawl did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -117,7 +154,10 @@ impl Source {
         Ok(None)
     }
 
-    fn xattrs(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<Vec<(std::ffi::OsString, Vec<u8>)>> {
+    fn xattrs(
+        fd: std::os::fd::BorrowedFd<'_>,
+        wanted: impl Fn(&[u8]) -> bool,
+    ) -> io::Result<Vec<(std::ffi::OsString, Vec<u8>)>> {
         let mut buf = vec![0u8; 4096];
         let n = loop {
             match sys::listxattr_fd(fd, &mut buf) {
@@ -127,7 +167,7 @@ impl Source {
             }
         };
         let mut out = Vec::new();
-        for name in buf[..n].split(|&b| b == 0).filter(|s| !s.is_empty() && replicated_xattr(s)) {
+        for name in buf[..n].split(|&b| b == 0).filter(|s| !s.is_empty() && replicated_xattr(s) && wanted(s)) {
             let name = OsStr::from_bytes(name);
             if let Some(v) = sys::getxattr_vec(fd, name)? {
                 out.push((name.to_os_string(), v));
@@ -137,7 +177,7 @@ impl Source {
         Ok(out)
     }
 
-    fn meta_of(fd: std::os::fd::BorrowedFd<'_>, gfid: Gfid, sync_xattrs: bool) -> io::Result<MetaOp> {
+    fn meta_of(fd: std::os::fd::BorrowedFd<'_>, gfid: Gfid, opts: &WorkerOptions) -> io::Result<MetaOp> {
         let st = sys::fstat(fd)?;
         let is_link = st.st_mode & libc::S_IFMT == libc::S_IFLNK;
         Ok(MetaOp {
@@ -148,14 +188,18 @@ impl Source {
             atime_ns: st.st_atime * 1_000_000_000 + st.st_atime_nsec,
             mtime_ns: st.st_mtime * 1_000_000_000 + st.st_mtime_nsec,
             // Symlinks carry no replicated xattrs worth the trouble (user.* is refused on them).
-            xattrs: if sync_xattrs && !is_link { Some(Self::xattrs(fd)?) } else { None },
+            xattrs: if (opts.sync_xattrs || opts.sync_acls) && !is_link {
+                Some(Self::xattrs(fd, |n| opts.wants_xattr(n))?)
+            } else {
+                None
+            },
         })
     }
 
     /// The metadata of `gfid` now; `None` if it is gone.
-    pub fn meta(&mut self, gfid: &Gfid, sync_xattrs: bool) -> io::Result<Option<MetaOp>> {
+    pub fn meta(&mut self, gfid: &Gfid, opts: &WorkerOptions) -> io::Result<Option<MetaOp>> {
         match self.open_gfid(gfid)? {
-            Some(fd) => Self::meta_of(fd.as_fd(), *gfid, sync_xattrs).map(Some),
+            Some(fd) => Self::meta_of(fd.as_fd(), *gfid, opts).map(Some),
             None => Ok(None),
         }
     }
@@ -221,7 +265,7 @@ fn finish_batch(
     }
     let mut ops = Vec::new();
     for g in meta {
-        if let Some(m) = src.meta(g, opts.sync_xattrs)? {
+        if let Some(m) = src.meta(g, opts)? {
             ops.push(m);
             stats.meta += 1;
         }
@@ -306,8 +350,10 @@ pub fn hybrid_crawl(src: &mut Source, link: &mut Link, opts: &WorkerOptions) -> 
     if !ops.is_empty() {
         link.send(&Msg::Entries { batch, ops })?;
     }
-    for (pgfid, keep) in pending_prunes {
-        link.send(&Msg::Prune { batch, pgfid, keep })?;
+    if !opts.ignore_deletes {
+        for (pgfid, keep) in pending_prunes {
+            link.send(&Msg::Prune { batch, pgfid, keep })?;
+        }
     }
     // Directories' metadata last, deepest first, so that nothing changes their times after.
     dirs.reverse();
@@ -319,7 +365,13 @@ pub fn hybrid_crawl(src: &mut Source, link: &mut Link, opts: &WorkerOptions) -> 
 
 /// Turns a changelog's records into entry operations and the GFIDs whose data and metadata
 /// must follow.
-fn plan(records: &[Record], ops: &mut Vec<EntryOp>, data: &mut BTreeSet<Gfid>, meta: &mut Vec<Gfid>) {
+fn plan(
+    records: &[Record],
+    opts: &WorkerOptions,
+    ops: &mut Vec<EntryOp>,
+    data: &mut BTreeSet<Gfid>,
+    meta: &mut Vec<Gfid>,
+) {
     let mut i = 0;
     while i < records.len() {
         let r = &records[i];
@@ -366,7 +418,7 @@ fn plan(records: &[Record], ops: &mut Vec<EntryOp>, data: &mut BTreeSet<Gfid>, m
                             exchange,
                         });
                     }
-                    Op::Unlink | Op::Rmdir => {
+                    Op::Unlink | Op::Rmdir if !opts.ignore_deletes => {
                         ops.push(EntryOp::Remove { gfid: r.gfid, pgfid, name, dir: r.op == Op::Rmdir })
                     }
                     _ => {}
@@ -384,6 +436,7 @@ pub fn changelog_pass(
     consumer: &mut Consumer,
     opts: &WorkerOptions,
     stats: &mut Stats,
+    progress: &mut dyn Progress,
 ) -> anyhow::Result<usize> {
     let pending = consumer.scan()?.to_vec();
     let mut done = 0;
@@ -393,20 +446,22 @@ pub fn changelog_pass(
         for c in group {
             let f = c.open()?;
             let (records, _) = f.records();
-            plan(&records, &mut ops, &mut data, &mut meta);
+            plan(&records, opts, &mut ops, &mut data, &mut meta);
         }
         stats.entries += ops.len() as u64;
+        let mut seen = std::collections::HashSet::new();
+        meta.retain(|g| seen.insert(*g));
+        progress.pending(ops.len() as u64, data.len() as u64, meta.len() as u64);
         for chunk in ops.chunks(ENTRY_BATCH) {
             link.send(&Msg::Entries { batch, ops: chunk.to_vec() })?;
         }
-        let mut seen = std::collections::HashSet::new();
-        meta.retain(|g| seen.insert(*g));
         src.prefetch(meta.iter().chain(data.iter()).copied())?;
         finish_batch(src, link, batch, &data, &meta, opts, stats)?;
         for c in group {
             consumer.done(c)?;
             done += 1;
         }
+        progress.synced(consumer.processed_ms(), stats);
     }
     Ok(done)
 }
@@ -418,7 +473,9 @@ fn crawl(
     consumer: &mut Consumer,
     opts: &WorkerOptions,
     stats: &mut Stats,
+    progress: &mut dyn Progress,
 ) -> anyhow::Result<()> {
+    progress.crawl("Hybrid Crawl");
     let started = EpochMs::now().0;
     let s = hybrid_crawl(src, link, opts)?;
     stats.entries += s.entries;
@@ -432,13 +489,15 @@ fn crawl(
             consumer.done(&c)?;
         }
     }
+    progress.synced(consumer.processed_ms().max(started), stats);
     Ok(())
 }
 
 /// Replicates a brick to a receiver: a Hybrid crawl if this consumer has never synced, if
 /// `full`, or whenever the changelogs cannot be trusted to hold every change (history removed
-/// by retention, or a gap after the primary's daemon stopped uncleanly); the Changelog crawl
-/// otherwise; once, or forever.
+/// by retention, or a gap after the primary's daemon stopped uncleanly); then the History
+/// crawl (changelogs recorded while no worker ran) and the Changelog crawl (live); once, or
+/// forever. With `xsync`, a Hybrid crawl every `change_interval` instead.
 pub fn replicate(
     src: &mut Source,
     link: &mut Link,
@@ -446,19 +505,35 @@ pub fn replicate(
     full: bool,
     once: bool,
     opts: &WorkerOptions,
+    progress: &mut dyn Progress,
 ) -> anyhow::Result<Stats> {
     let mut consumer = Consumer::register(&src.layout, consumer_name)?;
     let mut stats = Stats::default();
+    if opts.xsync {
+        loop {
+            crawl(src, link, &mut consumer, opts, &mut stats, progress)?;
+            progress.idle(consumer.processed_ms());
+            if once {
+                return Ok(stats);
+            }
+            std::thread::sleep(opts.change_interval);
+        }
+    }
     let processed = consumer.processed_ms();
     if full || processed == 0 || !consumer.history(processed)?.complete {
-        crawl(src, link, &mut consumer, opts, &mut stats)?;
+        crawl(src, link, &mut consumer, opts, &mut stats, progress)?;
     }
+    progress.crawl("History Crawl");
     loop {
         if consumer.scan()?.iter().any(|c| c.entry.is_unclean()) {
             log::warn!("changelogs after an unclean stop of the primary may miss changes: crawling");
-            crawl(src, link, &mut consumer, opts, &mut stats)?;
+            crawl(src, link, &mut consumer, opts, &mut stats, progress)?;
         }
-        let n = changelog_pass(src, link, &mut consumer, opts, &mut stats)?;
+        let n = changelog_pass(src, link, &mut consumer, opts, &mut stats, progress)?;
+        if n == 0 {
+            progress.crawl("Changelog Crawl");
+            progress.idle(consumer.processed_ms());
+        }
         if once {
             return Ok(stats);
         }

@@ -1,0 +1,76 @@
+//! `georepd`: the node daemon (see `georep::daemon`).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use clap::Parser;
+use georep::daemon::{Daemon, Options, dirs::Dirs};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "georepd",
+    version,
+    about = "georepd: the georep node daemon (store, control socket, session supervisor)"
+)]
+struct Args {
+    /// This node's name (default: the hostname)
+    #[arg(long)]
+    node_name: Option<String>,
+    /// The cluster store: `local` (embedded)
+    #[arg(long, default_value = "local")]
+    store: String,
+    /// State directory [env GEOREP_STATE_DIR; default /var/lib/georep]
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Config directory [env GEOREP_CONFIG_DIR; default /etc/georep]
+    #[arg(long)]
+    config_dir: Option<PathBuf>,
+    /// Log directory [env GEOREP_LOG_DIR; default /var/log/georep]
+    #[arg(long)]
+    log_dir: Option<PathBuf>,
+    /// Socket directory [env GEOREP_RUN_DIR; default /run/georep]
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+    /// A secondary host on this machine, reached without SSH: HOST=RUN_DIR (its georepd's
+    /// socket directory). Repeatable.
+    #[arg(long = "local-peer", value_name = "HOST=RUN_DIR")]
+    local_peers: Vec<String>,
+}
+
+fn run() -> anyhow::Result<()> {
+    let a = Args::parse();
+    if a.store != "local" {
+        anyhow::bail!("--store {}: only the embedded store (local) is available", a.store);
+    }
+    let mut dirs = Dirs::from_env();
+    for (slot, flag) in [
+        (&mut dirs.state, a.state_dir),
+        (&mut dirs.config, a.config_dir),
+        (&mut dirs.log, a.log_dir),
+        (&mut dirs.run, a.run_dir),
+    ] {
+        if let Some(p) = flag {
+            *slot = p;
+        }
+    }
+    let mut local_peers = HashMap::new();
+    for p in a.local_peers {
+        let (h, d) = p.split_once('=').ok_or_else(|| anyhow::anyhow!("--local-peer {p:?}: expected HOST=RUN_DIR"))?;
+        local_peers.insert(h.to_string(), PathBuf::from(d));
+    }
+    // Children (workers, receivers, mounts) see the same directories.
+    for (k, v) in dirs.envs() {
+        // SAFETY: single-threaded still; nothing reads the environment concurrently.
+        unsafe { std::env::set_var(k, v) };
+    }
+    let d = Daemon::open(dirs, Options { node_name: a.node_name, local_peers })?;
+    d.serve()
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    if let Err(e) = run() {
+        eprintln!("georepd: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,109 @@
+//! The GlusterFS-grammar commands (`georep volume ...`, `georep volume geo-replication ...`,
+//! `georep system execute gsec_create`): parsed by `session::grammar`, carried out by the
+//! local `georepd` over its control socket, rendered here.
+
+use anyhow::bail;
+
+use crate::daemon::control::{self, Request, Response, VolumeInfo};
+use crate::daemon::dirs::Dirs;
+use crate::session::grammar::{self, Command, VolumeCmd};
+use crate::session::status;
+
+/// The first words that select this grammar (prefixes allowed, as GlusterFS does).
+pub fn claims(first: &str) -> bool {
+    !first.is_empty() && ["volume", "system", "sshkey"].iter().any(|w| w.starts_with(first) && first.len() >= 3)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Text,
+    Json,
+    Xml,
+}
+
+/// Runs the command; returns the exit status.
+pub fn run(args: &[String]) -> anyhow::Result<i32> {
+    let mut format = Format::Text;
+    let mut words = Vec::new();
+    for a in args {
+        match a.as_str() {
+            "--json" => format = Format::Json,
+            "--xml" => format = Format::Xml,
+            "--mode=script" => {}
+            _ => words.push(a.clone()),
+        }
+    }
+    let cmd = grammar::parse(&words)?;
+    let dirs = Dirs::from_env();
+    let (req, detail) = match cmd {
+        Command::Volume(v) => (Request::Volume(v), false),
+        Command::Session { primary, secondary, cmd } => (Request::Session { primary, secondary, cmd }, false),
+        Command::Status { primary, secondary, detail } => (Request::Status { primary, secondary }, detail),
+        Command::GsecCreate => bail!("gsec_create: SSH keys are not available yet (sessions reach local peers only)"),
+    };
+    let is_info = matches!(&req, Request::Volume(VolumeCmd::Info { .. }));
+    match control::call(&dirs, &req)? {
+        Response::Ok(msg) => {
+            if !msg.is_empty() {
+                println!("{msg}");
+            }
+            Ok(0)
+        }
+        Response::Err(msg) => {
+            eprintln!("{msg}");
+            Ok(1)
+        }
+        Response::Status(rows) => {
+            print!(
+                "{}",
+                match format {
+                    Format::Text => status::render_table(&rows, detail),
+                    Format::Json => status::render_json(&rows),
+                    Format::Xml => status::render_xml(&rows),
+                }
+            );
+            Ok(0)
+        }
+        Response::Config(kv) => {
+            for (k, v) in kv {
+                println!("{k}:{v}");
+            }
+            Ok(0)
+        }
+        Response::Volumes(vols) => {
+            match (format, is_info) {
+                (Format::Json, _) => println!("{}", serde_json::to_string_pretty(&vols)?),
+                (_, true) => print!("{}", render_info(&vols)),
+                (_, false) if vols.is_empty() => println!("No volumes present in cluster"),
+                (_, false) => vols.iter().for_each(|v| println!("{}", v.name)),
+            }
+            Ok(0)
+        }
+        other => bail!("georepd: unexpected answer {other:?}"),
+    }
+}
+
+/// `volume info`, in GlusterFS's layout.
+fn render_info(vols: &[VolumeInfo]) -> String {
+    if vols.is_empty() {
+        return "No volumes present\n".into();
+    }
+    let mut out = String::new();
+    for v in vols {
+        out.push_str(&format!(
+            "\nVolume Name: {}\nType: {}\nVolume ID: {}\nStatus: {}\nNumber of Bricks: {}\nTransport-type: ssh\nBricks:\n",
+            v.name,
+            if v.replica > 1 { "Replicate" } else { "Distribute" },
+            v.id,
+            v.status,
+            if v.replica > 1 { format!("1 x {} = {}", v.replica, v.replica) } else { "1".into() },
+        ));
+        for (i, b) in v.bricks.iter().enumerate() {
+            out.push_str(&format!("Brick{}: {b}\n", i + 1));
+        }
+        if !v.sessions.is_empty() {
+            out.push_str(&format!("Geo-replication sessions: {}\n", v.sessions.join(", ")));
+        }
+    }
+    out
+}

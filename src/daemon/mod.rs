@@ -1,0 +1,174 @@
+//! `georepd`, the node daemon: the node's identity, the store of volumes and sessions, the
+//! control socket the CLI talks to, and the supervisor of the sync workers. Every command's
+//! rules (volume and session lifecycles, GlusterFS's errors in substance) live here, in
+//! `volumes` and `sessions`; the supervisor (`supervisor`) runs what the store says runs.
+
+pub mod control;
+pub mod dirs;
+pub mod sessions;
+pub mod store;
+pub mod supervisor;
+pub mod volumes;
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use parking_lot::Mutex;
+
+use control::{Request, Response};
+use dirs::Dirs;
+use store::Store;
+
+/// This node: a stable UUID (made once, kept in the state dir) and a name.
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub id: String,
+    pub name: String,
+}
+
+impl Node {
+    pub fn load_or_create(dirs: &Dirs, name: Option<String>) -> anyhow::Result<Node> {
+        let p = dirs.node_id();
+        let id = match std::fs::read_to_string(&p) {
+            Ok(s) => s
+                .lines()
+                .find_map(|l| l.strip_prefix("UUID="))
+                .map(|s| s.trim().to_string())
+                .with_context(|| format!("{}: no UUID= line", p.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let id = uuid::Uuid::new_v4().hyphenated().to_string();
+                let tmp = p.with_extension("tmp");
+                std::fs::write(&tmp, format!("UUID={id}\n"))?;
+                std::fs::File::open(&tmp)?.sync_all()?;
+                std::fs::rename(&tmp, &p)?;
+                id
+            }
+            Err(e) => return Err(e).with_context(|| format!("read {}", p.display())),
+        };
+        let name = match name {
+            Some(n) => n,
+            None => std::fs::read_to_string("/proc/sys/kernel/hostname")?.trim().to_string(),
+        };
+        Ok(Node { id, name })
+    }
+
+    /// Whether `host` (in a brick or a command) means this node.
+    pub fn is_me(&self, host: &str) -> bool {
+        host == self.name || host == "localhost" || host == "127.0.0.1"
+    }
+}
+
+/// How `georepd` was started.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub node_name: Option<String>,
+    /// Secondary hosts reached without SSH: host name -> that node's run directory (its
+    /// `georepd` control socket). For nodes on this machine (tests, the demo).
+    pub local_peers: HashMap<String, PathBuf>,
+}
+
+pub struct Daemon {
+    pub dirs: Dirs,
+    pub node: Node,
+    pub store: Box<dyn Store>,
+    pub opts: Options,
+    pub supervisor: supervisor::Supervisor,
+    /// Serialises the commands that change things.
+    pub(crate) big_lock: Mutex<()>,
+    /// The `georep` binary (workers, receivers) and the mount helper.
+    pub exe: PathBuf,
+    pub mount_helper: PathBuf,
+}
+
+/// A sibling binary of the running one (`georep`, `mount_georep`), else `fallback` on PATH.
+pub fn sibling_exe(name: &str, fallback: &str) -> PathBuf {
+    if let Ok(me) = std::env::current_exe()
+        && let Some(dir) = me.parent()
+        && dir.join(name).exists()
+    {
+        return dir.join(name);
+    }
+    PathBuf::from(fallback)
+}
+
+fn make_dir(p: &Path, mode: u32) -> anyhow::Result<()> {
+    std::fs::create_dir_all(p).with_context(|| format!("create {}", p.display()))?;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
+impl Daemon {
+    pub fn open(dirs: Dirs, opts: Options) -> anyhow::Result<Arc<Daemon>> {
+        make_dir(&dirs.state, 0o700)?;
+        make_dir(&dirs.config, 0o755)?;
+        make_dir(&dirs.log, 0o755)?;
+        make_dir(&dirs.run, 0o755)?;
+        let node = Node::load_or_create(&dirs, opts.node_name.clone())?;
+        let store = Box::new(store::LocalStore::open(&dirs.store())?);
+        let d = Arc::new(Daemon {
+            supervisor: supervisor::Supervisor::default(),
+            dirs,
+            node,
+            store,
+            opts,
+            big_lock: Mutex::new(()),
+            exe: sibling_exe("georep", "georep"),
+            mount_helper: sibling_exe("mount_georep", "mount.georep"),
+        });
+        Ok(d)
+    }
+
+    /// Serves the control socket forever, after restarting the sessions the store says run.
+    pub fn serve(self: &Arc<Self>) -> anyhow::Result<()> {
+        let sock = self.dirs.socket();
+        // A socket file left by a killed daemon is stale unless somebody answers on it.
+        if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
+            anyhow::bail!("another georepd is serving {}", sock.display());
+        }
+        let _ = std::fs::remove_file(&sock);
+        let listener = UnixListener::bind(&sock).with_context(|| format!("bind {}", sock.display()))?;
+        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))?;
+        self.clean_aux_mounts();
+        sessions::resume_all(self)?;
+        log::info!("georepd {} (node {} {}) serving {}", crate::VERSION, self.node.name, self.node.id, sock.display());
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            let d = Arc::clone(self);
+            std::thread::spawn(move || {
+                let resp = match control::read_request(&conn) {
+                    Ok(Some(req)) => d.handle(req),
+                    Ok(None) => return,
+                    Err(e) => Response::Err(format!("{e:#}")),
+                };
+                let _ = control::write_response(&conn, &resp);
+            });
+        }
+        Ok(())
+    }
+
+    pub fn handle(&self, req: Request) -> Response {
+        let r = match req {
+            Request::Ping => Ok(Response::Ok(format!("{} {}", self.node.name, self.node.id))),
+            Request::Volume(cmd) => volumes::handle(self, cmd),
+            Request::Session { primary, secondary, cmd } => sessions::handle(self, &primary, &secondary, cmd),
+            Request::Status { primary, secondary } => sessions::status(self, primary.as_deref(), secondary.as_ref()),
+            Request::ResolveVolume { name } => volumes::resolve(self, &name),
+            Request::AuxMount { volume } => volumes::aux_mount(self, &volume),
+            Request::AuxDetach { path } => volumes::aux_detach(self, &path),
+        };
+        r.unwrap_or_else(|e| Response::Err(format!("{e:#}")))
+    }
+
+    /// Aux mounts left by a daemon killed between mount and detach.
+    fn clean_aux_mounts(&self) {
+        let Ok(rd) = std::fs::read_dir(self.dirs.aux_mounts()) else { return };
+        for e in rd.flatten() {
+            let _ = nix::mount::umount2(&e.path(), nix::mount::MntFlags::MNT_DETACH);
+            let _ = std::fs::remove_dir(e.path());
+        }
+    }
+}

@@ -1,0 +1,385 @@
+//! Sessions (SPEC section 4): create with its checks, start, stop, pause, resume, delete,
+//! config, status, each lifecycle rule enforced with GlusterFS's errors in substance. The
+//! session's state is in the store; the supervisor runs the workers of the started ones.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+use super::Daemon;
+use super::control::Response;
+use super::store::StoreExt;
+use super::volumes::{self, Volume};
+use crate::session::config::{Change, SessionConfig};
+use crate::session::grammar::{ConfigAction, SecondaryUrl, SessionCmd};
+use crate::session::status::{BrickStatus, StatusRow};
+use crate::sync::link::{Link, Transport};
+use crate::sync::worker::WorkerSpec;
+
+/// A session as stored.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Session {
+    pub primary: String,
+    pub secondary: SecondaryUrl,
+    pub secondary_volume_id: String,
+    /// `Created`, `Started`, `Paused` or `Stopped`.
+    pub state: String,
+    pub config: SessionConfig,
+}
+
+impl Session {
+    /// GlusterFS's session name: `<pvol>_<shost>_<svol>`.
+    pub fn key(&self) -> String {
+        session_key(&self.primary, &self.secondary)
+    }
+
+    /// `ssh://[user@]host::volume`, as `status` shows it.
+    pub fn url(&self) -> String {
+        format!("ssh://{}", self.secondary)
+    }
+
+    pub fn user(&self) -> &str {
+        self.secondary.user.as_deref().unwrap_or("root")
+    }
+
+    pub fn running(&self) -> bool {
+        self.state == "Started" || self.state == "Paused"
+    }
+
+    /// The name of its progress mark (consumer) in the primary brick.
+    pub fn consumer(&self) -> String {
+        format!("georep-{}", self.key())
+    }
+
+    fn between(&self) -> String {
+        format!("{} and {}", self.primary, self.secondary)
+    }
+}
+
+fn session_key(primary: &str, s: &SecondaryUrl) -> String {
+    format!("{}_{}_{}", primary, s.host, s.volume)
+}
+
+fn store_key(primary: &str, s: &SecondaryUrl) -> String {
+    format!("sessions/{primary}/{}::{}", s.host, s.volume)
+}
+
+/// `root@` means no user, as GlusterFS strips it.
+fn normalize(s: &SecondaryUrl) -> SecondaryUrl {
+    let mut s = s.clone();
+    if s.user.as_deref() == Some("root") {
+        s.user = None;
+    }
+    s
+}
+
+pub fn all_of(d: &Daemon, primary: &str) -> anyhow::Result<Vec<Session>> {
+    d.store.list_json(&format!("sessions/{primary}/"))
+}
+
+pub fn running_of(d: &Daemon, primary: &str) -> anyhow::Result<usize> {
+    Ok(all_of(d, primary)?.iter().filter(|s| s.running()).count())
+}
+
+fn save(d: &Daemon, s: &Session) -> anyhow::Result<()> {
+    d.store.put_json(&store_key(&s.primary, &s.secondary), s)
+}
+
+/// How this node reaches a secondary host.
+pub fn transport(d: &Daemon, s: &SecondaryUrl) -> anyhow::Result<Transport> {
+    match d.opts.local_peers.get(&s.host) {
+        Some(run_dir) => Ok(Transport::Local { exe: d.exe.clone(), run_dir: run_dir.clone() }),
+        None => bail!(
+            "{}: not reachable: this node reaches secondaries on this machine only (georepd --local-peer); SSH is not available yet",
+            s.host
+        ),
+    }
+}
+
+/// The worker's instructions, rewritten on every change so a running worker sees the live
+/// options (the checkpoint) without a restart.
+fn write_spec(d: &Daemon, s: &Session, v: &Volume) -> anyhow::Result<Option<PathBuf>> {
+    let Some(brick) = v.local_brick(d) else { return Ok(None) };
+    let dir = d.dirs.session(&s.key());
+    std::fs::create_dir_all(&dir)?;
+    std::fs::create_dir_all(d.dirs.session_log(&s.key()))?;
+    let spec = WorkerSpec {
+        session: s.key(),
+        brick,
+        consumer: s.consumer(),
+        secondary: s.secondary.clone(),
+        secondary_volume_id: s.secondary_volume_id.clone(),
+        transport: transport(d, &s.secondary)?,
+        config: s.config.clone(),
+        status_file: dir.join("brick-status.json"),
+    };
+    let path = dir.join("worker.json");
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&spec)?)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(Some(path))
+}
+
+fn start_workers(d: &Daemon, s: &Session) -> anyhow::Result<()> {
+    let v = volumes::get(d, &s.primary)?;
+    if let Some(spec) = write_spec(d, s, &v)? {
+        let log = d.dirs.session_log(&s.key()).join("gsyncd.log");
+        d.supervisor.start(&s.key(), &d.exe, spec, log, s.state == "Paused");
+    }
+    Ok(())
+}
+
+/// At daemon start: the sessions the store says run are started again (paused ones paused).
+pub fn resume_all(d: &Daemon) -> anyhow::Result<()> {
+    for s in d.store.list_json::<Session>("sessions/")? {
+        if s.running()
+            && let Err(e) = start_workers(d, &s)
+        {
+            log::error!("session {}: cannot start its workers: {e:#}", s.key());
+        }
+    }
+    Ok(())
+}
+
+pub fn handle(d: &Daemon, primary: &str, secondary: &SecondaryUrl, cmd: SessionCmd) -> anyhow::Result<Response> {
+    let _g = d.big_lock.lock();
+    let secondary = normalize(secondary);
+    let skey = store_key(primary, &secondary);
+    if let SessionCmd::Create { push_pem, no_verify, force, ssh_port } = cmd {
+        return create(d, primary, &secondary, push_pem, no_verify, force, ssh_port);
+    }
+    let Some(mut s) = d.store.get_json::<Session>(&skey)? else {
+        bail!(
+            "Geo-replication session between {primary} and {secondary} does not exist. Please create session and retry."
+        );
+    };
+    let who = format!("geo-replication session between {primary} & {secondary}");
+    match cmd {
+        SessionCmd::Create { .. } => unreachable!("handled above"),
+        SessionCmd::Start { force } => {
+            let v = volumes::get(d, primary)?;
+            if !v.started() {
+                bail!("Volume {primary} needs to be started before geo-replication start");
+            }
+            if s.running() && !force {
+                bail!("Geo-replication session between {} already started.", s.between());
+            }
+            s.state = "Started".into();
+            save(d, &s)?;
+            start_workers(d, &s)?;
+            Ok(Response::Ok(format!("Starting {who} has been successful")))
+        }
+        SessionCmd::Stop { force } => {
+            if !s.running() && !force {
+                bail!("Geo-replication session between {} is not running.", s.between());
+            }
+            d.supervisor.stop(&s.key());
+            s.state = "Stopped".into();
+            save(d, &s)?;
+            Ok(Response::Ok(format!("Stopping {who} has been successful")))
+        }
+        SessionCmd::Pause { force } => {
+            if !s.running() {
+                bail!("Pause check failed: geo-replication session between {} is not running.", s.between());
+            }
+            if s.state == "Paused" && !force {
+                bail!("Geo-replication session between {} already Paused.", s.between());
+            }
+            d.supervisor.pause(&s.key());
+            s.state = "Paused".into();
+            save(d, &s)?;
+            Ok(Response::Ok(format!("Pausing {who} has been successful")))
+        }
+        SessionCmd::Resume { force } => {
+            if !s.running() {
+                bail!("Resume check failed: geo-replication session between {} is not running.", s.between());
+            }
+            if s.state != "Paused" && !force {
+                bail!("Geo-replication session between {} is not Paused.", s.between());
+            }
+            d.supervisor.resume(&s.key());
+            s.state = "Started".into();
+            save(d, &s)?;
+            Ok(Response::Ok(format!("Resuming {who} has been successful")))
+        }
+        SessionCmd::Delete { reset_sync_time } => {
+            if s.running() {
+                bail!(
+                    "Geo-replication session between {} is still active. Please stop the session and retry.",
+                    s.between()
+                );
+            }
+            d.supervisor.stop(&s.key());
+            if reset_sync_time
+                && let Ok(v) = volumes::get(d, primary)
+                && let Some(brick) = v.local_brick(d)
+            {
+                crate::changelog::Consumer::remove(&crate::types::BrickLayout::new(&brick), &s.consumer())?;
+            }
+            d.store.delete(&skey)?;
+            let _ = std::fs::remove_dir_all(d.dirs.session(&s.key()));
+            Ok(Response::Ok(format!("Deleting {who} has been successful")))
+        }
+        SessionCmd::Config(action) => config(d, s, action),
+    }
+}
+
+fn now_unix() -> u64 {
+    crate::types::EpochMs::now().0 / 1000
+}
+
+fn config(d: &Daemon, mut s: Session, action: ConfigAction) -> anyhow::Result<Response> {
+    let change = match action {
+        ConfigAction::GetAll => return Ok(Response::Config(s.config.get_all())),
+        ConfigAction::Get(k) => return Ok(Response::Ok(s.config.get(&k)?)),
+        ConfigAction::Set(k, v) => s.config.set(&k, &v, now_unix())?,
+        ConfigAction::Reset(k) => s.config.reset(&k)?,
+        ConfigAction::CheckpointNow => s.config.set("checkpoint", "now", now_unix())?,
+    };
+    if change != Change::Unchanged {
+        save(d, &s)?;
+        let v = volumes::get(d, &s.primary)?;
+        if s.running() {
+            write_spec(d, &s, &v)?;
+            if change == Change::Restart {
+                d.supervisor.restart(&s.key());
+            }
+        }
+    }
+    Ok(Response::Ok("geo-replication config updated successfully".into()))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn create(
+    d: &Daemon,
+    primary: &str,
+    secondary: &SecondaryUrl,
+    push_pem: bool,
+    no_verify: bool,
+    force: bool,
+    ssh_port: Option<u16>,
+) -> anyhow::Result<Response> {
+    let v = volumes::get(d, primary)?;
+    if !v.started() {
+        bail!("Volume {primary} needs to be started before geo-replication create");
+    }
+    let skey = store_key(primary, secondary);
+    let existing: Option<Session> = d.store.get_json(&skey)?;
+    if let Some(old) = &existing {
+        if !force {
+            if old.secondary.user != secondary.user {
+                bail!(
+                    "Session between {primary} and {}::{} is already created! Cannot create with new secondary:{} again!",
+                    secondary.host,
+                    secondary.volume,
+                    secondary
+                );
+            }
+            bail!("Session between {primary} and {secondary} is already created.");
+        }
+        if old.running() && old.secondary.user != secondary.user {
+            bail!(
+                "Session between {primary} and {} is still active. Please stop the session and retry.",
+                old.secondary
+            );
+        }
+    }
+    let _ = push_pem;
+    // The secondary: reachable, its volume there and started, empty and big enough.
+    let t = transport(d, secondary)?;
+    let link = Link::connect(&t, &secondary.volume, 0)
+        .with_context(|| format!("Unable to fetch the volume details of {secondary}"))?;
+    let remote = link.welcome.clone();
+    link.close()?;
+    if !no_verify && !force {
+        if !remote.empty {
+            bail!(
+                "{0}::{1} is not empty. Please delete existing files in {0}::{1} and retry, or use force to continue without deleting the existing files.",
+                secondary.host,
+                secondary.volume
+            );
+        }
+        if let Some(brick) = v.local_brick(d) {
+            let st = nix::sys::statvfs::statvfs(&brick)?;
+            let frsize = st.fragment_size();
+            let total = st.blocks() * frsize;
+            let used = total - st.blocks_free() * frsize;
+            if remote.total_bytes < total {
+                bail!("Total disk size of primary is greater than disk size of secondary. Use force to continue.");
+            }
+            if remote.avail_bytes < used + (100 << 20) {
+                bail!(
+                    "Total available size of primary is greater than available size of secondary. Use force to continue."
+                );
+            }
+        }
+    }
+    let mut config = existing.map(|s| s.config).unwrap_or_default();
+    if let Some(p) = ssh_port {
+        config.set("ssh-port", &p.to_string(), now_unix())?;
+    }
+    let s = Session {
+        primary: primary.to_string(),
+        secondary: secondary.clone(),
+        secondary_volume_id: remote.volume.to_string(),
+        state: "Created".into(),
+        config,
+    };
+    save(d, &s)?;
+    std::fs::create_dir_all(d.dirs.session(&s.key()))?;
+    Ok(Response::Ok(format!("Creating geo-replication session between {primary} & {secondary} has been successful")))
+}
+
+/// Every brick row of the matching sessions.
+pub fn status(d: &Daemon, primary: Option<&str>, secondary: Option<&SecondaryUrl>) -> anyhow::Result<Response> {
+    let prefix = match primary {
+        Some(p) => format!("sessions/{p}/"),
+        None => "sessions/".to_string(),
+    };
+    let secondary = secondary.map(normalize);
+    let mut rows = Vec::new();
+    for s in d.store.list_json::<Session>(&prefix)? {
+        if let Some(want) = &secondary
+            && (want.host != s.secondary.host || want.volume != s.secondary.volume)
+        {
+            continue;
+        }
+        let Ok(v) = volumes::get(d, &s.primary) else { continue };
+        for (node, path) in &v.bricks {
+            let mut row = StatusRow {
+                primary_node: node.clone(),
+                primary_node_uuid: d.node.id.clone(),
+                primary_volume: s.primary.clone(),
+                primary_brick: path.clone(),
+                secondary_user: s.user().to_string(),
+                secondary: s.url(),
+                secondary_node: s.secondary.host.clone(),
+                ..Default::default()
+            };
+            let file = BrickStatus::load(&d.dirs.session(&s.key()).join("brick-status.json"));
+            let shown = match s.state.as_str() {
+                "Started" => d.supervisor.worker_status(&s.key()).unwrap_or_else(|| "Stopped".to_string()),
+                other => other.to_string(),
+            };
+            if !matches!(shown.as_str(), "Active" | "Passive") {
+                row.secondary_node = crate::session::status::NA.into();
+            }
+            row.fill(&shown, file.as_ref());
+            if shown == "Faulty"
+                && let Some(reason) = d.supervisor.last_error(&s.key())
+            {
+                row.last_error = reason;
+            }
+            rows.push(row);
+        }
+    }
+    if rows.is_empty() {
+        return Ok(Response::Err(match (primary, &secondary) {
+            (Some(p), Some(s)) => format!("No active geo-replication sessions between {p} and {s}"),
+            (Some(p), None) => format!("No active geo-replication sessions for {p}"),
+            _ => "No active geo-replication sessions".to_string(),
+        }));
+    }
+    Ok(Response::Status(rows))
+}

@@ -1,0 +1,143 @@
+//! The cluster store: a small key-value space holding nodes, volumes and sessions. One trait,
+//! two backends: the embedded `LocalStore` (redb, crash-safe: every write is a durable
+//! transaction) for one node, and etcd (later) for several. Values are JSON documents.
+
+use std::path::Path;
+
+use anyhow::Context;
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Serialize, de::DeserializeOwned};
+
+const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
+
+pub trait Store: Send + Sync {
+    fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>>;
+    fn put(&self, key: &str, value: &[u8]) -> anyhow::Result<()>;
+    /// Stores `value` only if `key` is absent; says whether it did.
+    fn create(&self, key: &str, value: &[u8]) -> anyhow::Result<bool>;
+    /// Removes `key`; says whether it was there.
+    fn delete(&self, key: &str) -> anyhow::Result<bool>;
+    /// Every key starting with `prefix`, in order.
+    fn list(&self, prefix: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>>;
+}
+
+/// Typed access on top of any store.
+pub trait StoreExt {
+    fn get_json<T: DeserializeOwned>(&self, key: &str) -> anyhow::Result<Option<T>>;
+    fn put_json<T: Serialize>(&self, key: &str, v: &T) -> anyhow::Result<()>;
+    fn create_json<T: Serialize>(&self, key: &str, v: &T) -> anyhow::Result<bool>;
+    fn list_json<T: DeserializeOwned>(&self, prefix: &str) -> anyhow::Result<Vec<T>>;
+}
+
+impl<S: Store + ?Sized> StoreExt for S {
+    fn get_json<T: DeserializeOwned>(&self, key: &str) -> anyhow::Result<Option<T>> {
+        match self.get(key)? {
+            Some(b) => Ok(Some(serde_json::from_slice(&b).with_context(|| format!("store: corrupt value at {key}"))?)),
+            None => Ok(None),
+        }
+    }
+    fn put_json<T: Serialize>(&self, key: &str, v: &T) -> anyhow::Result<()> {
+        self.put(key, &serde_json::to_vec(v)?)
+    }
+    fn create_json<T: Serialize>(&self, key: &str, v: &T) -> anyhow::Result<bool> {
+        self.create(key, &serde_json::to_vec(v)?)
+    }
+    fn list_json<T: DeserializeOwned>(&self, prefix: &str) -> anyhow::Result<Vec<T>> {
+        self.list(prefix)?
+            .into_iter()
+            .map(|(k, b)| serde_json::from_slice(&b).with_context(|| format!("store: corrupt value at {k}")))
+            .collect()
+    }
+}
+
+pub struct LocalStore {
+    db: redb::Database,
+}
+
+impl LocalStore {
+    pub fn open(path: &Path) -> anyhow::Result<LocalStore> {
+        let db = redb::Database::create(path).with_context(|| format!("open the store {}", path.display()))?;
+        let txn = db.begin_write()?;
+        txn.open_table(KV)?;
+        txn.commit()?;
+        Ok(LocalStore { db })
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&mut redb::Table<&str, &[u8]>) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let txn = self.db.begin_write()?;
+        let r = {
+            let mut t = txn.open_table(KV)?;
+            f(&mut t)?
+        };
+        txn.commit()?;
+        Ok(r)
+    }
+}
+
+impl Store for LocalStore {
+    fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(KV)?;
+        Ok(t.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    fn put(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+        self.write(|t| {
+            t.insert(key, value)?;
+            Ok(())
+        })
+    }
+
+    fn create(&self, key: &str, value: &[u8]) -> anyhow::Result<bool> {
+        self.write(|t| {
+            if t.get(key)?.is_some() {
+                return Ok(false);
+            }
+            t.insert(key, value)?;
+            Ok(true)
+        })
+    }
+
+    fn delete(&self, key: &str) -> anyhow::Result<bool> {
+        self.write(|t| Ok(t.remove(key)?.is_some()))
+    }
+
+    fn list(&self, prefix: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(KV)?;
+        let mut out = Vec::new();
+        for item in t.range(prefix..)? {
+            let (k, v) = item?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            out.push((k.value().to_string(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_store_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.redb");
+        {
+            let s = LocalStore::open(&p).unwrap();
+            assert!(s.create("volumes/a", b"1").unwrap());
+            assert!(!s.create("volumes/a", b"2").unwrap());
+            s.put("volumes/b", b"3").unwrap();
+            s.put("sessions/x", b"4").unwrap();
+        }
+        let s = LocalStore::open(&p).unwrap();
+        assert_eq!(s.get("volumes/a").unwrap().as_deref(), Some(&b"1"[..]));
+        let keys: Vec<String> = s.list("volumes/").unwrap().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["volumes/a", "volumes/b"]);
+        assert!(s.delete("volumes/a").unwrap());
+        assert!(!s.delete("volumes/a").unwrap());
+        assert_eq!(s.get("volumes/a").unwrap(), None);
+    }
+}

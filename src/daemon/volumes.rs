@@ -1,0 +1,247 @@
+//! Volumes (SPEC section 3): create, start, stop, delete, info, list; resolving a volume name
+//! for `mount -t georep VOL`; and the aux-gfid mounts a receiver asks for.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+use super::Daemon;
+use super::control::{Response, VolumeInfo};
+use super::store::StoreExt;
+use crate::fs::brick::Brick;
+use crate::session::grammar::VolumeCmd;
+use crate::types::{Gfid, VolumeId};
+
+/// A volume as stored.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Volume {
+    pub name: String,
+    pub id: String,
+    /// `Created`, `Started` or `Stopped`.
+    pub status: String,
+    pub replica: u32,
+    /// (node, brick path): the same brick, hosted by each node.
+    pub bricks: Vec<(String, String)>,
+}
+
+pub fn key(name: &str) -> String {
+    format!("volumes/{name}")
+}
+
+pub fn get(d: &Daemon, name: &str) -> anyhow::Result<Volume> {
+    d.store.get_json(&key(name))?.with_context(|| format!("Volume {name} does not exist"))
+}
+
+impl Volume {
+    /// This node's brick of the volume, if it hosts one.
+    pub fn local_brick(&self, d: &Daemon) -> Option<PathBuf> {
+        self.bricks.iter().find(|(n, _)| d.node.is_me(n)).map(|(_, p)| PathBuf::from(p))
+    }
+
+    pub fn started(&self) -> bool {
+        self.status == "Started"
+    }
+}
+
+pub fn handle(d: &Daemon, cmd: VolumeCmd) -> anyhow::Result<Response> {
+    let _g = d.big_lock.lock();
+    match cmd {
+        VolumeCmd::Create { name, replica, bricks, force } => create(d, name, replica, bricks, force),
+        VolumeCmd::Start { name, force } => {
+            let mut v = get(d, &name).map_err(|e| anyhow::anyhow!("volume start: {name}: failed: {e}"))?;
+            if v.started() && !force {
+                bail!("volume start: {name}: failed: Volume {name} already started");
+            }
+            v.status = "Started".into();
+            d.store.put_json(&key(&name), &v)?;
+            Ok(Response::Ok(format!("volume start: {name}: success")))
+        }
+        VolumeCmd::Stop { name, force } => {
+            let mut v = get(d, &name).map_err(|e| anyhow::anyhow!("volume stop: {name}: failed: {e}"))?;
+            if !v.started() && !force {
+                bail!("volume stop: {name}: failed: Volume {name} is not in the started state");
+            }
+            if super::sessions::running_of(d, &name)? > 0 {
+                bail!(
+                    "volume stop: {name}: failed: geo-replication sessions are active for the volume {name}. Stop geo-replication sessions involved in this volume. Use 'volume geo-replication status' command for more info."
+                );
+            }
+            v.status = "Stopped".into();
+            d.store.put_json(&key(&name), &v)?;
+            Ok(Response::Ok(format!("volume stop: {name}: success")))
+        }
+        VolumeCmd::Delete { name } => {
+            let v = get(d, &name).map_err(|e| anyhow::anyhow!("volume delete: {name}: failed: {e}"))?;
+            if v.started() {
+                bail!(
+                    "volume delete: {name}: failed: Volume {name} has been started.Volume needs to be stopped before deletion."
+                );
+            }
+            let n = super::sessions::all_of(d, &name)?.len();
+            if n > 0 {
+                bail!(
+                    "volume delete: {name}: failed: Cannot delete Volume {name}, as it has {n} geo-replication session(s). Delete them first."
+                );
+            }
+            d.store.delete(&key(&name))?;
+            Ok(Response::Ok(format!("volume delete: {name}: success")))
+        }
+        VolumeCmd::Info { name } => {
+            let vols: Vec<Volume> = match name {
+                Some(n) => vec![get(d, &n)?],
+                None => d.store.list_json("volumes/")?,
+            };
+            let mut out = Vec::new();
+            for v in vols {
+                let sessions = super::sessions::all_of(d, &v.name)?.iter().map(|s| s.url()).collect();
+                out.push(VolumeInfo {
+                    name: v.name.clone(),
+                    id: v.id.clone(),
+                    status: v.status.clone(),
+                    replica: v.replica,
+                    bricks: v.bricks.iter().map(|(n, p)| format!("{n}:{p}")).collect(),
+                    sessions,
+                });
+            }
+            Ok(Response::Volumes(out))
+        }
+        VolumeCmd::List => handle_list(d),
+    }
+}
+
+fn handle_list(d: &Daemon) -> anyhow::Result<Response> {
+    let vols: Vec<Volume> = d.store.list_json("volumes/")?;
+    Ok(Response::Volumes(
+        vols.into_iter()
+            .map(|v| VolumeInfo {
+                name: v.name,
+                id: v.id,
+                status: v.status,
+                replica: v.replica,
+                bricks: v.bricks.iter().map(|(n, p)| format!("{n}:{p}")).collect(),
+                sessions: Vec::new(),
+            })
+            .collect(),
+    ))
+}
+
+fn create(
+    d: &Daemon,
+    name: String,
+    replica: u32,
+    bricks: Vec<(String, String)>,
+    force: bool,
+) -> anyhow::Result<Response> {
+    let fail = |m: String| anyhow::anyhow!("volume create: {name}: failed: {m}");
+    if d.store.get(&key(&name))?.is_some() {
+        return Err(fail(format!("Volume {name} already exists")));
+    }
+    let paths: std::collections::BTreeSet<&str> = bricks.iter().map(|(_, p)| p.as_str()).collect();
+    if paths.len() != 1 {
+        return Err(fail("a volume has one brick: replicas are the same path (shared storage) on each node".into()));
+    }
+    let mut nodes = std::collections::BTreeSet::new();
+    for (node, _) in &bricks {
+        if !d.node.is_me(node) {
+            return Err(fail(format!("Host {node} is not in 'Peer in Cluster' state")));
+        }
+        if !nodes.insert(d.node.name.clone()) {
+            return Err(fail(format!("Brick {node} is given twice")));
+        }
+    }
+    let path = PathBuf::from(&bricks[0].1);
+    let id = VolumeId(Gfid::generate().0);
+    // A brick of another volume is refused unless forced; one of no volume is adopted.
+    let layout = crate::types::BrickLayout::new(&path);
+    if layout.id_file().exists() && !force {
+        return Err(fail(format!(
+            "The brick {}:{} is already part of a volume. Use 'force' to reuse it (its volume id is kept)",
+            bricks[0].0,
+            path.display()
+        )));
+    }
+    for (_, used) in d.store.list_json::<Volume>("volumes/")?.iter().flat_map(|v| v.bricks.clone()) {
+        if Path::new(&used) == path {
+            return Err(fail(format!("The brick {} is used by another volume", path.display())));
+        }
+    }
+    std::fs::create_dir_all(&path).map_err(|e| fail(format!("cannot create the brick {}: {e}", path.display())))?;
+    let brick = Brick::open(&path, Some(id)).map_err(|e| fail(e.to_string()))?;
+    let v = Volume {
+        name: name.clone(),
+        id: brick.volume.to_string(),
+        status: "Created".into(),
+        replica,
+        bricks: bricks.iter().map(|(_, p)| (d.node.name.clone(), p.clone())).collect(),
+    };
+    drop(brick);
+    if !d.store.create_json(&key(&name), &v)? {
+        return Err(fail(format!("Volume {name} already exists")));
+    }
+    Ok(Response::Ok(format!("volume create: {name}: success: please start the volume to access data")))
+}
+
+/// `[NODE:]VOL` for a mount: this node's brick of the started volume.
+pub fn resolve(d: &Daemon, name: &str) -> anyhow::Result<Response> {
+    let (node, vol) = match name.split_once(':') {
+        Some((n, v)) => (Some(n), v),
+        None => (None, name),
+    };
+    let v = get(d, vol)?;
+    if let Some(n) = node
+        && !d.node.is_me(n)
+        && !v.bricks.iter().any(|(b, _)| b == n)
+    {
+        bail!("Volume {vol} has no brick on {n}");
+    }
+    let path = v.local_brick(d).with_context(|| format!("Volume {vol} has no brick on this node"))?;
+    Ok(Response::Brick { path, volume_id: v.id.clone(), started: v.started() })
+}
+
+/// Mounts the started volume `name` with `aux-gfid-mount` at a fresh directory under the run
+/// directory, for a receiver (which detaches it once inside). The brick is owned by one mount
+/// at a time: a receiver that just went away may still hold it for a moment, so this waits.
+pub fn aux_mount(d: &Daemon, name: &str) -> anyhow::Result<Response> {
+    let v = get(d, name)?;
+    if !v.started() {
+        bail!("Volume {name} is not started");
+    }
+    let brick = v.local_brick(d).with_context(|| format!("Volume {name} has no brick on this node"))?;
+    let base = d.dirs.aux_mounts();
+    super::make_dir(&base, 0o700)?;
+    let dir = base.join(format!("{name}.{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir(&dir)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = std::process::Command::new(&d.mount_helper)
+            .arg(&brick)
+            .arg(&dir)
+            .arg("-o")
+            .arg("aux-gfid-mount,rollover-time=0.5")
+            .env("GEOREP_LOG_DIR", &d.dirs.log)
+            .output()
+            .with_context(|| format!("run {}", d.mount_helper.display()))?;
+        if out.status.success() {
+            return Ok(Response::Mount { path: dir });
+        }
+        let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        if !err.contains("in use") || Instant::now() > deadline {
+            let _ = std::fs::remove_dir(&dir);
+            bail!("cannot mount volume {name}: {err}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+pub fn aux_detach(d: &Daemon, path: &Path) -> anyhow::Result<Response> {
+    let base = d.dirs.aux_mounts();
+    if path.parent() != Some(base.as_path()) {
+        bail!("{} is not an aux mount of this node", path.display());
+    }
+    nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH)
+        .with_context(|| format!("detach {}", path.display()))?;
+    let _ = std::fs::remove_dir(path);
+    Ok(Response::Ok(String::new()))
+}

@@ -1,0 +1,199 @@
+//! The worker process of one session on one brick (`georep worker <SPEC>`), as `georepd`'s
+//! supervisor runs it: reads its spec (written by the daemon), reaches the receiver, runs the
+//! crawls, and keeps its brick status file current (crawl, pending counts, stime, failures,
+//! checkpoint). The spec is re-read when it changes, so the checkpoint needs no restart.
+//! Failures and the checkpoint's completion survive restarts (they are read back from the
+//! status file).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use super::link::{Link, Transport};
+use super::{Progress, Source, Stats, WorkerOptions};
+use crate::session::config::SessionConfig;
+use crate::session::grammar::SecondaryUrl;
+use crate::session::status::BrickStatus;
+use crate::types::EpochMs;
+
+/// What a worker is to do, as the daemon writes it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WorkerSpec {
+    pub session: String,
+    pub brick: PathBuf,
+    /// Its progress mark (consumer) in the brick.
+    pub consumer: String,
+    pub secondary: SecondaryUrl,
+    /// The secondary volume's UUID when the session was created: a volume re-created under
+    /// the same name is not the one this session synced to.
+    pub secondary_volume_id: String,
+    pub transport: Transport,
+    pub config: SessionConfig,
+    pub status_file: PathBuf,
+}
+
+impl WorkerSpec {
+    pub fn load(path: &Path) -> anyhow::Result<WorkerSpec> {
+        let b = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+        serde_json::from_slice(&b).with_context(|| format!("{}: not a worker spec", path.display()))
+    }
+
+    pub fn options(&self) -> WorkerOptions {
+        let c = &self.config;
+        let secs = |k: &str| c.get(k).ok().and_then(|v| v.parse::<f64>().ok()).unwrap_or(1.0);
+        // GlusterFS counts changelog-batch-size in bytes of changelog; ours are binary and
+        // smaller, so a changelog counts for a nominal 8 KiB.
+        let per_batch = (c.get_int("changelog-batch-size") / 8192).clamp(1, 4096) as usize;
+        WorkerOptions {
+            sync_xattrs: c.get_bool("sync-xattrs"),
+            sync_acls: c.get_bool("sync-acls"),
+            ignore_deletes: c.get_bool("ignore-deletes"),
+            changelogs_per_batch: per_batch,
+            xsync: c.get("change-detector").map(|v| v == "xsync").unwrap_or(false),
+            change_interval: Duration::from_secs_f64(secs("change-interval")),
+        }
+    }
+}
+
+/// Keeps the brick status file current.
+struct Reporter {
+    spec_path: PathBuf,
+    spec_mtime: Option<SystemTime>,
+    status: BrickStatus,
+    path: PathBuf,
+    /// Counters of earlier runs, to which this run's are added.
+    base: BrickStatus,
+}
+
+impl Reporter {
+    fn new(spec_path: &Path, spec: &WorkerSpec) -> Reporter {
+        let base = BrickStatus::load(&spec.status_file).unwrap_or_default();
+        let mut status = base.clone();
+        status.worker_status = "Initializing...".into();
+        status.crawl_status = "N/A".into();
+        status.last_error.clear();
+        status.entry = 0;
+        status.data = 0;
+        status.meta = 0;
+        let mut r = Reporter {
+            spec_path: spec_path.to_path_buf(),
+            spec_mtime: None,
+            status,
+            path: spec.status_file.clone(),
+            base,
+        };
+        r.checkpoint_from(spec);
+        r
+    }
+
+    fn save(&mut self) {
+        self.status.updated_ms = EpochMs::now().0;
+        if let Err(e) = self.status.save(&self.path) {
+            log::warn!("cannot write {}: {e}", self.path.display());
+        }
+    }
+
+    fn checkpoint_from(&mut self, spec: &WorkerSpec) {
+        let cp = spec.config.get_int("checkpoint").max(0) as u64;
+        if cp != self.status.checkpoint {
+            self.status.checkpoint = cp;
+            self.status.checkpoint_completed = false;
+            self.status.checkpoint_completion_ms = 0;
+        }
+    }
+
+    /// Picks up a new checkpoint if the spec changed.
+    fn reread_spec(&mut self) {
+        let m = std::fs::metadata(&self.spec_path).and_then(|m| m.modified()).ok();
+        if m == self.spec_mtime {
+            return;
+        }
+        self.spec_mtime = m;
+        if let Ok(spec) = WorkerSpec::load(&self.spec_path) {
+            self.checkpoint_from(&spec);
+        }
+    }
+
+    fn advance(&mut self, stime_ms: u64) {
+        self.status.last_synced_ms = self.status.last_synced_ms.max(stime_ms);
+        let cp = self.status.checkpoint;
+        if cp > 0 && !self.status.checkpoint_completed && self.status.last_synced_ms >= cp * 1000 {
+            self.status.checkpoint_completed = true;
+            self.status.checkpoint_completion_ms = EpochMs::now().0;
+            log::info!("checkpoint {cp} completed");
+        }
+    }
+}
+
+impl Progress for Reporter {
+    fn crawl(&mut self, status: &str) {
+        if self.status.crawl_status != status {
+            self.status.crawl_status = status.to_string();
+            self.save();
+        }
+    }
+
+    fn pending(&mut self, entry: u64, data: u64, meta: u64) {
+        (self.status.entry, self.status.data, self.status.meta) = (entry, data, meta);
+        self.save();
+    }
+
+    fn synced(&mut self, stime_ms: u64, stats: &Stats) {
+        self.reread_spec();
+        self.advance(stime_ms);
+        let b = &self.base;
+        self.status.failures = b.failures + stats.failures;
+        self.status.files_synced = b.files_synced + stats.files;
+        self.status.bytes_synced = b.bytes_synced + stats.bytes;
+        self.status.entries_synced = b.entries_synced + stats.entries;
+        (self.status.entry, self.status.data, self.status.meta) = (0, 0, 0);
+        self.status.lag_seconds = (EpochMs::now().0.saturating_sub(stime_ms)) as f64 / 1000.0;
+        self.save();
+    }
+
+    fn idle(&mut self, stime_ms: u64) {
+        self.reread_spec();
+        self.advance(stime_ms);
+        self.status.lag_seconds = 0.0;
+        self.save();
+    }
+}
+
+/// `georep worker <SPEC>`: runs until killed; an error is reported in the status file (the
+/// row's Faulty reason) and ends the process with status 1.
+pub fn run(spec_path: &Path) -> anyhow::Result<()> {
+    let spec = WorkerSpec::load(spec_path)?;
+    let mut rep = Reporter::new(spec_path, &spec);
+    rep.save();
+    let result = work(&spec, &mut rep);
+    if let Err(e) = &result {
+        rep.status.worker_status = "Faulty".into();
+        rep.status.last_error = format!("{e:#}");
+        rep.save();
+    }
+    result
+}
+
+fn work(spec: &WorkerSpec, rep: &mut Reporter) -> anyhow::Result<()> {
+    let opts = spec.options();
+    let level = spec.config.get_int("compression") as i32;
+    let mut src = Source::open(&spec.brick)?;
+    let mut link = Link::connect(&spec.transport, &spec.secondary.volume, level)
+        .with_context(|| format!("connect to {}", spec.secondary))?;
+    if link.welcome.volume.to_string() != spec.secondary_volume_id {
+        anyhow::bail!(
+            "the secondary volume {} is not the one the session was created with (UUID {}, now {})",
+            spec.secondary,
+            spec.secondary_volume_id,
+            link.welcome.volume
+        );
+    }
+    log::info!("connected to {} (volume {})", spec.secondary, link.welcome.volume);
+    rep.status.worker_status = "Active".into();
+    rep.save();
+    let stats = super::replicate(&mut src, &mut link, &spec.consumer, false, false, &opts, rep)?;
+    log::info!("worker ended: {stats:?}");
+    Ok(())
+}
