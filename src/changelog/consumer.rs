@@ -52,6 +52,14 @@ pub enum ConsumerError {
     OutOfOrder(u64),
 }
 
+/// An inotify watch on the history index, if it exists.
+fn watch_index(dir: &Path) -> Option<nix::sys::inotify::Inotify> {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+        .ok()
+        .filter(|i| i.add_watch(&dir.join("history.idx"), AddWatchFlags::IN_MODIFY).is_ok())
+}
+
 /// What history can give from a time T on.
 #[derive(Clone, Debug)]
 pub struct History {
@@ -111,11 +119,7 @@ impl Consumer {
             }
         };
         let dir = brick.changelog_dir();
-        let watch = nix::sys::inotify::Inotify::init(
-            nix::sys::inotify::InitFlags::IN_NONBLOCK | nix::sys::inotify::InitFlags::IN_CLOEXEC,
-        )
-        .ok()
-        .filter(|i| i.add_watch(&dir.join("history.idx"), nix::sys::inotify::AddWatchFlags::IN_MODIFY).is_ok());
+        let watch = watch_index(&dir);
         Ok(Consumer { dir, state, processed_ms, pending: Vec::new(), watch })
     }
 
@@ -131,8 +135,12 @@ impl Consumer {
 
     /// Waits until a changelog is published (the index grows) or `timeout` passes. Without
     /// inotify it simply sleeps.
-    pub fn wait(&self, timeout: Duration) {
+    pub fn wait(&mut self, timeout: Duration) {
         use std::os::fd::AsFd;
+        if self.watch.is_none() {
+            // The index appears when the brick is first mounted.
+            self.watch = watch_index(&self.dir);
+        }
         let Some(w) = &self.watch else {
             std::thread::sleep(timeout);
             return;
@@ -145,7 +153,13 @@ impl Consumer {
     }
 
     fn snapshot(&self) -> Result<IndexSnapshot, ConsumerError> {
-        Ok(history::read_index(&self.dir.join("history.idx"))?)
+        match history::read_index(&self.dir.join("history.idx")) {
+            // Never mounted: nothing recorded yet, and no history to trust.
+            Err(history::IndexError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                Ok(IndexSnapshot { created_ms: u64::MAX, entries: Vec::new() })
+            }
+            r => Ok(r?),
+        }
     }
 
     /// End time of the last changelog processed (0: none).

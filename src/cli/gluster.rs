@@ -64,6 +64,10 @@ pub fn run(args: &[String]) -> anyhow::Result<i32> {
             );
             Ok(0)
         }
+        Response::Value(v) => {
+            println!("{v}");
+            Ok(0)
+        }
         Response::Config(kv) => {
             for (k, v) in kv {
                 println!("{k}:{v}");

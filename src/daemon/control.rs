@@ -3,11 +3,13 @@
 //! directory (mode 0600: root only).
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
 use serde::{Deserialize, Serialize};
 
 use super::dirs::Dirs;
@@ -30,13 +32,10 @@ pub enum Request {
     ResolveVolume {
         name: String,
     },
-    /// For a receiver: mount `volume` with `aux-gfid-mount` at a fresh directory.
+    /// For a receiver: mount `volume` with `aux-gfid-mount`, detached at once; the answer
+    /// carries a descriptor of the mount's root (SCM_RIGHTS), the only way into it.
     AuxMount {
         volume: String,
-    },
-    /// Detach (lazily unmount) an aux mount made by `AuxMount`, once the receiver is inside.
-    AuxDetach {
-        path: PathBuf,
     },
     Ping,
 }
@@ -50,14 +49,15 @@ pub enum Response {
     Status(Vec<StatusRow>),
     Volumes(Vec<VolumeInfo>),
     Config(Vec<(String, String)>),
+    /// One config value, printed alone (even when empty).
+    Value(String),
     Brick {
         path: PathBuf,
         volume_id: String,
         started: bool,
     },
-    Mount {
-        path: PathBuf,
-    },
+    /// The aux mount's root comes with it as a descriptor.
+    Mount,
 }
 
 /// A volume as `volume info` shows it.
@@ -74,6 +74,11 @@ pub struct VolumeInfo {
 
 /// Sends one request to the local `georepd` and returns its answer.
 pub fn call(dirs: &Dirs, req: &Request) -> anyhow::Result<Response> {
+    call_with_fd(dirs, req).map(|(r, _)| r)
+}
+
+/// Like `call`, and returns the descriptor the answer carries, if any.
+pub fn call_with_fd(dirs: &Dirs, req: &Request) -> anyhow::Result<(Response, Option<OwnedFd>)> {
     let sock = dirs.socket();
     let s = UnixStream::connect(&sock)
         .with_context(|| format!("cannot reach georepd at {} (is it running?)", sock.display()))?;
@@ -82,13 +87,34 @@ pub fn call(dirs: &Dirs, req: &Request) -> anyhow::Result<Response> {
     let mut line = serde_json::to_vec(req)?;
     line.push(b'\n');
     w.write_all(&line)?;
-    let mut r = BufReader::new(&s);
-    let mut answer = String::new();
-    r.read_line(&mut answer).context("georepd did not answer")?;
-    if answer.is_empty() {
+    // The answer is read with recvmsg so that a descriptor sent with its first bytes is
+    // received; the rest of the line follows with plain reads.
+    let mut buf = vec![0u8; 64 << 10];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let (n, fd) = {
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let msg = recvmsg::<()>(s.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
+            .context("georepd did not answer")?;
+        let mut fd = None;
+        for c in msg.cmsgs().context("georepd sent unreadable control data")? {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                for f in fds {
+                    // SAFETY: the kernel just gave us this descriptor; nobody else owns it.
+                    let owned = unsafe { OwnedFd::from_raw_fd(f) };
+                    fd.get_or_insert(owned);
+                }
+            }
+        }
+        (msg.bytes, fd)
+    };
+    let mut answer = buf[..n].to_vec();
+    if n == 0 {
         anyhow::bail!("georepd closed the connection without an answer");
     }
-    serde_json::from_str(&answer).context("georepd sent an unreadable answer")
+    if !answer.ends_with(b"\n") {
+        BufReader::new(&s).read_until(b'\n', &mut answer).context("georepd did not finish its answer")?;
+    }
+    Ok((serde_json::from_slice(&answer).context("georepd sent an unreadable answer")?, fd))
 }
 
 /// Reads one request from a client (bounded: 1 MiB).
@@ -103,9 +129,16 @@ pub fn read_request(s: &UnixStream) -> anyhow::Result<Option<Request>> {
     Ok(Some(serde_json::from_slice(&line).context("malformed request")?))
 }
 
-pub fn write_response(mut s: &UnixStream, r: &Response) -> anyhow::Result<()> {
+pub fn write_response(s: &UnixStream, r: &Response, fd: Option<BorrowedFd<'_>>) -> anyhow::Result<()> {
     let mut line = serde_json::to_vec(r)?;
     line.push(b'\n');
-    s.write_all(&line)?;
+    let mut off = 0;
+    if let Some(fd) = fd {
+        let fds = [fd.as_raw_fd()];
+        let cmsg = [ControlMessage::ScmRights(&fds)];
+        off = sendmsg::<()>(s.as_raw_fd(), &[std::io::IoSlice::new(&line)], &cmsg, MsgFlags::empty(), None)?;
+    }
+    let mut w = s;
+    w.write_all(&line[off..])?;
     Ok(())
 }

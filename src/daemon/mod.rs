@@ -139,12 +139,17 @@ impl Daemon {
             let Ok(conn) = conn else { continue };
             let d = Arc::clone(self);
             std::thread::spawn(move || {
-                let resp = match control::read_request(&conn) {
-                    Ok(Some(req)) => d.handle(req),
+                let (resp, fd) = match control::read_request(&conn) {
+                    Ok(Some(Request::AuxMount { volume })) => match volumes::aux_mount(&d, &volume) {
+                        Ok(fd) => (Response::Mount, Some(fd)),
+                        Err(e) => (Response::Err(format!("{e:#}")), None),
+                    },
+                    Ok(Some(req)) => (d.handle(req), None),
                     Ok(None) => return,
-                    Err(e) => Response::Err(format!("{e:#}")),
+                    Err(e) => (Response::Err(format!("{e:#}")), None),
                 };
-                let _ = control::write_response(&conn, &resp);
+                use std::os::fd::AsFd;
+                let _ = control::write_response(&conn, &resp, fd.as_ref().map(|f| f.as_fd()));
             });
         }
         Ok(())
@@ -157,8 +162,7 @@ impl Daemon {
             Request::Session { primary, secondary, cmd } => sessions::handle(self, &primary, &secondary, cmd),
             Request::Status { primary, secondary } => sessions::status(self, primary.as_deref(), secondary.as_ref()),
             Request::ResolveVolume { name } => volumes::resolve(self, &name),
-            Request::AuxMount { volume } => volumes::aux_mount(self, &volume),
-            Request::AuxDetach { path } => volumes::aux_detach(self, &path),
+            Request::AuxMount { .. } => Err(anyhow::anyhow!("an aux mount is asked for on the control socket")),
         };
         r.unwrap_or_else(|e| Response::Err(format!("{e:#}")))
     }

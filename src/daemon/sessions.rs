@@ -232,7 +232,7 @@ fn now_unix() -> u64 {
 fn config(d: &Daemon, mut s: Session, action: ConfigAction) -> anyhow::Result<Response> {
     let change = match action {
         ConfigAction::GetAll => return Ok(Response::Config(s.config.get_all())),
-        ConfigAction::Get(k) => return Ok(Response::Ok(s.config.get(&k)?)),
+        ConfigAction::Get(k) => return Ok(Response::Value(s.config.get(&k)?)),
         ConfigAction::Set(k, v) => s.config.set(&k, &v, now_unix())?,
         ConfigAction::Reset(k) => s.config.reset(&k)?,
         ConfigAction::CheckpointNow => s.config.set("checkpoint", "now", now_unix())?,

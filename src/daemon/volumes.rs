@@ -200,10 +200,12 @@ pub fn resolve(d: &Daemon, name: &str) -> anyhow::Result<Response> {
     Ok(Response::Brick { path, volume_id: v.id.clone(), started: v.started() })
 }
 
-/// Mounts the started volume `name` with `aux-gfid-mount` at a fresh directory under the run
-/// directory, for a receiver (which detaches it once inside). The brick is owned by one mount
-/// at a time: a receiver that just went away may still hold it for a moment, so this waits.
-pub fn aux_mount(d: &Daemon, name: &str) -> anyhow::Result<Response> {
+/// Mounts the started volume `name` with `aux-gfid-mount` for a receiver, and returns a
+/// descriptor of its root after detaching it: the mount lives exactly as long as the receiver
+/// holds the descriptor (or a directory inside), nobody else can reach it, and a receiver
+/// that dies at any moment leaves nothing mounted. The brick is owned by one mount at a time:
+/// a receiver that just went away may still hold it for a moment, so this waits.
+pub fn aux_mount(d: &Daemon, name: &str) -> anyhow::Result<std::os::fd::OwnedFd> {
     let v = get(d, name)?;
     if !v.started() {
         bail!("Volume {name} is not started");
@@ -224,24 +226,18 @@ pub fn aux_mount(d: &Daemon, name: &str) -> anyhow::Result<Response> {
             .output()
             .with_context(|| format!("run {}", d.mount_helper.display()))?;
         if out.status.success() {
-            return Ok(Response::Mount { path: dir });
+            break;
         }
         let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
         if !err.contains("in use") || Instant::now() > deadline {
             let _ = std::fs::remove_dir(&dir);
             bail!("cannot mount volume {name}: {err}");
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-pub fn aux_detach(d: &Daemon, path: &Path) -> anyhow::Result<Response> {
-    let base = d.dirs.aux_mounts();
-    if path.parent() != Some(base.as_path()) {
-        bail!("{} is not an aux mount of this node", path.display());
-    }
-    nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH)
-        .with_context(|| format!("detach {}", path.display()))?;
-    let _ = std::fs::remove_dir(path);
-    Ok(Response::Ok(String::new()))
+    let root = std::fs::File::open(&dir).with_context(|| format!("open {}", dir.display()));
+    let detached = nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH);
+    let _ = std::fs::remove_dir(&dir);
+    detached.with_context(|| format!("detach {}", dir.display()))?;
+    Ok(root?.into())
 }

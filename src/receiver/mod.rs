@@ -464,15 +464,14 @@ fn open_target(target: &Target<'_>, volume: &str) -> anyhow::Result<Receiver> {
             if volume.is_empty() {
                 bail!("the worker named no secondary volume");
             }
-            let path = match control::call(dirs, &Request::AuxMount { volume: volume.to_string() })? {
-                Response::Mount { path } => path,
-                Response::Err(e) => bail!("{e}"),
-                other => bail!("georepd: unexpected answer {other:?}"),
-            };
-            std::env::set_current_dir(&path).with_context(|| format!("enter {}", path.display()))?;
-            match control::call(dirs, &Request::AuxDetach { path })? {
-                Response::Err(e) => bail!("{e}"),
-                _ => Receiver::new(Path::new(".")),
+            let (resp, fd) = control::call_with_fd(dirs, &Request::AuxMount { volume: volume.to_string() })?;
+            match (resp, fd) {
+                (Response::Mount, Some(fd)) => {
+                    nix::unistd::fchdir(&fd).context("enter the secondary volume's mount")?;
+                    Receiver::new(Path::new("."))
+                }
+                (Response::Err(e), _) => bail!("{e}"),
+                (other, _) => bail!("georepd: unexpected answer {other:?}"),
             }
         }
     }

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use georep::changelog::{self, Record};
 use georep::types::{BrickLayout, Gfid};
 
+pub mod cluster;
+
 pub fn require_root() {
     assert!(nix::unistd::geteuid().is_root(), "these tests mount FUSE filesystems and must run as root");
 }

@@ -1,0 +1,236 @@
+//! Two georep nodes on this machine, each its own `georepd` with its own state, config, log
+//! and run directories: `pri` (primary volume `pvol`, mounted) and `sec` (secondary volume
+//! `svol`), the secondary reached as a local peer. Everything is killed and unmounted on drop,
+//! even when the test fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::{describe_tree, is_mounted, mount_bin, require_root, wait_until};
+
+pub fn georepd_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_georepd")
+}
+
+pub struct Node {
+    pub name: String,
+    pub root: PathBuf,
+    pub peers: Vec<(String, PathBuf)>,
+    child: Option<Child>,
+}
+
+/// What a command printed and its exit status.
+#[derive(Debug)]
+pub struct Out {
+    pub stdout: String,
+    pub stderr: String,
+    pub code: i32,
+}
+
+impl Out {
+    #[track_caller]
+    pub fn ok(&self) -> &str {
+        assert_eq!(self.code, 0, "command failed: {self:?}");
+        &self.stdout
+    }
+
+    /// Asserts a refusal: non-zero, one line on stderr, nothing on stdout; returns the line.
+    #[track_caller]
+    pub fn refused(&self) -> &str {
+        assert_ne!(self.code, 0, "command succeeded but should not: {self:?}");
+        assert_eq!(self.stderr.lines().count(), 1, "want one error line: {self:?}");
+        assert!(self.stdout.is_empty(), "nothing on stdout: {self:?}");
+        self.stderr.trim_end()
+    }
+}
+
+impl Node {
+    pub fn new(base: &Path, name: &str) -> Node {
+        let root = base.join(name);
+        std::fs::create_dir_all(&root).unwrap();
+        Node { name: name.into(), root, peers: Vec::new(), child: None }
+    }
+
+    pub fn envs(&self) -> Vec<(&'static str, PathBuf)> {
+        vec![
+            ("GEOREP_STATE_DIR", self.root.join("state")),
+            ("GEOREP_CONFIG_DIR", self.root.join("etc")),
+            ("GEOREP_LOG_DIR", self.root.join("log")),
+            ("GEOREP_RUN_DIR", self.root.join("run")),
+        ]
+    }
+
+    pub fn run_dir(&self) -> PathBuf {
+        self.root.join("run")
+    }
+
+    pub fn start(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.root.join("georepd.out")).unwrap();
+        let mut c = Command::new(georepd_bin());
+        c.arg("--node-name").arg(&self.name).envs(self.envs()).stdin(Stdio::null()).stdout(log.try_clone().unwrap());
+        c.stderr(log);
+        for (h, d) in &self.peers {
+            c.arg("--local-peer").arg(format!("{h}={}", d.display()));
+        }
+        self.child = Some(c.spawn().unwrap());
+        let sock = self.run_dir().join("georepd.sock");
+        assert!(
+            wait_until(Duration::from_secs(10), || std::os::unix::net::UnixStream::connect(&sock).is_ok()),
+            "georepd {} did not come up",
+            self.name
+        );
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Runs `georep <words>` against this node.
+    pub fn cli(&self, words: &str) -> Out {
+        self.cli_args(&words.split_whitespace().collect::<Vec<_>>())
+    }
+
+    pub fn cli_args(&self, args: &[&str]) -> Out {
+        let o = Command::new(super::georep_bin()).args(args).envs(self.envs()).output().unwrap();
+        Out {
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+            code: o.status.code().unwrap_or(-1),
+        }
+    }
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub pri: Node,
+    pub sec: Node,
+    pub pbrick: PathBuf,
+    pub sbrick: PathBuf,
+    pub pmnt: PathBuf,
+}
+
+pub const SESSION: &str = "volume geo-replication pvol sec::svol";
+
+impl Cluster {
+    /// Both nodes up, both volumes created; started and mounted if `start`.
+    pub fn new(start: bool) -> Cluster {
+        require_root();
+        let dir = tempfile::Builder::new().prefix("georep-cluster-").tempdir().unwrap();
+        let mut sec = Node::new(dir.path(), "sec");
+        let mut pri = Node::new(dir.path(), "pri");
+        pri.peers.push(("sec".into(), sec.run_dir()));
+        sec.start();
+        pri.start();
+        let pbrick = dir.path().join("pbrick");
+        let sbrick = dir.path().join("sbrick");
+        let pmnt = dir.path().join("pmnt");
+        std::fs::create_dir(&pmnt).unwrap();
+        pri.cli(&format!("volume create pvol pri:{}", pbrick.display())).ok();
+        sec.cli(&format!("volume create svol sec:{}", sbrick.display())).ok();
+        let c = Cluster { dir, pri, sec, pbrick, sbrick, pmnt };
+        if start {
+            c.pri.cli("volume start pvol").ok();
+            c.sec.cli("volume start svol").ok();
+            c.mount_primary();
+        }
+        c
+    }
+
+    pub fn mount_primary(&self) {
+        let o = Command::new(mount_bin())
+            .arg("pvol")
+            .arg(&self.pmnt)
+            .arg("-o")
+            .arg("rollover-time=0.2")
+            .envs(self.pri.envs())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "mount pvol: {}", String::from_utf8_lossy(&o.stderr));
+    }
+
+    /// `georep volume geo-replication pvol sec::svol <rest>` on the primary.
+    pub fn geo(&self, rest: &str) -> Out {
+        self.pri.cli(&format!("{SESSION} {rest}"))
+    }
+
+    pub fn p(&self, rel: &str) -> PathBuf {
+        self.pmnt.join(rel)
+    }
+
+    pub fn s(&self, rel: &str) -> PathBuf {
+        self.sbrick.join(rel)
+    }
+
+    /// The status rows' columns (split on runs of 2+ spaces).
+    pub fn rows(&self, detail: bool) -> Vec<Vec<String>> {
+        let o = self.geo(if detail { "status detail" } else { "status" });
+        if o.code != 0 {
+            return Vec::new();
+        }
+        o.stdout.lines().skip(3).map(split_columns).collect()
+    }
+
+    /// Waits until the secondary volume is an exact replica of the primary mount.
+    pub fn converged(&self, within: Duration) -> bool {
+        wait_until(within, || describe_tree(&self.pmnt) == describe_tree(&self.sbrick))
+    }
+
+    #[track_caller]
+    pub fn assert_converged(&self, within: Duration) {
+        if !self.converged(within) {
+            super::assert_same_tree(&self.pmnt, &self.sbrick);
+        }
+    }
+
+    /// The session's worker log (for failure messages).
+    pub fn worker_log(&self) -> String {
+        let p = self.pri.root.join("log/geo-replication/pvol_sec_svol/gsyncd.log");
+        std::fs::read_to_string(p).unwrap_or_default()
+    }
+
+    /// The pid of the session's worker process, if one runs.
+    pub fn worker_pid(&self) -> Option<i32> {
+        let o =
+            Command::new("pgrep").arg("-f").arg(format!("georep worker {}", self.pri.root.display())).output().ok()?;
+        String::from_utf8_lossy(&o.stdout).lines().next()?.trim().parse().ok()
+    }
+
+    /// The pid of the worker's receiver.
+    pub fn receiver_pid(&self) -> Option<i32> {
+        let w = self.worker_pid()?;
+        let o = Command::new("pgrep").arg("-P").arg(w.to_string()).output().ok()?;
+        String::from_utf8_lossy(&o.stdout).lines().next()?.trim().parse().ok()
+    }
+}
+
+pub fn split_columns(line: &str) -> Vec<String> {
+    line.split("  ").map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if is_mounted(&self.pmnt) {
+            let _ = Command::new("umount").arg(&self.pmnt).status();
+        }
+        // Workers die with their daemon.
+        self.pri.kill9();
+        self.sec.kill9();
+        // Whatever is still mounted below the test's directory (a receiver's mount is
+        // detached already; this catches the rest).
+        let me = self.dir.path().to_string_lossy().to_string();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        for m in mounts.lines().filter_map(|l| l.split(' ').nth(4)).filter(|p| p.starts_with(&me)) {
+            let _ = Command::new("umount").arg("-l").arg(m).status();
+        }
+        let _ = Command::new("pkill").arg("-9").arg("-f").arg(&me).status();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
