@@ -64,3 +64,43 @@ fn hostile_batches_are_refused_and_reported() {
     assert_eq!(describe_tree(&s.mnt), before);
     assert_eq!(fs::read(s.p("file")).unwrap(), b"keep");
 }
+
+/// A Hybrid crawl sees a file under its final name; the changelogs that follow replay its
+/// create under the old name (a second link to the same inode) and then the rename. rename(2)
+/// between two links of one inode does nothing, so the receiver must drop the old name itself.
+#[test]
+fn replayed_create_then_rename_leaves_one_name() {
+    let s = Mount::new("aux-gfid-mount,rollover-time=600");
+    let mut link = Link::spawn_local(Path::new(georep_bin()), &s.mnt, 0).unwrap();
+    let batch = link.batch_id();
+    let f = Gfid::generate();
+    let create = |name: &str| EntryOp::Create {
+        gfid: f,
+        pgfid: Gfid::ROOT,
+        name: OsString::from(name),
+        mode: libc::S_IFREG | 0o644,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        target: None,
+    };
+    let ops = vec![
+        create("started.txt"),
+        create("start.txt"),
+        EntryOp::Rename {
+            gfid: f,
+            from_pgfid: Gfid::ROOT,
+            from_name: "start.txt".into(),
+            to_pgfid: Gfid::ROOT,
+            to_name: "started.txt".into(),
+            exchange: false,
+        },
+    ];
+    link.send(&Msg::Entries { batch, ops }).unwrap();
+    assert_eq!(link.commit(batch).unwrap(), vec![]);
+    link.close().unwrap();
+    let names: Vec<String> = fs::read_dir(&s.mnt).unwrap().map(|e| name(&e.unwrap().file_name())).collect();
+    assert_eq!(names, ["started.txt"]);
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(fs::metadata(s.p("started.txt")).unwrap().nlink(), 1);
+}

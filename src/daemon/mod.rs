@@ -84,15 +84,29 @@ pub struct Daemon {
     pub mount_helper: PathBuf,
 }
 
-/// A sibling binary of the running one (`georep`, `mount_georep`), else `fallback` on PATH.
-pub fn sibling_exe(name: &str, fallback: &str) -> PathBuf {
+/// A program installed next to the running one (`target/release/mount_georep` when built,
+/// `/usr/sbin/mount.georep` when installed), else `names[last]` on PATH.
+pub fn sibling_exe(names: &[&str]) -> PathBuf {
     if let Ok(me) = std::env::current_exe()
         && let Some(dir) = me.parent()
-        && dir.join(name).exists()
     {
-        return dir.join(name);
+        for n in names {
+            if dir.join(n).exists() {
+                return dir.join(n);
+            }
+        }
+        // Installed: georepd in sbin, georep in bin.
+        if let Some(prefix) = dir.parent() {
+            for sub in ["bin", "sbin"] {
+                for n in names {
+                    if prefix.join(sub).join(n).exists() {
+                        return prefix.join(sub).join(n);
+                    }
+                }
+            }
+        }
     }
-    PathBuf::from(fallback)
+    PathBuf::from(names[names.len() - 1])
 }
 
 fn make_dir(p: &Path, mode: u32) -> anyhow::Result<()> {
@@ -116,8 +130,8 @@ impl Daemon {
             store,
             opts,
             big_lock: Mutex::new(()),
-            exe: sibling_exe("georep", "georep"),
-            mount_helper: sibling_exe("mount_georep", "mount.georep"),
+            exe: sibling_exe(&["georep"]),
+            mount_helper: sibling_exe(&["mount_georep", "mount.georep"]),
         });
         Ok(d)
     }

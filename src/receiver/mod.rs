@@ -249,6 +249,11 @@ impl Receiver {
                 Err(io::Error::from_raw_os_error(libc::ENOENT))
             };
         }
+        if !exchange && src != dst && self.gfid_at(&dst)? == Some(*gfid) {
+            // Both names are links to the inode (a replayed create made one): rename(2) would
+            // do nothing and leave both; the source name is what must go.
+            return fs::remove_file(&src);
+        }
         let flags = if exchange { libc::RENAME_EXCHANGE } else { 0 };
         let (a, b) = (cstr(&src)?, cstr(&dst)?);
         // SAFETY: valid C strings.
