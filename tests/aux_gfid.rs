@@ -8,7 +8,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use common::*;
 use georep::changelog::Op;
-use georep::fs::newentry::{NewEntry, XATTR_NEWFILE};
+use georep::fs::newentry::{Content, NewEntry, XATTR_NEWFILE};
 use georep::types::Gfid;
 
 fn newfile(m: &Mount, pgfid: Gfid, e: &NewEntry) -> std::io::Result<()> {
@@ -16,7 +16,16 @@ fn newfile(m: &Mount, pgfid: Gfid, e: &NewEntry) -> std::io::Result<()> {
 }
 
 fn entry(name: &str, mode: u32) -> NewEntry {
-    NewEntry { gfid: Gfid::generate(), mode, uid: 1234, gid: 5678, rdev: 0, name: name.into(), target: None }
+    NewEntry {
+        gfid: Gfid::generate(),
+        mode,
+        uid: 1234,
+        gid: 5678,
+        rdev: 0,
+        name: name.into(),
+        target: None,
+        content: None,
+    }
 }
 
 #[test]
@@ -81,6 +90,49 @@ fn newfile_creates_entries_with_chosen_gfid_owner_and_exact_mode() {
     assert_eq!(newfile(&m, p, &dup).unwrap_err().raw_os_error(), Some(libc::EEXIST));
     assert!(!m.b("p/other").exists());
     assert_eq!(m.records().len(), recs.len());
+}
+
+#[test]
+fn newfile_creates_whole_small_files() {
+    let m = Mount::new("aux-gfid-mount,rollover-time=600");
+    let before = m.records().len();
+    let f = NewEntry {
+        content: Some(Content {
+            atime_ns: 1_600_000_000_123_456_789,
+            mtime_ns: 1_500_000_000_000_000_001,
+            data: b"small file".to_vec(),
+            xattrs: vec![("user.a".into(), b"1".to_vec()), ("trusted.t".into(), b"2".to_vec())],
+        }),
+        ..entry("whole", libc::S_IFREG | 0o4750)
+    };
+    newfile(&m, Gfid::ROOT, &f).unwrap();
+    let md = fs::metadata(m.b("whole")).unwrap();
+    assert_eq!(fs::read(m.b("whole")).unwrap(), b"small file");
+    assert_eq!((md.uid(), md.gid(), md.mode()), (1234, 5678, libc::S_IFREG | 0o4750));
+    assert_eq!(
+        (md.atime(), md.atime_nsec(), md.mtime(), md.mtime_nsec()),
+        (1_600_000_000, 123_456_789, 1_500_000_000, 1)
+    );
+    assert_eq!(xattr::get(m.b("whole"), "user.a").unwrap().unwrap(), b"1");
+    assert_eq!(xattr::get(m.b("whole"), "trusted.t").unwrap().unwrap(), b"2");
+    assert_eq!(brick_gfid(&m.b("whole")), Some(f.gfid));
+    // Recorded whole: a cascaded session sends it on.
+    let ops: Vec<(Op, Gfid)> = m.records()[before..].iter().map(|r| (r.op, r.gfid)).collect();
+    assert_eq!(ops, vec![(Op::Create, f.gfid), (Op::Write, f.gfid), (Op::Setattr, f.gfid)]);
+    // georep's own xattrs cannot be smuggled in.
+    for bad in ["trusted.gfid", "trusted.georep.x"] {
+        let e = NewEntry {
+            content: Some(Content {
+                atime_ns: 0,
+                mtime_ns: 0,
+                data: vec![],
+                xattrs: vec![(bad.into(), b"x".to_vec())],
+            }),
+            ..entry("bad", libc::S_IFREG | 0o644)
+        };
+        assert_eq!(newfile(&m, Gfid::ROOT, &e).unwrap_err().raw_os_error(), Some(libc::EPERM), "{bad}");
+        assert!(!m.b("bad").exists());
+    }
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 
-use georep::proto::{self, EntryOp, Failure, MetaOp, Msg};
+use georep::proto::{self, EntryOp, Failure, Inline, MetaOp, Msg};
 use georep::types::{Gfid, VolumeId};
 use proptest::prelude::*;
 
@@ -17,8 +17,15 @@ fn name() -> impl Strategy<Value = OsString> {
 
 fn entry_op() -> impl Strategy<Value = EntryOp> {
     prop_oneof![
-        (gfid(), gfid(), name(), any::<(u32, u32, u32, u64)>(), proptest::option::of(name())).prop_map(
-            |(gfid, pgfid, name, (mode, uid, gid, rdev), target)| EntryOp::Create {
+        (
+            gfid(),
+            gfid(),
+            name(),
+            any::<(u32, u32, u32, u64)>(),
+            proptest::option::of(name()),
+            proptest::option::of((proptest::collection::vec(any::<u8>(), 0..256), meta_op()))
+        )
+            .prop_map(|(gfid, pgfid, name, (mode, uid, gid, rdev), target, inline)| EntryOp::Create {
                 gfid,
                 pgfid,
                 name,
@@ -26,9 +33,9 @@ fn entry_op() -> impl Strategy<Value = EntryOp> {
                 uid,
                 gid,
                 rdev,
-                target
-            }
-        ),
+                target,
+                inline: inline.map(|(content, meta)| Box::new(Inline { content, meta })),
+            }),
         (gfid(), gfid(), name()).prop_map(|(gfid, pgfid, name)| EntryOp::Link { gfid, pgfid, name }),
         (gfid(), gfid(), name(), gfid(), name(), any::<bool>()).prop_map(
             |(gfid, from_pgfid, from_name, to_pgfid, to_name, exchange)| EntryOp::Rename {

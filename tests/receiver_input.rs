@@ -31,6 +31,7 @@ fn hostile_batches_are_refused_and_reported() {
         gid: 0,
         rdev: 0,
         target: None,
+        inline: None,
     };
     let ops = vec![
         create(Gfid::ROOT, "../escape"),
@@ -83,6 +84,7 @@ fn replayed_create_then_rename_leaves_one_name() {
         gid: 0,
         rdev: 0,
         target: None,
+        inline: None,
     };
     let ops = vec![
         create("started.txt"),

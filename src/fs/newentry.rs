@@ -16,6 +16,18 @@
 //! | 40+n | 2 | target length `t` (1-4095), symlinks only |
 //! | 42+n | t | symlink target (no NUL) |
 //!
+//! Version `2` is for a regular file created whole, and adds after the name:
+//!
+//! | size | field |
+//! |---|---|
+//! | 8 | atime, ns since the epoch (i64) |
+//! | 8 | mtime, ns |
+//! | 4 | content length `c` |
+//! | c | content |
+//! | 2 | xattr count `k`, then `k` times: name length (1), name, value length (2), value |
+//!
+//! The whole request fits one setxattr value (64 KiB), so only small files go this way.
+//!
 //! Pure: no I/O. Decoding validates everything and never panics.
 
 use std::ffi::{OsStr, OsString};
@@ -35,7 +47,21 @@ pub struct NewEntry {
     pub rdev: u64,
     pub name: OsString,
     pub target: Option<OsString>,
+    /// A regular file's content, times and xattrs, set before the entry is visible to anyone
+    /// but root.
+    pub content: Option<Content>,
 }
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Content {
+    pub atime_ns: i64,
+    pub mtime_ns: i64,
+    pub data: Vec<u8>,
+    pub xattrs: Vec<(OsString, Vec<u8>)>,
+}
+
+/// The largest setxattr value the kernel passes.
+pub const MAX_REQUEST: usize = 65536;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NewEntryError {
@@ -51,6 +77,8 @@ pub enum NewEntryError {
     Type(u32),
     #[error("newfile request: a symlink needs a target, and only a symlink has one")]
     Target,
+    #[error("newfile request: invalid content (regular files only; xattr names 1-255 bytes)")]
+    Content,
 }
 
 fn valid_name(n: &[u8]) -> bool {
@@ -65,7 +93,7 @@ impl NewEntry {
     pub fn encode(&self) -> Vec<u8> {
         let name = self.name.as_bytes();
         let mut b = Vec::with_capacity(44 + name.len());
-        b.push(1);
+        b.push(if self.content.is_some() { 2 } else { 1 });
         b.push(0);
         b.extend_from_slice(&(name.len() as u16).to_le_bytes());
         b.extend_from_slice(&self.gfid.0);
@@ -78,16 +106,39 @@ impl NewEntry {
             b.extend_from_slice(&(t.len() as u16).to_le_bytes());
             b.extend_from_slice(t.as_bytes());
         }
+        if let Some(c) = &self.content {
+            b.extend_from_slice(&c.atime_ns.to_le_bytes());
+            b.extend_from_slice(&c.mtime_ns.to_le_bytes());
+            b.extend_from_slice(&(c.data.len() as u32).to_le_bytes());
+            b.extend_from_slice(&c.data);
+            b.extend_from_slice(&(c.xattrs.len() as u16).to_le_bytes());
+            for (k, v) in &c.xattrs {
+                b.push(k.len() as u8);
+                b.extend_from_slice(k.as_bytes());
+                b.extend_from_slice(&(v.len() as u16).to_le_bytes());
+                b.extend_from_slice(v);
+            }
+        }
         b
+    }
+
+    /// The encoded size, without encoding.
+    pub fn encoded_len(&self) -> usize {
+        let mut n = 40 + self.name.len() + self.target.as_ref().map_or(0, |t| 2 + t.len());
+        if let Some(c) = &self.content {
+            n += 22 + c.data.len() + c.xattrs.iter().map(|(k, v)| 3 + k.len() + v.len()).sum::<usize>();
+        }
+        n
     }
 
     pub fn decode(b: &[u8]) -> Result<NewEntry, NewEntryError> {
         if b.len() < 40 {
             return Err(NewEntryError::Length);
         }
-        if b[0] != 1 || b[1] != 0 {
+        if !(b[0] == 1 || b[0] == 2) || b[1] != 0 {
             return Err(NewEntryError::Version(b[0]));
         }
+        let whole = b[0] == 2;
         let n = u16::from_le_bytes([b[2], b[3]]) as usize;
         let gfid = Gfid::from_slice(&b[4..20]).unwrap();
         if gfid.is_null() || gfid == Gfid::ROOT {
@@ -130,13 +181,50 @@ impl NewEntry {
             }
             Some(OsStr::from_bytes(target).to_os_string())
         } else {
-            if !rest.is_empty() {
+            if !rest.is_empty() && !whole {
                 return Err(NewEntryError::Target);
             }
             None
         };
-        Ok(NewEntry { gfid, mode, uid, gid, rdev, name: OsString::from_vec(name.to_vec()), target })
+        let content = if whole {
+            if ifmt != libc::S_IFREG {
+                return Err(NewEntryError::Content);
+            }
+            Some(decode_content(rest)?)
+        } else {
+            None
+        };
+        Ok(NewEntry { gfid, mode, uid, gid, rdev, name: OsString::from_vec(name.to_vec()), target, content })
     }
+}
+
+fn decode_content(b: &[u8]) -> Result<Content, NewEntryError> {
+    let mut at = 0usize;
+    let mut take = |n: usize| -> Result<&[u8], NewEntryError> {
+        let s = b.get(at..at.checked_add(n).ok_or(NewEntryError::Length)?).ok_or(NewEntryError::Length)?;
+        at += n;
+        Ok(s)
+    };
+    let atime_ns = i64::from_le_bytes(take(8)?.try_into().unwrap());
+    let mtime_ns = i64::from_le_bytes(take(8)?.try_into().unwrap());
+    let c = u32::from_le_bytes(take(4)?.try_into().unwrap()) as usize;
+    let data = take(c)?.to_vec();
+    let k = u16::from_le_bytes(take(2)?.try_into().unwrap()) as usize;
+    let mut xattrs = Vec::with_capacity(k.min(256));
+    for _ in 0..k {
+        let n = take(1)?[0] as usize;
+        let name = take(n)?;
+        if name.is_empty() || name.contains(&0) {
+            return Err(NewEntryError::Content);
+        }
+        let name = OsStr::from_bytes(name).to_os_string();
+        let v = u16::from_le_bytes(take(2)?.try_into().unwrap()) as usize;
+        xattrs.push((name, take(v)?.to_vec()));
+    }
+    if at != b.len() {
+        return Err(NewEntryError::Length);
+    }
+    Ok(Content { atime_ns, mtime_ns, data, xattrs })
 }
 
 #[cfg(test)]
@@ -152,6 +240,7 @@ mod tests {
             rdev: 0,
             name: "link".into(),
             target: Some("../t".into()),
+            content: None,
         }
     }
 
@@ -179,5 +268,32 @@ mod tests {
         for cut in 0..f.encode().len() {
             assert!(NewEntry::decode(&f.encode()[..cut]).is_err());
         }
+    }
+
+    #[test]
+    fn whole_files() {
+        let f = NewEntry {
+            mode: libc::S_IFREG | 0o640,
+            target: None,
+            name: "f".into(),
+            content: Some(Content {
+                atime_ns: 1,
+                mtime_ns: -2,
+                data: b"hello".to_vec(),
+                xattrs: vec![("user.a".into(), b"1".to_vec()), ("security.x".into(), vec![])],
+            }),
+            ..sample()
+        };
+        let b = f.encode();
+        assert_eq!(b.len(), f.encoded_len());
+        assert_eq!(NewEntry::decode(&b).unwrap(), f);
+        for cut in 0..b.len() {
+            assert!(NewEntry::decode(&b[..cut]).is_err(), "{cut}");
+        }
+        let mut long = b.clone();
+        long.push(0);
+        assert_eq!(NewEntry::decode(&long), Err(NewEntryError::Length));
+        let d = NewEntry { mode: libc::S_IFDIR | 0o755, ..f.clone() };
+        assert_eq!(NewEntry::decode(&d.encode()), Err(NewEntryError::Content));
     }
 }

@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
-use super::msg::{EntryOp, Failure, MetaOp, Msg};
+use super::msg::{EntryOp, Failure, Inline, MetaOp, Msg};
 use crate::types::{Gfid, VolumeId};
 
 /// Sent once by each side before its first frame.
@@ -141,6 +141,43 @@ const K_COMMIT: u8 = 7;
 const K_COMMITTED: u8 = 8;
 const K_PRUNE: u8 = 9;
 
+fn write_meta(w: &mut W, m: &MetaOp) {
+    w.gfid(&m.gfid);
+    w.u32(m.mode);
+    w.u32(m.uid);
+    w.u32(m.gid);
+    w.i64(m.atime_ns);
+    w.i64(m.mtime_ns);
+    match &m.xattrs {
+        None => w.u8(0),
+        Some(xs) => {
+            w.u8(1);
+            w.u32(xs.len() as u32);
+            for (k, v) in xs {
+                w.name(k);
+                w.bytes(v);
+            }
+        }
+    }
+}
+
+fn read_meta(r: &mut R<'_>) -> Result<MetaOp, DecodeError> {
+    let (gfid, mode, uid, gid, atime_ns, mtime_ns) = (r.gfid()?, r.u32()?, r.u32()?, r.u32()?, r.i64()?, r.i64()?);
+    let xattrs = match r.u8()? {
+        0 => None,
+        1 => {
+            let k = r.count(8)?;
+            let mut xs = Vec::with_capacity(k);
+            for _ in 0..k {
+                xs.push((r.name()?, r.bytes()?.to_vec()));
+            }
+            Some(xs)
+        }
+        _ => return Err(r.err()),
+    };
+    Ok(MetaOp { gfid, mode, uid, gid, atime_ns, mtime_ns, xattrs })
+}
+
 fn encode_payload(m: &Msg) -> (u8, Vec<u8>) {
     let mut w = W(Vec::new());
     let kind = match m {
@@ -166,7 +203,7 @@ fn encode_payload(m: &Msg) -> (u8, Vec<u8>) {
             w.u32(ops.len() as u32);
             for op in ops {
                 match op {
-                    EntryOp::Create { gfid, pgfid, name, mode, uid, gid, rdev, target } => {
+                    EntryOp::Create { gfid, pgfid, name, mode, uid, gid, rdev, target, inline } => {
                         w.u8(1);
                         w.gfid(gfid);
                         w.gfid(pgfid);
@@ -176,6 +213,14 @@ fn encode_payload(m: &Msg) -> (u8, Vec<u8>) {
                         w.u32(*gid);
                         w.u64(*rdev);
                         w.opt_name(target);
+                        match inline {
+                            None => w.u8(0),
+                            Some(i) => {
+                                w.u8(1);
+                                w.bytes(&i.content);
+                                write_meta(&mut w, &i.meta);
+                            }
+                        }
                     }
                     EntryOp::Link { gfid, pgfid, name } => {
                         w.u8(2);
@@ -215,23 +260,7 @@ fn encode_payload(m: &Msg) -> (u8, Vec<u8>) {
             w.u64(*batch);
             w.u32(ops.len() as u32);
             for m in ops {
-                w.gfid(&m.gfid);
-                w.u32(m.mode);
-                w.u32(m.uid);
-                w.u32(m.gid);
-                w.i64(m.atime_ns);
-                w.i64(m.mtime_ns);
-                match &m.xattrs {
-                    None => w.u8(0),
-                    Some(xs) => {
-                        w.u8(1);
-                        w.u32(xs.len() as u32);
-                        for (k, v) in xs {
-                            w.name(k);
-                            w.bytes(v);
-                        }
-                    }
-                }
+                write_meta(&mut w, m);
             }
             K_META
         }
@@ -313,6 +342,11 @@ fn decode_payload(kind: u8, b: &[u8]) -> Result<Msg, DecodeError> {
                         gid: r.u32()?,
                         rdev: r.u64()?,
                         target: r.opt_name()?,
+                        inline: match r.u8()? {
+                            0 => None,
+                            1 => Some(Box::new(Inline { content: r.bytes()?.to_vec(), meta: read_meta(&mut r)? })),
+                            _ => return Err(r.err()),
+                        },
                     },
                     2 => EntryOp::Link { gfid: r.gfid()?, pgfid: r.gfid()?, name: r.name()? },
                     3 => EntryOp::Rename {
@@ -337,21 +371,7 @@ fn decode_payload(kind: u8, b: &[u8]) -> Result<Msg, DecodeError> {
             let n = r.count(45)?;
             let mut ops = Vec::with_capacity(n);
             for _ in 0..n {
-                let (gfid, mode, uid, gid, atime_ns, mtime_ns) =
-                    (r.gfid()?, r.u32()?, r.u32()?, r.u32()?, r.i64()?, r.i64()?);
-                let xattrs = match r.u8()? {
-                    0 => None,
-                    1 => {
-                        let k = r.count(8)?;
-                        let mut xs = Vec::with_capacity(k);
-                        for _ in 0..k {
-                            xs.push((r.name()?, r.bytes()?.to_vec()));
-                        }
-                        Some(xs)
-                    }
-                    _ => return Err(r.err()),
-                };
-                ops.push(MetaOp { gfid, mode, uid, gid, atime_ns, mtime_ns, xattrs });
+                ops.push(read_meta(&mut r)?);
             }
             Msg::Meta { batch, ops }
         }

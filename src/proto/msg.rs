@@ -4,7 +4,7 @@ use std::ffi::OsString;
 
 use crate::types::{Gfid, VolumeId};
 
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// A namespace operation, applied by GFID on the secondary.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,6 +19,9 @@ pub enum EntryOp {
         gid: u32,
         rdev: u64,
         target: Option<OsString>,
+        /// A small regular file's content and metadata, so that one request on the secondary
+        /// makes it whole (its data and meta then need no messages of their own).
+        inline: Option<Box<Inline>>,
     },
     Link {
         gfid: Gfid,
@@ -41,6 +44,13 @@ pub enum EntryOp {
         name: OsString,
         dir: bool,
     },
+}
+
+/// What makes a new small file whole: its content and its metadata.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inline {
+    pub content: Vec<u8>,
+    pub meta: MetaOp,
 }
 
 /// The xattrs an inode must have on the secondary: exactly these, in the namespaces georep

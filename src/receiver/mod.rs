@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use crate::fs::newentry::{NewEntry, XATTR_NEWFILE};
+use crate::fs::newentry::{Content, MAX_REQUEST, NewEntry, XATTR_NEWFILE};
 use crate::proto::{self, EntryOp, Failure, MetaOp, Msg, PROTOCOL_VERSION};
 use crate::types::{Gfid, VolumeId};
 
@@ -165,10 +165,10 @@ impl Receiver {
     }
 
     fn create(&mut self, op: &EntryOp) -> io::Result<()> {
-        let EntryOp::Create { gfid, pgfid, name, mode, uid, gid, rdev, target } = op else { unreachable!() };
+        let EntryOp::Create { gfid, pgfid, name, mode, uid, gid, rdev, target, inline } = op else { unreachable!() };
         check_gfid(gfid)?;
         let at = self.entry(pgfid, name)?;
-        let req = NewEntry {
+        let mut req = NewEntry {
             gfid: *gfid,
             mode: *mode,
             uid: *uid,
@@ -176,38 +176,77 @@ impl Receiver {
             rdev: *rdev,
             name: name.clone(),
             target: target.clone(),
+            content: None,
         };
-        let newfile = || xattr::set(self.by_gfid(pgfid), XATTR_NEWFILE, &req.encode());
+        if let Some(i) = inline
+            && *mode & libc::S_IFMT == libc::S_IFREG
+        {
+            // The file as it is now (the create's owner and mode are those of its birth).
+            if i.meta.mode & libc::S_IFMT == libc::S_IFREG {
+                (req.mode, req.uid, req.gid) = (i.meta.mode, i.meta.uid, i.meta.gid);
+            }
+            req.content = Some(Content {
+                atime_ns: i.meta.atime_ns,
+                mtime_ns: i.meta.mtime_ns,
+                data: i.content.clone(),
+                xattrs: i.meta.xattrs.clone().unwrap_or_default(),
+            });
+            if req.encoded_len() > MAX_REQUEST {
+                req.content = None;
+            }
+        }
+        let whole = req.content.is_some();
+        let newfile = |req: &NewEntry| xattr::set(self.by_gfid(pgfid), XATTR_NEWFILE, &req.encode());
         // The common case first: a new name and a new GFID, one request.
-        match newfile() {
+        match newfile(&req) {
             Ok(()) => {
                 self.created.insert(*gfid);
+                if let (false, Some(i)) = (whole, inline) {
+                    self.finish_inline(gfid, i)?;
+                }
                 return Ok(());
             }
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
             Err(e) => return Err(e),
         }
+        req.content = None;
         // The name or the GFID is taken: settle it, the primary being the truth.
-        match self.gfid_at(&at)? {
-            Some(g) if g == *gfid => return Ok(()),
-            Some(_) => Self::remove_any(&at)?,
-            None => {}
+        let placed = match self.gfid_at(&at)? {
+            Some(g) if g == *gfid => Ok(()),
+            other => {
+                if other.is_some() {
+                    Self::remove_any(&at)?;
+                }
+                if self.exists(gfid) {
+                    // The inode is already here under another name: a hard link (files) or a
+                    // move (directories, which have one name: the primary says it is this one now).
+                    if mode & libc::S_IFMT == libc::S_IFDIR {
+                        let old = self.dir_location(gfid)?;
+                        fs::rename(old, &at)
+                    } else {
+                        fs::hard_link(self.by_gfid(gfid), &at)
+                    }
+                } else {
+                    match newfile(&req) {
+                        // Made meanwhile by someone else: fine if it is what we wanted.
+                        Err(e) if e.raw_os_error() == Some(libc::EEXIST) && self.gfid_at(&at)? == Some(*gfid) => Ok(()),
+                        r => r,
+                    }
+                }
+            }
+        };
+        placed?;
+        match inline {
+            Some(i) => self.finish_inline(gfid, i),
+            None => Ok(()),
         }
-        if self.exists(gfid) {
-            // The inode is already here under another name: a hard link (files) or a move
-            // (directories, which have one name: the primary says it is this one now).
-            return if mode & libc::S_IFMT == libc::S_IFDIR {
-                let old = self.dir_location(gfid)?;
-                fs::rename(old, &at)
-            } else {
-                fs::hard_link(self.by_gfid(gfid), &at)
-            };
-        }
-        match newfile() {
-            // Made meanwhile by someone else: fine if it is what we wanted.
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) && self.gfid_at(&at)? == Some(*gfid) => Ok(()),
-            r => r,
-        }
+    }
+
+    /// The content and metadata of a file created without them.
+    fn finish_inline(&mut self, gfid: &Gfid, i: &crate::proto::Inline) -> io::Result<()> {
+        self.data(*gfid, i.content.len() as u64, 0, &i.content)?;
+        self.data = None;
+        self.meta(&i.meta)
     }
 
     /// Where the directory `gfid` is now, as `.gfid/<pgfid>/<name>`.

@@ -17,7 +17,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -26,7 +26,7 @@ use anyhow::Context;
 use crate::changelog::{Consumer, Kind, Op, Record, record::RECORD_EXCHANGE};
 use crate::fs::gfid_index::{self, GfidIndex};
 use crate::fs::sys::{self, FileHandle};
-use crate::proto::{EntryOp, Failure, MetaOp, Msg};
+use crate::proto::{EntryOp, Failure, Inline, MetaOp, Msg};
 use crate::receiver::replicated_xattr;
 use crate::types::{BrickLayout, EpochMs, Gfid, PRIVATE_DIR, XATTR_GFID};
 use link::Link;
@@ -35,6 +35,12 @@ use link::Link;
 pub const CHUNK: usize = 1 << 20;
 /// Entry operations per message.
 const ENTRY_BATCH: usize = 1024;
+/// Bytes of inline content per message (a frame holds 8 MiB).
+const ENTRY_BYTES: usize = 4 << 20;
+/// Regular files up to this size travel whole inside their create (`EntryOp::Create::inline`):
+/// one request on the secondary instead of a create, a data stream and a metadata pass. The
+/// create request must fit one setxattr value (64 KiB) with the name and xattrs.
+pub const INLINE_MAX: u64 = 48 << 10;
 
 #[derive(Clone, Debug)]
 pub struct WorkerOptions {
@@ -204,6 +210,34 @@ impl Source {
         }
     }
 
+    /// A small regular file whole (content and metadata), read from `fd`; `None` if it is
+    /// not a regular file or too big to travel inline.
+    fn inline_of(fd: std::os::fd::BorrowedFd<'_>, gfid: Gfid, opts: &WorkerOptions) -> io::Result<Option<Box<Inline>>> {
+        let st = sys::fstat(fd)?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG || st.st_size as u64 > INLINE_MAX {
+            return Ok(None);
+        }
+        let mut f = File::from(sys::reopen(fd, libc::O_RDONLY)?);
+        let mut content = Vec::with_capacity(st.st_size as usize);
+        (&mut f).take(INLINE_MAX + 1).read_to_end(&mut content)?;
+        if content.len() as u64 > INLINE_MAX {
+            return Ok(None);
+        }
+        let meta = Self::meta_of(fd, gfid, opts)?;
+        if meta.xattrs.as_ref().is_some_and(|x| x.iter().map(|(k, v)| k.len() + v.len() + 3).sum::<usize>() > 8192) {
+            return Ok(None);
+        }
+        Ok(Some(Box::new(Inline { content, meta })))
+    }
+
+    /// `gfid` whole, if it is a small regular file that still exists.
+    pub fn inline(&mut self, gfid: &Gfid, opts: &WorkerOptions) -> io::Result<Option<Box<Inline>>> {
+        match self.open_gfid(gfid)? {
+            Some(fd) => Self::inline_of(fd.as_fd(), *gfid, opts),
+            None => Ok(None),
+        }
+    }
+
     /// Streams the content of `gfid` (if it is a regular file that still exists).
     pub fn send_data(&mut self, link: &mut Link, batch: u64, gfid: &Gfid, stats: &mut Stats) -> anyhow::Result<()> {
         let Some(fd) = self.open_gfid(gfid)? else { return Ok(()) };
@@ -241,6 +275,31 @@ impl Source {
         stats.files += 1;
         Ok(())
     }
+}
+
+fn entry_bytes(op: &EntryOp) -> usize {
+    match op {
+        EntryOp::Create { inline: Some(i), .. } => 128 + i.content.len(),
+        _ => 128,
+    }
+}
+
+/// Sends entry operations in messages bounded in count and bytes.
+fn send_entries(link: &mut Link, batch: u64, ops: Vec<EntryOp>) -> anyhow::Result<()> {
+    let mut chunk = Vec::new();
+    let mut bytes = 0;
+    for op in ops {
+        bytes += entry_bytes(&op);
+        chunk.push(op);
+        if chunk.len() >= ENTRY_BATCH || bytes >= ENTRY_BYTES {
+            link.send(&Msg::Entries { batch, ops: std::mem::take(&mut chunk) })?;
+            bytes = 0;
+        }
+    }
+    if !chunk.is_empty() {
+        link.send(&Msg::Entries { batch, ops: chunk })?;
+    }
+    Ok(())
 }
 
 fn report(failures: Vec<Failure>, stats: &mut Stats) {
@@ -286,6 +345,7 @@ pub fn hybrid_crawl(src: &mut Source, link: &mut Link, opts: &WorkerOptions) -> 
     let mut stats = Stats::default();
     let batch = link.batch_id();
     let mut ops = Vec::new();
+    let mut ops_bytes = 0usize;
     let mut files = BTreeSet::new();
     let mut seen: HashMap<(u64, u64), Gfid> = HashMap::new();
     let mut dirs: Vec<Gfid> = Vec::new();
@@ -322,6 +382,25 @@ pub fn hybrid_crawl(src: &mut Source, link: &mut Link, opts: &WorkerOptions) -> 
             }
             let target =
                 if md.file_type().is_symlink() { Some(std::fs::read_link(&p)?.into_os_string()) } else { None };
+            let inline = if md.is_file() && md.len() <= INLINE_MAX {
+                // Not following a symlink that replaced the file meanwhile, nor blocking on a fifo.
+                let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK;
+                match std::fs::OpenOptions::new().read(true).custom_flags(flags).open(&p) {
+                    Ok(f) => Source::inline_of(f.as_fd(), gfid, opts)?,
+                    // Gone or replaced meanwhile: the changelogs carry what happened.
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ELOOP | libc::ENXIO)) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            } else {
+                None
+            };
+            let whole = inline.is_some();
+            if let Some(i) = &inline {
+                stats.files += 1;
+                stats.bytes += i.content.len() as u64;
+                stats.meta += 1;
+            }
+            ops_bytes += inline.as_ref().map_or(0, |i| i.content.len());
             ops.push(EntryOp::Create {
                 gfid,
                 pgfid,
@@ -331,19 +410,21 @@ pub fn hybrid_crawl(src: &mut Source, link: &mut Link, opts: &WorkerOptions) -> 
                 gid: md.gid(),
                 rdev: md.rdev(),
                 target,
+                inline,
             });
             stats.entries += 1;
             if md.is_dir() {
                 queue.push((p, gfid));
                 dirs.push(gfid);
-            } else {
+            } else if !whole {
                 if md.is_file() {
                     files.insert(gfid);
                 }
                 others.push(gfid);
             }
-            if ops.len() >= ENTRY_BATCH {
+            if ops.len() >= ENTRY_BATCH || ops_bytes >= ENTRY_BYTES {
                 link.send(&Msg::Entries { batch, ops: std::mem::take(&mut ops) })?;
+                ops_bytes = 0;
             }
         }
     }
@@ -397,6 +478,7 @@ fn plan(
                             gid: e.gid,
                             rdev: e.rdev,
                             target: e.target.clone(),
+                            inline: None,
                         });
                         meta.push(r.gfid);
                     }
@@ -451,11 +533,26 @@ pub fn changelog_pass(
         stats.entries += ops.len() as u64;
         let mut seen = std::collections::HashSet::new();
         meta.retain(|g| seen.insert(*g));
-        progress.pending(ops.len() as u64, data.len() as u64, meta.len() as u64);
-        for chunk in ops.chunks(ENTRY_BATCH) {
-            link.send(&Msg::Entries { batch, ops: chunk.to_vec() })?;
-        }
         src.prefetch(meta.iter().chain(data.iter()).copied())?;
+        // New small files travel whole with their create: no data or meta of their own.
+        let mut whole = std::collections::HashSet::new();
+        for op in ops.iter_mut() {
+            if let EntryOp::Create { gfid, mode, inline, .. } = op
+                && *mode & libc::S_IFMT == libc::S_IFREG
+                && !whole.contains(gfid)
+                && let Some(i) = src.inline(gfid, opts)?
+            {
+                stats.files += 1;
+                stats.bytes += i.content.len() as u64;
+                stats.meta += 1;
+                whole.insert(*gfid);
+                *inline = Some(i);
+            }
+        }
+        data.retain(|g| !whole.contains(g));
+        meta.retain(|g| !whole.contains(g));
+        progress.pending(ops.len() as u64, data.len() as u64, meta.len() as u64);
+        send_entries(link, batch, ops)?;
         finish_batch(src, link, batch, &data, &meta, opts, stats)?;
         for c in group {
             consumer.done(c)?;

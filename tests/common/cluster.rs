@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::{describe_tree, is_mounted, mount_bin, require_root, wait_until};
+use super::{is_mounted, mount_bin, require_root, try_describe_tree, wait_until};
 
 pub fn georepd_bin() -> &'static str {
     env!("CARGO_BIN_EXE_georepd")
@@ -180,7 +180,10 @@ impl Cluster {
 
     /// Waits until the secondary volume is an exact replica of the primary mount.
     pub fn converged(&self, within: Duration) -> bool {
-        wait_until(within, || describe_tree(&self.pmnt) == describe_tree(&self.sbrick))
+        wait_until(within, || match (try_describe_tree(&self.pmnt), try_describe_tree(&self.sbrick)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        })
     }
 
     #[track_caller]

@@ -188,10 +188,15 @@ pub fn name(s: &OsStr) -> String {
 /// hard-link group and user/trusted/security xattrs. Two trees replicate each other exactly
 /// when their descriptions are equal.
 pub fn describe_tree(root: &Path) -> Vec<String> {
+    try_describe_tree(root).unwrap()
+}
+
+/// `describe_tree`, or the error met while the tree changed under it.
+pub fn try_describe_tree(root: &Path) -> std::io::Result<Vec<String>> {
     use std::collections::HashMap;
     use std::os::unix::fs::MetadataExt;
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, std::fs::Metadata)>) {
-        let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap()).collect();
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, std::fs::Metadata)>) -> std::io::Result<()> {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
             let p = e.path();
@@ -199,16 +204,17 @@ pub fn describe_tree(root: &Path) -> Vec<String> {
             if rel.as_os_str() == ".georep" || rel.as_os_str() == ".gfid" {
                 continue;
             }
-            let md = std::fs::symlink_metadata(&p).unwrap();
+            let md = std::fs::symlink_metadata(&p)?;
             let is_dir = md.is_dir();
             out.push((rel, md));
             if is_dir {
-                walk(root, &p, out);
+                walk(root, &p, out)?;
             }
         }
+        Ok(())
     }
     let mut all = Vec::new();
-    walk(root, root, &mut all);
+    walk(root, root, &mut all)?;
     // Hard-link groups named by their first path.
     let mut first: HashMap<u64, String> = HashMap::new();
     let mut lines = Vec::new();
@@ -225,12 +231,12 @@ pub fn describe_tree(root: &Path) -> Vec<String> {
             "s"
         };
         let content = if t.is_file() {
-            let data = std::fs::read(&p).unwrap();
+            let data = std::fs::read(&p)?;
             format!("{:016x}", xxh(&data))
         } else {
             String::new()
         };
-        let target = if t.is_symlink() { std::fs::read_link(&p).unwrap().display().to_string() } else { String::new() };
+        let target = if t.is_symlink() { std::fs::read_link(&p)?.display().to_string() } else { String::new() };
         let group = if !t.is_dir() && md.nlink() > 1 {
             first.entry(md.ino()).or_insert_with(|| rel.display().to_string()).clone()
         } else {
@@ -239,15 +245,14 @@ pub fn describe_tree(root: &Path) -> Vec<String> {
         let mut xattrs: Vec<String> = if t.is_symlink() {
             Vec::new()
         } else {
-            xattr::list(&p)
-                .unwrap()
+            xattr::list(&p)?
                 .filter(|n| {
                     let n = n.to_string_lossy();
                     (n.starts_with("user.") || n.starts_with("security.") || n.starts_with("trusted."))
                         && !n.starts_with("trusted.georep.")
                         && n != "trusted.gfid"
                 })
-                .map(|n| format!("{}={:?}", n.to_string_lossy(), xattr::get(&p, &n).unwrap().unwrap_or_default()))
+                .map(|n| format!("{}={:?}", n.to_string_lossy(), xattr::get(&p, &n).ok().flatten().unwrap_or_default()))
                 .collect()
         };
         xattrs.sort();
@@ -261,7 +266,7 @@ pub fn describe_tree(root: &Path) -> Vec<String> {
             xattrs.join(",")
         ));
     }
-    lines
+    Ok(lines)
 }
 
 fn xxh(b: &[u8]) -> u64 {

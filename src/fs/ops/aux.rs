@@ -18,6 +18,7 @@ use crate::fs::inode::{GFID_DIR_INO, Inode, ROOT_ALIAS_INO, ROOT_INO};
 use crate::fs::newentry::NewEntry;
 use crate::fs::sys;
 use crate::types::{Gfid, XATTR_GFID};
+use std::os::unix::ffi::OsStrExt;
 
 impl OverlayFs {
     pub(super) fn gfid_dir_attr(&self) -> FileAttr {
@@ -86,22 +87,45 @@ impl OverlayFs {
         }
         let pfd = parent.fd().map_err(errno)?;
         let ifmt = e.mode & libc::S_IFMT;
+        if let Some(c) = &e.content
+            && c.xattrs.iter().any(|(k, _)| super::xattr::protected(k.as_bytes()))
         {
-            let _as_owner = sys::CreateAs::new(e.gid, 0).map_err(errno)?;
-            let made = match ifmt {
-                libc::S_IFDIR => sys::mkdirat(pfd.as_fd(), &e.name, e.mode & 0o7777),
-                libc::S_IFLNK => sys::symlinkat(e.target.as_deref().unwrap_or_default(), pfd.as_fd(), &e.name),
-                _ => sys::mknodat(pfd.as_fd(), &e.name, e.mode, e.rdev),
-            };
-            made.map_err(errno)?;
+            return Err(Errno::EPERM);
         }
-        let fd = sys::open_path(pfd.as_fd(), &e.name).map_err(errno)?;
+        let fd = {
+            let _as_owner = sys::CreateAs::new(e.gid, 0).map_err(errno)?;
+            if e.content.is_some() {
+                // A whole file: created open for writing (only root can see it until it is done).
+                let flags = libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW;
+                sys::openat(pfd.as_fd(), &e.name, flags, e.mode & 0o7777).map_err(errno)?
+            } else {
+                let made = match ifmt {
+                    libc::S_IFDIR => sys::mkdirat(pfd.as_fd(), &e.name, e.mode & 0o7777),
+                    libc::S_IFLNK => sys::symlinkat(e.target.as_deref().unwrap_or_default(), pfd.as_fd(), &e.name),
+                    _ => sys::mknodat(pfd.as_fd(), &e.name, e.mode, e.rdev),
+                };
+                made.map_err(errno)?;
+                sys::open_path(pfd.as_fd(), &e.name).map_err(errno)?
+            }
+        };
         sys::fchown_fd(fd.as_fd(), Some(e.uid), Some(e.gid)).map_err(errno)?;
         if ifmt != libc::S_IFLNK {
             // Exactly the mode asked for: no umask, set-id bits kept after the chown.
             sys::fchmod_fd(fd.as_fd(), e.mode & 0o7777).map_err(errno)?;
         }
         sys::setxattr_fd(fd.as_fd(), OsStr::new(XATTR_GFID), &e.gfid.0, libc::XATTR_CREATE).map_err(errno)?;
+        if let Some(c) = &e.content {
+            let mut f = std::fs::File::from(sys::reopen(fd.as_fd(), libc::O_WRONLY).map_err(errno)?);
+            std::io::Write::write_all(&mut f, &c.data).map_err(errno)?;
+            for (k, v) in &c.xattrs {
+                sys::setxattr_fd(fd.as_fd(), k, v, 0).map_err(errno)?;
+            }
+            let ts = |ns: i64| libc::timespec {
+                tv_sec: ns.div_euclid(1_000_000_000),
+                tv_nsec: ns.rem_euclid(1_000_000_000),
+            };
+            sys::utimens_fd(fd.as_fd(), Some(ts(c.atime_ns)), Some(ts(c.mtime_ns))).map_err(errno)?;
+        }
         let h = sys::name_to_handle(fd.as_fd()).map_err(errno)?;
         self.brick.gfids.add_handle(e.gfid, &h).map_err(errno)?;
         let st = sys::fstat(fd.as_fd()).map_err(errno)?;
@@ -113,6 +137,13 @@ impl OverlayFs {
         };
         let target = e.target.as_deref().map(std::path::Path::new);
         self.rec_entry(op, e.gfid, Some(&st), (parent.gfid, &e.name), None, target)?;
+        if e.content.is_some()
+            && let Some(rec) = &self.recorder
+        {
+            // What a cascaded session must send on: the content and the metadata.
+            rec.data(Op::Write, e.gfid).map_err(|_| Errno::EIO)?;
+            rec.meta(Op::Setattr, e.gfid).map_err(|_| Errno::EIO)?;
+        }
         self.mark(parent);
         Ok(())
     }

@@ -42,7 +42,7 @@ fn private(name: &[u8]) -> bool {
     name.starts_with(XATTR_PRIVATE_PREFIX.as_bytes())
 }
 
-fn protected(name: &[u8]) -> bool {
+pub(super) fn protected(name: &[u8]) -> bool {
     private(name)
         || name == XATTR_GFID.as_bytes()
         || name == XATTR_GFID_STRING.as_bytes()
