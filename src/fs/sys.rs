@@ -143,10 +143,58 @@ pub fn utimens_fd(fd: BorrowedFd<'_>, atime: Option<libc::timespec>, mtime: Opti
     check(unsafe { libc::utimensat(libc::AT_FDCWD, p.as_ptr(), ts.as_ptr(), 0) }).map(drop)
 }
 
+/// Writes all of `buf` at the descriptor's position.
+pub fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        match nix::unistd::write(fd, buf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Reads from offset 0 until the end of the file or `limit` bytes (then one more, so that the
+/// caller sees it went over). `expect` is the size the caller expects (the buffer's start).
+pub fn read_up_to(fd: BorrowedFd<'_>, expect: usize, limit: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; expect.min(limit) + 1];
+    let mut n = 0;
+    loop {
+        if n == buf.len() {
+            if n > limit {
+                break;
+            }
+            buf.resize((n * 2).min(limit + 1), 0);
+        }
+        match nix::sys::uio::pread(fd, &mut buf[n..], n as i64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    buf.truncate(n);
+    Ok(buf)
+}
+
+// The xattr calls try the descriptor itself first, and go through its /proc path when it is an
+// O_PATH descriptor (EBADF): one failed call costs less than a path walk saves.
+
+fn is_ebadf<T>(r: &io::Result<T>) -> bool {
+    matches!(r, Err(e) if e.raw_os_error() == Some(libc::EBADF))
+}
+
 pub fn getxattr_fd(fd: BorrowedFd<'_>, name: &OsStr, buf: &mut [u8]) -> io::Result<usize> {
-    let p = proc_path(fd.as_raw_fd());
     let n = cstr(name)?;
     // SAFETY: buf is valid for buf.len() bytes (a zero length asks for the size).
+    let r = check_size(unsafe { libc::fgetxattr(fd.as_raw_fd(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) });
+    if !is_ebadf(&r) {
+        return r;
+    }
+    let p = proc_path(fd.as_raw_fd());
+    // SAFETY: as above, through the /proc path.
     check_size(unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) })
 }
 
@@ -170,15 +218,25 @@ pub fn getxattr_vec(fd: BorrowedFd<'_>, name: &OsStr) -> io::Result<Option<Vec<u
 }
 
 pub fn setxattr_fd(fd: BorrowedFd<'_>, name: &OsStr, value: &[u8], flags: i32) -> io::Result<()> {
-    let p = proc_path(fd.as_raw_fd());
     let n = cstr(name)?;
     // SAFETY: value is valid for value.len() bytes.
+    let r = check(unsafe { libc::fsetxattr(fd.as_raw_fd(), n.as_ptr(), value.as_ptr().cast(), value.len(), flags) });
+    if !is_ebadf(&r) {
+        return r.map(drop);
+    }
+    let p = proc_path(fd.as_raw_fd());
+    // SAFETY: as above, through the /proc path.
     check(unsafe { libc::setxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), flags) }).map(drop)
 }
 
 pub fn listxattr_fd(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
-    let p = proc_path(fd.as_raw_fd());
     // SAFETY: buf is valid for buf.len() bytes.
+    let r = check_size(unsafe { libc::flistxattr(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) });
+    if !is_ebadf(&r) {
+        return r;
+    }
+    let p = proc_path(fd.as_raw_fd());
+    // SAFETY: as above, through the /proc path.
     check_size(unsafe { libc::listxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) })
 }
 

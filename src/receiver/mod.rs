@@ -150,6 +150,89 @@ impl Receiver {
         });
     }
 
+    /// Applies a message's entry operations in order, except that runs of new whole files
+    /// (creates with their content, which depend on nothing but their parent) are made by
+    /// several threads at once: the secondary's mount serves requests in parallel, and one
+    /// round trip at a time would leave it idle. A create the fast path cannot make (its name
+    /// or GFID taken, its parent missing) goes through the full, serial path after.
+    pub fn apply_entries(&mut self, ops: &[EntryOp]) {
+        let mut run: Vec<&EntryOp> = Vec::new();
+        let mut keys = std::collections::HashSet::new();
+        for op in ops {
+            let parallel =
+                matches!(op, EntryOp::Create { mode, inline: Some(_), .. } if mode & libc::S_IFMT == libc::S_IFREG);
+            if parallel && let EntryOp::Create { gfid, pgfid, name, .. } = op {
+                let k1 = (*gfid, None);
+                let k2 = (*pgfid, Some(name.clone()));
+                if !keys.contains(&k1) && !keys.contains(&k2) {
+                    keys.insert(k1);
+                    keys.insert(k2);
+                    run.push(op);
+                    continue;
+                }
+            }
+            self.apply_run(std::mem::take(&mut run));
+            keys.clear();
+            if parallel {
+                self.apply_run(vec![op]);
+            } else {
+                self.apply_entry(op);
+            }
+        }
+        self.apply_run(run);
+    }
+
+    fn apply_run(&mut self, run: Vec<&EntryOp>) {
+        const THREADS: usize = 4;
+        if run.len() < 2 * THREADS {
+            run.into_iter().for_each(|op| self.apply_entry(op));
+            return;
+        }
+        // Each parent directory opened once, so that a create costs its request alone.
+        let mut parents: std::collections::HashMap<Gfid, File> = Default::default();
+        for op in &run {
+            if let EntryOp::Create { pgfid, .. } = op
+                && check_gfid(pgfid).is_ok()
+                && !parents.contains_key(pgfid)
+                && let Ok(d) = File::open(self.by_gfid(pgfid))
+            {
+                parents.insert(*pgfid, d);
+            }
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let made: Vec<std::sync::atomic::AtomicBool> = run.iter().map(|_| Default::default()).collect();
+        std::thread::scope(|sc| {
+            for _ in 0..THREADS {
+                sc.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(op) = run.get(i) else { break };
+                        let EntryOp::Create { gfid, pgfid, .. } = op else { continue };
+                        let ok = if check_gfid(gfid).is_ok()
+                            && let Some(parent) = parents.get(pgfid)
+                            && let Some(req) = Self::request(op)
+                            && req.content.is_some()
+                            && check_name(&req.name).is_ok()
+                        {
+                            xattr::FileExt::set_xattr(parent, XATTR_NEWFILE, &req.encode()).is_ok()
+                        } else {
+                            false
+                        };
+                        made[i].store(ok, std::sync::atomic::Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        for (op, made) in run.into_iter().zip(made) {
+            match (op, made.into_inner()) {
+                (EntryOp::Create { gfid, .. }, true) => {
+                    self.created.insert(*gfid);
+                }
+                _ => self.apply_entry(op),
+            }
+        }
+    }
+
     pub fn apply_entry(&mut self, op: &EntryOp) {
         let (gfid, r, what) = match op {
             EntryOp::Create { gfid, .. } => (*gfid, self.create(op), "create"),
@@ -164,10 +247,9 @@ impl Receiver {
         }
     }
 
-    fn create(&mut self, op: &EntryOp) -> io::Result<()> {
-        let EntryOp::Create { gfid, pgfid, name, mode, uid, gid, rdev, target, inline } = op else { unreachable!() };
-        check_gfid(gfid)?;
-        let at = self.entry(pgfid, name)?;
+    /// The newfile request of a create: with the file whole when it came inline and fits.
+    fn request(op: &EntryOp) -> Option<NewEntry> {
+        let EntryOp::Create { gfid, name, mode, uid, gid, rdev, target, inline, .. } = op else { return None };
         let mut req = NewEntry {
             gfid: *gfid,
             mode: *mode,
@@ -195,6 +277,14 @@ impl Receiver {
                 req.content = None;
             }
         }
+        Some(req)
+    }
+
+    fn create(&mut self, op: &EntryOp) -> io::Result<()> {
+        let EntryOp::Create { gfid, pgfid, name, mode, inline, .. } = op else { unreachable!() };
+        check_gfid(gfid)?;
+        let at = self.entry(pgfid, name)?;
+        let mut req = Self::request(op).unwrap();
         let whole = req.content.is_some();
         let newfile = |req: &NewEntry| xattr::set(self.by_gfid(pgfid), XATTR_NEWFILE, &req.encode());
         // The common case first: a new name and a new GFID, one request.
@@ -566,7 +656,7 @@ pub fn serve(target: Target<'_>, input: impl Read, output: impl Write, level: i3
             Err(e) => return Err(e.into()),
         };
         match m {
-            Msg::Entries { ops, .. } => ops.iter().for_each(|op| rx.apply_entry(op)),
+            Msg::Entries { ops, .. } => rx.apply_entries(&ops),
             Msg::Data { gfid, size, offset, bytes, .. } => rx.apply_data(gfid, size, offset, &bytes),
             Msg::Meta { ops, .. } => ops.iter().for_each(|m| rx.apply_meta(m)),
             Msg::Prune { pgfid, keep, .. } => rx.apply_prune(pgfid, &keep),

@@ -50,6 +50,9 @@ pub struct Link {
     /// Bytes sent on the wire (after compression) and before it.
     pub wire_bytes: u64,
     pub welcome: Welcome,
+    /// Entry messages (with inline file content) are compressed while that pays; when it
+    /// does not, they go plain and compression is tried again every 16th message.
+    entries_plain: u32,
 }
 
 impl Link {
@@ -74,7 +77,8 @@ impl Link {
         let w = BufWriter::with_capacity(1 << 20, child.stdin.take().unwrap());
         let r = BufReader::with_capacity(1 << 16, child.stdout.take().unwrap());
         let welcome = Welcome { volume: VolumeId([0; 16]), empty: false, total_bytes: 0, avail_bytes: 0 };
-        let mut link = Link { child: Some(child), w, r, level, next_batch: 1, wire_bytes: 0, welcome };
+        let mut link =
+            Link { child: Some(child), w, r, level, next_batch: 1, wire_bytes: 0, welcome, entries_plain: 0 };
         link.handshake(volume)?;
         Ok(link)
     }
@@ -117,6 +121,20 @@ impl Link {
         let n = self.send_at(m, level)?;
         if level > 0 && raw_len >= 4096 && n * 10 > raw_len * 9 {
             *compress = false;
+        }
+        Ok(())
+    }
+
+    /// Sends an `Entries` message of about `raw_len` bytes.
+    pub fn send_entries(&mut self, m: &Msg, raw_len: usize) -> anyhow::Result<()> {
+        if self.entries_plain > 0 {
+            self.entries_plain -= 1;
+            return self.send_at(m, 0).map(drop);
+        }
+        let mut compress = true;
+        self.send_data(m, raw_len, &mut compress)?;
+        if !compress {
+            self.entries_plain = 15;
         }
         Ok(())
     }

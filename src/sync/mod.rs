@@ -212,14 +212,25 @@ impl Source {
 
     /// A small regular file whole (content and metadata), read from `fd`; `None` if it is
     /// not a regular file or too big to travel inline.
-    fn inline_of(fd: std::os::fd::BorrowedFd<'_>, gfid: Gfid, opts: &WorkerOptions) -> io::Result<Option<Box<Inline>>> {
+    fn inline_of(
+        fd: std::os::fd::BorrowedFd<'_>,
+        gfid: Gfid,
+        opts: &WorkerOptions,
+        readable: bool,
+    ) -> io::Result<Option<Box<Inline>>> {
         let st = sys::fstat(fd)?;
         if st.st_mode & libc::S_IFMT != libc::S_IFREG || st.st_size as u64 > INLINE_MAX {
             return Ok(None);
         }
-        let mut f = File::from(sys::reopen(fd, libc::O_RDONLY)?);
-        let mut content = Vec::with_capacity(st.st_size as usize);
-        (&mut f).take(INLINE_MAX + 1).read_to_end(&mut content)?;
+        let content = if readable {
+            sys::read_up_to(fd, st.st_size as usize, INLINE_MAX as usize)?
+        } else {
+            sys::read_up_to(
+                sys::reopen(fd, libc::O_RDONLY | libc::O_NOATIME)?.as_fd(),
+                st.st_size as usize,
+                INLINE_MAX as usize,
+            )?
+        };
         if content.len() as u64 > INLINE_MAX {
             return Ok(None);
         }
@@ -233,7 +244,7 @@ impl Source {
     /// `gfid` whole, if it is a small regular file that still exists.
     pub fn inline(&mut self, gfid: &Gfid, opts: &WorkerOptions) -> io::Result<Option<Box<Inline>>> {
         match self.open_gfid(gfid)? {
-            Some(fd) => Self::inline_of(fd.as_fd(), *gfid, opts),
+            Some(fd) => Self::inline_of(fd.as_fd(), *gfid, opts, false),
             None => Ok(None),
         }
     }
@@ -244,7 +255,7 @@ impl Source {
         if sys::fstat(fd.as_fd())?.st_mode & libc::S_IFMT != libc::S_IFREG {
             return Ok(());
         }
-        let mut f = File::from(sys::reopen(fd.as_fd(), libc::O_RDONLY)?);
+        let mut f = File::from(sys::reopen(fd.as_fd(), libc::O_RDONLY | libc::O_NOATIME)?);
         let size = f.metadata()?.len();
         let mut offset = 0u64;
         let mut buf = vec![0u8; CHUNK];
@@ -292,12 +303,12 @@ fn send_entries(link: &mut Link, batch: u64, ops: Vec<EntryOp>) -> anyhow::Resul
         bytes += entry_bytes(&op);
         chunk.push(op);
         if chunk.len() >= ENTRY_BATCH || bytes >= ENTRY_BYTES {
-            link.send(&Msg::Entries { batch, ops: std::mem::take(&mut chunk) })?;
+            link.send_entries(&Msg::Entries { batch, ops: std::mem::take(&mut chunk) }, bytes)?;
             bytes = 0;
         }
     }
     if !chunk.is_empty() {
-        link.send(&Msg::Entries { batch, ops: chunk })?;
+        link.send_entries(&Msg::Entries { batch, ops: chunk }, bytes)?;
     }
     Ok(())
 }
@@ -368,8 +379,24 @@ pub fn hybrid_crawl(src: &mut Source, link: &mut Link, opts: &WorkerOptions) -> 
                 continue;
             }
             let p = e.path();
-            let md = std::fs::symlink_metadata(&p)?;
-            let Some(gfid) = xattr::get(&p, XATTR_GFID)?.and_then(|v| Gfid::from_slice(&v)) else {
+            // A regular file (by d_type) is opened once, for its attributes, GFID and content;
+            // without following a symlink that replaced it meanwhile, nor blocking on a fifo.
+            let file = if e.file_type()?.is_file() {
+                let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOATIME;
+                match std::fs::OpenOptions::new().read(true).custom_flags(flags).open(&p) {
+                    Ok(f) => Some(f),
+                    // Gone or replaced meanwhile: the changelogs carry what happened.
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ELOOP | libc::ENXIO)) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            } else {
+                None
+            };
+            let (md, gfid) = match &file {
+                Some(f) => (f.metadata()?, sys::getxattr_vec(f.as_fd(), OsStr::new(XATTR_GFID))?),
+                None => (std::fs::symlink_metadata(&p)?, xattr::get(&p, XATTR_GFID)?),
+            };
+            let Some(gfid) = gfid.and_then(|v| Gfid::from_slice(&v)) else {
                 log::warn!("{}: no gfid (written directly to the brick?); skipped", p.display());
                 continue;
             };
@@ -382,17 +409,9 @@ pub fn hybrid_crawl(src: &mut Source, link: &mut Link, opts: &WorkerOptions) -> 
             }
             let target =
                 if md.file_type().is_symlink() { Some(std::fs::read_link(&p)?.into_os_string()) } else { None };
-            let inline = if md.is_file() && md.len() <= INLINE_MAX {
-                // Not following a symlink that replaced the file meanwhile, nor blocking on a fifo.
-                let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK;
-                match std::fs::OpenOptions::new().read(true).custom_flags(flags).open(&p) {
-                    Ok(f) => Source::inline_of(f.as_fd(), gfid, opts)?,
-                    // Gone or replaced meanwhile: the changelogs carry what happened.
-                    Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ELOOP | libc::ENXIO)) => continue,
-                    Err(e) => return Err(e.into()),
-                }
-            } else {
-                None
+            let inline = match &file {
+                Some(f) if md.is_file() && md.len() <= INLINE_MAX => Source::inline_of(f.as_fd(), gfid, opts, true)?,
+                _ => None,
             };
             let whole = inline.is_some();
             if let Some(i) = &inline {
@@ -400,8 +419,7 @@ pub fn hybrid_crawl(src: &mut Source, link: &mut Link, opts: &WorkerOptions) -> 
                 stats.bytes += i.content.len() as u64;
                 stats.meta += 1;
             }
-            ops_bytes += inline.as_ref().map_or(0, |i| i.content.len());
-            ops.push(EntryOp::Create {
+            let op = EntryOp::Create {
                 gfid,
                 pgfid,
                 name,
@@ -411,7 +429,9 @@ pub fn hybrid_crawl(src: &mut Source, link: &mut Link, opts: &WorkerOptions) -> 
                 rdev: md.rdev(),
                 target,
                 inline,
-            });
+            };
+            ops_bytes += entry_bytes(&op);
+            ops.push(op);
             stats.entries += 1;
             if md.is_dir() {
                 queue.push((p, gfid));
@@ -423,13 +443,13 @@ pub fn hybrid_crawl(src: &mut Source, link: &mut Link, opts: &WorkerOptions) -> 
                 others.push(gfid);
             }
             if ops.len() >= ENTRY_BATCH || ops_bytes >= ENTRY_BYTES {
-                link.send(&Msg::Entries { batch, ops: std::mem::take(&mut ops) })?;
+                link.send_entries(&Msg::Entries { batch, ops: std::mem::take(&mut ops) }, ops_bytes)?;
                 ops_bytes = 0;
             }
         }
     }
     if !ops.is_empty() {
-        link.send(&Msg::Entries { batch, ops })?;
+        link.send_entries(&Msg::Entries { batch, ops }, ops_bytes)?;
     }
     if !opts.ignore_deletes {
         for (pgfid, keep) in pending_prunes {

@@ -115,8 +115,8 @@ impl OverlayFs {
         }
         sys::setxattr_fd(fd.as_fd(), OsStr::new(XATTR_GFID), &e.gfid.0, libc::XATTR_CREATE).map_err(errno)?;
         if let Some(c) = &e.content {
-            let mut f = std::fs::File::from(sys::reopen(fd.as_fd(), libc::O_WRONLY).map_err(errno)?);
-            std::io::Write::write_all(&mut f, &c.data).map_err(errno)?;
+            // `fd` was opened for writing.
+            sys::write_all(fd.as_fd(), &c.data).map_err(errno)?;
             for (k, v) in &c.xattrs {
                 sys::setxattr_fd(fd.as_fd(), k, v, 0).map_err(errno)?;
             }
