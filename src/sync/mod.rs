@@ -17,7 +17,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -373,6 +373,8 @@ pub fn hybrid_crawl(src: &mut Source, link: &mut Link, opts: &WorkerOptions) -> 
             .filter(|n| !(pgfid == Gfid::ROOT && n.as_bytes() == PRIVATE_DIR.as_bytes()))
             .collect();
         pending_prunes.push((pgfid, keep));
+        // Files are opened relative to their directory: no path walk per file.
+        let dirfd = File::open(&dir)?;
         for e in names {
             let name = e.file_name();
             if pgfid == Gfid::ROOT && name.as_bytes() == PRIVATE_DIR.as_bytes() {
@@ -382,9 +384,9 @@ pub fn hybrid_crawl(src: &mut Source, link: &mut Link, opts: &WorkerOptions) -> 
             // A regular file (by d_type) is opened once, for its attributes, GFID and content;
             // without following a symlink that replaced it meanwhile, nor blocking on a fifo.
             let file = if e.file_type()?.is_file() {
-                let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOATIME;
-                match std::fs::OpenOptions::new().read(true).custom_flags(flags).open(&p) {
-                    Ok(f) => Some(f),
+                let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOATIME;
+                match sys::openat(dirfd.as_fd(), &name, flags, 0) {
+                    Ok(f) => Some(File::from(f)),
                     // Gone or replaced meanwhile: the changelogs carry what happened.
                     Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ELOOP | libc::ENXIO)) => continue,
                     Err(e) => return Err(e.into()),
