@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 
-use georep::proto::{self, EntryOp, Failure, Inline, MetaOp, Msg};
+use georep::proto::{self, EntryOp, Failure, FileSums, Inline, MetaOp, Msg};
 use georep::types::{Gfid, VolumeId};
 use proptest::prelude::*;
 
@@ -93,6 +93,16 @@ fn msg() -> impl Strategy<Value = Msg> {
             .prop_map(|(batch, gfid, size, offset, bytes)| Msg::Data { batch, gfid, size, offset, bytes }),
         (any::<u64>(), proptest::collection::vec(meta_op(), 0..10)).prop_map(|(batch, ops)| Msg::Meta { batch, ops }),
         any::<u64>().prop_map(|batch| Msg::Commit { batch }),
+        (any::<u64>(), proptest::collection::vec((gfid(), 12u8..=40), 0..8))
+            .prop_map(|(batch, files)| Msg::SumsRequest { batch, files }),
+        (
+            any::<u64>(),
+            proptest::collection::vec((gfid(), any::<u64>(), proptest::collection::vec(any::<u128>(), 0..8)), 0..4)
+        )
+            .prop_map(|(batch, files)| Msg::Sums {
+                batch,
+                files: files.into_iter().map(|(gfid, size, sums)| FileSums { gfid, size, sums }).collect()
+            }),
         (any::<u64>(), gfid(), proptest::collection::vec(name(), 0..10)).prop_map(|(batch, pgfid, keep)| Msg::Prune {
             batch,
             pgfid,

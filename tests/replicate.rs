@@ -272,3 +272,39 @@ fn a_crashed_primary_daemon_makes_the_worker_crawl() {
     assert!(entries >= describe_tree(&pair.p.mnt).len() - 3, "{out}");
     pair.check();
 }
+
+/// Delta transfer: a big file the secondary already has is compared block by block, and only
+/// the blocks that changed travel (in place, an append, a truncation); whole files with
+/// `sync-method tarssh` semantics are covered by every other test's new files.
+#[test]
+fn changed_big_files_send_only_the_blocks_that_differ() {
+    let pair = Pair::new();
+    let bytes = |out: &str| -> u64 {
+        let w: Vec<&str> = out.split_whitespace().collect();
+        let i = w.iter().position(|x| *x == "bytes").unwrap();
+        w[i + 1].parse().unwrap()
+    };
+    sh(&pair.p.mnt, "head -c 4194304 /dev/urandom > big && head -c 3000000 /dev/urandom > other");
+    let out = pair.replicate(&[]);
+    assert!(bytes(&out) >= 7_194_304, "{out}");
+    pair.check();
+
+    // One 4 KiB write in the middle: one 128 KiB block.
+    sh(&pair.p.mnt, "head -c 4096 /dev/urandom | dd of=big bs=4096 seek=300 conv=notrunc status=none");
+    let out = pair.replicate(&[]);
+    assert_eq!(bytes(&out), 128 << 10, "{out}");
+    pair.check();
+
+    // An append: the last, partial block and what follows.
+    sh(&pair.p.mnt, "head -c 100000 /dev/urandom >> other");
+    let out = pair.replicate(&[]);
+    let tail = 3_100_000 - (3_000_000 / (128 << 10)) * (128 << 10);
+    assert_eq!(bytes(&out), tail as u64, "{out}");
+    pair.check();
+
+    // A truncation on a block boundary: nothing but the size.
+    sh(&pair.p.mnt, "truncate -s 2097152 big");
+    let out = pair.replicate(&[]);
+    assert_eq!(bytes(&out), 0, "{out}");
+    pair.check();
+}

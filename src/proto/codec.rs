@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
-use super::msg::{EntryOp, Failure, Inline, MetaOp, Msg};
+use super::msg::{EntryOp, Failure, FileSums, Inline, MetaOp, Msg};
 use crate::types::{Gfid, VolumeId};
 
 /// Sent once by each side before its first frame.
@@ -140,6 +140,8 @@ const K_META: u8 = 6;
 const K_COMMIT: u8 = 7;
 const K_COMMITTED: u8 = 8;
 const K_PRUNE: u8 = 9;
+const K_SUMS_REQUEST: u8 = 10;
+const K_SUMS: u8 = 11;
 
 fn write_meta(w: &mut W, m: &MetaOp) {
     w.gfid(&m.gfid);
@@ -273,6 +275,28 @@ fn encode_payload(m: &Msg) -> (u8, Vec<u8>) {
             }
             K_PRUNE
         }
+        Msg::SumsRequest { batch, files } => {
+            w.u64(*batch);
+            w.u32(files.len() as u32);
+            for (g, b) in files {
+                w.gfid(g);
+                w.u8(*b);
+            }
+            K_SUMS_REQUEST
+        }
+        Msg::Sums { batch, files } => {
+            w.u64(*batch);
+            w.u32(files.len() as u32);
+            for f in files {
+                w.gfid(&f.gfid);
+                w.u64(f.size);
+                w.u32(f.sums.len() as u32);
+                for s in &f.sums {
+                    w.0.extend_from_slice(&s.to_le_bytes());
+                }
+            }
+            K_SUMS
+        }
         Msg::Commit { batch } => {
             w.u64(*batch);
             K_COMMIT
@@ -314,6 +338,8 @@ fn decode_payload(kind: u8, b: &[u8]) -> Result<Msg, DecodeError> {
         K_COMMIT => "commit",
         K_COMMITTED => "committed",
         K_PRUNE => "prune",
+        K_SUMS_REQUEST => "sums request",
+        K_SUMS => "sums",
         k => return Err(DecodeError::Kind(k)),
     };
     let mut r = R { b, what };
@@ -383,6 +409,35 @@ fn decode_payload(kind: u8, b: &[u8]) -> Result<Msg, DecodeError> {
                 keep.push(r.name()?);
             }
             Msg::Prune { batch, pgfid, keep }
+        }
+        K_SUMS_REQUEST => {
+            let batch = r.u64()?;
+            let n = r.count(17)?;
+            let mut files = Vec::with_capacity(n);
+            for _ in 0..n {
+                let g = r.gfid()?;
+                let b = r.u8()?;
+                if !(12..=40).contains(&b) {
+                    return Err(r.err());
+                }
+                files.push((g, b));
+            }
+            Msg::SumsRequest { batch, files }
+        }
+        K_SUMS => {
+            let batch = r.u64()?;
+            let n = r.count(28)?;
+            let mut files = Vec::with_capacity(n);
+            for _ in 0..n {
+                let (gfid, size) = (r.gfid()?, r.u64()?);
+                let k = r.count(16)?;
+                let mut sums = Vec::with_capacity(k);
+                for _ in 0..k {
+                    sums.push(u128::from_le_bytes(r.take(16)?.try_into().unwrap()));
+                }
+                files.push(FileSums { gfid, size, sums });
+            }
+            Msg::Sums { batch, files }
         }
         K_COMMIT => Msg::Commit { batch: r.u64()? },
         K_COMMITTED => {

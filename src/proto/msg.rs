@@ -46,6 +46,14 @@ pub enum EntryOp {
     },
 }
 
+/// A secondary file's block checksums.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileSums {
+    pub gfid: Gfid,
+    pub size: u64,
+    pub sums: Vec<u128>,
+}
+
 /// What makes a new small file whole: its content and its metadata.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Inline {
@@ -103,7 +111,8 @@ pub enum Msg {
         batch: u64,
         ops: Vec<EntryOp>,
     },
-    /// A whole regular file's content in chunks: the first (`offset` 0) sets the size.
+    /// A regular file's content, whole in chunks or (delta transfer) the blocks that differ;
+    /// the file is made `size` bytes long first.
     Data {
         batch: u64,
         gfid: Gfid,
@@ -121,6 +130,18 @@ pub enum Msg {
         batch: u64,
         pgfid: Gfid,
         keep: Vec<OsString>,
+    },
+    /// Worker -> receiver: the block checksums of these files, each in blocks of
+    /// `1 << block_log2` bytes (delta transfer). Answered at once with `Sums`.
+    SumsRequest {
+        batch: u64,
+        files: Vec<(Gfid, u8)>,
+    },
+    /// Receiver -> worker: per file asked for, in order, its size and the XXH3-128 of each
+    /// block; `size` is `u64::MAX` when the secondary has no such regular file.
+    Sums {
+        batch: u64,
+        files: Vec<FileSums>,
     },
     /// Worker -> receiver: make everything of `batch` durable and report.
     Commit {

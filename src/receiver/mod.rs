@@ -91,6 +91,38 @@ impl Receiver {
         std::str::from_utf8(&v)?.parse().map_err(|e| anyhow::anyhow!("{e}"))
     }
 
+    /// The block checksums of a file (delta transfer); size `u64::MAX` if there is no such
+    /// regular file here.
+    pub fn sums(&mut self, gfid: Gfid, block_log2: u8) -> crate::proto::FileSums {
+        let missing = crate::proto::FileSums { gfid, size: u64::MAX, sums: Vec::new() };
+        if check_gfid(&gfid).is_err() {
+            return missing;
+        }
+        // Data written before in this batch must be what is summed.
+        self.data = None;
+        let Ok(f) = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(self.by_gfid(&gfid)) else {
+            return missing;
+        };
+        let size = match f.metadata() {
+            Ok(md) if md.is_file() => md.len(),
+            _ => return missing,
+        };
+        let block = 1usize << block_log2;
+        let mut buf = vec![0u8; block];
+        let mut sums = Vec::with_capacity(size.div_ceil(block as u64) as usize);
+        let mut off = 0u64;
+        while off < size {
+            let want = (size - off).min(block as u64) as usize;
+            match f.read_exact_at(&mut buf[..want], off) {
+                Ok(()) => sums.push(xxhash_rust::xxh3::xxh3_128(&buf[..want])),
+                // Changed under us: what was read is what we can vouch for.
+                Err(_) => return crate::proto::FileSums { gfid, size: off, sums },
+            }
+            off += want as u64;
+        }
+        crate::proto::FileSums { gfid, size, sums }
+    }
+
     /// The greeting: the volume's id, whether it holds anything, its size.
     fn welcome(&self) -> anyhow::Result<Msg> {
         let mut empty = true;
@@ -440,12 +472,14 @@ impl Receiver {
         if offset.checked_add(bytes.len() as u64).is_none_or(|end| end > size) {
             return Err(einval("data beyond the file's size"));
         }
-        if offset == 0 || self.data.as_ref().map(|d| d.0) != Some(gfid) {
+        if self.data.as_ref().map(|d| d.0) != Some(gfid) {
             let f = OpenOptions::new().write(true).custom_flags(libc::O_NOFOLLOW).open(self.by_gfid(&gfid))?;
-            if !f.metadata()?.is_file() {
+            let md = f.metadata()?;
+            if !md.is_file() {
                 return Err(io::Error::from_raw_os_error(libc::EISDIR));
             }
-            if offset == 0 && !(self.created.contains(&gfid) && size >= bytes.len() as u64) {
+            // Whole or delta, the file takes the primary's size first.
+            if md.len() != size {
                 f.set_len(size)?;
             }
             self.data = Some((gfid, f));
@@ -660,6 +694,11 @@ pub fn serve(target: Target<'_>, input: impl Read, output: impl Write, level: i3
             Msg::Data { gfid, size, offset, bytes, .. } => rx.apply_data(gfid, size, offset, &bytes),
             Msg::Meta { ops, .. } => ops.iter().for_each(|m| rx.apply_meta(m)),
             Msg::Prune { pgfid, keep, .. } => rx.apply_prune(pgfid, &keep),
+            Msg::SumsRequest { batch, files } => {
+                let files = files.into_iter().map(|(g, b)| rx.sums(g, b)).collect();
+                proto::write_frame(&mut w, &Msg::Sums { batch, files }, level)?;
+                w.flush()?;
+            }
             Msg::Commit { batch } => {
                 let failures = rx.commit();
                 proto::write_frame(&mut w, &Msg::Committed { batch, failures }, level)?;

@@ -145,6 +145,18 @@ impl Link {
         b
     }
 
+    /// The receiver's block checksums of these files (delta transfer).
+    pub fn sums(&mut self, batch: u64, files: Vec<(crate::types::Gfid, u8)>) -> anyhow::Result<Vec<proto::FileSums>> {
+        let asked: Vec<_> = files.iter().map(|f| f.0).collect();
+        self.send(&Msg::SumsRequest { batch, files })?;
+        self.w.flush()?;
+        match proto::read_frame(&mut self.r)? {
+            Some(Msg::Sums { batch: b, files }) if b == batch && files.iter().map(|f| f.gfid).eq(asked) => Ok(files),
+            Some(Msg::Error { message }) => bail!("receiver: {message}"),
+            other => bail!("receiver: unexpected answer to a sums request: {other:?}"),
+        }
+    }
+
     /// Asks the receiver to make batch `batch` durable; returns what it could not apply.
     pub fn commit(&mut self, batch: u64) -> anyhow::Result<Vec<Failure>> {
         self.send(&Msg::Commit { batch })?;

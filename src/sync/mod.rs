@@ -41,6 +41,17 @@ const ENTRY_BYTES: usize = 4 << 20;
 /// one request on the secondary instead of a create, a data stream and a metadata pass. The
 /// create request must fit one setxattr value (64 KiB) with the name and xattrs.
 pub const INLINE_MAX: u64 = 48 << 10;
+/// Files from this size on are sent by delta when the secondary has them.
+pub const DELTA_MIN: u64 = 1 << 20;
+/// Sums asked for at once, at most (blocks), so that the answer fits a frame.
+const SUMS_BUDGET: u64 = 256 << 10;
+
+/// The delta block size of a file: 128 KiB, larger for files over 2 GiB (at most 16384
+/// blocks a file), as a power of two.
+fn block_log2(size: u64) -> u8 {
+    let want = (size / 16384).max(128 << 10).next_power_of_two();
+    want.trailing_zeros().clamp(17, 40) as u8
+}
 
 #[derive(Clone, Debug)]
 pub struct WorkerOptions {
@@ -49,6 +60,9 @@ pub struct WorkerOptions {
     pub sync_acls: bool,
     /// Drop deletions: the secondary keeps what the primary removed.
     pub ignore_deletes: bool,
+    /// Delta transfer (`sync-method rsync`): a file the secondary already has is compared
+    /// block by block and only the blocks that differ are sent. Else whole files (`tarssh`).
+    pub delta: bool,
     /// Changelogs per batch at most.
     pub changelogs_per_batch: usize,
     /// `change-detector xsync`: no changelogs, a Hybrid crawl every `change_interval`.
@@ -62,6 +76,7 @@ impl Default for WorkerOptions {
             sync_xattrs: true,
             sync_acls: true,
             ignore_deletes: false,
+            delta: true,
             changelogs_per_batch: 64,
             xsync: false,
             change_interval: Duration::from_secs(1),
@@ -96,7 +111,10 @@ impl Progress for Quiet {}
 pub struct Stats {
     pub entries: u64,
     pub files: u64,
+    /// Content bytes sent (before compression).
     pub bytes: u64,
+    /// Content bytes the secondary already had (delta transfer).
+    pub delta_skipped: u64,
     pub meta: u64,
     pub failures: u64,
 }
@@ -249,6 +267,68 @@ impl Source {
         }
     }
 
+    /// The size of `gfid` if it is a regular file that still exists.
+    fn file_size(&mut self, gfid: &Gfid) -> io::Result<Option<u64>> {
+        let Some(fd) = self.open_gfid(gfid)? else { return Ok(None) };
+        let st = sys::fstat(fd.as_fd())?;
+        Ok((st.st_mode & libc::S_IFMT == libc::S_IFREG).then_some(st.st_size as u64))
+    }
+
+    /// Sends the blocks of `gfid` that differ from the secondary's copy (`theirs`); the whole
+    /// file if the secondary has none.
+    pub fn send_delta(
+        &mut self,
+        link: &mut Link,
+        batch: u64,
+        theirs: &crate::proto::FileSums,
+        block_log2: u8,
+        stats: &mut Stats,
+    ) -> anyhow::Result<()> {
+        if theirs.size == u64::MAX {
+            return self.send_data(link, batch, &theirs.gfid, stats);
+        }
+        let Some(fd) = self.open_gfid(&theirs.gfid)? else { return Ok(()) };
+        if sys::fstat(fd.as_fd())?.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Ok(());
+        }
+        let f = File::from(sys::reopen(fd.as_fd(), libc::O_RDONLY | libc::O_NOATIME)?);
+        let size = f.metadata()?.len();
+        let block = 1usize << block_log2;
+        let mut buf = vec![0u8; block];
+        let mut compress = true;
+        let mut sent_any = false;
+        let mut off = 0u64;
+        let mut i = 0usize;
+        while off < size {
+            let want = (size - off).min(block as u64) as usize;
+            let n = read_full_at(&f, &mut buf[..want], off)?;
+            if n == 0 {
+                break;
+            }
+            let same = theirs.sums.get(i).is_some_and(|s| *s == xxhash_rust::xxh3::xxh3_128(&buf[..n]))
+                && off + (n as u64) <= theirs.size;
+            if !same {
+                link.send_data(
+                    &Msg::Data { batch, gfid: theirs.gfid, size, offset: off, bytes: buf[..n].to_vec() },
+                    n,
+                    &mut compress,
+                )?;
+                stats.bytes += n as u64;
+                sent_any = true;
+            } else {
+                stats.delta_skipped += n as u64;
+            }
+            off += n as u64;
+            i += 1;
+        }
+        if !sent_any && theirs.size != size {
+            // Only the size differs (a truncation): an empty chunk sets it.
+            link.send(&Msg::Data { batch, gfid: theirs.gfid, size, offset: size.min(off), bytes: Vec::new() })?;
+        }
+        stats.files += 1;
+        Ok(())
+    }
+
     /// Streams the content of `gfid` (if it is a regular file that still exists).
     pub fn send_data(&mut self, link: &mut Link, batch: u64, gfid: &Gfid, stats: &mut Stats) -> anyhow::Result<()> {
         let Some(fd) = self.open_gfid(gfid)? else { return Ok(()) };
@@ -286,6 +366,21 @@ impl Source {
         stats.files += 1;
         Ok(())
     }
+}
+
+/// Reads up to `buf.len()` bytes at `off`, fewer only at the end of the file.
+fn read_full_at(f: &File, buf: &mut [u8], off: u64) -> io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read_at(&mut buf[n..], off + n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 fn entry_bytes(op: &EntryOp) -> usize {
@@ -330,8 +425,28 @@ fn finish_batch(
     opts: &WorkerOptions,
     stats: &mut Stats,
 ) -> anyhow::Result<()> {
+    // Big files go by delta: the secondary's checksums first, for many files at once.
+    let mut delta: Vec<(Gfid, u8, u64)> = Vec::new();
     for g in data {
-        src.send_data(link, batch, g, stats)?;
+        match src.file_size(g)? {
+            Some(size) if opts.delta && size >= DELTA_MIN => delta.push((*g, block_log2(size), size)),
+            Some(_) => src.send_data(link, batch, g, stats)?,
+            None => {}
+        }
+    }
+    let mut group: Vec<(Gfid, u8)> = Vec::new();
+    let mut blocks = 0u64;
+    for (i, (g, b, size)) in delta.iter().enumerate() {
+        group.push((*g, *b));
+        blocks += size.div_ceil(1 << *b) + 1;
+        if blocks >= SUMS_BUDGET / 2 || i + 1 == delta.len() {
+            let asked = std::mem::take(&mut group);
+            let logs: HashMap<Gfid, u8> = asked.iter().copied().collect();
+            for theirs in link.sums(batch, asked)? {
+                src.send_delta(link, batch, &theirs, logs[&theirs.gfid], stats)?;
+            }
+            blocks = 0;
+        }
     }
     let mut ops = Vec::new();
     for g in meta {

@@ -50,6 +50,7 @@ impl WorkerSpec {
             sync_xattrs: c.get_bool("sync-xattrs"),
             sync_acls: c.get_bool("sync-acls"),
             ignore_deletes: c.get_bool("ignore-deletes"),
+            delta: c.get("sync-method").map(|v| v == "rsync").unwrap_or(true),
             changelogs_per_batch: per_batch,
             xsync: c.get("change-detector").map(|v| v == "xsync").unwrap_or(false),
             change_interval: Duration::from_secs_f64(secs("change-interval")),
