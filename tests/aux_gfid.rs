@@ -8,7 +8,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use common::*;
 use georep::changelog::Op;
-use georep::fs::newentry::{Content, NewEntry, XATTR_NEWFILE};
+use georep::fs::newentry::{Content, NewEntry, XATTR_NEWFILE, encode_batch};
 use georep::types::Gfid;
 
 fn newfile(m: &Mount, pgfid: Gfid, e: &NewEntry) -> std::io::Result<()> {
@@ -133,6 +133,28 @@ fn newfile_creates_whole_small_files() {
         assert_eq!(newfile(&m, Gfid::ROOT, &e).unwrap_err().raw_os_error(), Some(libc::EPERM), "{bad}");
         assert!(!m.b("bad").exists());
     }
+}
+
+#[test]
+fn newfile_batches_stop_at_the_first_failure() {
+    let m = Mount::new("aux-gfid-mount,rollover-time=600");
+    fs::write(m.p("taken"), b"x").unwrap();
+    let whole = |name: &str| NewEntry {
+        content: Some(Content { atime_ns: 0, mtime_ns: 0, data: name.as_bytes().to_vec(), xattrs: vec![] }),
+        ..entry(name, libc::S_IFREG | 0o644)
+    };
+    let (a, b, c, d) = (whole("a"), whole("b"), whole("taken"), whole("d"));
+    let reqs: Vec<Vec<u8>> = [&a, &b, &c, &d].iter().map(|e| e.encode()).collect();
+    let batch = encode_batch(reqs.iter().map(|r| r.as_slice()));
+    let err = xattr::set(m.p(&format!(".gfid/{}", Gfid::ROOT)), XATTR_NEWFILE, &batch).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EEXIST));
+    assert_eq!(fs::read(m.b("a")).unwrap(), b"a");
+    assert_eq!(fs::read(m.b("b")).unwrap(), b"b");
+    assert_eq!(fs::read(m.b("taken")).unwrap(), b"x", "untouched");
+    assert!(!m.b("d").exists(), "nothing after the failure");
+    let mut bad = batch.clone();
+    bad.truncate(bad.len() - 3);
+    assert!(xattr::set(m.p(&format!(".gfid/{}", Gfid::ROOT)), XATTR_NEWFILE, &bad).is_err());
 }
 
 #[test]

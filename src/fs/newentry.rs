@@ -28,6 +28,10 @@
 //!
 //! The whole request fits one setxattr value (64 KiB), so only small files go this way.
 //!
+//! A *batch* (first byte `3`) carries several requests for the same parent directory:
+//! `3`, `0`, then per request its length (4 bytes) and the request. They are carried out in
+//! order; the first that fails ends the batch with its error (the ones before it stay made).
+//!
 //! Pure: no I/O. Decoding validates everything and never panics.
 
 use std::ffi::{OsStr, OsString};
@@ -58,6 +62,45 @@ pub struct Content {
     pub mtime_ns: i64,
     pub data: Vec<u8>,
     pub xattrs: Vec<(OsString, Vec<u8>)>,
+}
+
+/// Packs requests (encoded) into one batch request.
+pub fn encode_batch<'a>(requests: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut b = vec![3, 0];
+    for r in requests {
+        b.extend_from_slice(&(r.len() as u32).to_le_bytes());
+        b.extend_from_slice(r);
+    }
+    b
+}
+
+/// The requests of a batch, or `None` if `b` is not one; a malformed batch yields an error
+/// where it breaks.
+pub fn split_batch(b: &[u8]) -> Option<impl Iterator<Item = Result<&[u8], NewEntryError>>> {
+    if b.len() < 2 || b[0] != 3 || b[1] != 0 {
+        return None;
+    }
+    let mut rest = &b[2..];
+    Some(std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        if rest.len() < 4 {
+            rest = &[];
+            return Some(Err(NewEntryError::Length));
+        }
+        let n = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+        match rest.get(4..4 + n) {
+            Some(r) => {
+                rest = &rest[4 + n..];
+                Some(Ok(r))
+            }
+            None => {
+                rest = &[];
+                Some(Err(NewEntryError::Length))
+            }
+        }
+    }))
 }
 
 /// The largest setxattr value the kernel passes.
@@ -268,6 +311,18 @@ mod tests {
         for cut in 0..f.encode().len() {
             assert!(NewEntry::decode(&f.encode()[..cut]).is_err());
         }
+    }
+
+    #[test]
+    fn batches() {
+        let (a, b) = (sample().encode(), sample().encode());
+        let batch = encode_batch([a.as_slice(), b.as_slice()]);
+        let parts: Vec<_> = split_batch(&batch).unwrap().collect();
+        assert_eq!(parts, vec![Ok(a.as_slice()), Ok(b.as_slice())]);
+        assert!(split_batch(&a).is_none());
+        let cut = &batch[..batch.len() - 1];
+        let parts: Vec<_> = split_batch(cut).unwrap().collect();
+        assert_eq!(parts, vec![Ok(a.as_slice()), Err(NewEntryError::Length)]);
     }
 
     #[test]

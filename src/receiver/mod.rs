@@ -231,26 +231,46 @@ impl Receiver {
                 parents.insert(*pgfid, d);
             }
         }
+        // Requests packed per parent into batches of up to one setxattr value: (parent,
+        // indexes into `run`, the batch request). What cannot go this way goes serially after.
+        let mut batches: Vec<(Gfid, Vec<usize>, Vec<Vec<u8>>)> = Vec::new();
+        let mut open: std::collections::HashMap<Gfid, usize> = Default::default();
+        for (i, op) in run.iter().enumerate() {
+            let EntryOp::Create { gfid, pgfid, .. } = op else { continue };
+            let Some(req) = Self::request(op) else { continue };
+            if check_gfid(gfid).is_err()
+                || !parents.contains_key(pgfid)
+                || req.content.is_none()
+                || check_name(&req.name).is_err()
+            {
+                continue;
+            }
+            let enc = req.encode();
+            let slot = match open.get(pgfid) {
+                Some(&b) if batches[b].2.iter().map(|r| r.len() + 4).sum::<usize>() + enc.len() + 6 <= MAX_REQUEST => b,
+                _ => {
+                    batches.push((*pgfid, Vec::new(), Vec::new()));
+                    open.insert(*pgfid, batches.len() - 1);
+                    batches.len() - 1
+                }
+            };
+            batches[slot].1.push(i);
+            batches[slot].2.push(enc);
+        }
         let next = std::sync::atomic::AtomicUsize::new(0);
         let made: Vec<std::sync::atomic::AtomicBool> = run.iter().map(|_| Default::default()).collect();
         std::thread::scope(|sc| {
             for _ in 0..THREADS {
                 sc.spawn(|| {
                     loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(op) = run.get(i) else { break };
-                        let EntryOp::Create { gfid, pgfid, .. } = op else { continue };
-                        let ok = if check_gfid(gfid).is_ok()
-                            && let Some(parent) = parents.get(pgfid)
-                            && let Some(req) = Self::request(op)
-                            && req.content.is_some()
-                            && check_name(&req.name).is_ok()
-                        {
-                            xattr::FileExt::set_xattr(parent, XATTR_NEWFILE, &req.encode()).is_ok()
-                        } else {
-                            false
-                        };
-                        made[i].store(ok, std::sync::atomic::Ordering::Relaxed);
+                        let b = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((pgfid, members, reqs)) = batches.get(b) else { break };
+                        let value = crate::fs::newentry::encode_batch(reqs.iter().map(|r| r.as_slice()));
+                        if xattr::FileExt::set_xattr(&parents[pgfid], XATTR_NEWFILE, &value).is_ok() {
+                            for &i in members {
+                                made[i].store(true, std::sync::atomic::Ordering::Relaxed);
+                            }
+                        }
                     }
                 });
             }

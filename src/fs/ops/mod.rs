@@ -475,7 +475,16 @@ impl Filesystem for OverlayFs {
         reply: ReplyEmpty,
     ) {
         let r = if name.as_bytes() == crate::fs::newentry::XATTR_NEWFILE.as_bytes() {
-            self.inode(ino).and_then(|i| self.new_entry(req, &i, value))
+            self.inode(ino).and_then(|i| match crate::fs::newentry::split_batch(value) {
+                Some(parts) => parts.into_iter().try_for_each(|p| match p {
+                    Ok(one) => self.new_entry(req, &i, one),
+                    Err(e) => {
+                        log::warn!("{e}");
+                        Err(Errno::EINVAL)
+                    }
+                }),
+                None => self.new_entry(req, &i, value),
+            })
         } else {
             self.inode(ino).and_then(|i| self.do_setxattr(req, &i, name, value, flags))
         };
