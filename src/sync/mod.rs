@@ -267,6 +267,12 @@ impl Source {
         }
     }
 
+    /// Where `gfid` is in the brick now (for messages).
+    pub fn path_of(&mut self, gfid: &Gfid) -> Option<PathBuf> {
+        let fd = self.open_gfid(gfid).ok()??;
+        std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd))).ok()
+    }
+
     /// The size of `gfid` if it is a regular file that still exists.
     fn file_size(&mut self, gfid: &Gfid) -> io::Result<Option<u64>> {
         let Some(fd) = self.open_gfid(gfid)? else { return Ok(None) };
@@ -408,10 +414,18 @@ fn send_entries(link: &mut Link, batch: u64, ops: Vec<EntryOp>) -> anyhow::Resul
     Ok(())
 }
 
-fn report(failures: Vec<Failure>, stats: &mut Stats) {
+/// Counts and logs what the secondary could not apply, with the path the GFID has on the
+/// primary now (if it still exists) and the secondary's reason.
+fn report(src: &mut Source, failures: Vec<Failure>, stats: &mut Stats) {
     for f in failures {
         stats.failures += 1;
-        log::error!("secondary could not apply a change to gfid {}: {} (errno {})", f.gfid, f.message, f.errno);
+        let path = src.path_of(&f.gfid).map(|p| p.display().to_string()).unwrap_or_else(|| "(gone)".into());
+        log::error!(
+            "secondary could not apply a change to {path} (gfid {}): {} (errno {})",
+            f.gfid,
+            f.message,
+            f.errno
+        );
     }
 }
 
@@ -462,7 +476,7 @@ fn finish_batch(
         link.send(&Msg::Meta { batch, ops })?;
     }
     let failures = link.commit(batch)?;
-    report(failures, stats);
+    report(src, failures, stats);
     Ok(())
 }
 
