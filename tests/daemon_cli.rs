@@ -107,7 +107,7 @@ fn session_lifecycle_config_and_status() {
             .refused()
             .contains("Volume nosuch does not exist")
     );
-    assert!(c.pri.cli("volume geo-replication pvol nohost::svol create push-pem").refused().contains("not reachable"));
+    assert!(c.pri.cli("volume geo-replication pvol nohost::svol create push-pem").refused().contains("gsec_create"));
     // No session yet.
     let o = c.pri.cli("volume geo-replication status");
     assert_eq!((o.code, o.stderr.trim()), (1, "No active geo-replication sessions"));

@@ -39,7 +39,7 @@ pub fn run(args: &[String]) -> anyhow::Result<i32> {
         Command::Volume(v) => (Request::Volume(v), false),
         Command::Session { primary, secondary, cmd } => (Request::Session { primary, secondary, cmd }, false),
         Command::Status { primary, secondary, detail } => (Request::Status { primary, secondary }, detail),
-        Command::GsecCreate => bail!("gsec_create: SSH keys are not available yet (sessions reach local peers only)"),
+        Command::GsecCreate => (Request::GsecCreate, false),
     };
     let is_info = matches!(&req, Request::Volume(VolumeCmd::Info { .. }));
     match control::call(&dirs, &req)? {

@@ -37,6 +37,8 @@ pub enum Request {
     AuxMount {
         volume: String,
     },
+    /// `georep system execute gsec_create` / `georep sshkey generate`.
+    GsecCreate,
     Ping,
 }
 

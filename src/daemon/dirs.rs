@@ -55,6 +55,21 @@ impl Dirs {
         self.state.join("geo-replication").join(key)
     }
 
+    /// This node's session key (the public half beside it, `.pem.pub`).
+    pub fn session_key(&self) -> PathBuf {
+        self.state.join("geo-replication").join("secret.pem")
+    }
+
+    /// The public keys of the primary nodes, which `push-pem` installs on secondaries.
+    pub fn common_secret_pub(&self) -> PathBuf {
+        self.state.join("geo-replication").join("common_secret.pem.pub")
+    }
+
+    /// The secondaries' SSH host keys, recorded at session create.
+    pub fn known_hosts(&self) -> PathBuf {
+        self.state.join("geo-replication").join("known_hosts")
+    }
+
     pub fn session_log(&self, key: &str) -> PathBuf {
         self.log.join("geo-replication").join(key)
     }

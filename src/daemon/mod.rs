@@ -171,6 +171,7 @@ impl Daemon {
 
     pub fn handle(&self, req: Request) -> Response {
         let r = match req {
+            Request::GsecCreate => sessions::gsec_create(self),
             Request::Ping => Ok(Response::Ok(format!("{} {}", self.node.name, self.node.id))),
             Request::Volume(cmd) => volumes::handle(self, cmd),
             Request::Session { primary, secondary, cmd } => sessions::handle(self, &primary, &secondary, cmd),

@@ -86,15 +86,43 @@ fn save(d: &Daemon, s: &Session) -> anyhow::Result<()> {
     d.store.put_json(&store_key(&s.primary, &s.secondary), s)
 }
 
-/// How this node reaches a secondary host.
-pub fn transport(d: &Daemon, s: &SecondaryUrl) -> anyhow::Result<Transport> {
-    match d.opts.local_peers.get(&s.host) {
-        Some(run_dir) => Ok(Transport::Local { exe: d.exe.clone(), run_dir: run_dir.clone() }),
-        None => bail!(
-            "{}: not reachable: this node reaches secondaries on this machine only (georepd --local-peer); SSH is not available yet",
-            s.host
-        ),
+/// How this node reaches a secondary host: a local peer directly, any other host over SSH
+/// with the session key (`georep system execute gsec_create`) and the host key recorded at
+/// `create` in `<state>/geo-replication/known_hosts`.
+pub fn transport(d: &Daemon, s: &SecondaryUrl, config: &SessionConfig) -> anyhow::Result<Transport> {
+    if let Some(run_dir) = d.opts.local_peers.get(&s.host) {
+        return Ok(Transport::Local { exe: d.exe.clone(), run_dir: run_dir.clone() });
     }
+    let key = d.dirs.session_key();
+    if !key.exists() {
+        bail!("no session key: run 'georep system execute gsec_create' (or 'georep sshkey generate') first");
+    }
+    let port = config.get_int("ssh-port") as u16;
+    let timeout = std::time::Duration::from_secs(config.get_int("connection-timeout").max(1) as u64);
+    Ok(Transport::Ssh {
+        target: crate::sync::ssh::SshTarget {
+            host: s.host.clone(),
+            port,
+            user: s.user.clone().unwrap_or_else(|| "root".into()),
+            key,
+            known_hosts: d.dirs.known_hosts(),
+            timeout,
+        },
+        command: "georep receiver".into(),
+    })
+}
+
+/// `gsec_create` / `sshkey generate`: this node's session key pair, and the common public-key
+/// file `push-pem` installs on secondaries.
+pub fn gsec_create(d: &Daemon) -> anyhow::Result<Response> {
+    let key = d.dirs.session_key();
+    std::fs::create_dir_all(key.parent().unwrap())?;
+    let public = crate::sync::ssh::ensure_key(&key, &format!("georep@{}", d.node.name))?;
+    let common = d.dirs.common_secret_pub();
+    let tmp = common.with_extension("tmp");
+    std::fs::write(&tmp, format!("{public}\n"))?;
+    std::fs::rename(&tmp, &common)?;
+    Ok(Response::Ok(format!("Common secret pub file present at {}", common.display())))
 }
 
 /// The worker's instructions, rewritten on every change so a running worker sees the live
@@ -110,7 +138,7 @@ fn write_spec(d: &Daemon, s: &Session, v: &Volume) -> anyhow::Result<Option<Path
         consumer: s.consumer(),
         secondary: s.secondary.clone(),
         secondary_volume_id: s.secondary_volume_id.clone(),
-        transport: transport(d, &s.secondary)?,
+        transport: transport(d, &s.secondary, &s.config)?,
         config: s.config.clone(),
         status_file: dir.join("brick-status.json"),
     };
@@ -285,10 +313,20 @@ fn create(
             );
         }
     }
-    let _ = push_pem;
-    // The secondary: reachable, its volume there and started, empty and big enough.
-    let t = transport(d, secondary)?;
-    let link = Link::connect(&t, &secondary.volume, 0)
+    let mut config = existing.as_ref().map(|s| s.config.clone()).unwrap_or_default();
+    if let Some(p) = ssh_port {
+        config.set("ssh-port", &p.to_string(), now_unix())?;
+    }
+    let t = transport(d, secondary, &config)?;
+    if push_pem && matches!(t, Transport::Ssh { .. }) && !d.dirs.common_secret_pub().exists() {
+        bail!(
+            "{} required for push-pem is not present. Please run 'georep system execute gsec_create'",
+            d.dirs.common_secret_pub().display()
+        );
+    }
+    // The secondary: reachable, its volume there and started, empty and big enough. Its SSH
+    // host key is recorded now, and checked from then on.
+    let link = Link::connect_learning(&t, &secondary.volume, 0, true)
         .with_context(|| format!("Unable to fetch the volume details of {secondary}"))?;
     let remote = link.welcome.clone();
     link.close()?;
@@ -314,10 +352,6 @@ fn create(
                 );
             }
         }
-    }
-    let mut config = existing.map(|s| s.config).unwrap_or_default();
-    if let Some(p) = ssh_port {
-        config.set("ssh-port", &p.to_string(), now_unix())?;
     }
     let s = Session {
         primary: primary.to_string(),

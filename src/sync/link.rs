@@ -4,7 +4,7 @@
 
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
@@ -18,18 +18,9 @@ pub enum Transport {
     /// A node on this machine: `georep receiver` run here against that node's daemon (its
     /// run directory), which mounts the secondary volume for it.
     Local { exe: PathBuf, run_dir: PathBuf },
-}
-
-impl Transport {
-    fn command(&self) -> Command {
-        match self {
-            Transport::Local { exe, run_dir } => {
-                let mut c = Command::new(exe);
-                c.arg("receiver").env("GEOREP_RUN_DIR", run_dir);
-                c
-            }
-        }
-    }
+    /// SSH to the secondary's sshd, running `command` there (the receiver; on a set-up
+    /// secondary the session key's forced command runs it whatever is asked).
+    Ssh { target: super::ssh::SshTarget, command: String },
 }
 
 /// What the receiver said of its volume.
@@ -43,8 +34,10 @@ pub struct Welcome {
 
 pub struct Link {
     child: Option<Child>,
-    w: BufWriter<ChildStdin>,
-    r: BufReader<ChildStdout>,
+    /// The SSH bridge's socket, shut down for writing at close.
+    sock: Option<std::os::unix::net::UnixStream>,
+    w: BufWriter<Box<dyn Write + Send>>,
+    r: BufReader<Box<dyn Read + Send>>,
     level: i32,
     next_batch: u64,
     /// Bytes sent on the wire (after compression) and before it.
@@ -65,7 +58,25 @@ impl Link {
 
     /// Reaches the receiver of `volume` over `t` and greets it.
     pub fn connect(t: &Transport, volume: &str, level: i32) -> anyhow::Result<Link> {
-        Link::spawn(t.command(), volume, level)
+        Link::connect_learning(t, volume, level, false)
+    }
+
+    /// As `connect`; with `learn`, an unknown SSH host key is recorded (session create). A
+    /// changed one is always refused.
+    pub fn connect_learning(t: &Transport, volume: &str, level: i32, learn: bool) -> anyhow::Result<Link> {
+        match t {
+            Transport::Local { exe, run_dir } => {
+                let mut c = Command::new(exe);
+                c.arg("receiver").env("GEOREP_RUN_DIR", run_dir);
+                Link::spawn(c, volume, level)
+            }
+            Transport::Ssh { target, command } => {
+                let sock = super::ssh::connect(target, command, learn)?;
+                let r: Box<dyn Read + Send> = Box::new(sock.try_clone()?);
+                let w: Box<dyn Write + Send> = Box::new(sock.try_clone()?);
+                Link::over(None, Some(sock), r, w, volume, level)
+            }
+        }
     }
 
     fn spawn(mut cmd: Command, volume: &str, level: i32) -> anyhow::Result<Link> {
@@ -74,11 +85,31 @@ impl Link {
             .stdout(Stdio::piped())
             .spawn()
             .with_context(|| format!("start the receiver {:?}", cmd.get_program()))?;
-        let w = BufWriter::with_capacity(1 << 20, child.stdin.take().unwrap());
-        let r = BufReader::with_capacity(1 << 16, child.stdout.take().unwrap());
+        let w: Box<dyn Write + Send> = Box::new(child.stdin.take().unwrap());
+        let r: Box<dyn Read + Send> = Box::new(child.stdout.take().unwrap());
+        Link::over(Some(child), None, r, w, volume, level)
+    }
+
+    fn over(
+        child: Option<Child>,
+        sock: Option<std::os::unix::net::UnixStream>,
+        r: Box<dyn Read + Send>,
+        w: Box<dyn Write + Send>,
+        volume: &str,
+        level: i32,
+    ) -> anyhow::Result<Link> {
         let welcome = Welcome { volume: VolumeId([0; 16]), empty: false, total_bytes: 0, avail_bytes: 0 };
-        let mut link =
-            Link { child: Some(child), w, r, level, next_batch: 1, wire_bytes: 0, welcome, entries_plain: 0 };
+        let mut link = Link {
+            child,
+            sock,
+            w: BufWriter::with_capacity(1 << 20, w),
+            r: BufReader::with_capacity(1 << 16, r),
+            level,
+            next_batch: 1,
+            wire_bytes: 0,
+            welcome,
+            entries_plain: 0,
+        };
         link.handshake(volume)?;
         Ok(link)
     }
@@ -171,8 +202,11 @@ impl Link {
     /// Ends the connection and waits for the receiver.
     pub fn close(mut self) -> anyhow::Result<()> {
         self.w.flush()?;
-        let Link { child, w, .. } = self;
+        let Link { child, w, sock, .. } = self;
         drop(w);
+        if let Some(s) = sock {
+            let _ = s.shutdown(std::net::Shutdown::Write);
+        }
         if let Some(mut c) = child {
             let st = c.wait()?;
             if !st.success() {

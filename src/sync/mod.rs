@@ -9,6 +9,7 @@
 //! GFID index; it never writes to the brick.
 
 pub mod link;
+pub mod ssh;
 pub mod worker;
 
 use std::collections::{BTreeSet, HashMap};

@@ -122,11 +122,22 @@ pub const SESSION: &str = "volume geo-replication pvol sec::svol";
 impl Cluster {
     /// Both nodes up, both volumes created; started and mounted if `start`.
     pub fn new(start: bool) -> Cluster {
+        Cluster::make(start, true)
+    }
+
+    /// As `new`, but the primary reaches no secondary on this machine: only over SSH.
+    pub fn remote() -> Cluster {
+        Cluster::make(true, false)
+    }
+
+    fn make(start: bool, local_peer: bool) -> Cluster {
         require_root();
         let dir = tempfile::Builder::new().prefix("georep-cluster-").tempdir().unwrap();
         let mut sec = Node::new(dir.path(), "sec");
         let mut pri = Node::new(dir.path(), "pri");
-        pri.peers.push(("sec".into(), sec.run_dir()));
+        if local_peer {
+            pri.peers.push(("sec".into(), sec.run_dir()));
+        }
         sec.start();
         pri.start();
         let pbrick = dir.path().join("pbrick");

@@ -13,6 +13,7 @@ use georep::changelog::{self, Record};
 use georep::types::{BrickLayout, Gfid};
 
 pub mod cluster;
+pub mod netns;
 
 pub fn require_root() {
     assert!(nix::unistd::geteuid().is_root(), "these tests mount FUSE filesystems and must run as root");

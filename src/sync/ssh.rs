@@ -1,0 +1,212 @@
+//! The SSH transport: a russh client to the secondary's OpenSSH server, authenticated with the
+//! session key, the server's host key checked against the session's known_hosts file, and the
+//! receiver run as the remote command (the key's forced command, on a set-up secondary). The
+//! channel is bridged to one end of a Unix socket pair, so the worker's `Link` reads and writes
+//! plain blocking streams whatever carries them.
+
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use russh::client;
+use russh::keys::{PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshTarget {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    /// The session's private key (OpenSSH format).
+    pub key: PathBuf,
+    /// Host keys this node trusts, recorded at `create`.
+    pub known_hosts: PathBuf,
+    /// Connect, handshake and authentication must be done within this.
+    pub timeout: Duration,
+}
+
+/// Why a connection failed, as status shows it.
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    #[error("{host}:{port}: connection refused or unreachable: {why}")]
+    Unreachable { host: String, port: u16, why: String },
+    #[error("{host}:{port}: no answer within {secs} s")]
+    Timeout { host: String, port: u16, secs: u64 },
+    #[error("{host}: host key changed (known_hosts line {line}): refusing to connect")]
+    HostKeyChanged { host: String, line: usize },
+    #[error("{host}: host key not known (not recorded at session create)")]
+    HostKeyUnknown { host: String },
+    #[error("{user}@{host}: authentication with the session key failed")]
+    AuthFailed { user: String, host: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+struct Verifier {
+    host: String,
+    port: u16,
+    known_hosts: PathBuf,
+    /// Record an unknown key instead of refusing it (at `create`).
+    learn: bool,
+    /// What went wrong, for a clearer error than russh's.
+    verdict: Arc<parking_lot::Mutex<Option<SshError>>>,
+}
+
+impl client::Handler for Verifier {
+    type Error = anyhow::Error;
+
+    async fn check_server_key(&mut self, k: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+        let PublicKeyOrCertificate::PublicKey { key, .. } = k else {
+            bail!("{}: host certificates are not supported", self.host);
+        };
+        match russh::keys::check_known_hosts_path(&self.host, self.port, key, &self.known_hosts) {
+            Ok(true) => Ok(true),
+            Ok(false) if self.learn => {
+                russh::keys::known_hosts::learn_known_hosts_path(&self.host, self.port, key, &self.known_hosts)?;
+                Ok(true)
+            }
+            Ok(false) => {
+                *self.verdict.lock() = Some(SshError::HostKeyUnknown { host: self.host.clone() });
+                Ok(false)
+            }
+            Err(russh::keys::Error::KeyChanged { line }) => {
+                *self.verdict.lock() = Some(SshError::HostKeyChanged { host: self.host.clone(), line });
+                Ok(false)
+            }
+            Err(e) if !self.known_hosts.exists() && self.learn => {
+                let _ = e;
+                russh::keys::known_hosts::learn_known_hosts_path(&self.host, self.port, key, &self.known_hosts)?;
+                Ok(true)
+            }
+            Err(e) if !self.known_hosts.exists() => {
+                let _ = e;
+                *self.verdict.lock() = Some(SshError::HostKeyUnknown { host: self.host.clone() });
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+async fn open(
+    t: &SshTarget,
+    command: &str,
+    learn: bool,
+) -> Result<(client::Handle<Verifier>, russh::Channel<client::Msg>), SshError> {
+    let key = russh::keys::load_secret_key(&t.key, None)
+        .map_err(|e| SshError::Other(format!("session key {}: {e}", t.key.display())))?;
+    let cfg = Arc::new(client::Config {
+        keepalive_interval: Some(Duration::from_secs(15)),
+        keepalive_max: 3,
+        nodelay: true,
+        window_size: 8 << 20,
+        ..Default::default()
+    });
+    let verdict = Arc::new(parking_lot::Mutex::new(None));
+    let v = Verifier {
+        host: t.host.clone(),
+        port: t.port,
+        known_hosts: t.known_hosts.clone(),
+        learn,
+        verdict: Arc::clone(&verdict),
+    };
+    let secs = t.timeout.as_secs();
+    let tcp = tokio::time::timeout(t.timeout, tokio::net::TcpStream::connect((t.host.as_str(), t.port)))
+        .await
+        .map_err(|_| SshError::Timeout { host: t.host.clone(), port: t.port, secs })?
+        .map_err(|e| SshError::Unreachable { host: t.host.clone(), port: t.port, why: e.to_string() })?;
+    let _ = tcp.set_nodelay(true);
+    let mut h = match tokio::time::timeout(t.timeout, client::connect_stream(cfg, tcp, v)).await {
+        Err(_) => return Err(SshError::Timeout { host: t.host.clone(), port: t.port, secs }),
+        Ok(Err(e)) => {
+            return Err(verdict.lock().take().unwrap_or_else(|| SshError::Other(format!("{}: {e:#}", t.host))));
+        }
+        Ok(Ok(h)) => h,
+    };
+    let auth = tokio::time::timeout(
+        t.timeout,
+        h.authenticate_publickey(&t.user, PrivateKeyWithHashAlg::new(Arc::new(key), None)),
+    )
+    .await
+    .map_err(|_| SshError::Timeout { host: t.host.clone(), port: t.port, secs })?
+    .map_err(|e| SshError::Other(format!("{}: {e}", t.host)))?;
+    if !auth.success() {
+        return Err(SshError::AuthFailed { user: t.user.clone(), host: t.host.clone() });
+    }
+    let ch = h.channel_open_session().await.map_err(|e| SshError::Other(format!("{}: open a channel: {e}", t.host)))?;
+    ch.exec(true, command).await.map_err(|e| SshError::Other(format!("{}: run the receiver: {e}", t.host)))?;
+    Ok((h, ch))
+}
+
+/// Connects, runs `command` on the secondary, and returns the local end of a stream carrying
+/// its stdin/stdout. With `learn`, an unknown host key is recorded (session create); a changed
+/// one is always refused.
+pub fn connect(t: &SshTarget, command: &str, learn: bool) -> Result<UnixStream, SshError> {
+    let (mine, theirs) = UnixStream::pair().map_err(|e| SshError::Other(e.to_string()))?;
+    let (tx, rx) = std::sync::mpsc::channel::<Result<(), SshError>>();
+    let t = t.clone();
+    let command = command.to_string();
+    std::thread::Builder::new()
+        .name("ssh".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Err(SshError::Other(e.to_string())));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let (h, ch) = match open(&t, &command, learn).await {
+                    Ok(x) => x,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = tx.send(Ok(()));
+                let Ok(()) = theirs.set_nonblocking(true) else { return };
+                let Ok(mut sock) = tokio::net::UnixStream::from_std(theirs) else { return };
+                let mut stream = ch.into_stream();
+                if let Err(e) = tokio::io::copy_bidirectional(&mut sock, &mut stream).await {
+                    log::warn!("ssh {}: {e}", t.host);
+                }
+                let _ = h.disconnect(russh::Disconnect::ByApplication, "", "en").await;
+            });
+        })
+        .map_err(|e| SshError::Other(e.to_string()))?;
+    match rx.recv() {
+        Ok(Ok(())) => Ok(mine),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(SshError::Other("the SSH thread ended without a word".into())),
+    }
+}
+
+/// Makes an Ed25519 key pair (OpenSSH format) at `path` and `path.pub` if there is none;
+/// returns the public key line.
+pub fn ensure_key(path: &std::path::Path, comment: &str) -> anyhow::Result<String> {
+    use russh::keys::ssh_key::private::{Ed25519Keypair, KeypairData};
+    let pubp = path.with_extension("pem.pub");
+    if path.exists() && pubp.exists() {
+        return Ok(std::fs::read_to_string(&pubp)?.trim().to_string());
+    }
+    let mut seed = [0u8; 32];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut seed)?;
+    let key = russh::keys::PrivateKey::new(KeypairData::Ed25519(Ed25519Keypair::from_seed(&seed)), comment)
+        .context("make the session key")?;
+    let text = key.to_openssh(russh::keys::ssh_key::LineEnding::LF).context("encode the session key")?;
+    let tmp = path.with_extension("tmp");
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    let public = key.public_key().to_openssh().context("encode the public key")?;
+    std::fs::write(&pubp, format!("{public}\n"))?;
+    Ok(public)
+}

@@ -1,0 +1,130 @@
+//! A second host for tests: a network namespace joined to this one by a veth pair, with its
+//! own OpenSSH server (own config, host key, authorized keys file, pid file). Everything is
+//! removed on drop, even when the test fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::wait_until;
+
+pub struct Host {
+    pub ns: String,
+    /// The namespace's address, as the other side reaches it.
+    pub addr: String,
+    pub dir: PathBuf,
+    veth: String,
+    sshd: Option<Child>,
+}
+
+fn run(args: &[&str]) {
+    let o = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+impl Host {
+    /// A namespace `georep-<tag>` at 10.231.`<net>`.2 (this side: .1), and an sshd on port 22
+    /// in it that lets in root with a key listed in `<dir>/authorized_keys`.
+    pub fn new(dir: &Path, tag: &str, net: u8) -> Host {
+        let ns = format!("georep-{tag}");
+        let veth = format!("gr{tag}");
+        let _ = Command::new("ip").args(["netns", "del", &ns]).output();
+        let _ = Command::new("ip").args(["link", "del", &veth]).output();
+        run(&["ip", "netns", "add", &ns]);
+        let peer = format!("{veth}p");
+        run(&["ip", "link", "add", &veth, "type", "veth", "peer", "name", &peer]);
+        run(&["ip", "link", "set", &peer, "netns", &ns]);
+        run(&["ip", "addr", "add", &format!("10.231.{net}.1/24"), "dev", &veth]);
+        run(&["ip", "link", "set", &veth, "up"]);
+        run(&["ip", "-n", &ns, "addr", "add", &format!("10.231.{net}.2/24"), "dev", &peer]);
+        run(&["ip", "-n", &ns, "link", "set", &peer, "up"]);
+        run(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+        let dir = dir.join(format!("host-{tag}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut h = Host { ns, addr: format!("10.231.{net}.2"), dir, veth, sshd: None };
+        h.start_sshd();
+        h
+    }
+
+    pub fn authorized_keys(&self) -> PathBuf {
+        self.dir.join("authorized_keys")
+    }
+
+    fn start_sshd(&mut self) {
+        let key = self.dir.join("ssh_host_ed25519_key");
+        if !key.exists() {
+            run(&["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key.to_str().unwrap()]);
+        }
+        let conf = self.dir.join("sshd_config");
+        std::fs::write(
+            &conf,
+            format!(
+                "ListenAddress {addr}\nPort 22\nHostKey {key}\nPidFile {dir}/sshd.pid\nUsePAM no\n\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n\
+                 AuthorizedKeysFile {dir}/authorized_keys\nStrictModes no\nLogLevel VERBOSE\n",
+                addr = self.addr,
+                key = key.display(),
+                dir = self.dir.display()
+            ),
+        )
+        .unwrap();
+        if !self.authorized_keys().exists() {
+            std::fs::write(self.authorized_keys(), "").unwrap();
+        }
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let log = std::fs::File::create(self.dir.join("sshd.log")).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns, "/usr/sbin/sshd", "-D", "-e", "-f", conf.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.sshd = Some(child);
+        let addr = format!("{}:22", self.addr);
+        assert!(
+            wait_until(Duration::from_secs(10), || std::net::TcpStream::connect(&addr).is_ok()),
+            "sshd in {} did not come up: {}",
+            self.ns,
+            std::fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default()
+        );
+    }
+
+    /// The host key's public line, as `known_hosts` holds it.
+    pub fn host_key(&self) -> String {
+        std::fs::read_to_string(self.dir.join("ssh_host_ed25519_key.pub")).unwrap().trim().to_string()
+    }
+
+    /// Replaces the host key (a changed server, or an attacker's) and restarts sshd.
+    pub fn new_host_key(&mut self) {
+        self.stop_sshd();
+        let key = self.dir.join("ssh_host_ed25519_key");
+        let _ = std::fs::remove_file(&key);
+        let _ = std::fs::remove_file(key.with_extension("pub"));
+        self.start_sshd();
+    }
+
+    fn stop_sshd(&mut self) {
+        if let Some(mut c) = self.sshd.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("sshd.pid")) {
+            let _ = Command::new("kill").arg(pid.trim()).output();
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.stop_sshd();
+        // sshd's session children live in the namespace too.
+        let _ = Command::new("ip").args(["netns", "pids", &self.ns]).output().map(|o| {
+            for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).output();
+            }
+        });
+        let _ = Command::new("ip").args(["link", "del", &self.veth]).output();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
+    }
+}
