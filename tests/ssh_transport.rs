@@ -1,8 +1,11 @@
 //! Replication over SSH to a second host: a network namespace with its own OpenSSH server.
-//! The session key (`gsec_create`) is installed on the secondary with a forced command, as the
-//! secondary's operator does; `create` records the host key; the worker's connection is a
-//! russh client to that sshd. The key runs the receiver and nothing else, and a changed host
-//! key stops the session with that reason.
+//! The session key (`gsec_create`) is installed on the secondary by `create push-pem` through
+//! the operator's own SSH access, restricted to the receiver; `create` records the host key;
+//! the worker's connection is a russh client to that sshd. The key runs the receiver and
+//! nothing else, and a changed host key stops the session with that reason.
+//!
+//! The secondary user here is a uid-0 alias with its home in the test's directory (so that its
+//! `~/.ssh/authorized_keys` is the test's own); unprivileged users need the mountbroker.
 
 mod common;
 
@@ -13,11 +16,53 @@ use common::cluster::*;
 use common::netns::Host;
 use common::*;
 
+/// A uid-0 alias account with its home in the test's directory, removed on drop.
+struct User {
+    name: String,
+    home: std::path::PathBuf,
+}
+
+impl User {
+    fn new(dir: &std::path::Path, name: &str) -> User {
+        let home = dir.join(format!("home-{name}"));
+        std::fs::create_dir_all(home.join(".ssh")).unwrap();
+        let _ = Command::new("userdel").arg(name).output();
+        let o = Command::new("useradd")
+            .args(["-o", "-u", "0", "-g", "0", "-M", "-s", "/bin/sh", "-d"])
+            .arg(&home)
+            .arg(name)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "useradd: {}", String::from_utf8_lossy(&o.stderr));
+        // sshd without PAM refuses locked accounts.
+        Command::new("usermod").args(["-p", "*", name]).output().unwrap();
+        User { name: name.into(), home }
+    }
+
+    fn authorized_keys(&self) -> std::path::PathBuf {
+        self.home.join(".ssh/authorized_keys")
+    }
+}
+
+impl Drop for User {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.name).output();
+    }
+}
+
 #[test]
 fn replicates_over_ssh_to_another_host() {
-    let c = Cluster::remote();
+    let c = Cluster::remote(|dir, sec| {
+        vec![
+            "--operator-key".into(),
+            dir.join("operator_key").display().to_string(),
+            "--remote-receiver".into(),
+            format!("env GEOREP_RUN_DIR={} {} receiver", sec.run_dir().display(), georep_bin()),
+        ]
+    });
     let mut h = Host::new(c.dir.path(), "t1", 51);
-    let url = format!("{}::svol", h.addr);
+    let user = User::new(c.dir.path(), "georepsshtest");
+    let url = format!("{}@{}::svol", user.name, h.addr);
     let geo = |rest: &str| c.pri.cli(&format!("volume geo-replication pvol {url} {rest}"));
     let rows = || -> Vec<Vec<String>> {
         let o = geo("status detail");
@@ -35,23 +80,25 @@ fn replicates_over_ssh_to_another_host() {
     c.pri.cli("sshkey generate").ok();
     assert_eq!(std::fs::read_to_string(key.with_extension("pem.pub")).unwrap(), public);
 
-    // Not installed yet on the secondary: refused, with the reason.
-    assert!(geo("create push-pem").refused().contains("authentication with the session key failed"));
-    // The secondary's operator installs it, restricted to the receiver.
-    std::fs::write(
-        h.authorized_keys(),
-        format!(
-            "command=\"env GEOREP_RUN_DIR={} {} receiver\",restrict {}",
-            c.sec.run_dir().display(),
-            georep_bin(),
-            public
-        ),
-    )
-    .unwrap();
+    // push-pem uses the operator's own access, which does not exist yet.
+    let op = c.dir.path().join("operator_key");
+    let o = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&op).output().unwrap();
+    assert!(o.status.success());
+    let refusal = geo("create push-pem").refused().to_string();
+    assert!(refusal.contains("push-pem") && refusal.contains("authentication"), "{refusal}");
+    std::fs::write(user.authorized_keys(), std::fs::read(op.with_extension("pub")).unwrap()).unwrap();
     assert!(geo("create push-pem ssh-port 2").refused().contains("unreachable"), "a closed port");
     assert_eq!(
         geo("create push-pem").ok(),
         format!("Creating geo-replication session between pvol & {url} has been successful\n")
+    );
+    // The session key is installed once, restricted to the receiver; again, no duplicate.
+    geo("create push-pem force").ok();
+    let installed = std::fs::read_to_string(user.authorized_keys()).unwrap();
+    let restricted: Vec<&str> = installed.lines().filter(|l| l.contains(public.trim())).collect();
+    assert_eq!(restricted.len(), 1, "{installed}");
+    assert!(
+        restricted[0].starts_with("command=\"env GEOREP_RUN_DIR=") && restricted[0].contains(",restrict ssh-ed25519 ")
     );
     // The host key was recorded.
     let known = std::fs::read_to_string(c.pri.root.join("state/geo-replication/known_hosts")).unwrap();
@@ -73,7 +120,7 @@ fn replicates_over_ssh_to_another_host() {
             .args(["10", "ssh", "-i", key.to_str().unwrap(), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no"])
             .args(["-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5"])
             .args(extra)
-            .arg(format!("root@{}", h.addr))
+            .arg(format!("{}@{}", user.name, h.addr))
             .output()
             .unwrap()
     };

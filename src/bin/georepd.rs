@@ -35,6 +35,13 @@ struct Args {
     /// socket directory). Repeatable.
     #[arg(long = "local-peer", value_name = "HOST=RUN_DIR")]
     local_peers: Vec<String>,
+    /// The operator's SSH key to secondaries, used by `create push-pem` to install the
+    /// session keys (default: ~/.ssh/id_ed25519, id_ecdsa or id_rsa)
+    #[arg(long)]
+    operator_key: Option<PathBuf>,
+    /// The command the session keys are restricted to on secondaries
+    #[arg(long, default_value = "georep receiver")]
+    remote_receiver: String,
 }
 
 fn run() -> anyhow::Result<()> {
@@ -63,7 +70,13 @@ fn run() -> anyhow::Result<()> {
         // SAFETY: single-threaded still; nothing reads the environment concurrently.
         unsafe { std::env::set_var(k, v) };
     }
-    let d = Daemon::open(dirs, Options { node_name: a.node_name, local_peers })?;
+    let opts = Options {
+        node_name: a.node_name,
+        local_peers,
+        operator_key: a.operator_key,
+        remote_receiver: a.remote_receiver,
+    };
+    let d = Daemon::open(dirs, opts)?;
     d.serve()
 }
 

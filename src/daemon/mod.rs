@@ -63,12 +63,27 @@ impl Node {
 }
 
 /// How `georepd` was started.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Options {
     pub node_name: Option<String>,
     /// Secondary hosts reached without SSH: host name -> that node's run directory (its
     /// `georepd` control socket). For nodes on this machine (tests, the demo).
     pub local_peers: HashMap<String, PathBuf>,
+    /// The key of the operator's own SSH access to secondaries, which `push-pem` uses to
+    /// install the session keys (default: the first of ~/.ssh/id_ed25519, id_ecdsa, id_rsa).
+    pub operator_key: Option<PathBuf>,
+    /// The receiver command the installed keys are restricted to.
+    pub remote_receiver: String,
+}
+
+impl Options {
+    pub fn operator_key(&self) -> Option<PathBuf> {
+        if let Some(k) = &self.operator_key {
+            return Some(k.clone());
+        }
+        let home = PathBuf::from(std::env::var_os("HOME")?);
+        ["id_ed25519", "id_ecdsa", "id_rsa"].iter().map(|n| home.join(".ssh").join(n)).find(|p| p.exists())
+    }
 }
 
 pub struct Daemon {

@@ -324,6 +324,9 @@ fn create(
             d.dirs.common_secret_pub().display()
         );
     }
+    if push_pem && let Transport::Ssh { target, .. } = &t {
+        push_pem_keys(d, target)?;
+    }
     // The secondary: reachable, its volume there and started, empty and big enough. Its SSH
     // host key is recorded now, and checked from then on.
     let link = Link::connect_learning(&t, &secondary.volume, 0, true)
@@ -363,6 +366,32 @@ fn create(
     save(d, &s)?;
     std::fs::create_dir_all(d.dirs.session(&s.key()))?;
     Ok(Response::Ok(format!("Creating geo-replication session between {primary} & {secondary} has been successful")))
+}
+
+/// Installs this node's session keys for the secondary user, restricted to the receiver
+/// (`command="<receiver>",restrict <key>`), through the operator's own SSH access. Never adds
+/// a line twice.
+fn push_pem_keys(d: &Daemon, target: &crate::sync::ssh::SshTarget) -> anyhow::Result<()> {
+    use crate::sync::ssh::{run, shell_quote};
+    let Some(op_key) = d.opts.operator_key() else {
+        bail!(
+            "push-pem needs the operator's SSH access to {}: no key in ~/.ssh (id_ed25519, id_ecdsa, id_rsa) and no georepd --operator-key",
+            target.host
+        );
+    };
+    let keys = std::fs::read_to_string(d.dirs.common_secret_pub())?;
+    let mut script = String::from("umask 077 && mkdir -p ~/.ssh && f=~/.ssh/authorized_keys && touch \"$f\"");
+    for k in keys.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let line = format!("command=\"{}\",restrict {k}", d.opts.remote_receiver);
+        let q = shell_quote(&line);
+        script.push_str(&format!(" && {{ grep -qxF {q} \"$f\" || printf '%s\\n' {q} >> \"$f\"; }}"));
+    }
+    let op = crate::sync::ssh::SshTarget { key: op_key, ..target.clone() };
+    let (code, out) = run(&op, &script, true).map_err(|e| anyhow::anyhow!("push-pem: {e}"))?;
+    if code != 0 {
+        bail!("push-pem on {}@{}: the key installation failed ({code}): {}", target.user, target.host, out.trim());
+    }
+    Ok(())
 }
 
 /// Every brick row of the matching sessions.

@@ -184,6 +184,42 @@ pub fn connect(t: &SshTarget, command: &str, learn: bool) -> Result<UnixStream, 
     }
 }
 
+/// Runs `command` on the host (no stdin) and returns its exit status and its output, stdout
+/// then stderr. For set-up steps (`push-pem`) with the operator's own access.
+pub fn run(t: &SshTarget, command: &str, learn: bool) -> Result<(u32, String), SshError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| SshError::Other(e.to_string()))?;
+    rt.block_on(async {
+        let (h, mut ch) = open(t, command, learn).await?;
+        let _ = ch.eof().await;
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut code = None;
+        let wait = async {
+            while let Some(m) = ch.wait().await {
+                match m {
+                    russh::ChannelMsg::Data { data } => out.extend_from_slice(&data),
+                    russh::ChannelMsg::ExtendedData { data, .. } => err.extend_from_slice(&data),
+                    russh::ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status),
+                    _ => {}
+                }
+            }
+        };
+        if tokio::time::timeout(t.timeout, wait).await.is_err() {
+            return Err(SshError::Timeout { host: t.host.clone(), port: t.port, secs: t.timeout.as_secs() });
+        }
+        let _ = h.disconnect(russh::Disconnect::ByApplication, "", "en").await;
+        out.extend_from_slice(&err);
+        Ok((code.unwrap_or(255), String::from_utf8_lossy(&out).into_owned()))
+    })
+}
+
+/// `s` quoted for a POSIX shell.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
 /// Makes an Ed25519 key pair (OpenSSH format) at `path` and `path.pub` if there is none;
 /// returns the public key line.
 pub fn ensure_key(path: &std::path::Path, comment: &str) -> anyhow::Result<String> {

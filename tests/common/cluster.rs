@@ -17,6 +17,8 @@ pub struct Node {
     pub name: String,
     pub root: PathBuf,
     pub peers: Vec<(String, PathBuf)>,
+    /// More georepd flags.
+    pub extra: Vec<String>,
     child: Option<Child>,
 }
 
@@ -49,7 +51,7 @@ impl Node {
     pub fn new(base: &Path, name: &str) -> Node {
         let root = base.join(name);
         std::fs::create_dir_all(&root).unwrap();
-        Node { name: name.into(), root, peers: Vec::new(), child: None }
+        Node { name: name.into(), root, peers: Vec::new(), extra: Vec::new(), child: None }
     }
 
     pub fn envs(&self) -> Vec<(&'static str, PathBuf)> {
@@ -73,6 +75,7 @@ impl Node {
         for (h, d) in &self.peers {
             c.arg("--local-peer").arg(format!("{h}={}", d.display()));
         }
+        c.args(&self.extra);
         self.child = Some(c.spawn().unwrap());
         let sock = self.run_dir().join("georepd.sock");
         assert!(
@@ -122,15 +125,16 @@ pub const SESSION: &str = "volume geo-replication pvol sec::svol";
 impl Cluster {
     /// Both nodes up, both volumes created; started and mounted if `start`.
     pub fn new(start: bool) -> Cluster {
-        Cluster::make(start, true)
+        Cluster::make(start, true, |_, _| Vec::new())
     }
 
-    /// As `new`, but the primary reaches no secondary on this machine: only over SSH.
-    pub fn remote() -> Cluster {
-        Cluster::make(true, false)
+    /// As `new`, but the primary reaches no secondary on this machine: only over SSH. `extra`
+    /// gives the primary's georepd more flags (from the test's directory and the secondary).
+    pub fn remote(extra: impl Fn(&Path, &Node) -> Vec<String>) -> Cluster {
+        Cluster::make(true, false, extra)
     }
 
-    fn make(start: bool, local_peer: bool) -> Cluster {
+    fn make(start: bool, local_peer: bool, extra: impl Fn(&Path, &Node) -> Vec<String>) -> Cluster {
         require_root();
         let dir = tempfile::Builder::new().prefix("georep-cluster-").tempdir().unwrap();
         let mut sec = Node::new(dir.path(), "sec");
@@ -138,6 +142,7 @@ impl Cluster {
         if local_peer {
             pri.peers.push(("sec".into(), sec.run_dir()));
         }
+        pri.extra = extra(dir.path(), &sec);
         sec.start();
         pri.start();
         let pbrick = dir.path().join("pbrick");

@@ -24,7 +24,8 @@ fn run(args: &[&str]) {
 
 impl Host {
     /// A namespace `georep-<tag>` at 10.231.`<net>`.2 (this side: .1), and an sshd on port 22
-    /// in it that lets in root with a key listed in `<dir>/authorized_keys`.
+    /// in it that lets in uid 0 by key, from the user's `~/.ssh/authorized_keys` or from
+    /// `<dir>/authorized_keys`.
     pub fn new(dir: &Path, tag: &str, net: u8) -> Host {
         let ns = format!("georep-{tag}");
         let veth = format!("gr{tag}");
@@ -61,7 +62,7 @@ impl Host {
             format!(
                 "ListenAddress {addr}\nPort 22\nHostKey {key}\nPidFile {dir}/sshd.pid\nUsePAM no\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n\
-                 AuthorizedKeysFile {dir}/authorized_keys\nStrictModes no\nLogLevel VERBOSE\n",
+                 AuthorizedKeysFile .ssh/authorized_keys {dir}/authorized_keys\nStrictModes no\nLogLevel VERBOSE\n",
                 addr = self.addr,
                 key = key.display(),
                 dir = self.dir.display()
