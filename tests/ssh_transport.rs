@@ -26,7 +26,7 @@ impl User {
     fn new(dir: &std::path::Path, name: &str) -> User {
         let home = dir.join(format!("home-{name}"));
         std::fs::create_dir_all(home.join(".ssh")).unwrap();
-        let _ = Command::new("userdel").arg(name).output();
+        let _ = Command::new("userdel").args(["-f", name]).output();
         let o = Command::new("useradd")
             .args(["-o", "-u", "0", "-g", "0", "-M", "-s", "/bin/sh", "-d"])
             .arg(&home)
@@ -46,7 +46,8 @@ impl User {
 
 impl Drop for User {
     fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.name).output();
+        // -f: the uid (0) always has processes.
+        let _ = Command::new("userdel").args(["-f", &self.name]).output();
     }
 }
 
