@@ -145,3 +145,57 @@ fn replicates_over_ssh_to_another_host() {
     assert_eq!(rows().first().map(|r| r[6].clone()), Some("Faulty".into()));
     geo("stop").ok();
 }
+
+/// The link cut for 30 s during a sync, the secondary's sshd restarted, the receiver killed:
+/// each time the session recovers by itself and the volumes converge.
+#[test]
+fn recovers_from_link_cuts_sshd_restarts_and_receiver_kills() {
+    let c = Cluster::remote(|dir, sec| {
+        vec![
+            "--operator-key".into(),
+            dir.join("operator_key").display().to_string(),
+            "--remote-receiver".into(),
+            format!("env GEOREP_RUN_DIR={} {} receiver", sec.run_dir().display(), georep_bin()),
+        ]
+    });
+    let mut h = Host::new(c.dir.path(), "t2", 52);
+    let user = User::new(c.dir.path(), "georepsshfault");
+    let url = format!("{}@{}::svol", user.name, h.addr);
+    let geo = |rest: &str| c.pri.cli(&format!("volume geo-replication pvol {url} {rest}"));
+    let op = c.dir.path().join("operator_key");
+    assert!(
+        Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&op).status().unwrap().success()
+    );
+    std::fs::write(user.authorized_keys(), std::fs::read(op.with_extension("pub")).unwrap()).unwrap();
+    c.pri.cli("system execute gsec_create").ok();
+    geo("create push-pem").ok();
+    geo("config connection-timeout 5").ok();
+    geo("start").ok();
+    let write = |tag: &str, n: usize| {
+        std::fs::create_dir_all(c.p(tag)).unwrap();
+        for i in 0..n {
+            std::fs::write(c.p(&format!("{tag}/f{i}")), format!("{tag} {i}")).unwrap();
+        }
+    };
+    write("before", 200);
+    c.assert_converged(Duration::from_secs(60));
+
+    // The link down for 30 s while changes are being synced.
+    write("cut", 500);
+    h.link(false);
+    write("during", 200);
+    std::thread::sleep(Duration::from_secs(30));
+    h.link(true);
+    c.assert_converged(Duration::from_secs(120));
+
+    // sshd restarted: the connection it served is gone.
+    h.restart_sshd();
+    write("after-sshd", 200);
+    c.assert_converged(Duration::from_secs(120));
+
+    // The receiver killed.
+    assert!(wait_until(Duration::from_secs(30), || h.kill_matching("receiver") > 0), "no receiver to kill");
+    write("after-kill", 200);
+    c.assert_converged(Duration::from_secs(120));
+    geo("stop").ok();
+}

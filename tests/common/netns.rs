@@ -91,6 +91,33 @@ impl Host {
         );
     }
 
+    /// Cuts (`false`) or restores (`true`) the link between the two hosts.
+    pub fn link(&self, up: bool) {
+        run(&["ip", "link", "set", &self.veth, if up { "up" } else { "down" }]);
+    }
+
+    /// Restarts the OpenSSH server, ending every connection it serves.
+    pub fn restart_sshd(&mut self) {
+        self.stop_sshd();
+        self.kill_matching("sshd");
+        self.start_sshd();
+    }
+
+    /// SIGKILLs the processes of the namespace whose command line contains `pattern`;
+    /// returns how many.
+    pub fn kill_matching(&self, pattern: &str) -> usize {
+        let o = Command::new("ip").args(["netns", "pids", &self.ns]).output().unwrap();
+        let mut n = 0;
+        for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmd).contains(pattern) {
+                let _ = Command::new("kill").args(["-9", pid]).output();
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// The host key's public line, as `known_hosts` holds it.
     pub fn host_key(&self) -> String {
         std::fs::read_to_string(self.dir.join("ssh_host_ed25519_key.pub")).unwrap().trim().to_string()
