@@ -51,16 +51,22 @@ impl Drop for User {
     }
 }
 
-#[test]
-fn replicates_over_ssh_to_another_host() {
-    let c = Cluster::remote(|dir, sec| {
+/// Two nodes, the secondary reached over SSH only; push-pem uses `<dir>/operator_key`, and the
+/// keys it installs run the receiver of the secondary's daemon.
+fn remote_cluster() -> Cluster {
+    Cluster::remote(|dir, sec| {
         vec![
             "--operator-key".into(),
             dir.join("operator_key").display().to_string(),
             "--remote-receiver".into(),
             format!("env GEOREP_RUN_DIR={} {} receiver", sec.run_dir().display(), georep_bin()),
         ]
-    });
+    })
+}
+
+#[test]
+fn replicates_over_ssh_to_another_host() {
+    let c = remote_cluster();
     let mut h = Host::new(c.dir.path(), "t1", 51);
     let user = User::new(c.dir.path(), "georepsshtest");
     let url = format!("{}@{}::svol", user.name, h.addr);
@@ -150,14 +156,7 @@ fn replicates_over_ssh_to_another_host() {
 /// each time the session recovers by itself and the volumes converge.
 #[test]
 fn recovers_from_link_cuts_sshd_restarts_and_receiver_kills() {
-    let c = Cluster::remote(|dir, sec| {
-        vec![
-            "--operator-key".into(),
-            dir.join("operator_key").display().to_string(),
-            "--remote-receiver".into(),
-            format!("env GEOREP_RUN_DIR={} {} receiver", sec.run_dir().display(), georep_bin()),
-        ]
-    });
+    let c = remote_cluster();
     let mut h = Host::new(c.dir.path(), "t2", 52);
     let user = User::new(c.dir.path(), "georepsshfault");
     let url = format!("{}@{}::svol", user.name, h.addr);
