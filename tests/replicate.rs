@@ -308,3 +308,37 @@ fn changed_big_files_send_only_the_blocks_that_differ() {
     assert_eq!(bytes(&out), 0, "{out}");
     pair.check();
 }
+
+/// A change the secondary cannot apply is tried again (max-rsync-retries, 10 by default), then
+/// counted and logged with its path and reason, and the worker moves on; a full crawl repairs it
+/// once the cause is gone.
+#[test]
+fn failing_changes_are_retried_then_counted_and_logged() {
+    let pair = Pair::new();
+    fs::write(pair.p.p("f"), "one").unwrap();
+    pair.replicate(&[]);
+    pair.check();
+    // The secondary's copy cannot be written (immutable).
+    assert!(Command::new("chattr").arg("+i").arg(pair.s.b("f")).status().unwrap().success());
+    fs::write(pair.p.p("f"), "two").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let out = Command::new(georep_bin())
+        .args(["replicate", "--once", "--brick"])
+        .arg(&pair.p.brick)
+        .arg("--secondary-mount")
+        .arg(&pair.s.mnt)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let _ = Command::new("chattr").arg("-i").arg(pair.s.b("f")).status();
+    assert!(!out.status.success(), "{stdout}{stderr}");
+    // Its data and its metadata: two changes.
+    assert!(stdout.contains("failures 2 "), "{stdout}");
+    assert!(stderr.contains("retry 10 of 10"), "{stderr}");
+    let path = pair.p.brick.join("f");
+    assert!(stderr.contains(&format!("could not apply a change to {}", path.display())), "{stderr}");
+    assert_eq!(fs::read(pair.s.b("f")).unwrap(), b"one");
+    pair.replicate(&["--full"]);
+    pair.check();
+}

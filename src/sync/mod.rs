@@ -68,6 +68,9 @@ pub struct WorkerOptions {
     pub changelogs_per_batch: usize,
     /// `change-detector xsync`: no changelogs, a Hybrid crawl every `change_interval`.
     pub xsync: bool,
+    /// Tries of a change the secondary could not apply, before it is counted as a failure
+    /// (`max-rsync-retries`).
+    pub retries: u32,
     pub change_interval: Duration,
 }
 
@@ -80,6 +83,7 @@ impl Default for WorkerOptions {
             delta: true,
             changelogs_per_batch: 64,
             xsync: false,
+            retries: 10,
             change_interval: Duration::from_secs(1),
         }
     }
@@ -430,8 +434,8 @@ fn report(src: &mut Source, failures: Vec<Failure>, stats: &mut Stats) {
     }
 }
 
-/// Sends data then metadata for these GFIDs, then commits `batch`.
-fn finish_batch(
+/// Sends data then metadata for these GFIDs.
+fn send_data_and_meta(
     src: &mut Source,
     link: &mut Link,
     batch: u64,
@@ -476,7 +480,59 @@ fn finish_batch(
     if !ops.is_empty() {
         link.send(&Msg::Meta { batch, ops })?;
     }
-    let failures = link.commit(batch)?;
+    Ok(())
+}
+
+fn op_gfid(op: &EntryOp) -> Gfid {
+    match op {
+        EntryOp::Create { gfid, .. }
+        | EntryOp::Link { gfid, .. }
+        | EntryOp::Rename { gfid, .. }
+        | EntryOp::Remove { gfid, .. } => *gfid,
+    }
+}
+
+/// An entry op to keep for a retry: without its inline content (a retry sends data anew).
+fn retained(op: &EntryOp) -> EntryOp {
+    let mut op = op.clone();
+    if let EntryOp::Create { inline, .. } = &mut op {
+        *inline = None;
+    }
+    op
+}
+
+/// Commits `batch`; what the secondary could not apply is tried again, its entry ops (of
+/// `entries`, the batch's), then its data and metadata as the primary has them now, up to
+/// `opts.retries` times with a growing pause; what still fails is counted and logged.
+fn commit(
+    src: &mut Source,
+    link: &mut Link,
+    batch: u64,
+    entries: &[EntryOp],
+    opts: &WorkerOptions,
+    stats: &mut Stats,
+) -> anyhow::Result<()> {
+    let mut failures = link.commit(batch)?;
+    let mut attempt = 0u32;
+    while !failures.is_empty() && attempt < opts.retries {
+        attempt += 1;
+        log::info!("{} changes failed; retry {attempt} of {}", failures.len(), opts.retries);
+        std::thread::sleep(Duration::from_millis(50 * attempt as u64));
+        let failed: std::collections::HashSet<Gfid> = failures.iter().map(|f| f.gfid).collect();
+        let b = link.batch_id();
+        let ops: Vec<EntryOp> = entries.iter().filter(|op| failed.contains(&op_gfid(op))).cloned().collect();
+        send_entries(link, b, ops)?;
+        let mut data = BTreeSet::new();
+        for g in &failed {
+            if src.file_size(g)?.is_some() {
+                data.insert(*g);
+            }
+        }
+        let meta: Vec<Gfid> = failed.iter().copied().collect();
+        let mut scratch = Stats::default();
+        send_data_and_meta(src, link, b, &data, &meta, opts, &mut scratch)?;
+        failures = link.commit(b)?;
+    }
     report(src, failures, stats);
     Ok(())
 }
@@ -486,6 +542,8 @@ pub fn hybrid_crawl(src: &mut Source, link: &mut Link, opts: &WorkerOptions) -> 
     let mut stats = Stats::default();
     let batch = link.batch_id();
     let mut ops = Vec::new();
+    // What was sent, without inline content, for retries.
+    let mut sent: Vec<EntryOp> = Vec::new();
     let mut ops_bytes = 0usize;
     let mut files = BTreeSet::new();
     let mut seen: HashMap<(u64, u64), Gfid> = HashMap::new();
@@ -534,7 +592,9 @@ pub fn hybrid_crawl(src: &mut Source, link: &mut Link, opts: &WorkerOptions) -> 
             };
             if !md.is_dir() && md.nlink() > 1 {
                 if let Some(first) = seen.get(&(md.dev(), md.ino())) {
-                    ops.push(EntryOp::Link { gfid: *first, pgfid, name: name.clone() });
+                    let op = EntryOp::Link { gfid: *first, pgfid, name: name.clone() };
+                    sent.push(op.clone());
+                    ops.push(op);
                     continue;
                 }
                 seen.insert((md.dev(), md.ino()), gfid);
@@ -554,7 +614,7 @@ pub fn hybrid_crawl(src: &mut Source, link: &mut Link, opts: &WorkerOptions) -> 
             let op = EntryOp::Create {
                 gfid,
                 pgfid,
-                name,
+                name: name.clone(),
                 mode: md.mode(),
                 uid: md.uid(),
                 gid: md.gid(),
@@ -563,6 +623,7 @@ pub fn hybrid_crawl(src: &mut Source, link: &mut Link, opts: &WorkerOptions) -> 
                 inline,
             };
             ops_bytes += entry_bytes(&op);
+            sent.push(retained(&op));
             ops.push(op);
             stats.entries += 1;
             if md.is_dir() {
@@ -592,7 +653,8 @@ pub fn hybrid_crawl(src: &mut Source, link: &mut Link, opts: &WorkerOptions) -> 
     dirs.reverse();
     dirs.push(Gfid::ROOT);
     others.extend(dirs);
-    finish_batch(src, link, batch, &files, &others, opts, &mut stats)?;
+    send_data_and_meta(src, link, batch, &files, &others, opts, &mut stats)?;
+    commit(src, link, batch, &sent, opts, &mut stats)?;
     Ok(stats)
 }
 
@@ -704,8 +766,10 @@ pub fn changelog_pass(
         data.retain(|g| !whole.contains(g));
         meta.retain(|g| !whole.contains(g));
         progress.pending(ops.len() as u64, data.len() as u64, meta.len() as u64);
+        let sent: Vec<EntryOp> = ops.iter().map(retained).collect();
         send_entries(link, batch, ops)?;
-        finish_batch(src, link, batch, &data, &meta, opts, stats)?;
+        send_data_and_meta(src, link, batch, &data, &meta, opts, stats)?;
+        commit(src, link, batch, &sent, opts, stats)?;
         for c in group {
             consumer.done(c)?;
             done += 1;

@@ -53,6 +53,7 @@ impl WorkerSpec {
             delta: c.get("sync-method").map(|v| v == "rsync").unwrap_or(true),
             changelogs_per_batch: per_batch,
             xsync: c.get("change-detector").map(|v| v == "xsync").unwrap_or(false),
+            retries: c.get_int("max-rsync-retries").clamp(0, 1000) as u32,
             change_interval: Duration::from_secs_f64(secs("change-interval")),
         }
     }
