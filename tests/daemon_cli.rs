@@ -249,6 +249,15 @@ fn status_json_xml_and_checkpoint() {
     assert_eq!(r["checkpoint_completed"], "Yes");
     assert!(r["files_synced"].as_u64().unwrap() >= 1);
     assert!(r["lag_seconds"].is_number());
+    // --watch redraws until interrupted.
+    let o = std::process::Command::new("timeout")
+        .args(["2.5", georep_bin(), "volume", "geo-replication", "pvol", "sec::svol", "status", "--watch"])
+        .envs(c.pri.envs())
+        .output()
+        .unwrap();
+    let w = String::from_utf8_lossy(&o.stdout);
+    assert!(w.matches("Every 1.0s").count() >= 2 && w.matches("PRIMARY NODE").count() >= 2, "{w}");
+    assert!(c.geo("status --watch --json").refused().contains("--watch"));
     let x = c.geo("status --xml").ok().to_string();
     assert!(x.starts_with("<?xml") && x.contains("<cliOutput>") && x.contains("<status>Active</status>"), "{x}");
     assert!(x.contains("<session_secondary>ssh://sec::svol</session_secondary>"), "{x}");

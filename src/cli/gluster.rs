@@ -24,11 +24,13 @@ enum Format {
 /// Runs the command; returns the exit status.
 pub fn run(args: &[String]) -> anyhow::Result<i32> {
     let mut format = Format::Text;
+    let mut watch = false;
     let mut words = Vec::new();
     for a in args {
         match a.as_str() {
             "--json" => format = Format::Json,
             "--xml" => format = Format::Xml,
+            "--watch" => watch = true,
             "--mode=script" => {}
             _ => words.push(a.clone()),
         }
@@ -42,6 +44,12 @@ pub fn run(args: &[String]) -> anyhow::Result<i32> {
         Command::GsecCreate => (Request::GsecCreate, false),
     };
     let is_info = matches!(&req, Request::Volume(VolumeCmd::Info { .. }));
+    if watch {
+        if !matches!(req, Request::Status { .. }) || format != Format::Text {
+            bail!("--watch goes with status (as a table)");
+        }
+        return watch_status(&dirs, &req, detail, &words.join(" "));
+    }
     match control::call(&dirs, &req)? {
         Response::Ok(msg) => {
             if !msg.is_empty() {
@@ -84,6 +92,32 @@ pub fn run(args: &[String]) -> anyhow::Result<i32> {
             Ok(0)
         }
         other => bail!("georepd: unexpected answer {other:?}"),
+    }
+}
+
+/// `status --watch`: the table redrawn every second, with a progress bar under it for each
+/// running Hybrid crawl; until interrupted.
+fn watch_status(dirs: &Dirs, req: &Request, detail: bool, cmd: &str) -> anyhow::Result<i32> {
+    use std::io::Write;
+    loop {
+        let body = match control::call(dirs, req)? {
+            Response::Status(rows) => {
+                let mut b = status::render_table(&rows, detail);
+                for line in rows.iter().filter_map(status::render_progress) {
+                    b.push('\n');
+                    b.push_str(&line);
+                }
+                b
+            }
+            Response::Err(msg) => format!("\n{msg}\n"),
+            other => bail!("georepd: unexpected answer {other:?}"),
+        };
+        let now = status::format_time(crate::types::EpochMs::now().0 as i64 / 1000, false);
+        let mut out = std::io::stdout().lock();
+        write!(out, "\x1b[H\x1b[2JEvery 1.0s: georep {cmd} --watch    {now}\n{body}\n")?;
+        out.flush()?;
+        drop(out);
+        std::thread::sleep(std::time::Duration::from_secs(1));
     }
 }
 

@@ -110,6 +110,13 @@ impl GfidIndex {
         load(path).map(|(m, _)| m)
     }
 
+    /// How many inodes the index knows, about (it keeps entries of removed inodes until it is
+    /// compacted): the total of a crawl's progress.
+    pub fn estimate_len(path: &Path) -> io::Result<u64> {
+        let n = std::fs::metadata(path)?.len();
+        Ok(n.saturating_sub(HEADER_LEN) / REC_LEN as u64)
+    }
+
     /// Loads only the entries of `wanted`: a scan, without building the whole map.
     pub fn load_some(path: &Path, wanted: &std::collections::HashSet<Gfid>) -> io::Result<HashMap<Gfid, FileHandle>> {
         let b = std::fs::read(path)?;

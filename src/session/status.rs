@@ -34,8 +34,9 @@ pub struct BrickStatus {
     pub checkpoint_completion_ms: u64,
     /// Why the worker stopped, when it did.
     pub last_error: String,
-    /// Hybrid crawl progress: entries sent so far.
+    /// Hybrid crawl progress: entries sent so far, of about `crawl_total`.
     pub crawl_entries: u64,
+    pub crawl_total: u64,
     pub updated_ms: u64,
 }
 
@@ -88,6 +89,9 @@ pub struct StatusRow {
     pub files_skipped: u64,
     pub bytes_pending: u64,
     pub deletes_pending: u64,
+    /// A running Hybrid crawl's progress (entries sent, of about this many).
+    pub crawl_entries: u64,
+    pub crawl_total: u64,
 }
 
 pub const NA: &str = "N/A";
@@ -145,6 +149,9 @@ impl StatusRow {
         self.lag_seconds = b.lag_seconds;
         self.deletes_pending = 0;
         self.crawl_status = b.crawl_status.clone();
+        if b.crawl_status == "Hybrid Crawl" {
+            (self.crawl_entries, self.crawl_total) = (b.crawl_entries, b.crawl_total);
+        }
         if b.last_synced_ms > 0 {
             let s = (b.last_synced_ms / 1000) as i64;
             self.last_synced = format_time(s, false);
@@ -236,6 +243,27 @@ pub fn render_table(rows: &[StatusRow], detail: bool) -> String {
         out.push('\n');
     }
     out
+}
+
+/// `status --watch`'s line for a running Hybrid crawl: a bar of its progress.
+pub fn render_progress(r: &StatusRow) -> Option<String> {
+    if r.crawl_status != "Hybrid Crawl" || r.crawl_total == 0 {
+        return None;
+    }
+    // The total is an estimate: the bar stops short of full until the crawl is done.
+    let frac = (r.crawl_entries as f64 / r.crawl_total as f64).min(0.99);
+    let filled = (frac * 40.0).round() as usize;
+    Some(format!(
+        "{} {} -> {}  Hybrid Crawl [{}{}] {:>3}%  {} of ~{} entries",
+        r.primary_node,
+        r.primary_brick,
+        r.secondary,
+        "#".repeat(filled),
+        ".".repeat(40 - filled),
+        (frac * 100.0) as u32,
+        r.crawl_entries,
+        r.crawl_total
+    ))
 }
 
 pub fn render_json(rows: &[StatusRow]) -> String {
@@ -350,6 +378,23 @@ mod tests {
         // A Passive or stopped worker shows N/A, whatever its file says.
         let r = row("Passive", Some(&b));
         assert_eq!((r.crawl_status.as_str(), r.failures.as_str()), (NA, NA));
+    }
+
+    #[test]
+    fn progress_bar() {
+        let b = BrickStatus {
+            crawl_status: "Hybrid Crawl".into(),
+            crawl_entries: 250,
+            crawl_total: 1000,
+            ..Default::default()
+        };
+        let r = row("Active", Some(&b));
+        let line = render_progress(&r).unwrap();
+        assert!(line.contains(&format!("[{}{}]  25%  250 of ~1000 entries", "#".repeat(10), ".".repeat(30))), "{line}");
+        let done = BrickStatus { crawl_entries: 5000, ..b.clone() };
+        assert!(render_progress(&row("Active", Some(&done))).unwrap().contains(" 99%"));
+        let live = BrickStatus { crawl_status: "Changelog Crawl".into(), ..b };
+        assert_eq!(render_progress(&row("Active", Some(&live))), None);
     }
 
     #[test]

@@ -105,6 +105,8 @@ pub trait Progress {
     fn synced(&mut self, _stime_ms: u64, _stats: &Stats) {}
     /// Nothing is pending.
     fn idle(&mut self, _stime_ms: u64) {}
+    /// A Hybrid crawl has sent `done` entries of about `total`.
+    fn crawl_progress(&mut self, _done: u64, _total: u64) {}
 }
 
 /// Tells nobody.
@@ -538,8 +540,15 @@ fn commit(
 }
 
 /// The Hybrid crawl: the whole brick, parents before children, hard links as links.
-pub fn hybrid_crawl(src: &mut Source, link: &mut Link, opts: &WorkerOptions) -> anyhow::Result<Stats> {
+pub fn hybrid_crawl(
+    src: &mut Source,
+    link: &mut Link,
+    opts: &WorkerOptions,
+    progress: &mut dyn Progress,
+) -> anyhow::Result<Stats> {
     let mut stats = Stats::default();
+    let total = GfidIndex::estimate_len(&src.layout.gfid_index()).unwrap_or(0);
+    progress.crawl_progress(0, total);
     let batch = link.batch_id();
     let mut ops = Vec::new();
     // What was sent, without inline content, for retries.
@@ -626,6 +635,9 @@ pub fn hybrid_crawl(src: &mut Source, link: &mut Link, opts: &WorkerOptions) -> 
             sent.push(retained(&op));
             ops.push(op);
             stats.entries += 1;
+            if stats.entries % 1000 == 0 {
+                progress.crawl_progress(stats.entries, total.max(stats.entries));
+            }
             if md.is_dir() {
                 queue.push((p, gfid));
                 dirs.push(gfid);
@@ -790,7 +802,7 @@ fn crawl(
 ) -> anyhow::Result<()> {
     progress.crawl("Hybrid Crawl");
     let started = EpochMs::now().0;
-    let s = hybrid_crawl(src, link, opts)?;
+    let s = hybrid_crawl(src, link, opts, progress)?;
     stats.entries += s.entries;
     stats.files += s.files;
     stats.bytes += s.bytes;

@@ -155,6 +155,11 @@ impl Progress for Reporter {
         self.save();
     }
 
+    fn crawl_progress(&mut self, done: u64, total: u64) {
+        (self.status.crawl_entries, self.status.crawl_total) = (done, total);
+        self.save();
+    }
+
     fn idle(&mut self, stime_ms: u64) {
         self.reread_spec();
         self.advance(stime_ms);
