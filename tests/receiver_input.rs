@@ -13,6 +13,21 @@ use georep::proto::{EntryOp, Msg};
 use georep::sync::link::Link;
 use georep::types::Gfid;
 
+/// The create of an empty regular file owned by root.
+fn new_file(gfid: Gfid, pgfid: Gfid, name: &str) -> EntryOp {
+    EntryOp::Create {
+        gfid,
+        pgfid,
+        name: OsString::from(name),
+        mode: libc::S_IFREG | 0o644,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        target: None,
+        inline: None,
+    }
+}
+
 #[test]
 fn hostile_batches_are_refused_and_reported() {
     let s = Mount::new("aux-gfid-mount,rollover-time=600");
@@ -22,17 +37,7 @@ fn hostile_batches_are_refused_and_reported() {
     let before = describe_tree(&s.mnt);
     let mut link = Link::spawn_local(Path::new(georep_bin()), &s.mnt, 3).unwrap();
     let batch = link.batch_id();
-    let create = |pgfid: Gfid, name: &str| EntryOp::Create {
-        gfid: Gfid::generate(),
-        pgfid,
-        name: OsString::from(name),
-        mode: libc::S_IFREG | 0o644,
-        uid: 0,
-        gid: 0,
-        rdev: 0,
-        target: None,
-        inline: None,
-    };
+    let create = |pgfid: Gfid, name: &str| new_file(Gfid::generate(), pgfid, name);
     let ops = vec![
         create(Gfid::ROOT, "../escape"),
         create(Gfid::ROOT, "a/b"),
@@ -75,17 +80,7 @@ fn replayed_create_then_rename_leaves_one_name() {
     let mut link = Link::spawn_local(Path::new(georep_bin()), &s.mnt, 0).unwrap();
     let batch = link.batch_id();
     let f = Gfid::generate();
-    let create = |name: &str| EntryOp::Create {
-        gfid: f,
-        pgfid: Gfid::ROOT,
-        name: OsString::from(name),
-        mode: libc::S_IFREG | 0o644,
-        uid: 0,
-        gid: 0,
-        rdev: 0,
-        target: None,
-        inline: None,
-    };
+    let create = |name: &str| new_file(f, Gfid::ROOT, name);
     let ops = vec![
         create("started.txt"),
         create("start.txt"),

@@ -60,7 +60,7 @@ fn parse_args() -> anyhow::Result<Args> {
 }
 
 fn log_path(target: &std::path::Path) -> PathBuf {
-    let dir = std::env::var_os("GEOREP_LOG_DIR").map(PathBuf::from).unwrap_or_else(|| "/var/log/georep".into());
+    let dir = georep::daemon::dirs::Dirs::from_env().log;
     let name: String = target.to_string_lossy().trim_matches('/').replace('/', "-");
     dir.join(format!("mount-{}.log", if name.is_empty() { "root".into() } else { name }))
 }

@@ -46,7 +46,11 @@ impl Volume {
 }
 
 pub fn handle(d: &Daemon, cmd: VolumeCmd) -> anyhow::Result<Response> {
-    let _g = d.big_lock.lock();
+    // Reads need no lock (each store read is a consistent snapshot); changes are serialised.
+    let _g = match cmd {
+        VolumeCmd::Info { .. } | VolumeCmd::List => None,
+        _ => Some(d.big_lock.lock()),
+    };
     match cmd {
         VolumeCmd::Create { name, replica, bricks, force } => create(d, name, replica, bricks, force),
         VolumeCmd::Start { name, force } => {
@@ -88,43 +92,30 @@ pub fn handle(d: &Daemon, cmd: VolumeCmd) -> anyhow::Result<Response> {
             d.store.delete(&key(&name))?;
             Ok(Response::Ok(format!("volume delete: {name}: success")))
         }
-        VolumeCmd::Info { name } => {
-            let vols: Vec<Volume> = match name {
-                Some(n) => vec![get(d, &n)?],
-                None => d.store.list_json("volumes/")?,
-            };
-            let mut out = Vec::new();
-            for v in vols {
-                let sessions = super::sessions::all_of(d, &v.name)?.iter().map(|s| s.url()).collect();
-                out.push(VolumeInfo {
-                    name: v.name.clone(),
-                    id: v.id.clone(),
-                    status: v.status.clone(),
-                    replica: v.replica,
-                    bricks: v.bricks.iter().map(|(n, p)| format!("{n}:{p}")).collect(),
-                    sessions,
-                });
-            }
-            Ok(Response::Volumes(out))
-        }
-        VolumeCmd::List => handle_list(d),
+        VolumeCmd::Info { name } => infos(d, name.as_deref()),
+        VolumeCmd::List => infos(d, None),
     }
 }
 
-fn handle_list(d: &Daemon) -> anyhow::Result<Response> {
-    let vols: Vec<Volume> = d.store.list_json("volumes/")?;
-    Ok(Response::Volumes(
-        vols.into_iter()
-            .map(|v| VolumeInfo {
-                name: v.name,
-                id: v.id,
-                status: v.status,
-                replica: v.replica,
-                bricks: v.bricks.iter().map(|(n, p)| format!("{n}:{p}")).collect(),
-                sessions: Vec::new(),
-            })
-            .collect(),
-    ))
+/// What `volume info` and `volume list` show, of one volume or all.
+fn infos(d: &Daemon, name: Option<&str>) -> anyhow::Result<Response> {
+    let vols: Vec<Volume> = match name {
+        Some(n) => vec![get(d, n)?],
+        None => d.store.list_json("volumes/")?,
+    };
+    let mut out = Vec::new();
+    for v in vols {
+        let sessions = super::sessions::all_of(d, &v.name)?.iter().map(|s| s.url()).collect();
+        out.push(VolumeInfo {
+            bricks: v.bricks.iter().map(|(n, p)| format!("{n}:{p}")).collect(),
+            name: v.name,
+            id: v.id,
+            status: v.status,
+            replica: v.replica,
+            sessions,
+        });
+    }
+    Ok(Response::Volumes(out))
 }
 
 fn create(
