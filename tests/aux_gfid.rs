@@ -205,3 +205,84 @@ fn without_aux_gfid_mount_there_is_no_gfid_namespace() {
     assert!(xattr::set(&m.mnt, XATTR_NEWFILE, &e.encode()).is_err());
     assert!(!m.b("n").exists());
 }
+
+fn hex(b: &[u8]) -> String {
+    let mut s = String::from("0x");
+    for x in b {
+        s.push_str(&format!("{x:02x}"));
+    }
+    s
+}
+
+/// `user-map-root=<user>` (what the mountbroker gives an unprivileged receiver): that user is
+/// root inside the mount (writes into root's directories, chown to anyone, trusted and
+/// security xattrs and hard links through the aux requests), and nobody else gets in at all.
+#[test]
+fn user_map_root_makes_one_user_root_inside_the_mount_and_nobody_else_gets_in() {
+    use georep::fs::newentry::{XATTR_LINK, XATTR_SET_XATTRS, encode_link_request, encode_xattrs_request};
+    let m = Mount::new("aux-gfid-mount,user-map-root=nobody,rollover-time=600");
+    fs::set_permissions(m.dir.path(), fs::Permissions::from_mode(0o711)).unwrap();
+    fs::create_dir(m.p("d")).unwrap();
+    fs::write(m.p("d/f"), b"secret").unwrap();
+    fs::set_permissions(m.p("d/f"), fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::chown(m.p("d/f"), Some(1000), Some(1000)).unwrap();
+    std::os::unix::fs::symlink("f", m.p("d/s")).unwrap();
+    let (d, s) = (m.gfid("d"), m.gfid("d/s"));
+    let mnt = m.mnt.display();
+    let nobody = |cmd: &str| run_as(65534, 65534, &format!("cd {mnt} && {cmd}"));
+
+    // Root's 0755 directory and a 0600 file of another user: the mapped user reads, writes,
+    // creates (as root) and changes owners and modes.
+    let o = nobody("cat d/f && echo new > d/new && chown 1234:5678 d/f && chmod 4711 d/f && touch -d @1000 d/f");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "secret");
+    let md = fs::metadata(m.b("d/f")).unwrap();
+    assert_eq!((md.uid(), md.gid(), md.mode() & 0o7777, md.mtime()), (1234, 5678, 0o4711, 1000));
+    assert_eq!(fs::metadata(m.b("d/new")).unwrap().uid(), 0);
+    // The kernel keeps trusted.* from an unprivileged caller and a hard link to another's
+    // symlink; the aux requests do both as root.
+    assert!(!nobody("setfattr -n trusted.t -v 1 d/new").status.success());
+    assert!(!nobody("ln d/s d/s2").status.success());
+    let xs = encode_xattrs_request(&[("trusted.t".into(), b"1".to_vec()), ("user.u".into(), b"2".to_vec())]);
+    let o = nobody(&format!("setfattr -n {XATTR_SET_XATTRS} -v {} d/new", hex(&xs)));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(xattr::get(m.b("d/new"), "trusted.t").unwrap(), Some(b"1".to_vec()));
+    assert_eq!(xattr::get(m.b("d/new"), "user.u").unwrap(), Some(b"2".to_vec()));
+    // Exactly the list: what is not in it goes.
+    let o = nobody(&format!("setfattr -n {XATTR_SET_XATTRS} -v {} d/new", hex(&encode_xattrs_request(&[]))));
+    assert!(o.status.success());
+    assert_eq!(xattr::get(m.b("d/new"), "trusted.t").unwrap(), None);
+    let link = encode_link_request(&s, std::ffi::OsStr::new("s2"));
+    let o = nobody(&format!("setfattr -n {XATTR_LINK} -v {} .gfid/{d}", hex(&link)));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(fs::symlink_metadata(m.b("d/s2")).unwrap().ino(), fs::symlink_metadata(m.b("d/s")).unwrap().ino());
+    assert!(m.dump().iter().any(|r| r.contains(" LINK ") && r.contains(&format!("{d}/s2"))), "{:?}", m.dump());
+    // georep's own xattrs are not to be set that way.
+    let own = encode_xattrs_request(&[("trusted.gfid".into(), vec![0; 16])]);
+    assert!(!nobody(&format!("setfattr -n {XATTR_SET_XATTRS} -v {} d/new", hex(&own))).status.success());
+
+    // Anybody else: refused at the door, whatever the modes say.
+    fs::set_permissions(m.p("d"), fs::Permissions::from_mode(0o777)).unwrap();
+    let o = run_as(1000, 1000, &format!("ls {mnt}/d || cat {mnt}/d/new"));
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Permission denied"), "{}", String::from_utf8_lossy(&o.stderr));
+    // Root still is.
+    assert_eq!(fs::read(m.p("d/new")).unwrap(), b"new\n");
+}
+
+#[test]
+fn aux_requests_are_refused_to_ordinary_users_and_on_plain_mounts() {
+    use georep::fs::newentry::{XATTR_SET_XATTRS, encode_xattrs_request};
+    let xs = hex(&encode_xattrs_request(&[("user.u".into(), b"2".to_vec())]));
+    let m = Mount::new("rollover-time=600");
+    fs::write(m.p("f"), b"").unwrap();
+    assert!(xattr::set(m.p("f"), XATTR_SET_XATTRS, &encode_xattrs_request(&[])).is_err());
+    let m = Mount::new("aux-gfid-mount,rollover-time=600");
+    fs::set_permissions(m.dir.path(), fs::Permissions::from_mode(0o711)).unwrap();
+    fs::set_permissions(&m.mnt, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(m.p("f"), b"").unwrap();
+    std::os::unix::fs::chown(m.p("f"), Some(1000), Some(1000)).unwrap();
+    let o = run_as(1000, 1000, &format!("setfattr -n {XATTR_SET_XATTRS} -v {xs} {}/f", m.mnt.display()));
+    assert!(!o.status.success());
+    assert_eq!(xattr::get(m.b("f"), "user.u").unwrap(), None);
+}

@@ -29,7 +29,7 @@ fn parse_args() -> anyhow::Result<Args> {
         match a.as_str() {
             "-h" | "--help" => {
                 println!(
-                    "{USAGE}\n\nMounts a georep brick: a transparent overlay that records every change.\n\nOptions (-o): ro, allow_other, rollover-time=SECS, fsync-interval=SECS,\n  changelog-retention=SECS, attr-timeout=SECS, threads=N, no-passthrough, no-changelog"
+                    "{USAGE}\n\nMounts a georep brick: a transparent overlay that records every change.\n\nOptions (-o): ro, allow_other, rollover-time=SECS, fsync-interval=SECS,\n  changelog-retention=SECS, attr-timeout=SECS, threads=N, no-passthrough, no-changelog,\n  aux-gfid-mount, user-map-root=USER"
                 );
                 std::process::exit(0);
             }

@@ -54,6 +54,10 @@ pub struct FsOptions {
     /// Serve the `.gfid/` namespace (`aux-gfid-mount`): `.gfid/<gfid>` and
     /// `.gfid/<pargfid>/<name>`, and entry creation with a chosen GFID.
     pub aux_gfid: bool,
+    /// `user-map-root=<user>`: that uid acts as root inside this mount, and nobody but it and
+    /// root may use the mount at all. The kernel's permission checks are off (the daemon's
+    /// own rule replaces them), so that the user can do what root could.
+    pub map_root: Option<u32>,
     pub changelog: ChangelogConfig,
 }
 
@@ -64,6 +68,7 @@ impl Default for FsOptions {
             passthrough: true,
             record: true,
             aux_gfid: false,
+            map_root: None,
             changelog: ChangelogConfig::default(),
         }
     }
@@ -122,6 +127,16 @@ impl OverlayFs {
             passthrough: AtomicBool::new(false),
             opts,
         })
+    }
+
+    /// The caller's uid as the brick sees it: under `user-map-root`, that user is root.
+    fn uid(&self, req: &fuser::Request) -> u32 {
+        if self.opts.map_root == Some(req.uid()) { 0 } else { req.uid() }
+    }
+
+    /// The caller's gid, mapped likewise.
+    fn gid(&self, req: &fuser::Request) -> u32 {
+        if self.opts.map_root == Some(req.uid()) { 0 } else { req.gid() }
     }
 
     /// True for names that must not exist for users: the brick's private directory.

@@ -88,6 +88,18 @@ impl MountConfig {
                 "no-passthrough" | "nopassthrough" => c.fs.passthrough = false,
                 "no-changelog" | "nochangelog" => c.fs.record = false,
                 "aux-gfid-mount" | "aux_gfid_mount" => c.fs.aux_gfid = true,
+                "user-map-root" | "user_map_root" => {
+                    let name = need(v)?;
+                    let user = nix::unistd::User::from_name(name)
+                        .ok()
+                        .flatten()
+                        .with_context(|| format!("option user-map-root: no user {name:?}"))?;
+                    if user.uid.is_root() {
+                        bail!("option user-map-root: {name:?} is root already");
+                    }
+                    c.fs.map_root = Some(user.uid.as_raw());
+                    c.allow_other = true;
+                }
                 "threads" => {
                     let n: usize = need(v)?.parse().with_context(|| format!("option threads: invalid number {v:?}"))?;
                     if !(1..=64).contains(&n) {
@@ -109,8 +121,11 @@ impl MountConfig {
         cfg
     }
 
+    /// Who may use the mount: anyone (`allow_other`; the kernel checks permissions), root
+    /// and the mounting user, or under `user-map-root` root and that user only (fuser refuses
+    /// the others; see `new_session`).
     fn acl(&self) -> SessionACL {
-        if self.allow_other { SessionACL::All } else { SessionACL::RootAndOwner }
+        if self.allow_other && self.fs.map_root.is_none() { SessionACL::All } else { SessionACL::RootAndOwner }
     }
 }
 
@@ -118,14 +133,18 @@ impl MountConfig {
 pub const FS_TYPE: &str = "fuse.georep";
 
 /// Mounts a FUSE filesystem of type `fuse.georep` on the mount point and returns the
-/// `/dev/fuse` descriptor that serves it. Kernel permission checks are always on: the daemon
-/// acts as root for every caller.
+/// `/dev/fuse` descriptor that serves it. Kernel permission checks are on (the daemon acts as
+/// root for every caller), except under `user-map-root`, where the one user allowed in acts as
+/// root.
 fn mount_fuse(cfg: &MountConfig) -> anyhow::Result<OwnedFd> {
     let dev: OwnedFd =
         std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse").context("open /dev/fuse")?.into();
     let md = std::fs::metadata(&cfg.mountpoint).with_context(|| format!("mount point {}", cfg.mountpoint.display()))?;
     let rootmode = std::os::unix::fs::MetadataExt::mode(&md) & libc::S_IFMT;
-    let mut data = format!("fd={},rootmode={rootmode:o},user_id=0,group_id=0,default_permissions", dev.as_raw_fd());
+    let mut data = format!("fd={},rootmode={rootmode:o},user_id=0,group_id=0", dev.as_raw_fd());
+    if cfg.fs.map_root.is_none() {
+        data.push_str(",default_permissions");
+    }
     if cfg.allow_other {
         data.push_str(",allow_other");
     }
@@ -151,7 +170,7 @@ pub fn mount_blocking(cfg: &MountConfig, ready: impl FnOnce()) -> anyhow::Result
     }
     let fs = OverlayFs::new(brick, cfg.fs.clone())?;
     let dev = mount_fuse(cfg)?;
-    let session = match fuser::Session::from_fd(fs, dev, cfg.acl(), cfg.fuser_config()) {
+    let session = match new_session(fs, dev, cfg) {
         Ok(s) => s,
         Err(e) => {
             let _ = nix::mount::umount2(&cfg.mountpoint, nix::mount::MntFlags::MNT_DETACH);
@@ -161,6 +180,28 @@ pub fn mount_blocking(cfg: &MountConfig, ready: impl FnOnce()) -> anyhow::Result
     ready();
     session.run().context("fuse session")?;
     Ok(())
+}
+
+/// The FUSE session. fuser lets through root and the session's owner, which it takes to be
+/// the effective uid of the thread that makes the session: under `user-map-root` that thread
+/// takes the mapped uid for the call (a thread's credentials are its own on Linux; the saved
+/// uid stays root, and the handshake opens nothing).
+fn new_session(fs: OverlayFs, dev: OwnedFd, cfg: &MountConfig) -> std::io::Result<fuser::Session<OverlayFs>> {
+    let Some(uid) = cfg.fs.map_root else {
+        return fuser::Session::from_fd(fs, dev, cfg.acl(), cfg.fuser_config());
+    };
+    let set_euid = |uid: u32| {
+        // SAFETY: changes this thread's effective uid only (raw syscall, not glibc's
+        // process-wide wrapper); -1 keeps the real and saved uids.
+        if unsafe { libc::syscall(libc::SYS_setresuid, -1i64, uid as i64, -1i64) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    set_euid(uid)?;
+    let session = fuser::Session::from_fd(fs, dev, cfg.acl(), cfg.fuser_config());
+    set_euid(0)?;
+    session
 }
 
 /// `mount -o remount,...`: changes the flags (ro/rw, nosuid, ...) of a live georep mount.

@@ -32,6 +32,15 @@
 //! `3`, `0`, then per request its length (4 bytes) and the request. They are carried out in
 //! order; the first that fails ends the batch with its error (the ones before it stay made).
 //!
+//! Two more requests serve a receiver that is not root (`user-map-root`), for what the kernel
+//! would refuse it whatever the filesystem says, and carry it out as root:
+//!
+//! - `glusterfs.georep.xattrs` on any inode: `1`, `0`, then an xattr list as above; the inode's
+//!   replicated xattrs (user, trusted, security, POSIX ACLs) become exactly that list;
+//! - `glusterfs.georep.link` on `.gfid/<pargfid>`: the GFID of an inode (16 bytes), then a new
+//!   name for it in that directory (a hard link, which `fs.protected_hardlinks` refuses to a
+//!   user for a file it does not own).
+//!
 //! Pure: no I/O. Decoding validates everything and never panics.
 
 use std::ffi::{OsStr, OsString};
@@ -41,6 +50,10 @@ use crate::types::Gfid;
 
 /// The setxattr key that creates an entry with a chosen GFID.
 pub const XATTR_NEWFILE: &str = "glusterfs.gfid.newfile";
+/// The setxattr key, on any inode, that makes its replicated xattrs exactly the given list.
+pub const XATTR_SET_XATTRS: &str = "glusterfs.georep.xattrs";
+/// The setxattr key, on `.gfid/<pargfid>`, that links an inode (by GFID) under a new name.
+pub const XATTR_LINK: &str = "glusterfs.georep.link";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewEntry {
@@ -154,13 +167,7 @@ impl NewEntry {
             b.extend_from_slice(&c.mtime_ns.to_le_bytes());
             b.extend_from_slice(&(c.data.len() as u32).to_le_bytes());
             b.extend_from_slice(&c.data);
-            b.extend_from_slice(&(c.xattrs.len() as u16).to_le_bytes());
-            for (k, v) in &c.xattrs {
-                b.push(k.len() as u8);
-                b.extend_from_slice(k.as_bytes());
-                b.extend_from_slice(&(v.len() as u16).to_le_bytes());
-                b.extend_from_slice(v);
-            }
+            encode_xattrs(&mut b, &c.xattrs);
         }
         b
     }
@@ -252,6 +259,29 @@ fn decode_content(b: &[u8]) -> Result<Content, NewEntryError> {
     let mtime_ns = i64::from_le_bytes(take(8)?.try_into().unwrap());
     let c = u32::from_le_bytes(take(4)?.try_into().unwrap()) as usize;
     let data = take(c)?.to_vec();
+    let xattrs = decode_xattrs(&b[at..])?;
+    Ok(Content { atime_ns, mtime_ns, data, xattrs })
+}
+
+fn encode_xattrs(b: &mut Vec<u8>, xattrs: &[(OsString, Vec<u8>)]) {
+    b.extend_from_slice(&(xattrs.len() as u16).to_le_bytes());
+    for (k, v) in xattrs {
+        b.push(k.len() as u8);
+        b.extend_from_slice(k.as_bytes());
+        b.extend_from_slice(&(v.len() as u16).to_le_bytes());
+        b.extend_from_slice(v);
+    }
+}
+
+/// A count (2 bytes), then per xattr: name length (1), name, value length (2), value; nothing
+/// after.
+fn decode_xattrs(b: &[u8]) -> Result<Vec<(OsString, Vec<u8>)>, NewEntryError> {
+    let mut at = 0usize;
+    let mut take = |n: usize| -> Result<&[u8], NewEntryError> {
+        let s = b.get(at..at.checked_add(n).ok_or(NewEntryError::Length)?).ok_or(NewEntryError::Length)?;
+        at += n;
+        Ok(s)
+    };
     let k = u16::from_le_bytes(take(2)?.try_into().unwrap()) as usize;
     let mut xattrs = Vec::with_capacity(k.min(256));
     for _ in 0..k {
@@ -267,7 +297,62 @@ fn decode_content(b: &[u8]) -> Result<Content, NewEntryError> {
     if at != b.len() {
         return Err(NewEntryError::Length);
     }
-    Ok(Content { atime_ns, mtime_ns, data, xattrs })
+    Ok(xattrs)
+}
+
+/// xattr namespaces replicated (and so managed) on the secondary: everything but georep's own
+/// marks and the GFID.
+pub fn replicated_xattr(name: &[u8]) -> bool {
+    (name.starts_with(b"user.")
+        || name.starts_with(b"security.")
+        || name == b"system.posix_acl_access"
+        || name == b"system.posix_acl_default"
+        || name.starts_with(b"trusted."))
+        && !name.starts_with(crate::types::XATTR_PRIVATE_PREFIX.as_bytes())
+        && name != crate::types::XATTR_GFID.as_bytes()
+}
+
+/// The xattrs request: `1`, `0`, then the xattr list as in a whole file. Every name must be a
+/// replicated one.
+pub fn encode_xattrs_request(xattrs: &[(OsString, Vec<u8>)]) -> Vec<u8> {
+    let mut b = vec![1, 0];
+    encode_xattrs(&mut b, xattrs);
+    b
+}
+
+pub fn decode_xattrs_request(b: &[u8]) -> Result<Vec<(OsString, Vec<u8>)>, NewEntryError> {
+    match b {
+        [1, 0, rest @ ..] => {
+            let xs = decode_xattrs(rest)?;
+            if xs.iter().any(|(k, _)| !replicated_xattr(k.as_bytes())) {
+                return Err(NewEntryError::Content);
+            }
+            Ok(xs)
+        }
+        [v, ..] => Err(NewEntryError::Version(*v)),
+        [] => Err(NewEntryError::Length),
+    }
+}
+
+/// The link request: the GFID of the inode to link (16 bytes), then the new name.
+pub fn encode_link_request(gfid: &Gfid, name: &OsStr) -> Vec<u8> {
+    let mut b = gfid.0.to_vec();
+    b.extend_from_slice(name.as_bytes());
+    b
+}
+
+pub fn decode_link_request(b: &[u8]) -> Result<(Gfid, &OsStr), NewEntryError> {
+    if b.len() < 17 {
+        return Err(NewEntryError::Length);
+    }
+    let gfid = Gfid::from_slice(&b[..16]).unwrap();
+    if gfid.is_null() || gfid == Gfid::ROOT {
+        return Err(NewEntryError::Gfid);
+    }
+    if !valid_name(&b[16..]) {
+        return Err(NewEntryError::Name);
+    }
+    Ok((gfid, OsStr::from_bytes(&b[16..])))
 }
 
 #[cfg(test)]
@@ -311,6 +396,30 @@ mod tests {
         for cut in 0..f.encode().len() {
             assert!(NewEntry::decode(&f.encode()[..cut]).is_err());
         }
+    }
+
+    #[test]
+    fn xattrs_and_link_requests() {
+        let xs = vec![("user.a".into(), b"1".to_vec()), ("trusted.t".into(), vec![0; 300])];
+        let b = encode_xattrs_request(&xs);
+        assert_eq!(decode_xattrs_request(&b).unwrap(), xs);
+        assert_eq!(decode_xattrs_request(&encode_xattrs_request(&[])).unwrap(), vec![]);
+        for cut in 0..b.len() {
+            assert!(decode_xattrs_request(&b[..cut]).is_err(), "{cut}");
+        }
+        // georep's own marks and the GFID are never set this way.
+        for own in ["trusted.gfid", "trusted.georep.x", "glusterfs.gfid.string", "other.x"] {
+            let b = encode_xattrs_request(&[(own.into(), vec![1])]);
+            assert_eq!(decode_xattrs_request(&b), Err(NewEntryError::Content), "{own}");
+        }
+        let g = Gfid::generate();
+        let b = encode_link_request(&g, OsStr::new("n"));
+        assert_eq!(decode_link_request(&b).unwrap(), (g, OsStr::new("n")));
+        for bad in ["", ".", "..", "a/b"] {
+            let b = encode_link_request(&g, OsStr::new(bad));
+            assert!(decode_link_request(&b).is_err(), "{bad:?}");
+        }
+        assert_eq!(decode_link_request(&encode_link_request(&Gfid::ROOT, OsStr::new("n"))), Err(NewEntryError::Gfid));
     }
 
     #[test]

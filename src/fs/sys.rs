@@ -240,6 +240,23 @@ pub fn listxattr_fd(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     check_size(unsafe { libc::listxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) })
 }
 
+/// The names of an inode's xattrs.
+pub fn list_xattrs(fd: BorrowedFd<'_>) -> io::Result<Vec<std::ffi::OsString>> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut buf = vec![0u8; 4096];
+    let n = loop {
+        match listxattr_fd(fd, &mut buf) {
+            Ok(n) => break n,
+            Err(e) if e.raw_os_error() == Some(libc::ERANGE) => {
+                let need = listxattr_fd(fd, &mut [])?;
+                buf.resize(need.max(buf.len() * 2), 0);
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    Ok(buf[..n].split(|&b| b == 0).filter(|s| !s.is_empty()).map(|s| OsStr::from_bytes(s).to_os_string()).collect())
+}
+
 pub fn removexattr_fd(fd: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
     let p = proc_path(fd.as_raw_fd());
     let n = cstr(name)?;

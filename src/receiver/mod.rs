@@ -17,20 +17,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use crate::fs::newentry::{Content, MAX_REQUEST, NewEntry, XATTR_NEWFILE};
+use crate::fs::newentry::{
+    Content, MAX_REQUEST, NewEntry, XATTR_LINK, XATTR_NEWFILE, XATTR_SET_XATTRS, encode_link_request,
+    encode_xattrs_request,
+};
 use crate::proto::{self, EntryOp, Failure, MetaOp, Msg, PROTOCOL_VERSION};
 use crate::types::{Gfid, VolumeId};
 
-/// xattr namespaces replicated (and so managed) on the secondary.
-pub fn replicated_xattr(name: &[u8]) -> bool {
-    (name.starts_with(b"user.")
-        || name.starts_with(b"security.")
-        || name == b"system.posix_acl_access"
-        || name == b"system.posix_acl_default"
-        || name.starts_with(b"trusted."))
-        && !name.starts_with(crate::types::XATTR_PRIVATE_PREFIX.as_bytes())
-        && name != crate::types::XATTR_GFID.as_bytes()
-}
+pub use crate::fs::newentry::replicated_xattr;
 
 fn einval(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, what.to_string())
@@ -366,7 +360,7 @@ impl Receiver {
                         let old = self.dir_location(gfid)?;
                         fs::rename(old, &at)
                     } else {
-                        fs::hard_link(self.by_gfid(gfid), &at)
+                        self.hard_link(gfid, pgfid, name)
                     }
                 } else {
                     match newfile(&req) {
@@ -409,7 +403,13 @@ impl Receiver {
             Some(_) => Self::remove_any(&at)?,
             None => {}
         }
-        fs::hard_link(self.by_gfid(gfid), &at)
+        self.hard_link(gfid, pgfid, name)
+    }
+
+    /// A new name for an existing inode, made by the mount as root (even for a file this user
+    /// does not own).
+    fn hard_link(&self, gfid: &Gfid, pgfid: &Gfid, name: &OsStr) -> io::Result<()> {
+        xattr::set(self.by_gfid(pgfid), XATTR_LINK, &encode_link_request(gfid, name))
     }
 
     fn rename(
@@ -541,13 +541,7 @@ impl Receiver {
         if let Some(xs) = &m.xattrs
             && !(xs.is_empty() && self.created.contains(&m.gfid))
         {
-            reconcile_xattrs(
-                xs,
-                f.list_xattr()?.collect(),
-                |k| f.get_xattr(k),
-                |k, v| f.set_xattr(k, v),
-                |k| f.remove_xattr(k),
-            )?;
+            f.set_xattr(XATTR_SET_XATTRS, &encode_xattrs_request(xs))?;
         }
         // Times last: everything above may change them.
         let times = timespecs(m);
@@ -566,13 +560,7 @@ impl Receiver {
         if !link {
             fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(m.mode & 0o7777))?;
             if let Some(xs) = &m.xattrs {
-                reconcile_xattrs(
-                    xs,
-                    xattr::list(p)?.collect(),
-                    |k| xattr::get(p, k),
-                    |k, v| xattr::set(p, k, v),
-                    |k| xattr::remove(p, k),
-                )?;
+                xattr::set(p, XATTR_SET_XATTRS, &encode_xattrs_request(xs))?;
             }
         }
         let times = timespecs(m);
@@ -601,28 +589,6 @@ impl Receiver {
         }
         std::mem::take(&mut self.failures)
     }
-}
-
-/// Makes an inode's replicated xattrs exactly `want`: removes the others it has, sets what
-/// differs. `have` is the inode's xattr names.
-fn reconcile_xattrs(
-    want: &[(OsString, Vec<u8>)],
-    have: Vec<OsString>,
-    get: impl Fn(&OsStr) -> io::Result<Option<Vec<u8>>>,
-    set: impl Fn(&OsStr, &[u8]) -> io::Result<()>,
-    remove: impl Fn(&OsStr) -> io::Result<()>,
-) -> io::Result<()> {
-    for old in have {
-        if replicated_xattr(old.as_bytes()) && !want.iter().any(|(k, _)| *k == old) {
-            remove(&old)?;
-        }
-    }
-    for (k, v) in want {
-        if replicated_xattr(k.as_bytes()) && get(k)?.as_deref() != Some(v.as_slice()) {
-            set(k, v)?;
-        }
-    }
-    Ok(())
 }
 
 fn timespecs(m: &MetaOp) -> [libc::timespec; 2] {

@@ -15,7 +15,7 @@ use crate::changelog::Op;
 use crate::fs::OverlayFs;
 use crate::fs::brick::read_gfid;
 use crate::fs::inode::{GFID_DIR_INO, Inode, ROOT_ALIAS_INO, ROOT_INO};
-use crate::fs::newentry::NewEntry;
+use crate::fs::newentry::{NewEntry, replicated_xattr};
 use crate::fs::sys;
 use crate::types::{Gfid, XATTR_GFID};
 use std::os::unix::ffi::OsStrExt;
@@ -69,11 +69,72 @@ impl OverlayFs {
         self.inodes.open_handle(&h).ok().and_then(|fd| read_gfid(fd.as_fd()).ok().flatten()) == Some(*gfid)
     }
 
-    /// `setxattr(.gfid/<pargfid>, glusterfs.gfid.newfile, request)`: creates the entry.
-    pub(super) fn new_entry(&self, req: &Request, parent: &Arc<Inode>, value: &[u8]) -> R<()> {
-        if !self.opts.aux_gfid || req.uid() != 0 {
+    /// The aux requests are root's (or the `user-map-root` user's), on an aux mount only.
+    fn privileged(&self, req: &Request) -> R<()> {
+        if !self.opts.aux_gfid || self.uid(req) != 0 { Err(Errno::EPERM) } else { Ok(()) }
+    }
+
+    /// `setxattr(<inode>, glusterfs.georep.xattrs, list)`: the inode's replicated xattrs become
+    /// exactly the list (the others removed, the differing ones set), as root.
+    pub(super) fn set_xattrs_request(&self, req: &Request, inode: &Arc<Inode>, value: &[u8]) -> R<()> {
+        self.privileged(req)?;
+        self.writable()?;
+        let want = crate::fs::newentry::decode_xattrs_request(value).map_err(|err| {
+            log::warn!("{err}");
+            Errno::EINVAL
+        })?;
+        let fd = inode.fd().map_err(errno)?;
+        let mut changed = false;
+        for old in sys::list_xattrs(fd.as_fd()).map_err(errno)? {
+            if replicated_xattr(old.as_bytes()) && !want.iter().any(|(k, _)| *k == old) {
+                sys::removexattr_fd(fd.as_fd(), &old).map_err(errno)?;
+                changed = true;
+            }
+        }
+        for (k, v) in &want {
+            if sys::getxattr_vec(fd.as_fd(), k).map_err(errno)?.as_deref() != Some(v.as_slice()) {
+                sys::setxattr_fd(fd.as_fd(), k, v, 0).map_err(errno)?;
+                changed = true;
+            }
+        }
+        if changed { self.rec_meta(Op::Setxattr, inode) } else { Ok(()) }
+    }
+
+    /// `setxattr(.gfid/<pargfid>, glusterfs.georep.link, <gfid><name>)`: a hard link to the
+    /// inode with that GFID, made as root (the kernel's `fs.protected_hardlinks` would refuse
+    /// an unprivileged caller a link to a file it does not own).
+    pub(super) fn link_request(&self, req: &Request, parent: &Arc<Inode>, value: &[u8]) -> R<()> {
+        self.privileged(req)?;
+        if !parent.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        let (gfid, name) = crate::fs::newentry::decode_link_request(value).map_err(|err| {
+            log::warn!("{err}");
+            Errno::EINVAL
+        })?;
+        self.check_new(parent, name)?;
+        let h = self.brick.gfids.handle(&gfid).ok_or(Errno::ENOENT)?;
+        let fd = match self.inodes.open_handle(&h) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ESTALE) => return Err(Errno::ENOENT),
+            Err(e) => return Err(errno(e)),
+        };
+        if read_gfid(fd.as_fd()).map_err(errno)? != Some(gfid) {
+            return Err(Errno::ENOENT);
+        }
+        if sys::fstat(fd.as_fd()).map_err(errno)?.st_mode & libc::S_IFMT == libc::S_IFDIR {
             return Err(Errno::EPERM);
         }
+        sys::linkat_fd(fd.as_fd(), parent.fd().map_err(errno)?.as_fd(), name).map_err(errno)?;
+        let st = sys::fstat(fd.as_fd()).map_err(errno)?;
+        self.rec_entry(Op::Link, gfid, Some(&st), (parent.gfid, name), None, None)?;
+        self.mark(parent);
+        Ok(())
+    }
+
+    /// `setxattr(.gfid/<pargfid>, glusterfs.gfid.newfile, request)`: creates the entry.
+    pub(super) fn new_entry(&self, req: &Request, parent: &Arc<Inode>, value: &[u8]) -> R<()> {
+        self.privileged(req)?;
         if !parent.is_dir() {
             return Err(Errno::ENOTDIR);
         }

@@ -72,11 +72,11 @@ impl OverlayFs {
         fd: OwnedFd,
         mode: u32,
     ) -> R<(Arc<Inode>, libc::stat)> {
-        if req.uid() != 0 {
+        if self.uid(req) != 0 {
             let setid = mode & (libc::S_ISUID | libc::S_ISGID) != 0
                 && !matches!(mode & libc::S_IFMT, libc::S_IFDIR | libc::S_IFLNK);
             let st0 = if setid { Some(sys::fstat(fd.as_fd()).map_err(errno)?) } else { None };
-            sys::fchown_fd(fd.as_fd(), Some(req.uid()), None).map_err(errno)?;
+            sys::fchown_fd(fd.as_fd(), Some(self.uid(req)), None).map_err(errno)?;
             if let Some(st0) = st0 {
                 // chown cleared the set-id bits the caller asked for.
                 sys::fchmod_fd(fd.as_fd(), st0.st_mode & 0o7777).map_err(errno)?;
@@ -135,7 +135,7 @@ impl OverlayFs {
         self.check_new(parent, name)?;
         let pfd = parent.fd().map_err(errno)?;
         {
-            let _as_caller = sys::CreateAs::new(req.gid(), umask).map_err(errno)?;
+            let _as_caller = sys::CreateAs::new(self.gid(req), umask).map_err(errno)?;
             make(pfd.as_fd()).map_err(errno)?;
         }
         let fd = sys::open_path(pfd.as_fd(), name).map_err(errno)?;

@@ -118,7 +118,7 @@ impl OverlayFs {
         self.check_new(parent, name)?;
         let oflags = reopen_flags(flags) | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
         let pfd = parent.fd().map_err(errno)?;
-        let as_caller = sys::CreateAs::new(req.gid(), umask).map_err(errno)?;
+        let as_caller = sys::CreateAs::new(self.gid(req), umask).map_err(errno)?;
         let created = sys::openat(pfd.as_fd(), name, oflags, mode & 0o7777);
         drop(as_caller);
         match created {

@@ -178,12 +178,15 @@ impl Filesystem for OverlayFs {
             | InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO
             | InitFlags::FUSE_ATOMIC_O_TRUNC
-            | InitFlags::FUSE_POSIX_ACL
             | InitFlags::FUSE_DONT_MASK
             | InitFlags::FUSE_CACHE_SYMLINKS
             | InitFlags::FUSE_EXPORT_SUPPORT
             | InitFlags::FUSE_ASYNC_DIO
             | InitFlags::FUSE_HANDLE_KILLPRIV_V2;
+        // ACLs enforced by the kernel (with default_permissions), except on an aux mount: its
+        // only user acts as root, and the receiver sets ACLs as plain xattrs, which the kernel
+        // would otherwise cache without seeing them change.
+        let wanted = if self.opts.aux_gfid { wanted } else { wanted | InitFlags::FUSE_POSIX_ACL };
         for f in wanted.iter() {
             if c.add_capabilities(f).is_err() {
                 log::info!("kernel lacks {f:?}");
@@ -276,7 +279,7 @@ impl Filesystem for OverlayFs {
     ) {
         let r = self
             .inode(ino)
-            .and_then(|i| self.do_setattr(_req.gid(), &i, mode, uid, gid, size, atime, mtime, fh).map(|st| (i, st)));
+            .and_then(|i| self.do_setattr(self.gid(_req), &i, mode, uid, gid, size, atime, mtime, fh).map(|st| (i, st)));
         match r {
             Ok((i, st)) => reply.attr(&self.opts.ttl, &to_attr(i.ino, &st)),
             Err(e) => reply.error(e),
@@ -474,7 +477,12 @@ impl Filesystem for OverlayFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        let r = if name.as_bytes() == crate::fs::newentry::XATTR_NEWFILE.as_bytes() {
+        use crate::fs::newentry::{XATTR_LINK, XATTR_NEWFILE, XATTR_SET_XATTRS};
+        let r = if name.as_bytes() == XATTR_SET_XATTRS.as_bytes() {
+            self.inode(ino).and_then(|i| self.set_xattrs_request(req, &i, value))
+        } else if name.as_bytes() == XATTR_LINK.as_bytes() {
+            self.inode(ino).and_then(|i| self.link_request(req, &i, value))
+        } else if name.as_bytes() == XATTR_NEWFILE.as_bytes() {
             self.inode(ino).and_then(|i| match crate::fs::newentry::split_batch(value) {
                 Some(parts) => parts.into_iter().try_for_each(|p| match p {
                     Ok(one) => self.new_entry(req, &i, one),

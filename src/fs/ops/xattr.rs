@@ -101,24 +101,14 @@ impl OverlayFs {
     }
 
     pub(super) fn do_listxattr(&self, req: &Request, inode: &Arc<Inode>, size: u32) -> R<Sized> {
-        let mut buf = vec![0u8; 4096];
-        let n = loop {
-            match sys::listxattr_fd(inode.fd().map_err(errno)?.as_fd(), &mut buf) {
-                Ok(n) => break n,
-                Err(e) if e.raw_os_error() == Some(libc::ERANGE) => {
-                    let need = sys::listxattr_fd(inode.fd().map_err(errno)?.as_fd(), &mut []).map_err(errno)?;
-                    buf.resize(need.max(buf.len() * 2), 0);
-                }
-                Err(e) => return Err(errno(e)),
-            }
-        };
-        let mut out = Vec::with_capacity(n);
-        for name in buf[..n].split(|&b| b == 0).filter(|s| !s.is_empty()) {
+        let names = sys::list_xattrs(inode.fd().map_err(errno)?.as_fd()).map_err(errno)?;
+        let mut out = Vec::new();
+        for name in names.iter().map(|n| n.as_bytes()) {
             if private(name) || name == XATTR_GFID.as_bytes() {
                 continue;
             }
             // As local filesystems do, trusted.* is listed to privileged callers only.
-            if req.uid() != 0 && name.starts_with(b"trusted.") {
+            if self.uid(req) != 0 && name.starts_with(b"trusted.") {
                 continue;
             }
             out.extend_from_slice(name);
