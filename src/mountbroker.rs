@@ -148,6 +148,41 @@ impl Config {
     }
 }
 
+/// The volume a mount request may have, after GlusterFS's rules (the reference's 5.3) for
+/// label `label` (the user the mount is for): `aux-gfid-mount` and `user-map-root=<label>`
+/// must be asked for, and `volfile-id=<VOL>` name a volume added for that user; besides them
+/// only `acl`, `volfile-server=localhost`, `client-pid=-1` (GlusterFS's, meaning nothing here)
+/// and `log-level=<LEVEL>` may be; anything else is refused by name.
+pub fn check_mount_args(conf: &Config, label: &str, args: &[String]) -> Result<String, String> {
+    if conf.root.is_none() {
+        return Err("mount refused: the mountbroker is not set up on this node (gluster-mountbroker setup)".into());
+    }
+    let Some(allowed) = conf.users.get(label) else {
+        return Err(format!("mount refused: no volume is added for user {label} (gluster-mountbroker add)"));
+    };
+    let (mut aux, mut map, mut volume) = (false, false, None);
+    for a in args {
+        match a.split_once('=') {
+            None if a == "aux-gfid-mount" => aux = true,
+            None if a == "acl" => {}
+            Some(("user-map-root", u)) if u == label => map = true,
+            Some(("user-map-root", u)) => return Err(format!("mount refused: user-map-root={u} is not {label}")),
+            Some(("volfile-id", v)) if volume.is_none() => volume = Some(v.to_string()),
+            Some(("volfile-server", "localhost")) | Some(("client-pid", "-1")) => {}
+            Some(("log-level", l)) if valid_word(l) => {}
+            _ => return Err(format!("mount refused: option {a:?} is not allowed")),
+        }
+    }
+    if !(aux && map) {
+        return Err(format!("mount refused: aux-gfid-mount and user-map-root={label} are required"));
+    }
+    let volume = volume.ok_or("mount refused: volfile-id=<VOLUME> is required")?;
+    if !allowed.contains(&volume) {
+        return Err(format!("mount refused: volume {volume} is not added for user {label}"));
+    }
+    Ok(volume)
+}
+
 /// The mount root must be a directory owned by root and not writable by group or others, and
 /// so must every ancestor (one with the sticky bit excepted, as /tmp).
 pub fn check_root(root: &Path) -> Result<(), String> {
@@ -276,6 +311,33 @@ mod tests {
             "| localhost |          UP | /var/mountbroker-root(OK) | geogroup(OK) | geoaccount(gvol-sec) |"
         );
         assert_eq!(lines.len(), 5);
+    }
+
+    #[test]
+    fn mount_requests() {
+        let mut c = Config { root: Some("/m".into()), ..Default::default() };
+        c.add("svol", "geoaccount").unwrap();
+        let args = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+        let ok = "aux-gfid-mount acl user-map-root=geoaccount volfile-server=localhost client-pid=-1 log-level=INFO volfile-id=svol";
+        assert_eq!(check_mount_args(&c, "geoaccount", &args(ok)), Ok("svol".into()));
+        let base = "aux-gfid-mount user-map-root=geoaccount";
+        assert_eq!(check_mount_args(&c, "geoaccount", &args(&format!("{base} volfile-id=svol"))), Ok("svol".into()));
+        for (bad, why) in [
+            (format!("{base} volfile-id=other"), "not added"),
+            (format!("{base} volfile-id=svol allow_other"), "\"allow_other\" is not allowed"),
+            (format!("{base} volfile-id=svol suid"), "not allowed"),
+            (format!("{base} volfile-id=svol volfile-id=other"), "not allowed"),
+            (format!("{base} volfile-id=svol volfile-server=evil"), "not allowed"),
+            ("aux-gfid-mount user-map-root=root volfile-id=svol".into(), "is not geoaccount"),
+            ("user-map-root=geoaccount volfile-id=svol".into(), "required"),
+            (base.to_string(), "volfile-id"),
+        ] {
+            let e = check_mount_args(&c, "geoaccount", &args(&bad)).unwrap_err();
+            assert!(e.starts_with("mount refused: ") && e.contains(why), "{bad}: {e}");
+        }
+        assert!(check_mount_args(&c, "other", &args(ok)).unwrap_err().contains("no volume is added for user other"));
+        c.root = None;
+        assert!(check_mount_args(&c, "geoaccount", &args(ok)).unwrap_err().contains("not set up"));
     }
 
     #[test]

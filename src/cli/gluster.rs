@@ -42,6 +42,8 @@ pub fn run(args: &[String]) -> anyhow::Result<i32> {
         Command::Session { primary, secondary, cmd } => (Request::Session { primary, secondary, cmd }, false),
         Command::Status { primary, secondary, detail } => (Request::Status { primary, secondary }, detail),
         Command::GsecCreate => (Request::GsecCreate, false),
+        Command::Mount { label, args } => (Request::Mount { label, args }, false),
+        Command::Umount { path, lazy } => (Request::Umount { path, lazy }, false),
     };
     let is_info = matches!(&req, Request::Volume(VolumeCmd::Info { .. }));
     if watch {

@@ -42,7 +42,30 @@ pub struct ReplicateArgs {
     pub compression: i32,
 }
 
+/// Under the session key's forced command sshd puts what the client asked to run in
+/// `SSH_ORIGINAL_COMMAND`: the receiver is all it may ask for.
+fn check_ssh_original_command(asked: Option<&str>) -> anyhow::Result<()> {
+    let Some(asked) = asked else { return Ok(()) };
+    let words: Vec<&str> = asked.split_whitespace().collect();
+    let ok = match words.as_slice() {
+        [prog, "receiver", rest @ ..] => {
+            (*prog == "georep" || prog.ends_with("/georep"))
+                && match rest {
+                    [] => true,
+                    ["--compression", n] => n.parse::<i32>().is_ok(),
+                    _ => false,
+                }
+        }
+        _ => false,
+    };
+    if !ok {
+        anyhow::bail!("refused to run {asked:?}: this key runs the georep receiver only");
+    }
+    Ok(())
+}
+
 pub fn receiver(a: ReceiverArgs) -> anyhow::Result<()> {
+    check_ssh_original_command(std::env::var("SSH_ORIGINAL_COMMAND").ok().as_deref())?;
     let dirs = crate::daemon::dirs::Dirs::from_env();
     let target = match &a.mount {
         Some(m) => crate::receiver::Target::Mount(m),
@@ -67,4 +90,19 @@ pub fn replicate(a: ReplicateArgs) -> anyhow::Result<()> {
         anyhow::bail!("{} changes could not be applied (see the log)", stats.failures);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_ssh_original_command as check;
+
+    #[test]
+    fn the_session_key_asks_for_the_receiver_only() {
+        for ok in [None, Some("georep receiver"), Some("/usr/bin/georep receiver --compression 3")] {
+            assert!(check(ok).is_ok(), "{ok:?}");
+        }
+        for bad in ["", "sh", "id; echo pwned", "georep receiver; id", "georep worker x", "georep receiver --mount /"] {
+            assert!(check(Some(bad)).unwrap_err().to_string().contains("receiver only"), "{bad:?}");
+        }
+    }
 }

@@ -1,6 +1,8 @@
 //! The control socket between `georepd` and its clients (the CLI, `mount.georep`, the
 //! receiver): one JSON request line, one JSON response line, over a Unix socket in the run
-//! directory (mode 0600: root only).
+//! directory. The socket is open to every local user (0666); `georepd` knows each caller by
+//! its peer credentials and serves users other than root only the mountbroker's requests
+//! (`AuxMount`, `Mount`, `Umount`) and `Ping`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -36,6 +38,17 @@ pub enum Request {
     /// carries a descriptor of the mount's root (SCM_RIGHTS), the only way into it.
     AuxMount {
         volume: String,
+    },
+    /// `georep system mount <LABEL> <ARG>...`: a mountbroker mount left in place; the answer is
+    /// its cookie (`<mount-root>/mb_hive/mntXXXXXX`).
+    Mount {
+        label: String,
+        args: Vec<String>,
+    },
+    /// `georep system umount <COOKIE> [lazy]`.
+    Umount {
+        path: String,
+        lazy: bool,
     },
     /// `georep system execute gsec_create` / `georep sshkey generate`.
     GsecCreate,

@@ -3,6 +3,7 @@
 //! rules (volume and session lifecycles, GlusterFS's errors in substance) live here, in
 //! `volumes` and `sessions`; the supervisor (`supervisor`) runs what the store says runs.
 
+pub mod broker;
 pub mod control;
 pub mod dirs;
 pub mod sessions;
@@ -160,28 +161,67 @@ impl Daemon {
         }
         let _ = std::fs::remove_file(&sock);
         let listener = UnixListener::bind(&sock).with_context(|| format!("bind {}", sock.display()))?;
-        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))?;
+        // Every local user may connect: the mountbroker serves them (`handle_conn`).
+        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666))?;
         self.clean_aux_mounts();
         sessions::resume_all(self)?;
         log::info!("georepd {} (node {} {}) serving {}", crate::VERSION, self.node.name, self.node.id, sock.display());
         for conn in listener.incoming() {
             let Ok(conn) = conn else { continue };
             let d = Arc::clone(self);
-            std::thread::spawn(move || {
-                let (resp, fd) = match control::read_request(&conn) {
-                    Ok(Some(Request::AuxMount { volume })) => match volumes::aux_mount(&d, &volume) {
-                        Ok(fd) => (Response::Mount, Some(fd)),
-                        Err(e) => (Response::Err(format!("{e:#}")), None),
-                    },
-                    Ok(Some(req)) => (d.handle(req), None),
-                    Ok(None) => return,
-                    Err(e) => (Response::Err(format!("{e:#}")), None),
-                };
-                use std::os::fd::AsFd;
-                let _ = control::write_response(&conn, &resp, fd.as_ref().map(|f| f.as_fd()));
-            });
+            std::thread::spawn(move || d.handle_conn(conn));
         }
         Ok(())
+    }
+
+    /// One client: its request, answered as its peer credentials allow.
+    fn handle_conn(&self, conn: std::os::unix::net::UnixStream) {
+        use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+        use std::os::fd::AsFd;
+        let uid = match getsockopt(&conn, PeerCredentials) {
+            Ok(c) => c.uid(),
+            Err(e) => {
+                log::warn!("control socket: no peer credentials: {e}");
+                return;
+            }
+        };
+        let req = match control::read_request(&conn) {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(e) => {
+                let _ = control::write_response(&conn, &Response::Err(format!("{e:#}")), None);
+                return;
+            }
+        };
+        let (resp, fd) = match self.handle_as(uid, req) {
+            Ok((resp, fd)) => (resp, fd),
+            Err(e) => (Response::Err(format!("{e:#}")), None),
+        };
+        let _ = control::write_response(&conn, &resp, fd.as_ref().map(|f| f.as_fd()));
+    }
+
+    /// A request from `uid`: root may ask anything; other users the mountbroker's requests
+    /// and `Ping`.
+    fn handle_as(&self, uid: u32, req: Request) -> anyhow::Result<(Response, Option<std::os::fd::OwnedFd>)> {
+        match req {
+            Request::AuxMount { volume } if uid == 0 => Ok((Response::Mount, Some(volumes::aux_mount(self, &volume)?))),
+            Request::AuxMount { volume } => {
+                let caller = broker::Caller::from_uid(uid)?;
+                Ok((Response::Mount, Some(broker::aux_mount(self, &caller, &volume)?)))
+            }
+            Request::Mount { label, args } => {
+                let caller = broker::Caller::from_uid(uid)?;
+                Ok((Response::Value(broker::mount(self, &caller, &label, &args)?), None))
+            }
+            Request::Umount { path, lazy } => {
+                let caller = broker::Caller::from_uid(uid)?;
+                broker::umount(self, &caller, &path, lazy)?;
+                Ok((Response::Ok(String::new()), None))
+            }
+            Request::Ping => Ok((self.handle(Request::Ping), None)),
+            _ if uid != 0 => anyhow::bail!("permission denied: only root may ask georepd that (uid {uid})"),
+            req => Ok((self.handle(req), None)),
+        }
     }
 
     pub fn handle(&self, req: Request) -> Response {
@@ -192,7 +232,9 @@ impl Daemon {
             Request::Session { primary, secondary, cmd } => sessions::handle(self, &primary, &secondary, cmd),
             Request::Status { primary, secondary } => sessions::status(self, primary.as_deref(), secondary.as_ref()),
             Request::ResolveVolume { name } => volumes::resolve(self, &name),
-            Request::AuxMount { .. } => Err(anyhow::anyhow!("an aux mount is asked for on the control socket")),
+            Request::AuxMount { .. } | Request::Mount { .. } | Request::Umount { .. } => {
+                Err(anyhow::anyhow!("a mount is asked for through handle_as"))
+            }
         };
         r.unwrap_or_else(|e| Response::Err(format!("{e:#}")))
     }

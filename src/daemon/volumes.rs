@@ -191,44 +191,58 @@ pub fn resolve(d: &Daemon, name: &str) -> anyhow::Result<Response> {
     Ok(Response::Brick { path, volume_id: v.id.clone(), started: v.started() })
 }
 
-/// Mounts the started volume `name` with `aux-gfid-mount` for a receiver, and returns a
+/// Mounts the started volume `name` with `aux-gfid-mount` for a root receiver, and returns a
 /// descriptor of its root after detaching it: the mount lives exactly as long as the receiver
 /// holds the descriptor (or a directory inside), nobody else can reach it, and a receiver
-/// that dies at any moment leaves nothing mounted. The brick is owned by one mount at a time:
-/// a receiver that just went away may still hold it for a moment, so this waits.
+/// that dies at any moment leaves nothing mounted.
 pub fn aux_mount(d: &Daemon, name: &str) -> anyhow::Result<std::os::fd::OwnedFd> {
+    let base = d.dirs.aux_mounts();
+    super::make_dir(&base, 0o700)?;
+    let dir = base.join(format!("{name}.{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir(&dir)?;
+    if let Err(e) = mount_at(d, name, &dir, "aux-gfid-mount") {
+        let _ = std::fs::remove_dir(&dir);
+        return Err(e);
+    }
+    detach(&dir)
+}
+
+/// Mounts this node's brick of the started volume `name` on `dir` with `opts` (the mount
+/// helper's `-o`). The brick is owned by one mount at a time: one that just went away (a
+/// receiver's) may still hold it for a moment, so this waits for it.
+pub fn mount_at(d: &Daemon, name: &str, dir: &Path, opts: &str) -> anyhow::Result<()> {
     let v = get(d, name)?;
     if !v.started() {
         bail!("Volume {name} is not started");
     }
     let brick = v.local_brick(d).with_context(|| format!("Volume {name} has no brick on this node"))?;
-    let base = d.dirs.aux_mounts();
-    super::make_dir(&base, 0o700)?;
-    let dir = base.join(format!("{name}.{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir(&dir)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let out = std::process::Command::new(&d.mount_helper)
             .arg(&brick)
-            .arg(&dir)
+            .arg(dir)
             .arg("-o")
-            .arg("aux-gfid-mount,rollover-time=0.5")
+            .arg(format!("{opts},rollover-time=0.5"))
             .env("GEOREP_LOG_DIR", &d.dirs.log)
             .output()
             .with_context(|| format!("run {}", d.mount_helper.display()))?;
         if out.status.success() {
-            break;
+            return Ok(());
         }
         let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
         if !err.contains("in use") || Instant::now() > deadline {
-            let _ = std::fs::remove_dir(&dir);
             bail!("cannot mount volume {name}: {err}");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let root = std::fs::File::open(&dir).with_context(|| format!("open {}", dir.display()));
-    let detached = nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH);
-    let _ = std::fs::remove_dir(&dir);
+}
+
+/// Opens the root of the mount on `dir`, detaches the mount and removes `dir`: the descriptor
+/// is then the only way into it.
+pub fn detach(dir: &Path) -> anyhow::Result<std::os::fd::OwnedFd> {
+    let root = std::fs::File::open(dir).with_context(|| format!("open {}", dir.display()));
+    let detached = nix::mount::umount2(dir, nix::mount::MntFlags::MNT_DETACH);
+    let _ = std::fs::remove_dir(dir);
     detached.with_context(|| format!("detach {}", dir.display()))?;
     Ok(root?.into())
 }

@@ -72,9 +72,28 @@ pub enum SessionCmd {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     Volume(VolumeCmd),
-    Session { primary: String, secondary: SecondaryUrl, cmd: SessionCmd },
-    Status { primary: Option<String>, secondary: Option<SecondaryUrl>, detail: bool },
+    Session {
+        primary: String,
+        secondary: SecondaryUrl,
+        cmd: SessionCmd,
+    },
+    Status {
+        primary: Option<String>,
+        secondary: Option<SecondaryUrl>,
+        detail: bool,
+    },
     GsecCreate,
+    /// `georep system mount <LABEL> <ARG>...`: a mountbroker mount (GlusterFS's
+    /// `gluster system:: mount`); prints the cookie path.
+    Mount {
+        label: String,
+        args: Vec<String>,
+    },
+    /// `georep system umount <COOKIE> [lazy]`.
+    Umount {
+        path: String,
+        lazy: bool,
+    },
 }
 
 /// `georep volume ...` (SPEC section 3).
@@ -214,7 +233,29 @@ pub fn parse(args: &[String]) -> Result<Command, GrammarError> {
     let mut it = args.iter();
     match expect(it.next(), &["volume", "system", "sshkey"], USAGE)? {
         "system" => {
-            expect(it.next(), &["execute"], "usage: georep system execute gsec_create")?;
+            const SYSTEM_USAGE: &str =
+                "usage: georep system {execute gsec_create | mount <LABEL> <ARG>... | umount <COOKIE> [lazy]}";
+            match expect(it.next(), &["execute", "mount", "umount"], SYSTEM_USAGE)? {
+                "mount" => {
+                    let label = it.next().ok_or_else(|| GrammarError::Usage(SYSTEM_USAGE.into()))?.clone();
+                    let args: Vec<String> = it.cloned().collect();
+                    if args.is_empty() {
+                        return Err(GrammarError::Usage(SYSTEM_USAGE.into()));
+                    }
+                    return Ok(Command::Mount { label, args });
+                }
+                "umount" => {
+                    let path = it.next().ok_or_else(|| GrammarError::Usage(SYSTEM_USAGE.into()))?.clone();
+                    let lazy = match it.next() {
+                        None => false,
+                        Some(w) if w == "lazy" => true,
+                        Some(w) => return Err(GrammarError::Usage(format!("unexpected {w:?}; {SYSTEM_USAGE}"))),
+                    };
+                    end(&mut it)?;
+                    return Ok(Command::Umount { path, lazy });
+                }
+                _ => {}
+            }
             expect(it.next(), &["gsec_create"], "usage: georep system execute gsec_create")?;
             end(&mut it)?;
             return Ok(Command::GsecCreate);
@@ -361,6 +402,19 @@ mod tests {
         );
         assert_eq!(p("system execute gsec_create").unwrap(), Command::GsecCreate);
         assert_eq!(p("sshkey generate").unwrap(), Command::GsecCreate);
+        assert_eq!(
+            p("system mount geoaccount user-map-root=geoaccount aux-gfid-mount volfile-id=svol").unwrap(),
+            Command::Mount {
+                label: "geoaccount".into(),
+                args: vec!["user-map-root=geoaccount".into(), "aux-gfid-mount".into(), "volfile-id=svol".into()]
+            }
+        );
+        assert_eq!(
+            p("system umount /m/mb_hive/mntAB lazy").unwrap(),
+            Command::Umount { path: "/m/mb_hive/mntAB".into(), lazy: true }
+        );
+        assert!(p("system mount geoaccount").is_err());
+        assert!(p("system umount /x soon").is_err());
     }
 
     #[test]

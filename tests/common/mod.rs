@@ -14,6 +14,7 @@ use georep::types::{BrickLayout, Gfid};
 
 pub mod cluster;
 pub mod netns;
+pub mod users;
 
 pub fn require_root() {
     assert!(nix::unistd::geteuid().is_root(), "these tests mount FUSE filesystems and must run as root");

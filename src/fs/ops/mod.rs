@@ -277,9 +277,9 @@ impl Filesystem for OverlayFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let r = self
-            .inode(ino)
-            .and_then(|i| self.do_setattr(self.gid(_req), &i, mode, uid, gid, size, atime, mtime, fh).map(|st| (i, st)));
+        let r = self.inode(ino).and_then(|i| {
+            self.do_setattr(self.gid(_req), &i, mode, uid, gid, size, atime, mtime, fh).map(|st| (i, st))
+        });
         match r {
             Ok((i, st)) => reply.attr(&self.opts.ttl, &to_attr(i.ino, &st)),
             Err(e) => reply.error(e),
