@@ -198,3 +198,111 @@ fn recovers_from_link_cuts_sshd_restarts_and_receiver_kills() {
     c.assert_converged(Duration::from_secs(120));
     geo("stop").ok();
 }
+
+fn mountbroker(c: &Cluster, args: &str) -> Out {
+    let bin = std::path::Path::new(georep_bin()).with_file_name("gluster-mountbroker");
+    assert!(bin.exists(), "{} is built with the workspace (cargo test --workspace)", bin.display());
+    let o = Command::new(bin).args(args.split_whitespace()).envs(c.sec.envs()).output().unwrap();
+    Out {
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        code: o.status.code().unwrap_or(-1),
+    }
+}
+
+/// GlusterFS's non-root test (`00-georep-verify-non-root-setup.t`) across two hosts: a group
+/// and an unprivileged user on the secondary, the mountbroker set up for it, the operator's key
+/// given to it, the session key pushed with `user@host::svol`; the receiver runs as that user
+/// through its broker mount, where it is root: owners, trusted xattrs and hard links to
+/// anybody's files are replicated exactly.
+#[test]
+fn unprivileged_secondary_through_the_mountbroker() {
+    use common::users::{LocalGroup, LocalUser};
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let c = remote_cluster();
+    // The user's home and the secondary's socket are inside the test's directory.
+    std::fs::set_permissions(c.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let h = Host::new(c.dir.path(), "t3", 53);
+    let _group = LocalGroup::new("georepnrg");
+    let user = LocalUser::new(c.dir.path(), "georepnr", Some("georepnrg"));
+    let url = format!("georepnr@{}::svol", h.addr);
+    let geo = |rest: &str| c.pri.cli(&format!("volume geo-replication pvol {url} {rest}"));
+
+    let root = c.dir.path().join("mbroot");
+    let o = mountbroker(&c, &format!("setup {} georepnrg", root.display()));
+    assert!(o.ok().contains("OK"), "{o:?}");
+    assert!(mountbroker(&c, "add svol georepnr").ok().contains("OK"));
+    let st = mountbroker(&c, "status").ok().to_string();
+    assert!(st.contains(&format!("{}(OK)", root.display())) && st.contains("georepnr(svol)"), "{st}");
+
+    let op = c.dir.path().join("operator_key");
+    let o = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&op).output().unwrap();
+    assert!(o.status.success());
+    user.authorize(&op.with_extension("pub"));
+    c.pri.cli("sshkey generate").ok();
+    assert_eq!(
+        geo("create push-pem").ok(),
+        format!("Creating geo-replication session between pvol & {url} has been successful\n")
+    );
+    for bad in ["-22", "abc", "6875943", "4.5", "22a"] {
+        geo(&format!("config ssh-port {bad}")).refused();
+    }
+    geo("config ssh-port 22").ok();
+    geo("start").ok();
+    assert!(c.pri.cli("volume stop pvol").refused().contains("geo-replication sessions are active"));
+
+    // Owners of 1000:1000 and others, modes, a set-uid file, trusted and user xattrs, hard
+    // links to files and to a symlink none of them the receiving user's.
+    std::fs::create_dir(c.p("d")).unwrap();
+    std::fs::write(c.p("d/f"), "mine").unwrap();
+    std::os::unix::fs::chown(c.p("d"), Some(1000), Some(1000)).unwrap();
+    std::os::unix::fs::chown(c.p("d/f"), Some(1000), Some(1000)).unwrap();
+    std::fs::write(c.p("d/g"), "theirs").unwrap();
+    std::fs::set_permissions(c.p("d/g"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::chown(c.p("d/g"), Some(2000), Some(3000)).unwrap();
+    xattr::set(c.p("d/g"), "trusted.georeptest", b"t").unwrap();
+    xattr::set(c.p("d/g"), "user.georeptest", b"u").unwrap();
+    std::fs::write(c.p("suid"), "x").unwrap();
+    std::fs::set_permissions(c.p("suid"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+    std::fs::hard_link(c.p("suid"), c.p("suid.hl")).unwrap();
+    std::fs::hard_link(c.p("d/g"), c.p("g.hl")).unwrap();
+    std::os::unix::fs::symlink("f", c.p("d/s")).unwrap();
+    std::os::unix::fs::lchown(c.p("d/s"), Some(1500), Some(1500)).unwrap();
+    std::fs::hard_link(c.p("d/s"), c.p("d/s.hl")).unwrap();
+    for i in 0..50 {
+        std::fs::write(c.p(&format!("d/n{i}")), vec![i as u8; 1000 * i]).unwrap();
+    }
+    c.assert_converged(Duration::from_secs(60));
+    assert_eq!(xattr::get(c.s("d/g"), "trusted.georeptest").unwrap(), Some(b"t".to_vec()));
+    assert_eq!(std::fs::metadata(c.s("suid")).unwrap().mode() & 0o7777, 0o4755);
+    assert_eq!(std::fs::symlink_metadata(c.s("d/s.hl")).unwrap().nlink(), 2);
+    // The receiver is the user's, and has nothing mounted in anybody's sight.
+    let o = Command::new("pgrep").args(["-u", &user.name, "-f", "georep receiver"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&o.stdout).trim().is_empty(), "the receiver runs as {}", user.name);
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&root.display().to_string()), "{mounts}");
+
+    geo("pause").ok();
+    std::fs::write(c.p("while-paused"), "p").unwrap();
+    geo("resume").ok();
+    c.assert_converged(Duration::from_secs(60));
+
+    // Hybrid crawl of directory renames (BZ 1763439).
+    geo("config change_detector xsync").ok();
+    for d in ["dir1", "dir1/dir2", "dir1/dir3", "hybrid_d1"] {
+        std::fs::create_dir(c.p(d)).unwrap();
+    }
+    std::fs::rename(c.p("hybrid_d1"), c.p("hybrid_rn_d1")).unwrap();
+    std::fs::rename(c.p("dir1/dir2"), c.p("rn_dir2")).unwrap();
+    std::fs::rename(c.p("dir1/dir3"), c.p("dir1/rn_dir3")).unwrap();
+    c.assert_converged(Duration::from_secs(60));
+    for d in ["dir1", "hybrid_rn_d1", "rn_dir2", "dir1/rn_dir3"] {
+        assert!(c.s(d).is_dir(), "{d}");
+    }
+
+    geo("stop").ok();
+    geo("delete").ok();
+    assert!(mountbroker(&c, "remove --user georepnr").ok().contains("OK"));
+    assert!(mountbroker(&c, "remove --volume svol").ok().contains("OK"));
+    assert!(mountbroker(&c, "status").ok().contains("None"));
+}
