@@ -93,8 +93,15 @@ fn msg() -> impl Strategy<Value = Msg> {
             .prop_map(|(batch, gfid, size, offset, bytes)| Msg::Data { batch, gfid, size, offset, bytes }),
         (any::<u64>(), proptest::collection::vec(meta_op(), 0..10)).prop_map(|(batch, ops)| Msg::Meta { batch, ops }),
         any::<u64>().prop_map(|batch| Msg::Commit { batch }),
-        (any::<u64>(), proptest::collection::vec((gfid(), 12u8..=40), 0..8))
-            .prop_map(|(batch, files)| Msg::SumsRequest { batch, files }),
+        (any::<u64>(), proptest::collection::vec((gfid(), 12u8..=40, any::<u64>(), any::<u64>()), 0..8)).prop_map(
+            |(batch, files)| Msg::SumsRequest {
+                batch,
+                files: files
+                    .into_iter()
+                    .map(|(gfid, block_log2, offset, len)| georep::proto::SumsAsk { gfid, block_log2, offset, len })
+                    .collect()
+            }
+        ),
         (
             any::<u64>(),
             proptest::collection::vec((gfid(), any::<u64>(), proptest::collection::vec(any::<u128>(), 0..8)), 0..4)

@@ -289,16 +289,25 @@ fn changed_big_files_send_only_the_blocks_that_differ() {
     assert!(bytes(&out) >= 7_194_304, "{out}");
     pair.check();
 
-    // One 4 KiB write in the middle: one 128 KiB block.
+    // One 4 KiB write in the middle: that page (its 128 KiB block differs, and of that
+    // block's 4 KiB pages only one).
     sh(&pair.p.mnt, "head -c 4096 /dev/urandom | dd of=big bs=4096 seek=300 conv=notrunc status=none");
     let out = pair.replicate(&[]);
-    assert_eq!(bytes(&out), 128 << 10, "{out}");
+    assert_eq!(bytes(&out), 4096, "{out}");
+    pair.check();
+    // Pages written here and there, two in one block: those pages.
+    sh(
+        &pair.p.mnt,
+        "for p in 3 5 77 200 201 512 900 1023; do head -c 4096 /dev/urandom | dd of=big bs=4096 seek=$p conv=notrunc status=none; done",
+    );
+    let out = pair.replicate(&[]);
+    assert_eq!(bytes(&out), 8 * 4096, "{out}");
     pair.check();
 
-    // An append: the last, partial block and what follows.
+    // An append: the last, partial page and what follows.
     sh(&pair.p.mnt, "head -c 100000 /dev/urandom >> other");
     let out = pair.replicate(&[]);
-    let tail = 3_100_000 - (3_000_000 / (128 << 10)) * (128 << 10);
+    let tail = 3_100_000 - (3_000_000 / 4096) * 4096;
     assert_eq!(bytes(&out), tail as u64, "{out}");
     pair.check();
 

@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
-use super::msg::{EntryOp, Failure, FileSums, Inline, MetaOp, Msg};
+use super::msg::{EntryOp, Failure, FileSums, Inline, MetaOp, Msg, SumsAsk};
 use crate::types::{Gfid, VolumeId};
 
 /// Sent once by each side before its first frame.
@@ -278,9 +278,11 @@ fn encode_payload(m: &Msg) -> (u8, Vec<u8>) {
         Msg::SumsRequest { batch, files } => {
             w.u64(*batch);
             w.u32(files.len() as u32);
-            for (g, b) in files {
-                w.gfid(g);
-                w.u8(*b);
+            for a in files {
+                w.gfid(&a.gfid);
+                w.u8(a.block_log2);
+                w.u64(a.offset);
+                w.u64(a.len);
             }
             K_SUMS_REQUEST
         }
@@ -412,15 +414,15 @@ fn decode_payload(kind: u8, b: &[u8]) -> Result<Msg, DecodeError> {
         }
         K_SUMS_REQUEST => {
             let batch = r.u64()?;
-            let n = r.count(17)?;
+            let n = r.count(33)?;
             let mut files = Vec::with_capacity(n);
             for _ in 0..n {
-                let g = r.gfid()?;
-                let b = r.u8()?;
-                if !(12..=40).contains(&b) {
+                let gfid = r.gfid()?;
+                let block_log2 = r.u8()?;
+                if !(12..=40).contains(&block_log2) {
                     return Err(r.err());
                 }
-                files.push((g, b));
+                files.push(SumsAsk { gfid, block_log2, offset: r.u64()?, len: r.u64()? });
             }
             Msg::SumsRequest { batch, files }
         }

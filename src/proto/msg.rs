@@ -4,7 +4,7 @@ use std::ffi::OsString;
 
 use crate::types::{Gfid, VolumeId};
 
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// A namespace operation, applied by GFID on the secondary.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,7 +46,17 @@ pub enum EntryOp {
     },
 }
 
-/// A secondary file's block checksums.
+/// Which block checksums of a file the worker asks for: blocks of `1 << block_log2` bytes
+/// from `offset` on, covering `len` bytes (or to the end of the file).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SumsAsk {
+    pub gfid: Gfid,
+    pub block_log2: u8,
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// A secondary file's block checksums (of the blocks asked for); `size` is the whole file's.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileSums {
     pub gfid: Gfid,
@@ -131,11 +141,12 @@ pub enum Msg {
         pgfid: Gfid,
         keep: Vec<OsString>,
     },
-    /// Worker -> receiver: the block checksums of these files, each in blocks of
-    /// `1 << block_log2` bytes (delta transfer). Answered at once with `Sums`.
+    /// Worker -> receiver: block checksums of these files' ranges (delta transfer: whole
+    /// files in coarse blocks first, then the differing coarse blocks in fine ones). Answered
+    /// at once with `Sums`.
     SumsRequest {
         batch: u64,
-        files: Vec<(Gfid, u8)>,
+        files: Vec<SumsAsk>,
     },
     /// Receiver -> worker: per file asked for, in order, its size and the XXH3-128 of each
     /// block; `size` is `u64::MAX` when the secondary has no such regular file.

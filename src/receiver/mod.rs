@@ -26,6 +26,9 @@ use crate::types::{Gfid, VolumeId};
 
 pub use crate::fs::newentry::replicated_xattr;
 
+/// Block checksums one file's answer carries at most (16 MiB).
+const MAX_SUMS: usize = 1 << 20;
+
 fn einval(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, what.to_string())
 }
@@ -85,9 +88,10 @@ impl Receiver {
         std::str::from_utf8(&v)?.parse().map_err(|e| anyhow::anyhow!("{e}"))
     }
 
-    /// The block checksums of a file (delta transfer); size `u64::MAX` if there is no such
-    /// regular file here.
-    pub fn sums(&mut self, gfid: Gfid, block_log2: u8) -> crate::proto::FileSums {
+    /// The block checksums of a file's range (delta transfer); size `u64::MAX` if there is no
+    /// such regular file here.
+    pub fn sums(&mut self, ask: &crate::proto::SumsAsk) -> crate::proto::FileSums {
+        let gfid = ask.gfid;
         let missing = crate::proto::FileSums { gfid, size: u64::MAX, sums: Vec::new() };
         if check_gfid(&gfid).is_err() {
             return missing;
@@ -101,12 +105,17 @@ impl Receiver {
             Ok(md) if md.is_file() => md.len(),
             _ => return missing,
         };
-        let block = 1usize << block_log2;
+        let block = 1usize << ask.block_log2;
+        let end = size.min(ask.offset.saturating_add(ask.len));
         let mut buf = vec![0u8; block];
-        let mut sums = Vec::with_capacity(size.div_ceil(block as u64) as usize);
-        let mut off = 0u64;
-        while off < size {
-            let want = (size - off).min(block as u64) as usize;
+        let mut sums = Vec::with_capacity(end.saturating_sub(ask.offset).div_ceil(block as u64).min(1 << 20) as usize);
+        let mut off = ask.offset;
+        while off < end {
+            if sums.len() >= MAX_SUMS {
+                // Enough for one answer: the rest counts as absent, and is sent whole.
+                return crate::proto::FileSums { gfid, size: off, sums };
+            }
+            let want = (end - off).min(block as u64) as usize;
             match f.read_exact_at(&mut buf[..want], off) {
                 Ok(()) => sums.push(xxhash_rust::xxh3::xxh3_128(&buf[..want])),
                 // Changed under us: what was read is what we can vouch for.
@@ -681,7 +690,7 @@ pub fn serve(target: Target<'_>, input: impl Read, output: impl Write, level: i3
             Msg::Meta { ops, .. } => ops.iter().for_each(|m| rx.apply_meta(m)),
             Msg::Prune { pgfid, keep, .. } => rx.apply_prune(pgfid, &keep),
             Msg::SumsRequest { batch, files } => {
-                let files = files.into_iter().map(|(g, b)| rx.sums(g, b)).collect();
+                let files = files.iter().map(|a| rx.sums(a)).collect();
                 proto::write_frame(&mut w, &Msg::Sums { batch, files }, level)?;
                 w.flush()?;
             }

@@ -177,8 +177,8 @@ impl Link {
     }
 
     /// The receiver's block checksums of these files (delta transfer).
-    pub fn sums(&mut self, batch: u64, files: Vec<(crate::types::Gfid, u8)>) -> anyhow::Result<Vec<proto::FileSums>> {
-        let asked: Vec<_> = files.iter().map(|f| f.0).collect();
+    pub fn sums(&mut self, batch: u64, files: Vec<proto::SumsAsk>) -> anyhow::Result<Vec<proto::FileSums>> {
+        let asked: Vec<_> = files.iter().map(|f| f.gfid).collect();
         self.send(&Msg::SumsRequest { batch, files })?;
         self.w.flush()?;
         match proto::read_frame(&mut self.r)? {

@@ -27,7 +27,7 @@ use anyhow::Context;
 use crate::changelog::{Consumer, Kind, Op, Record, record::RECORD_EXCHANGE};
 use crate::fs::gfid_index::{self, GfidIndex};
 use crate::fs::sys::{self, FileHandle};
-use crate::proto::{EntryOp, Failure, Inline, MetaOp, Msg};
+use crate::proto::{EntryOp, Failure, Inline, MetaOp, Msg, SumsAsk};
 use crate::receiver::replicated_xattr;
 use crate::types::{BrickLayout, EpochMs, Gfid, PRIVATE_DIR, XATTR_GFID};
 use link::Link;
@@ -44,6 +44,8 @@ const ENTRY_BYTES: usize = 4 << 20;
 pub const INLINE_MAX: u64 = 48 << 10;
 /// Files from this size on are sent by delta when the secondary has them.
 pub const DELTA_MIN: u64 = 1 << 20;
+/// The fine blocks of a delta's second round: 4 KiB, a page.
+const FINE_LOG2: u8 = 12;
 /// Sums asked for at once, at most (blocks), so that the answer fits a frame.
 const SUMS_BUDGET: u64 = 256 << 10;
 
@@ -287,59 +289,46 @@ impl Source {
         Ok((st.st_mode & libc::S_IFMT == libc::S_IFREG).then_some(st.st_size as u64))
     }
 
-    /// Sends the blocks of `gfid` that differ from the secondary's copy (`theirs`); the whole
-    /// file if the secondary has none.
-    pub fn send_delta(
+    /// Compares a file with the secondary's copy over `range`: `theirs` has the secondary's
+    /// checksums of the blocks (`1 << block_log2` bytes) from the range's start on. Calls
+    /// `differs` with the file's size, the offset and the bytes of each block that differs;
+    /// returns the file's size and the bytes found equal, or `None` if it is no longer a
+    /// regular file here.
+    fn diff_blocks(
         &mut self,
-        link: &mut Link,
-        batch: u64,
         theirs: &crate::proto::FileSums,
         block_log2: u8,
-        stats: &mut Stats,
-    ) -> anyhow::Result<()> {
-        if theirs.size == u64::MAX {
-            return self.send_data(link, batch, &theirs.gfid, stats);
-        }
-        let Some(fd) = self.open_gfid(&theirs.gfid)? else { return Ok(()) };
+        range: (u64, u64),
+        mut differs: impl FnMut(u64, u64, &[u8]) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Option<(u64, u64)>> {
+        let Some(fd) = self.open_gfid(&theirs.gfid)? else { return Ok(None) };
         if sys::fstat(fd.as_fd())?.st_mode & libc::S_IFMT != libc::S_IFREG {
-            return Ok(());
+            return Ok(None);
         }
         let f = File::from(sys::reopen(fd.as_fd(), libc::O_RDONLY | libc::O_NOATIME)?);
         let size = f.metadata()?.len();
         let block = 1usize << block_log2;
         let mut buf = vec![0u8; block];
-        let mut compress = true;
-        let mut sent_any = false;
-        let mut off = 0u64;
+        let (mut off, end) = (range.0, size.min(range.1));
         let mut i = 0usize;
-        while off < size {
-            let want = (size - off).min(block as u64) as usize;
+        let mut skipped = 0u64;
+        while off < end {
+            let want = (end - off).min(block as u64) as usize;
             let n = read_full_at(&f, &mut buf[..want], off)?;
             if n == 0 {
                 break;
             }
             let same = theirs.sums.get(i).is_some_and(|s| *s == xxhash_rust::xxh3::xxh3_128(&buf[..n]))
                 && off + (n as u64) <= theirs.size;
-            if !same {
-                link.send_data(
-                    &Msg::Data { batch, gfid: theirs.gfid, size, offset: off, bytes: buf[..n].to_vec() },
-                    n,
-                    &mut compress,
-                )?;
-                stats.bytes += n as u64;
-                sent_any = true;
+            if same {
+                skipped += n as u64;
             } else {
-                stats.delta_skipped += n as u64;
+                differs(size, off, &buf[..n])?;
             }
             off += n as u64;
             i += 1;
         }
-        if !sent_any && theirs.size != size {
-            // Only the size differs (a truncation): an empty chunk sets it.
-            link.send(&Msg::Data { batch, gfid: theirs.gfid, size, offset: size.min(off), bytes: Vec::new() })?;
-        }
-        stats.files += 1;
-        Ok(())
+        Ok(Some((size, skipped)))
     }
 
     /// Streams the content of `gfid` (if it is a regular file that still exists).
@@ -436,6 +425,35 @@ fn report(src: &mut Source, failures: Vec<Failure>, stats: &mut Stats) {
     }
 }
 
+/// The second round of a delta: the secondary's checksums of these ranges (coarse blocks that
+/// differ) in fine blocks, then the fine blocks that differ.
+fn send_fine_blocks(
+    src: &mut Source,
+    link: &mut Link,
+    batch: u64,
+    refine: Vec<SumsAsk>,
+    stats: &mut Stats,
+) -> anyhow::Result<()> {
+    let per_range = 1u64 << (block_log2(0) - FINE_LOG2);
+    for chunk in refine.chunks((SUMS_BUDGET / 2 / per_range).max(1) as usize) {
+        let answers = link.sums(batch, chunk.to_vec())?;
+        let mut compress = true;
+        for (ask, theirs) in chunk.iter().zip(answers) {
+            let gfid = ask.gfid;
+            let mut sent = 0u64;
+            let range = (ask.offset, ask.offset + ask.len);
+            let found = src.diff_blocks(&theirs, FINE_LOG2, range, |size, off, bytes| {
+                sent += bytes.len() as u64;
+                let m = Msg::Data { batch, gfid, size, offset: off, bytes: bytes.to_vec() };
+                link.send_data(&m, bytes.len(), &mut compress)
+            })?;
+            stats.bytes += sent;
+            stats.delta_skipped += found.map_or(0, |(_, skipped)| skipped);
+        }
+    }
+    Ok(())
+}
+
 /// Sends data then metadata for these GFIDs.
 fn send_data_and_meta(
     src: &mut Source,
@@ -446,7 +464,9 @@ fn send_data_and_meta(
     opts: &WorkerOptions,
     stats: &mut Stats,
 ) -> anyhow::Result<()> {
-    // Big files go by delta: the secondary's checksums first, for many files at once.
+    // Big files go by delta, in two rounds: the secondary's checksums of whole files in
+    // coarse blocks, for many files at once; then of the coarse blocks that differ, in fine
+    // blocks; only the fine blocks that differ travel.
     let mut delta: Vec<(Gfid, u8, u64)> = Vec::new();
     for g in data {
         match src.file_size(g)? {
@@ -455,17 +475,45 @@ fn send_data_and_meta(
             None => {}
         }
     }
-    let mut group: Vec<(Gfid, u8)> = Vec::new();
+    let mut group: Vec<SumsAsk> = Vec::new();
     let mut blocks = 0u64;
     for (i, (g, b, size)) in delta.iter().enumerate() {
-        group.push((*g, *b));
+        group.push(SumsAsk { gfid: *g, block_log2: *b, offset: 0, len: u64::MAX });
         blocks += size.div_ceil(1 << *b) + 1;
         if blocks >= SUMS_BUDGET / 2 || i + 1 == delta.len() {
             let asked = std::mem::take(&mut group);
-            let logs: HashMap<Gfid, u8> = asked.iter().copied().collect();
+            let logs: HashMap<Gfid, u8> = asked.iter().map(|a| (a.gfid, a.block_log2)).collect();
+            let mut refine = Vec::new();
             for theirs in link.sums(batch, asked)? {
-                src.send_delta(link, batch, &theirs, logs[&theirs.gfid], stats)?;
+                if theirs.size == u64::MAX {
+                    src.send_data(link, batch, &theirs.gfid, stats)?;
+                    continue;
+                }
+                let (gfid, log2) = (theirs.gfid, logs[&theirs.gfid]);
+                let (mut asks, mut sent, mut compress) = (Vec::new(), 0u64, true);
+                let Some((size, skipped)) = src.diff_blocks(&theirs, log2, (0, u64::MAX), |size, off, bytes| {
+                    if off >= theirs.size {
+                        // Beyond the secondary's end: nothing there to compare with.
+                        sent += bytes.len() as u64;
+                        let m = Msg::Data { batch, gfid, size, offset: off, bytes: bytes.to_vec() };
+                        return link.send_data(&m, bytes.len(), &mut compress);
+                    }
+                    asks.push(SumsAsk { gfid, block_log2: FINE_LOG2, offset: off, len: bytes.len() as u64 });
+                    Ok(())
+                })?
+                else {
+                    continue;
+                };
+                stats.files += 1;
+                stats.bytes += sent;
+                stats.delta_skipped += skipped;
+                if asks.is_empty() && theirs.size != size {
+                    // Only the size differs (a truncation): an empty chunk sets it.
+                    link.send(&Msg::Data { batch, gfid: theirs.gfid, size, offset: size, bytes: Vec::new() })?;
+                }
+                refine.extend(asks);
             }
+            send_fine_blocks(src, link, batch, refine, stats)?;
             blocks = 0;
         }
     }
