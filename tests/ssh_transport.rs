@@ -149,6 +149,13 @@ fn replicates_over_ssh_to_another_host() {
         c.pri.cli(&format!("volume geo-replication pvol {url} status --json")).stdout
     );
     assert_eq!(rows().first().map(|r| r[6].clone()), Some("Faulty".into()));
+    // ssh-options are honoured, and what georep's client cannot honour is refused by name.
+    assert!(geo("config ssh-options -L 1:localhost:22").refused().contains("-L: not an option"));
+    assert!(geo("config ssh-options -o ProxyCommand=nc").refused().contains("ProxyCommand"));
+    geo("config ssh-options -oPasswordAuthentication=no -o StrictHostKeyChecking=no -o ServerAliveInterval=5").ok();
+    std::fs::write(c.p("after-new-key"), "accepted").unwrap();
+    c.assert_converged(Duration::from_secs(60));
+    assert!(wait_until(Duration::from_secs(20), || rows().first().is_some_and(|r| r[6] == "Active")), "{:?}", rows());
     geo("stop").ok();
 }
 
@@ -195,6 +202,22 @@ fn recovers_from_link_cuts_sshd_restarts_and_receiver_kills() {
     // The receiver killed.
     assert!(wait_until(Duration::from_secs(30), || h.kill_matching("receiver") > 0), "no receiver to kill");
     write("after-kill", 200);
+    c.assert_converged(Duration::from_secs(120));
+
+    // A receiver that stops answering (SIGSTOP): after secondary-timeout the worker gives up
+    // on it, and the row says why; once it is gone the session goes on.
+    geo("config secondary-timeout 3").ok();
+    write("before-stop", 10);
+    c.assert_converged(Duration::from_secs(60));
+    assert!(wait_until(Duration::from_secs(30), || h.signal_matching("receiver", "-STOP") > 0), "no receiver");
+    write("stopped", 50);
+    let reason = || c.pri.cli(&format!("volume geo-replication pvol {url} status --json")).stdout;
+    assert!(
+        wait_until(Duration::from_secs(30), || reason().contains("did not answer within 3 s (secondary-timeout)")),
+        "{}",
+        reason()
+    );
+    h.kill_matching("receiver");
     c.assert_converged(Duration::from_secs(120));
     geo("stop").ok();
 }

@@ -97,8 +97,12 @@ pub fn transport(d: &Daemon, s: &SecondaryUrl, config: &SessionConfig) -> anyhow
     if !key.exists() {
         bail!("no session key: run 'georep system execute gsec_create' (or 'georep sshkey generate') first");
     }
+    use std::time::Duration;
     let port = config.get_int("ssh-port") as u16;
-    let timeout = std::time::Duration::from_secs(config.get_int("connection-timeout").max(1) as u64);
+    let timeout = Duration::from_secs(config.get_int("connection-timeout").max(1) as u64);
+    let answer = config.get_int("secondary-timeout");
+    let ssh_options = crate::session::config::SshOptions::parse(&config.get("ssh-options")?)
+        .map_err(|e| anyhow::anyhow!("ssh-options: {e}"))?;
     Ok(Transport::Ssh {
         target: crate::sync::ssh::SshTarget {
             host: s.host.clone(),
@@ -107,7 +111,12 @@ pub fn transport(d: &Daemon, s: &SecondaryUrl, config: &SessionConfig) -> anyhow
             key,
             known_hosts: d.dirs.known_hosts(),
             timeout,
-        },
+            keepalive: Some(Duration::from_secs(15)),
+            keepalive_max: 3,
+            host_keys: Default::default(),
+            answer_timeout: (answer > 0).then(|| Duration::from_secs(answer as u64)),
+        }
+        .with_options(&ssh_options),
         command: "georep receiver".into(),
     })
 }

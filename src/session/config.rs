@@ -17,6 +17,8 @@ enum Kind {
     Secs(f64, f64),
     /// A unix time (not in 1970), `now`, or 0 (none).
     UnixTime,
+    /// ssh(1) options, as far as georep's SSH client honours them (`SshOptions`).
+    SshOptions,
     Str,
 }
 
@@ -46,7 +48,7 @@ const KEYS: &[Key] = &[
     Key { name: "rollover-time", default: "0.5", kind: Kind::Secs(0.05, 3600.0), restart: true },
     Key { name: "rsync-options", default: "", kind: Kind::Str, restart: true },
     Key { name: "secondary-timeout", default: "120", kind: Kind::Int(0, 86400), restart: true },
-    Key { name: "ssh-options", default: "", kind: Kind::Str, restart: true },
+    Key { name: "ssh-options", default: "", kind: Kind::SshOptions, restart: true },
     Key { name: "ssh-port", default: "22", kind: Kind::Int(1, 65535), restart: true },
     Key { name: "sync-acls", default: "true", kind: Kind::Bool, restart: true },
     Key { name: "sync-jobs", default: "3", kind: Kind::Int(1, 100), restart: true },
@@ -116,6 +118,7 @@ pub fn validate(name: &str, value: &str, now_unix: u64) -> Result<String, Config
             }
             Ok(v.to_string())
         }
+        Kind::SshOptions => SshOptions::parse(value).map(|_| value.trim().to_string()).map_err(bad),
         Kind::Str => Ok(value.to_string()),
     }
 }
@@ -179,6 +182,98 @@ impl SessionConfig {
     }
 }
 
+/// `StrictHostKeyChecking`: what to do with a host key not in known_hosts or changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum HostKeyPolicy {
+    /// Refuse unknown and changed keys (the key is recorded at `create`).
+    #[default]
+    Yes,
+    /// Record an unknown key, refuse a changed one.
+    AcceptNew,
+    /// Accept any key (and record it): no protection against a man in the middle.
+    No,
+}
+
+/// The ssh(1) options (`ssh-options`) georep's SSH client honours; any other is refused by
+/// name when set, rather than silently ignored.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SshOptions {
+    /// `-i FILE`, `-o IdentityFile=FILE`: the key instead of the session key.
+    pub identity: Option<String>,
+    /// `-p PORT`, `-o Port=PORT` (`ssh-port` otherwise).
+    pub port: Option<u16>,
+    /// `-o ConnectTimeout=SECS` (`connection-timeout` otherwise).
+    pub connect_timeout: Option<u64>,
+    /// `-o ServerAliveInterval=SECS` (15 otherwise; 0 turns keepalives off).
+    pub alive_interval: Option<u64>,
+    /// `-o ServerAliveCountMax=N` (3 otherwise).
+    pub alive_count: Option<usize>,
+    /// `-o StrictHostKeyChecking=yes|accept-new|no`.
+    pub host_keys: HostKeyPolicy,
+    /// `-o UserKnownHostsFile=FILE` (the state dir's known_hosts otherwise).
+    pub known_hosts: Option<String>,
+}
+
+impl SshOptions {
+    pub fn parse(s: &str) -> Result<SshOptions, String> {
+        let mut o = SshOptions::default();
+        let mut words = s.split_whitespace();
+        while let Some(w) = words.next() {
+            let (flag, inline) = match w.strip_prefix('-') {
+                Some(rest) if !rest.is_empty() => (&rest[..1], &rest[1..]),
+                _ => return Err(format!("{w:?} is not an ssh option")),
+            };
+            let mut arg = || -> Result<String, String> {
+                if !inline.is_empty() {
+                    return Ok(inline.to_string());
+                }
+                words.next().map(str::to_string).ok_or_else(|| format!("-{flag} needs a value"))
+            };
+            match flag {
+                "i" => o.identity = Some(arg()?),
+                "p" => o.port = Some(num(&arg()?, "-p")?),
+                "o" => {
+                    let kv = arg()?;
+                    let (k, v) = kv.split_once('=').ok_or_else(|| format!("-o {kv:?}: expected KEY=VALUE"))?;
+                    match k.to_ascii_lowercase().as_str() {
+                        "identityfile" => o.identity = Some(v.to_string()),
+                        "port" => o.port = Some(num(v, k)?),
+                        "connecttimeout" => o.connect_timeout = Some(num(v, k)?),
+                        "serveraliveinterval" => o.alive_interval = Some(num(v, k)?),
+                        "serveralivecountmax" => o.alive_count = Some(num(v, k)?),
+                        "userknownhostsfile" => o.known_hosts = Some(v.to_string()),
+                        "stricthostkeychecking" => {
+                            o.host_keys = match v.to_ascii_lowercase().as_str() {
+                                "yes" => HostKeyPolicy::Yes,
+                                "accept-new" => HostKeyPolicy::AcceptNew,
+                                "no" | "off" => HostKeyPolicy::No,
+                                _ => return Err(format!("StrictHostKeyChecking={v}: expected yes, accept-new or no")),
+                            }
+                        }
+                        // Meaningless for georep's client (it never asks a password, its
+                        // transport does its own compression): accepted, as GlusterFS's
+                        // default ssh-options carry them.
+                        "passwordauthentication"
+                        | "batchmode"
+                        | "compression"
+                        | "controlmaster"
+                        | "controlpath"
+                        | "controlpersist"
+                        | "loglevel" => {}
+                        _ => return Err(format!("-o {k}: not an option georep's SSH client honours")),
+                    }
+                }
+                _ => return Err(format!("-{flag}: not an option georep's SSH client honours")),
+            }
+        }
+        Ok(o)
+    }
+}
+
+fn num<T: std::str::FromStr>(v: &str, what: &str) -> Result<T, String> {
+    v.parse().map_err(|_| format!("{what} {v:?}: expected a number"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,5 +317,24 @@ mod tests {
         assert_eq!(c.reset("sync_jobs"), Ok(Change::Restart));
         assert_eq!(c.reset("sync_jobs"), Ok(Change::Unchanged));
         assert_eq!(c.get_int("sync-jobs"), 3);
+    }
+
+    #[test]
+    fn ssh_options() {
+        let o = SshOptions::parse(
+            "-oPasswordAuthentication=no -o StrictHostKeyChecking=no -i /k -p2222 -o ServerAliveInterval=5 -oConnectTimeout=7",
+        )
+        .unwrap();
+        assert_eq!(o.identity.as_deref(), Some("/k"));
+        assert_eq!((o.port, o.connect_timeout, o.alive_interval), (Some(2222), Some(7), Some(5)));
+        assert_eq!(o.host_keys, HostKeyPolicy::No);
+        assert_eq!(SshOptions::parse("").unwrap(), SshOptions::default());
+        for bad in ["-L 1:2:3", "-o ProxyCommand=nc", "-p x", "-i", "foo", "-o Port", "-o StrictHostKeyChecking=ask"] {
+            assert!(SshOptions::parse(bad).is_err(), "{bad}");
+        }
+        let mut c = SessionConfig::default();
+        assert!(c.set("ssh-options", "-R 80:localhost:80", 0).is_err());
+        assert_eq!(c.get("ssh-options").unwrap(), "");
+        assert_eq!(c.set("ssh-options", "-o ServerAliveInterval=5", 0), Ok(Change::Restart));
     }
 }

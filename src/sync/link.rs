@@ -46,6 +46,8 @@ pub struct Link {
     /// Entry messages (with inline file content) are compressed while that pays; when it
     /// does not, they go plain and compression is tried again every 16th message.
     entries_plain: u32,
+    /// `secondary-timeout`, when the transport can wait no longer than that for an answer.
+    answer_timeout: Option<std::time::Duration>,
 }
 
 impl Link {
@@ -72,9 +74,12 @@ impl Link {
             }
             Transport::Ssh { target, command } => {
                 let sock = super::ssh::connect(target, command, learn)?;
+                sock.set_read_timeout(target.answer_timeout)?;
                 let r: Box<dyn Read + Send> = Box::new(sock.try_clone()?);
                 let w: Box<dyn Write + Send> = Box::new(sock.try_clone()?);
-                Link::over(None, Some(sock), r, w, volume, level)
+                let mut link = Link::over(None, Some(sock), r, w, volume, level)?;
+                link.answer_timeout = target.answer_timeout;
+                Ok(link)
             }
         }
     }
@@ -109,9 +114,21 @@ impl Link {
             wire_bytes: 0,
             welcome,
             entries_plain: 0,
+            answer_timeout: None,
         };
         link.handshake(volume)?;
         Ok(link)
+    }
+
+    /// The receiver's next message; an answer that does not come within the transport's
+    /// `secondary-timeout` ends the connection.
+    fn answer(&mut self) -> anyhow::Result<Option<Msg>> {
+        proto::read_frame(&mut self.r).map_err(|e| match self.answer_timeout {
+            Some(t) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                anyhow::anyhow!("the secondary did not answer within {} s (secondary-timeout)", t.as_secs())
+            }
+            _ => e.into(),
+        })
     }
 
     fn handshake(&mut self, volume: &str) -> anyhow::Result<()> {
@@ -123,7 +140,7 @@ impl Link {
         if &magic != proto::FRAME_MAGIC {
             bail!("the peer is not a georep receiver");
         }
-        match proto::read_frame(&mut self.r)? {
+        match self.answer()? {
             Some(Msg::Welcome { volume, empty, total_bytes, avail_bytes, .. }) => {
                 self.welcome = Welcome { volume, empty, total_bytes, avail_bytes };
                 Ok(())
@@ -181,7 +198,7 @@ impl Link {
         let asked: Vec<_> = files.iter().map(|f| f.gfid).collect();
         self.send(&Msg::SumsRequest { batch, files })?;
         self.w.flush()?;
-        match proto::read_frame(&mut self.r)? {
+        match self.answer()? {
             Some(Msg::Sums { batch: b, files }) if b == batch && files.iter().map(|f| f.gfid).eq(asked) => Ok(files),
             Some(Msg::Error { message }) => bail!("receiver: {message}"),
             other => bail!("receiver: unexpected answer to a sums request: {other:?}"),
@@ -192,7 +209,7 @@ impl Link {
     pub fn commit(&mut self, batch: u64) -> anyhow::Result<Vec<Failure>> {
         self.send(&Msg::Commit { batch })?;
         self.w.flush()?;
-        match proto::read_frame(&mut self.r)? {
+        match self.answer()? {
             Some(Msg::Committed { batch: b, failures }) if b == batch => Ok(failures),
             Some(Msg::Error { message }) => bail!("receiver: {message}"),
             other => bail!("receiver: unexpected {other:?}"),

@@ -14,6 +14,8 @@ use russh::client;
 use russh::keys::{PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use serde::{Deserialize, Serialize};
 
+pub use crate::session::config::{HostKeyPolicy, SshOptions};
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SshTarget {
     pub host: String,
@@ -25,6 +27,45 @@ pub struct SshTarget {
     pub known_hosts: PathBuf,
     /// Connect, handshake and authentication must be done within this.
     pub timeout: Duration,
+    /// SSH keepalives: this often when the server is silent, and the connection given up
+    /// after `keepalive_max` unanswered (`ServerAliveInterval`, `ServerAliveCountMax`).
+    #[serde(default)]
+    pub keepalive: Option<Duration>,
+    #[serde(default)]
+    pub keepalive_max: usize,
+    /// `StrictHostKeyChecking`.
+    #[serde(default)]
+    pub host_keys: HostKeyPolicy,
+    /// How long the worker waits for an answer of the receiver before it gives up on the
+    /// connection (`secondary-timeout`; none if `None`).
+    #[serde(default)]
+    pub answer_timeout: Option<Duration>,
+}
+
+impl SshTarget {
+    /// The target with `ssh-options` applied.
+    pub fn with_options(mut self, o: &SshOptions) -> SshTarget {
+        if let Some(k) = &o.identity {
+            self.key = PathBuf::from(k);
+        }
+        if let Some(p) = o.port {
+            self.port = p;
+        }
+        if let Some(t) = o.connect_timeout {
+            self.timeout = Duration::from_secs(t.max(1));
+        }
+        if let Some(i) = o.alive_interval {
+            self.keepalive = (i > 0).then(|| Duration::from_secs(i));
+        }
+        if let Some(n) = o.alive_count {
+            self.keepalive_max = n;
+        }
+        if let Some(k) = &o.known_hosts {
+            self.known_hosts = PathBuf::from(k);
+        }
+        self.host_keys = o.host_keys;
+        self
+    }
 }
 
 /// Why a connection failed, as status shows it.
@@ -48,8 +89,10 @@ struct Verifier {
     host: String,
     port: u16,
     known_hosts: PathBuf,
-    /// Record an unknown key instead of refusing it (at `create`).
+    /// Record an unknown key instead of refusing it (at `create`, or `accept-new`).
     learn: bool,
+    /// Accept any key (`StrictHostKeyChecking=no`).
+    any: bool,
     /// What went wrong, for a clearer error than russh's.
     verdict: Arc<parking_lot::Mutex<Option<SshError>>>,
 }
@@ -70,6 +113,13 @@ impl client::Handler for Verifier {
             Ok(false) => {
                 *self.verdict.lock() = Some(SshError::HostKeyUnknown { host: self.host.clone() });
                 Ok(false)
+            }
+            Err(russh::keys::Error::KeyChanged { line }) if self.any => {
+                log::warn!(
+                    "{}: host key changed (known_hosts line {line}); accepted: StrictHostKeyChecking=no",
+                    self.host
+                );
+                Ok(true)
             }
             Err(russh::keys::Error::KeyChanged { line }) => {
                 *self.verdict.lock() = Some(SshError::HostKeyChanged { host: self.host.clone(), line });
@@ -98,8 +148,8 @@ async fn open(
     let key = russh::keys::load_secret_key(&t.key, None)
         .map_err(|e| SshError::Other(format!("session key {}: {e}", t.key.display())))?;
     let cfg = Arc::new(client::Config {
-        keepalive_interval: Some(Duration::from_secs(15)),
-        keepalive_max: 3,
+        keepalive_interval: t.keepalive,
+        keepalive_max: t.keepalive_max,
         nodelay: true,
         window_size: 8 << 20,
         ..Default::default()
@@ -109,7 +159,8 @@ async fn open(
         host: t.host.clone(),
         port: t.port,
         known_hosts: t.known_hosts.clone(),
-        learn,
+        learn: learn || t.host_keys != HostKeyPolicy::Yes,
+        any: t.host_keys == HostKeyPolicy::No,
         verdict: Arc::clone(&verdict),
     };
     let secs = t.timeout.as_secs();

@@ -106,12 +106,18 @@ impl Host {
     /// SIGKILLs the processes of the namespace whose command line contains `pattern`;
     /// returns how many.
     pub fn kill_matching(&self, pattern: &str) -> usize {
+        self.signal_matching(pattern, "-9")
+    }
+
+    /// Sends `signal` (as kill(1) takes it) to the processes in the namespace whose command
+    /// line contains `pattern`; returns how many.
+    pub fn signal_matching(&self, pattern: &str, signal: &str) -> usize {
         let o = Command::new("ip").args(["netns", "pids", &self.ns]).output().unwrap();
         let mut n = 0;
         for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
             let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             if String::from_utf8_lossy(&cmd).contains(pattern) {
-                let _ = Command::new("kill").args(["-9", pid]).output();
+                let _ = Command::new("kill").args([signal, pid]).output();
                 n += 1;
             }
         }
