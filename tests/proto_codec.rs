@@ -75,15 +75,21 @@ fn meta_op() -> impl Strategy<Value = MetaOp> {
 
 fn msg() -> impl Strategy<Value = Msg> {
     prop_oneof![
-        (any::<u16>(), "[a-z0-9-]{0,20}")
-            .prop_map(|(version, secondary_volume)| Msg::Hello { version, secondary_volume }),
-        (any::<u16>(), any::<[u8; 16]>(), any::<bool>(), any::<u64>(), any::<u64>()).prop_map(
-            |(version, v, empty, total_bytes, avail_bytes)| Msg::Welcome {
+        (any::<u16>(), "[a-z0-9-]{0,20}", proptest::option::of((any::<u32>(), any::<[u8; 16]>()))).prop_map(
+            |(version, secondary_volume, join)| Msg::Hello {
+                version,
+                secondary_volume,
+                join: join.map(|(pid, v)| georep::proto::Join { pid, volume: VolumeId(v) })
+            }
+        ),
+        (any::<u16>(), any::<[u8; 16]>(), any::<bool>(), any::<u64>(), any::<u64>(), any::<u32>()).prop_map(
+            |(version, v, empty, total_bytes, avail_bytes, pid)| Msg::Welcome {
                 version,
                 volume: VolumeId(v),
                 empty,
                 total_bytes,
-                avail_bytes
+                avail_bytes,
+                pid
             }
         ),
         ".{0,40}".prop_map(|message| Msg::Error { message }),

@@ -295,13 +295,19 @@ fn unprivileged_secondary_through_the_mountbroker() {
     for i in 0..50 {
         std::fs::write(c.p(&format!("d/n{i}")), vec![i as u8; 1000 * i]).unwrap();
     }
+    // Enough data for parallel streams (sync-jobs 3): the two data receivers join the first
+    // one's mount as the same user.
+    for i in 0..4 {
+        std::fs::write(c.p(&format!("d/big{i}")), vec![i as u8 + 1; 3 << 20]).unwrap();
+    }
     c.assert_converged(Duration::from_secs(60));
     assert_eq!(xattr::get(c.s("d/g"), "trusted.georeptest").unwrap(), Some(b"t".to_vec()));
     assert_eq!(std::fs::metadata(c.s("suid")).unwrap().mode() & 0o7777, 0o4755);
     assert_eq!(std::fs::symlink_metadata(c.s("d/s.hl")).unwrap().nlink(), 2);
     // The receiver is the user's, and has nothing mounted in anybody's sight.
-    let o = Command::new("pgrep").args(["-u", &user.name, "-f", "georep receiver"]).output().unwrap();
-    assert!(!String::from_utf8_lossy(&o.stdout).trim().is_empty(), "the receiver runs as {}", user.name);
+    let o = Command::new("pgrep").args(["-u", &user.name, "-f", r"^\S*/georep receiver"]).output().unwrap();
+    let receivers = String::from_utf8_lossy(&o.stdout).lines().count();
+    assert_eq!(receivers, 3, "three streams (sync-jobs 3), each a receiver running as {}", user.name);
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(&root.display().to_string()), "{mounts}");
 

@@ -40,6 +40,9 @@ pub struct ReplicateArgs {
     /// zstd level on the wire (0: off)
     #[arg(long, default_value_t = 3)]
     pub compression: i32,
+    /// Parallel data streams (each its own receiver, in the same secondary mount)
+    #[arg(long, default_value_t = 1)]
+    pub sync_jobs: usize,
 }
 
 /// Under the session key's forced command sshd puts what the client asked to run in
@@ -77,14 +80,24 @@ pub fn receiver(a: ReceiverArgs) -> anyhow::Result<()> {
 pub fn replicate(a: ReplicateArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("locate the georep binary")?;
     let mut src = Source::open(&a.brick)?;
-    let mut link = Link::spawn_local(&exe, &a.secondary_mount, a.compression)?;
+    let mut link = Link::spawn_local(&exe, &a.secondary_mount, a.compression, None)?;
+    link.open_jobs(a.sync_jobs.saturating_sub(1), |j| {
+        Link::spawn_local(&exe, &a.secondary_mount, a.compression, Some(j))
+    });
     let stats =
         sync::replicate(&mut src, &mut link, &a.name, a.full, a.once, &WorkerOptions::default(), &mut sync::Quiet)?;
-    let wire = link.wire_bytes;
+    let streams: Vec<u64> = std::iter::once(link.wire_bytes).chain(link.jobs.iter().map(|j| j.wire_bytes)).collect();
     link.close()?;
+    let per_stream: Vec<String> = streams.iter().map(u64::to_string).collect();
     println!(
-        "entries {} files {} bytes {} meta {} failures {} wire-bytes {}",
-        stats.entries, stats.files, stats.bytes, stats.meta, stats.failures, wire
+        "entries {} files {} bytes {} meta {} failures {} wire-bytes {} streams {}",
+        stats.entries,
+        stats.files,
+        stats.bytes,
+        stats.meta,
+        stats.failures,
+        streams.iter().sum::<u64>(),
+        per_stream.join(",")
     );
     if stats.failures > 0 {
         anyhow::bail!("{} changes could not be applied (see the log)", stats.failures);

@@ -338,7 +338,7 @@ fn create(
     }
     // The secondary: reachable, its volume there and started, empty and big enough. Its SSH
     // host key is recorded now, and checked from then on.
-    let link = Link::connect_learning(&t, &secondary.volume, 0, true)
+    let link = Link::connect_learning(&t, &secondary.volume, 0, true, None)
         .with_context(|| format!("Unable to fetch the volume details of {secondary}"))?;
     let remote = link.welcome.clone();
     link.close()?;

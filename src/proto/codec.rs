@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
-use super::msg::{EntryOp, Failure, FileSums, Inline, MetaOp, Msg, SumsAsk};
+use super::msg::{EntryOp, Failure, FileSums, Inline, Join, MetaOp, Msg, SumsAsk};
 use crate::types::{Gfid, VolumeId};
 
 /// Sent once by each side before its first frame.
@@ -183,17 +183,26 @@ fn read_meta(r: &mut R<'_>) -> Result<MetaOp, DecodeError> {
 fn encode_payload(m: &Msg) -> (u8, Vec<u8>) {
     let mut w = W(Vec::new());
     let kind = match m {
-        Msg::Hello { version, secondary_volume } => {
+        Msg::Hello { version, secondary_volume, join } => {
             w.u16(*version);
             w.bytes(secondary_volume.as_bytes());
+            match join {
+                None => w.u8(0),
+                Some(j) => {
+                    w.u8(1);
+                    w.u32(j.pid);
+                    w.0.extend_from_slice(&j.volume.0);
+                }
+            }
             K_HELLO
         }
-        Msg::Welcome { version, volume, empty, total_bytes, avail_bytes } => {
+        Msg::Welcome { version, volume, empty, total_bytes, avail_bytes, pid } => {
             w.u16(*version);
             w.0.extend_from_slice(&volume.0);
             w.u8(*empty as u8);
             w.u64(*total_bytes);
             w.u64(*avail_bytes);
+            w.u32(*pid);
             K_WELCOME
         }
         Msg::Error { message } => {
@@ -346,13 +355,22 @@ fn decode_payload(kind: u8, b: &[u8]) -> Result<Msg, DecodeError> {
     };
     let mut r = R { b, what };
     let m = match kind {
-        K_HELLO => Msg::Hello { version: r.u16()?, secondary_volume: string(&mut r)? },
+        K_HELLO => {
+            let (version, secondary_volume) = (r.u16()?, string(&mut r)?);
+            let join = match r.u8()? {
+                0 => None,
+                1 => Some(Join { pid: r.u32()?, volume: VolumeId(r.take(16)?.try_into().unwrap()) }),
+                _ => return Err(r.err()),
+            };
+            Msg::Hello { version, secondary_volume, join }
+        }
         K_WELCOME => Msg::Welcome {
             version: r.u16()?,
             volume: VolumeId(r.take(16)?.try_into().unwrap()),
             empty: r.u8()? != 0,
             total_bytes: r.u64()?,
             avail_bytes: r.u64()?,
+            pid: r.u32()?,
         },
         K_ERROR => Msg::Error { message: string(&mut r)? },
         K_ENTRIES => {

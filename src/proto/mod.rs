@@ -8,4 +8,4 @@ mod codec;
 mod msg;
 
 pub use codec::{DecodeError, FRAME_MAGIC, MAX_FRAME, decode_frame, encode_frame, read_frame, write_frame};
-pub use msg::{EntryOp, Failure, FileSums, Inline, MetaOp, Msg, PROTOCOL_VERSION, SumsAsk, XattrSet};
+pub use msg::{EntryOp, Failure, FileSums, Inline, Join, MetaOp, Msg, PROTOCOL_VERSION, SumsAsk, XattrSet};

@@ -46,6 +46,13 @@ pub enum EntryOp {
     },
 }
 
+/// A data stream's receiver works through the mount of the session's first receiver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Join {
+    pub pid: u32,
+    pub volume: VolumeId,
+}
+
 /// Which block checksums of a file the worker asks for: blocks of `1 << block_log2` bytes
 /// from `offset` on, covering `len` bytes (or to the end of the file).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,10 +106,13 @@ pub struct Failure {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Msg {
-    /// Worker -> receiver, first: who is speaking, and to which secondary volume.
+    /// Worker -> receiver, first: who is speaking, and to which secondary volume; with
+    /// `join`, a data stream of a session whose receiver (that process, on that volume)
+    /// already holds the volume's mount (`sync-jobs`).
     Hello {
         version: u16,
         secondary_volume: String,
+        join: Option<Join>,
     },
     /// Receiver -> worker: accepted; the secondary volume, and what `create` checks of it.
     Welcome {
@@ -112,6 +122,8 @@ pub enum Msg {
         empty: bool,
         total_bytes: u64,
         avail_bytes: u64,
+        /// The receiver's process id: what a data stream of the same session joins.
+        pid: u32,
     },
     /// Either way: a fatal error; the connection ends.
     Error {

@@ -143,6 +143,7 @@ impl Receiver {
             empty,
             total_bytes: st.blocks() * f,
             avail_bytes: st.blocks_available() * f,
+            pid: std::process::id(),
         })
     }
 
@@ -622,7 +623,11 @@ pub enum Target<'a> {
 fn open_target(target: &Target<'_>, volume: &str) -> anyhow::Result<Receiver> {
     use crate::daemon::control::{self, Request, Response};
     match target {
-        Target::Mount(p) => Receiver::new(p),
+        Target::Mount(p) => {
+            // Inside the mount, as with a daemon's mount: data streams join it there.
+            std::env::set_current_dir(p).with_context(|| format!("enter {}", p.display()))?;
+            Receiver::new(Path::new("."))
+        }
         Target::Daemon(dirs) => {
             if volume.is_empty() {
                 bail!("the worker named no secondary volume");
@@ -638,6 +643,21 @@ fn open_target(target: &Target<'_>, volume: &str) -> anyhow::Result<Receiver> {
             }
         }
     }
+}
+
+/// A data stream's receiver (`sync-jobs`): it works through the mount of the session's first
+/// receiver, whose working directory is that mount's root. Opening another process's working
+/// directory takes the kernel's ptrace rules (the same user, a dumpable process), and the
+/// volume found there must be the one the worker names: a reused pid leads nowhere.
+fn open_joined(j: &crate::proto::Join) -> anyhow::Result<Receiver> {
+    let cwd = format!("/proc/{}/cwd", j.pid);
+    let root = File::open(&cwd).with_context(|| format!("join receiver {}", j.pid))?;
+    nix::unistd::fchdir(&root).context("enter the secondary volume's mount")?;
+    let rx = Receiver::new(Path::new("."))?;
+    if rx.volume()? != j.volume {
+        bail!("receiver {} is not on volume {}", j.pid, j.volume);
+    }
+    Ok(rx)
 }
 
 /// Serves one worker connection on `input`/`output` until it ends.
@@ -660,12 +680,16 @@ pub fn serve(target: Target<'_>, input: impl Read, output: impl Write, level: i3
         w.flush()?;
         bail!("{message}")
     };
-    let volume = match proto::read_frame(&mut r)? {
-        Some(Msg::Hello { version, secondary_volume }) if version == PROTOCOL_VERSION => secondary_volume,
+    let (volume, join) = match proto::read_frame(&mut r)? {
+        Some(Msg::Hello { version, secondary_volume, join }) if version == PROTOCOL_VERSION => (secondary_volume, join),
         Some(Msg::Hello { version, .. }) => return refuse(&mut w, format!("unsupported protocol version {version}")),
         other => bail!("expected hello, got {other:?}"),
     };
-    let mut rx = match open_target(&target, &volume).and_then(|mut rx| rx.lock().map(|_| rx)) {
+    let opened = match join {
+        None => open_target(&target, &volume).and_then(|mut rx| rx.lock().map(|_| rx)),
+        Some(j) => open_joined(&j),
+    };
+    let mut rx = match opened {
         Ok(rx) => rx,
         Err(e) => return refuse(&mut w, format!("{e:#}")),
     };

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::proto::{self, Failure, Msg, PROTOCOL_VERSION};
+use crate::proto::{self, Failure, Join, Msg, PROTOCOL_VERSION};
 use crate::types::VolumeId;
 
 /// How a worker reaches the receiver of a secondary host.
@@ -30,6 +30,8 @@ pub struct Welcome {
     pub empty: bool,
     pub total_bytes: u64,
     pub avail_bytes: u64,
+    /// The receiver's process, which data streams join.
+    pub pid: u32,
 }
 
 pub struct Link {
@@ -48,43 +50,78 @@ pub struct Link {
     entries_plain: u32,
     /// `secondary-timeout`, when the transport can wait no longer than that for an answer.
     answer_timeout: Option<std::time::Duration>,
+    /// More streams to the same secondary mount (`sync-jobs`), each with its own receiver:
+    /// the data of a batch is shared out among them and this one.
+    pub jobs: Vec<Link>,
+    /// Failures the data streams reported for the batch: part of this link's next commit.
+    pub(crate) failures_elsewhere: Vec<Failure>,
 }
 
 impl Link {
-    /// Starts `georep receiver --mount <mount>` (this very binary) and greets it.
-    pub fn spawn_local(exe: &Path, mount: &Path, level: i32) -> anyhow::Result<Link> {
+    /// Starts `georep receiver --mount <mount>` (this very binary) and greets it; with
+    /// `join`, as a data stream of that receiver.
+    pub fn spawn_local(exe: &Path, mount: &Path, level: i32, join: Option<Join>) -> anyhow::Result<Link> {
         let mut c = Command::new(exe);
         c.arg("receiver").arg("--mount").arg(mount);
-        Link::spawn(c, "", level)
+        Link::spawn(c, "", level, join)
+    }
+
+    /// Opens up to `n` data streams joined to this link's receiver (`sync-jobs`) with `open`;
+    /// one that cannot be opened is logged, and the session goes on with fewer.
+    pub fn open_jobs(&mut self, n: usize, open: impl Fn(Join) -> anyhow::Result<Link>) {
+        let join = Join { pid: self.welcome.pid, volume: self.welcome.volume };
+        for _ in 0..n {
+            match open(join) {
+                Ok(l) => self.jobs.push(l),
+                Err(e) => {
+                    log::warn!(
+                        "sync-jobs: a data stream could not be opened ({e:#}); going on with {}",
+                        self.jobs.len() + 1
+                    );
+                    break;
+                }
+            }
+        }
     }
 
     /// Reaches the receiver of `volume` over `t` and greets it.
     pub fn connect(t: &Transport, volume: &str, level: i32) -> anyhow::Result<Link> {
-        Link::connect_learning(t, volume, level, false)
+        Link::connect_learning(t, volume, level, false, None)
+    }
+
+    /// A data stream joined to the receiver `join` (`sync-jobs`): a connection of its own.
+    pub fn connect_join(t: &Transport, volume: &str, level: i32, join: Join) -> anyhow::Result<Link> {
+        Link::connect_learning(t, volume, level, false, Some(join))
     }
 
     /// As `connect`; with `learn`, an unknown SSH host key is recorded (session create). A
     /// changed one is always refused.
-    pub fn connect_learning(t: &Transport, volume: &str, level: i32, learn: bool) -> anyhow::Result<Link> {
+    pub fn connect_learning(
+        t: &Transport,
+        volume: &str,
+        level: i32,
+        learn: bool,
+        join: Option<Join>,
+    ) -> anyhow::Result<Link> {
         match t {
             Transport::Local { exe, run_dir } => {
                 let mut c = Command::new(exe);
                 c.arg("receiver").env("GEOREP_RUN_DIR", run_dir);
-                Link::spawn(c, volume, level)
+                Link::spawn(c, volume, level, join)
             }
             Transport::Ssh { target, command } => {
                 let sock = super::ssh::connect(target, command, learn)?;
                 sock.set_read_timeout(target.answer_timeout)?;
                 let r: Box<dyn Read + Send> = Box::new(sock.try_clone()?);
                 let w: Box<dyn Write + Send> = Box::new(sock.try_clone()?);
-                let mut link = Link::over(None, Some(sock), r, w, volume, level)?;
+                let mut link = Link::over(None, Some(sock), r, w, volume, level, join)?;
                 link.answer_timeout = target.answer_timeout;
                 Ok(link)
             }
         }
     }
 
-    fn spawn(mut cmd: Command, volume: &str, level: i32) -> anyhow::Result<Link> {
+    fn spawn(mut cmd: Command, volume: &str, level: i32, join: Option<Join>) -> anyhow::Result<Link> {
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -92,7 +129,7 @@ impl Link {
             .with_context(|| format!("start the receiver {:?}", cmd.get_program()))?;
         let w: Box<dyn Write + Send> = Box::new(child.stdin.take().unwrap());
         let r: Box<dyn Read + Send> = Box::new(child.stdout.take().unwrap());
-        Link::over(Some(child), None, r, w, volume, level)
+        Link::over(Some(child), None, r, w, volume, level, join)
     }
 
     fn over(
@@ -102,8 +139,9 @@ impl Link {
         w: Box<dyn Write + Send>,
         volume: &str,
         level: i32,
+        join: Option<Join>,
     ) -> anyhow::Result<Link> {
-        let welcome = Welcome { volume: VolumeId([0; 16]), empty: false, total_bytes: 0, avail_bytes: 0 };
+        let welcome = Welcome { volume: VolumeId([0; 16]), empty: false, total_bytes: 0, avail_bytes: 0, pid: 0 };
         let mut link = Link {
             child,
             sock,
@@ -115,8 +153,10 @@ impl Link {
             welcome,
             entries_plain: 0,
             answer_timeout: None,
+            jobs: Vec::new(),
+            failures_elsewhere: Vec::new(),
         };
-        link.handshake(volume)?;
+        link.handshake(volume, join)?;
         Ok(link)
     }
 
@@ -131,9 +171,9 @@ impl Link {
         })
     }
 
-    fn handshake(&mut self, volume: &str) -> anyhow::Result<()> {
+    fn handshake(&mut self, volume: &str, join: Option<Join>) -> anyhow::Result<()> {
         self.w.write_all(proto::FRAME_MAGIC)?;
-        self.send(&Msg::Hello { version: PROTOCOL_VERSION, secondary_volume: volume.to_string() })?;
+        self.send(&Msg::Hello { version: PROTOCOL_VERSION, secondary_volume: volume.to_string(), join })?;
         self.w.flush()?;
         let mut magic = [0u8; 8];
         self.r.read_exact(&mut magic).context("the receiver closed the connection")?;
@@ -141,8 +181,8 @@ impl Link {
             bail!("the peer is not a georep receiver");
         }
         match self.answer()? {
-            Some(Msg::Welcome { volume, empty, total_bytes, avail_bytes, .. }) => {
-                self.welcome = Welcome { volume, empty, total_bytes, avail_bytes };
+            Some(Msg::Welcome { volume, empty, total_bytes, avail_bytes, pid, .. }) => {
+                self.welcome = Welcome { volume, empty, total_bytes, avail_bytes, pid };
                 Ok(())
             }
             Some(Msg::Error { message }) => bail!("{message}"),
@@ -210,14 +250,20 @@ impl Link {
         self.send(&Msg::Commit { batch })?;
         self.w.flush()?;
         match self.answer()? {
-            Some(Msg::Committed { batch: b, failures }) if b == batch => Ok(failures),
+            Some(Msg::Committed { batch: b, mut failures }) if b == batch => {
+                failures.append(&mut self.failures_elsewhere);
+                Ok(failures)
+            }
             Some(Msg::Error { message }) => bail!("receiver: {message}"),
             other => bail!("receiver: unexpected {other:?}"),
         }
     }
 
-    /// Ends the connection and waits for the receiver.
+    /// Ends the connection (and its data streams') and waits for the receiver.
     pub fn close(mut self) -> anyhow::Result<()> {
+        for j in std::mem::take(&mut self.jobs) {
+            j.close()?;
+        }
         self.w.flush()?;
         let Link { child, w, sock, .. } = self;
         drop(w);

@@ -128,6 +128,17 @@ pub struct Stats {
     pub failures: u64,
 }
 
+impl Stats {
+    pub fn add(&mut self, o: &Stats) {
+        self.entries += o.entries;
+        self.files += o.files;
+        self.bytes += o.bytes;
+        self.delta_skipped += o.delta_skipped;
+        self.meta += o.meta;
+        self.failures += o.failures;
+    }
+}
+
 /// Read access to the primary brick by GFID.
 pub struct Source {
     pub layout: BrickLayout,
@@ -454,13 +465,12 @@ fn send_fine_blocks(
     Ok(())
 }
 
-/// Sends data then metadata for these GFIDs.
-fn send_data_and_meta(
+/// Sends the content of these regular files (with their sizes): whole, or by delta.
+fn send_files(
     src: &mut Source,
     link: &mut Link,
     batch: u64,
-    data: &BTreeSet<Gfid>,
-    meta: &[Gfid],
+    files: &[(Gfid, u64)],
     opts: &WorkerOptions,
     stats: &mut Stats,
 ) -> anyhow::Result<()> {
@@ -468,11 +478,11 @@ fn send_data_and_meta(
     // coarse blocks, for many files at once; then of the coarse blocks that differ, in fine
     // blocks; only the fine blocks that differ travel.
     let mut delta: Vec<(Gfid, u8, u64)> = Vec::new();
-    for g in data {
-        match src.file_size(g)? {
-            Some(size) if opts.delta && size >= DELTA_MIN => delta.push((*g, block_log2(size), size)),
-            Some(_) => src.send_data(link, batch, g, stats)?,
-            None => {}
+    for (g, size) in files {
+        if opts.delta && *size >= DELTA_MIN {
+            delta.push((*g, block_log2(*size), *size));
+        } else {
+            src.send_data(link, batch, g, stats)?;
         }
     }
     let mut group: Vec<SumsAsk> = Vec::new();
@@ -516,6 +526,89 @@ fn send_data_and_meta(
             send_fine_blocks(src, link, batch, refine, stats)?;
             blocks = 0;
         }
+    }
+    Ok(())
+}
+
+/// Data a batch sends in parallel streams (`sync-jobs`) from this much on; below, one stream.
+const PARALLEL_MIN: u64 = 4 << 20;
+
+/// `sync-jobs`: the files are shared out among the link and its data streams, biggest first,
+/// each stream fed by a thread of its own with its own view of the brick. The data streams'
+/// receivers work in the first receiver's mount: that one has applied the batch's entries
+/// before any data goes (an empty sums request is the barrier), and each data stream is
+/// committed (its writes applied and durable) before the metadata goes, its failures kept for
+/// the batch's commit.
+fn send_data_parallel(
+    src: &mut Source,
+    link: &mut Link,
+    batch: u64,
+    mut files: Vec<(Gfid, u64)>,
+    opts: &WorkerOptions,
+    stats: &mut Stats,
+) -> anyhow::Result<()> {
+    link.sums(batch, Vec::new())?;
+    files.sort_by_key(|f| std::cmp::Reverse(f.1));
+    let queue = parking_lot::Mutex::new(files.into_iter());
+    let next = || queue.lock().next();
+    let brick = src.layout.root.clone();
+    let mut jobs = std::mem::take(&mut link.jobs);
+    let (mine, theirs) = std::thread::scope(|s| {
+        let threads: Vec<_> = jobs
+            .iter_mut()
+            .map(|l| {
+                let (brick, next) = (&brick, &next);
+                s.spawn(move || -> anyhow::Result<(Stats, Vec<Failure>)> {
+                    let mut src = Source::open(brick)?;
+                    let mut st = Stats::default();
+                    let b = l.batch_id();
+                    while let Some(f) = next() {
+                        send_files(&mut src, l, b, &[f], opts, &mut st)?;
+                    }
+                    Ok((st, l.commit(b)?))
+                })
+            })
+            .collect();
+        let mut mine = Ok(());
+        while let Some(f) = next() {
+            if let Err(e) = send_files(src, link, batch, &[f], opts, stats) {
+                mine = Err(e);
+                break;
+            }
+        }
+        (mine, threads.into_iter().map(|t| t.join()).collect::<Vec<_>>())
+    });
+    link.jobs = jobs;
+    mine?;
+    for t in theirs {
+        let (st, failures) = t.map_err(|_| anyhow::anyhow!("a data stream's thread panicked"))??;
+        stats.add(&st);
+        link.failures_elsewhere.extend(failures);
+    }
+    Ok(())
+}
+
+/// Sends data then metadata for these GFIDs.
+fn send_data_and_meta(
+    src: &mut Source,
+    link: &mut Link,
+    batch: u64,
+    data: &BTreeSet<Gfid>,
+    meta: &[Gfid],
+    opts: &WorkerOptions,
+    stats: &mut Stats,
+) -> anyhow::Result<()> {
+    let mut files = Vec::with_capacity(data.len());
+    for g in data {
+        if let Some(size) = src.file_size(g)? {
+            files.push((*g, size));
+        }
+    }
+    let total: u64 = files.iter().map(|f| f.1).sum();
+    if !link.jobs.is_empty() && files.len() > 1 && total >= PARALLEL_MIN {
+        send_data_parallel(src, link, batch, files, opts, stats)?;
+    } else {
+        send_files(src, link, batch, &files, opts, stats)?;
     }
     let mut ops = Vec::new();
     for g in meta {
