@@ -382,3 +382,17 @@ fn parallel_data_streams_converge_exactly() {
     assert_eq!(streams(&out).len(), 3, "{out}");
     pair.check();
 }
+
+/// `bandwidth-limit`: what the worker sends, all its streams together, stays within the limit
+/// on average (a quarter second's burst aside).
+#[test]
+fn bandwidth_limit_holds_across_parallel_streams() {
+    let pair = Pair::new();
+    sh(&pair.p.mnt, "mkdir d && for i in 1 2 3; do head -c 2000000 /dev/urandom > d/f$i; done");
+    let t = std::time::Instant::now();
+    pair.replicate(&["--sync-jobs", "3", "--bandwidth-limit", "2000000"]);
+    let took = t.elapsed().as_secs_f64();
+    // 6 MB at 2 MB/s, less the 0.5 MB a full bucket lets through at once.
+    assert!(took >= 2.6, "6 MB at 2 MB/s took {took:.2} s");
+    pair.check();
+}

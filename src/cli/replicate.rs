@@ -43,6 +43,9 @@ pub struct ReplicateArgs {
     /// Parallel data streams (each its own receiver, in the same secondary mount)
     #[arg(long, default_value_t = 1)]
     pub sync_jobs: usize,
+    /// Bytes per second the worker may send, all streams together (0: no limit)
+    #[arg(long, default_value_t = 0)]
+    pub bandwidth_limit: u64,
 }
 
 /// Under the session key's forced command sshd puts what the client asked to run in
@@ -84,6 +87,9 @@ pub fn replicate(a: ReplicateArgs) -> anyhow::Result<()> {
     link.open_jobs(a.sync_jobs.saturating_sub(1), |j| {
         Link::spawn_local(&exe, &a.secondary_mount, a.compression, Some(j))
     });
+    if a.bandwidth_limit > 0 {
+        link.limit_bandwidth(a.bandwidth_limit);
+    }
     let stats =
         sync::replicate(&mut src, &mut link, &a.name, a.full, a.once, &WorkerOptions::default(), &mut sync::Quiet)?;
     let streams: Vec<u64> = std::iter::once(link.wire_bytes).chain(link.jobs.iter().map(|j| j.wire_bytes)).collect();

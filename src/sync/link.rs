@@ -55,6 +55,38 @@ pub struct Link {
     pub jobs: Vec<Link>,
     /// Failures the data streams reported for the batch: part of this link's next commit.
     pub(crate) failures_elsewhere: Vec<Failure>,
+    /// `bandwidth-limit`, shared with the data streams.
+    limit: Option<std::sync::Arc<RateLimit>>,
+}
+
+/// A rate limit on bytes sent, shared by all the streams of a worker: a token bucket that
+/// holds at most a quarter second's worth, so that a burst is short and the average is the
+/// limit.
+pub struct RateLimit {
+    bytes_per_sec: u64,
+    state: parking_lot::Mutex<(f64, std::time::Instant)>,
+}
+
+impl RateLimit {
+    pub fn new(bytes_per_sec: u64) -> RateLimit {
+        RateLimit { bytes_per_sec, state: parking_lot::Mutex::new((0.0, std::time::Instant::now())) }
+    }
+
+    /// Accounts for `n` bytes sent, sleeping as long as the limit asks.
+    pub fn take(&self, n: u64) {
+        let rate = self.bytes_per_sec as f64;
+        let wait = {
+            let mut st = self.state.lock();
+            let now = std::time::Instant::now();
+            let (tokens, at) = *st;
+            let tokens = (tokens + now.duration_since(at).as_secs_f64() * rate).min(rate / 4.0) - n as f64;
+            *st = (tokens, now);
+            if tokens < 0.0 { -tokens / rate } else { 0.0 }
+        };
+        if wait > 0.0 {
+            std::thread::sleep(std::time::Duration::from_secs_f64(wait));
+        }
+    }
 }
 
 impl Link {
@@ -64,6 +96,15 @@ impl Link {
         let mut c = Command::new(exe);
         c.arg("receiver").arg("--mount").arg(mount);
         Link::spawn(c, "", level, join)
+    }
+
+    /// Limits what this link and its data streams send, together, to `bytes_per_sec`.
+    pub fn limit_bandwidth(&mut self, bytes_per_sec: u64) {
+        let l = std::sync::Arc::new(RateLimit::new(bytes_per_sec));
+        self.limit = Some(l.clone());
+        for j in &mut self.jobs {
+            j.limit = Some(l.clone());
+        }
     }
 
     /// Opens up to `n` data streams joined to this link's receiver (`sync-jobs`) with `open`;
@@ -155,6 +196,7 @@ impl Link {
             answer_timeout: None,
             jobs: Vec::new(),
             failures_elsewhere: Vec::new(),
+            limit: None,
         };
         link.handshake(volume, join)?;
         Ok(link)
@@ -198,6 +240,9 @@ impl Link {
     fn send_at(&mut self, m: &Msg, level: i32) -> anyhow::Result<usize> {
         let n = proto::write_frame(&mut self.w, m, level).context("send to the receiver")?;
         self.wire_bytes += n as u64;
+        if let Some(limit) = &self.limit {
+            limit.take(n as u64);
+        }
         Ok(n)
     }
 

@@ -191,6 +191,10 @@ fn work(spec: &WorkerSpec, rep: &mut Reporter) -> anyhow::Result<()> {
         .with_context(|| format!("connect to {}", spec.secondary))?;
     let jobs = spec.config.get_int("sync-jobs").clamp(1, 100) as usize - 1;
     link.open_jobs(jobs, |j| Link::connect_join(&spec.transport, &spec.secondary.volume, level, j));
+    let limit = spec.config.get_int("bandwidth-limit");
+    if limit > 0 {
+        link.limit_bandwidth(limit as u64);
+    }
     if link.welcome.volume.to_string() != spec.secondary_volume_id {
         anyhow::bail!(
             "the secondary volume {} is not the one the session was created with (UUID {}, now {})",
