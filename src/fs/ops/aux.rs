@@ -48,19 +48,25 @@ impl OverlayFs {
             self.inodes.add_lookup(&i, i.parent.load(std::sync::atomic::Ordering::Relaxed));
             return Ok((i, st));
         }
-        let fd = match self.inodes.open_handle(&h) {
-            Ok(fd) => fd,
-            Err(e) if e.raw_os_error() == Some(libc::ESTALE) => return Err(Errno::ENOENT),
-            Err(e) => return Err(errno(e)),
-        };
-        // The index may name a deleted inode whose handle was reused: the xattr decides.
-        if read_gfid(fd.as_fd()).map_err(errno)? != Some(gfid) {
-            return Err(Errno::ENOENT);
-        }
+        let fd = self.open_indexed(&h, &gfid)?;
         let st = sys::fstat(fd.as_fd()).map_err(errno)?;
         // Its directory is unknown here; xtime marks of changes made through this path stop at it.
         let inode = self.inodes.lookup_or_insert(&st, h, ROOT_INO, move || Ok((fd, gfid))).map_err(errno)?;
         Ok((inode, st))
+    }
+
+    /// The inode the GFID index gives for `gfid` (handle `h`), opened O_PATH; `ENOENT` if it
+    /// is gone. The index may name a deleted inode whose handle was reused: the xattr decides.
+    fn open_indexed(&self, h: &sys::FileHandle, gfid: &Gfid) -> R<std::os::fd::OwnedFd> {
+        let fd = match self.inodes.open_handle(h) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ESTALE) => return Err(Errno::ENOENT),
+            Err(e) => return Err(errno(e)),
+        };
+        if read_gfid(fd.as_fd()).map_err(errno)? != Some(*gfid) {
+            return Err(Errno::ENOENT);
+        }
+        Ok(fd)
     }
 
     /// True if an inode with `gfid` exists in the brick.
@@ -114,14 +120,7 @@ impl OverlayFs {
         })?;
         self.check_new(parent, name)?;
         let h = self.brick.gfids.handle(&gfid).ok_or(Errno::ENOENT)?;
-        let fd = match self.inodes.open_handle(&h) {
-            Ok(fd) => fd,
-            Err(e) if e.raw_os_error() == Some(libc::ESTALE) => return Err(Errno::ENOENT),
-            Err(e) => return Err(errno(e)),
-        };
-        if read_gfid(fd.as_fd()).map_err(errno)? != Some(gfid) {
-            return Err(Errno::ENOENT);
-        }
+        let fd = self.open_indexed(&h, &gfid)?;
         if sys::fstat(fd.as_fd()).map_err(errno)?.st_mode & libc::S_IFMT == libc::S_IFDIR {
             return Err(Errno::EPERM);
         }
