@@ -194,12 +194,26 @@ impl Recorder {
         entry: Option<EntryDetail>,
         flags: u8,
     ) -> io::Result<()> {
+        self.append_all(a, [(op, gfid, entry, flags)])
+    }
+
+    /// Appends records with one `write(2)`: all of them are in the file, or (the daemon killed
+    /// in the middle) a torn tail that recovery cuts.
+    fn append_all(
+        &self,
+        a: &mut Active,
+        recs: impl IntoIterator<Item = (Op, Gfid, Option<EntryDetail>, u8)>,
+    ) -> io::Result<()> {
         if a.failed {
             return Err(io::Error::other("changelog is failed"));
         }
-        let rec = Record { seq: a.next_seq, op, gfid, entry, xattr: None, flags };
         a.buf.clear();
-        codec::encode_record(&rec, &mut a.buf);
+        let mut n = 0u64;
+        for (op, gfid, entry, flags) in recs {
+            let rec = Record { seq: a.next_seq + n, op, gfid, entry, xattr: None, flags };
+            codec::encode_record(&rec, &mut a.buf);
+            n += 1;
+        }
         if let Err(e) = a.file.write_all_at(&a.buf, a.offset) {
             a.failed = true;
             self.shared.failed.store(true, Ordering::Release);
@@ -207,9 +221,21 @@ impl Recorder {
             return Err(e);
         }
         a.offset += a.buf.len() as u64;
-        a.next_seq += 1;
-        a.count += 1;
+        a.next_seq += n;
+        a.count += n as u32;
         Ok(())
+    }
+
+    /// Records a file made whole at once (an aux mount's whole-file create): its ENTRY, then
+    /// DATA and META (each once per file), in one write.
+    pub fn whole_file(&self, op: Op, gfid: Gfid, detail: EntryDetail) -> io::Result<()> {
+        debug_assert_eq!(op.kind(), Kind::Entry);
+        let mut a = self.shared.active.lock();
+        let data = a.seen_data.insert(gfid);
+        let meta = a.seen_meta.insert(gfid);
+        let recs = [(op, gfid, Some(detail), 0), (Op::Write, gfid, None, 0), (Op::Setattr, gfid, None, 0)];
+        let keep = [true, data, meta];
+        self.append_all(&mut a, recs.into_iter().zip(keep).filter(|(_, k)| *k).map(|(r, _)| r))
     }
 
     /// Records an ENTRY operation. Never deduplicated.

@@ -152,8 +152,9 @@ impl OverlayFs {
         {
             return Err(Errno::EPERM);
         }
+        // The exact mode (no umask); the owner is set just after, group included.
+        sys::set_thread_umask(0).map_err(errno)?;
         let fd = {
-            let _as_owner = sys::CreateAs::new(e.gid, 0).map_err(errno)?;
             if e.content.is_some() {
                 // A whole file: created open for writing (only root can see it until it is done).
                 let flags = libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW;
@@ -169,8 +170,9 @@ impl OverlayFs {
             }
         };
         sys::fchown_fd(fd.as_fd(), Some(e.uid), Some(e.gid)).map_err(errno)?;
-        if ifmt != libc::S_IFLNK {
-            // Exactly the mode asked for: no umask, set-id bits kept after the chown.
+        // A regular file has its exact mode from its creation, unless it has set-id bits (which
+        // the chown cleared); a directory may have inherited set-group-ID from its parent.
+        if ifmt != libc::S_IFLNK && !(ifmt == libc::S_IFREG && e.mode & 0o6000 == 0) {
             sys::fchmod_fd(fd.as_fd(), e.mode & 0o7777).map_err(errno)?;
         }
         sys::setxattr_fd(fd.as_fd(), OsStr::new(XATTR_GFID), &e.gfid.0, libc::XATTR_CREATE).map_err(errno)?;
@@ -196,13 +198,17 @@ impl OverlayFs {
             _ => Op::Mknod,
         };
         let target = e.target.as_deref().map(std::path::Path::new);
-        self.rec_entry(op, e.gfid, Some(&st), (parent.gfid, &e.name), None, target)?;
-        if e.content.is_some()
-            && let Some(rec) = &self.recorder
-        {
-            // What a cascaded session must send on: the content and the metadata.
-            rec.data(Op::Write, e.gfid).map_err(|_| Errno::EIO)?;
-            rec.meta(Op::Setattr, e.gfid).map_err(|_| Errno::EIO)?;
+        match &self.recorder {
+            // A whole file: what a cascaded session must send on is its content and metadata
+            // too, recorded with its creation in one write.
+            Some(rec) if e.content.is_some() => {
+                let detail = Self::entry_detail(Some(&st), (parent.gfid, &e.name), None, None);
+                rec.whole_file(op, e.gfid, detail).map_err(|err| {
+                    log::error!("changelog: {err}");
+                    Errno::EIO
+                })?
+            }
+            _ => self.rec_entry(op, e.gfid, Some(&st), (parent.gfid, &e.name), None, target)?,
         }
         self.mark(parent);
         Ok(())

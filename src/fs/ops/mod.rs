@@ -134,7 +134,21 @@ impl OverlayFs {
         let Some(rec) = &self.recorder else {
             return Ok(());
         };
-        let detail = EntryDetail {
+        let detail = Self::entry_detail(st, entry, new_entry, target);
+        rec.entry(op, gfid, detail).map_err(|e| {
+            log::error!("changelog: {e}");
+            Errno::EIO
+        })
+    }
+
+    /// What an ENTRY record says of an entry (of `st`, if the inode is still there).
+    pub(super) fn entry_detail(
+        st: Option<&libc::stat>,
+        entry: (Gfid, &OsStr),
+        new_entry: Option<(Gfid, &OsStr)>,
+        target: Option<&Path>,
+    ) -> EntryDetail {
+        EntryDetail {
             mode: st.map(|s| s.st_mode).unwrap_or(0),
             uid: st.map(|s| s.st_uid).unwrap_or(0),
             gid: st.map(|s| s.st_gid).unwrap_or(0),
@@ -142,11 +156,7 @@ impl OverlayFs {
             entry: EntryName { pgfid: entry.0, name: entry.1.to_os_string() },
             new_entry: new_entry.map(|(p, n)| EntryName { pgfid: p, name: n.to_os_string() }),
             target: target.map(|t| t.as_os_str().to_os_string()),
-        };
-        rec.entry(op, gfid, detail).map_err(|e| {
-            log::error!("changelog: {e}");
-            Errno::EIO
-        })
+        }
     }
 
     fn rec_data(&self, op: Op, inode: &Arc<Inode>) -> R<()> {
