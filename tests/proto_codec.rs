@@ -99,6 +99,15 @@ fn msg() -> impl Strategy<Value = Msg> {
             .prop_map(|(batch, gfid, size, offset, bytes)| Msg::Data { batch, gfid, size, offset, bytes }),
         (any::<u64>(), proptest::collection::vec(meta_op(), 0..10)).prop_map(|(batch, ops)| Msg::Meta { batch, ops }),
         any::<u64>().prop_map(|batch| Msg::Commit { batch }),
+        (any::<u64>(), gfid(), any::<u32>()).prop_map(|(batch, gfid, block_size)| Msg::SignatureRequest {
+            batch,
+            gfid,
+            block_size
+        }),
+        (any::<u64>(), gfid(), any::<u64>(), proptest::collection::vec(any::<u8>(), 0..300))
+            .prop_map(|(batch, gfid, size, signature)| Msg::Signature { batch, gfid, size, signature }),
+        (any::<u64>(), gfid(), any::<u64>(), any::<u128>(), proptest::collection::vec(any::<u8>(), 0..300))
+            .prop_map(|(batch, gfid, size, hash, delta)| Msg::Patch { batch, gfid, size, hash, delta }),
         (any::<u64>(), proptest::collection::vec((gfid(), 12u8..=40, any::<u64>(), any::<u64>()), 0..8)).prop_map(
             |(batch, files)| Msg::SumsRequest {
                 batch,

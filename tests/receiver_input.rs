@@ -35,7 +35,7 @@ fn hostile_batches_are_refused_and_reported() {
     fs::write(s.p("file"), b"keep").unwrap();
     let (dir, file) = (s.gfid("dir"), s.gfid("file"));
     let before = describe_tree(&s.mnt);
-    let mut link = Link::spawn_local(Path::new(georep_bin()), &s.mnt, 3).unwrap();
+    let mut link = Link::spawn_local(Path::new(georep_bin()), &s.mnt, 3, None).unwrap();
     let batch = link.batch_id();
     let create = |pgfid: Gfid, name: &str| new_file(Gfid::generate(), pgfid, name);
     let ops = vec![
@@ -60,8 +60,20 @@ fn hostile_batches_are_refused_and_reported() {
     link.send(&Msg::Data { batch, gfid: dir, size: 4, offset: 0, bytes: b"evil".to_vec() }).unwrap();
     link.send(&Msg::Data { batch, gfid: file, size: 4, offset: 1 << 40, bytes: b"evil".to_vec() }).unwrap();
     link.send(&Msg::Data { batch, gfid: Gfid::generate(), size: 4, offset: 0, bytes: b"evil".to_vec() }).unwrap();
+    // A patch whose result is not what it claims (garbage, then a valid delta with the wrong
+    // hash), and one aimed at a directory: refused, the file as it was.
+    let patch = |gfid: Gfid, hash: u128, delta: Vec<u8>| Msg::Patch { batch, gfid, size: 4, hash, delta };
+    link.send(&patch(file, 0, b"garbage".to_vec())).unwrap();
+    let (size, sig) = link.signature(batch, file, 1024).unwrap();
+    assert_eq!(size, 4);
+    let sig = fast_rsync::Signature::deserialize(sig).unwrap();
+    let mut delta = Vec::new();
+    fast_rsync::diff(&sig.index(), b"evil", &mut delta).unwrap();
+    link.send(&patch(file, 7, delta.clone())).unwrap();
+    link.send(&patch(dir, xxhash_rust::xxh3::xxh3_128(b"evil"), delta)).unwrap();
+    assert_eq!(link.signature(batch, dir, 1024).unwrap().0, u64::MAX, "no signature of a directory");
     let failures = link.commit(batch).unwrap();
-    assert_eq!(failures.len(), n_ops + 3, "{failures:#?}");
+    assert_eq!(failures.len(), n_ops + 6, "{failures:#?}");
     link.close().unwrap();
     // Nothing outside the volume, nothing changed inside.
     let outside: Vec<_> = fs::read_dir(s.dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
@@ -77,7 +89,7 @@ fn hostile_batches_are_refused_and_reported() {
 #[test]
 fn replayed_create_then_rename_leaves_one_name() {
     let s = Mount::new("aux-gfid-mount,rollover-time=600");
-    let mut link = Link::spawn_local(Path::new(georep_bin()), &s.mnt, 0).unwrap();
+    let mut link = Link::spawn_local(Path::new(georep_bin()), &s.mnt, 0, None).unwrap();
     let batch = link.batch_id();
     let f = Gfid::generate();
     let create = |name: &str| new_file(f, Gfid::ROOT, name);
@@ -108,7 +120,7 @@ fn replayed_create_then_rename_leaves_one_name() {
 fn parallel_whole_file_creates_fall_back_on_conflicts() {
     let s = Mount::new("aux-gfid-mount,rollover-time=600");
     fs::write(s.p("f7"), b"old").unwrap();
-    let mut link = Link::spawn_local(Path::new(georep_bin()), &s.mnt, 0).unwrap();
+    let mut link = Link::spawn_local(Path::new(georep_bin()), &s.mnt, 0, None).unwrap();
     let batch = link.batch_id();
     let ops: Vec<EntryOp> = (0..40)
         .map(|i| {

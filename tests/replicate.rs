@@ -316,6 +316,19 @@ fn changed_big_files_send_only_the_blocks_that_differ() {
     let out = pair.replicate(&[]);
     assert_eq!(bytes(&out), 0, "{out}");
     pair.check();
+
+    // 1000 bytes inserted at the start: everything after moved. A rolling delta finds it
+    // where it went and sends the new bytes and little else (in place, block by block, it
+    // would be the whole file).
+    sh(&pair.p.mnt, "{ head -c 1000 /dev/urandom; cat other; } > other.new && cat other.new > other && rm other.new");
+    let out = pair.replicate(&[]);
+    assert!(bytes(&out) < 20_000, "{out}");
+    pair.check();
+    // 5000 bytes cut out of the middle.
+    sh(&pair.p.mnt, "{ head -c 1500000 other; tail -c +1505001 other; } > o2 && cat o2 > other && rm o2");
+    let out = pair.replicate(&[]);
+    assert!(bytes(&out) < 20_000, "{out}");
+    pair.check();
 }
 
 /// A change the secondary cannot apply is tried again (max-rsync-retries, 10 by default), then

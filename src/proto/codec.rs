@@ -142,6 +142,9 @@ const K_COMMITTED: u8 = 8;
 const K_PRUNE: u8 = 9;
 const K_SUMS_REQUEST: u8 = 10;
 const K_SUMS: u8 = 11;
+const K_SIGNATURE_REQUEST: u8 = 12;
+const K_SIGNATURE: u8 = 13;
+const K_PATCH: u8 = 14;
 
 fn write_meta(w: &mut W, m: &MetaOp) {
     w.gfid(&m.gfid);
@@ -308,6 +311,27 @@ fn encode_payload(m: &Msg) -> (u8, Vec<u8>) {
             }
             K_SUMS
         }
+        Msg::SignatureRequest { batch, gfid, block_size } => {
+            w.u64(*batch);
+            w.gfid(gfid);
+            w.u32(*block_size);
+            K_SIGNATURE_REQUEST
+        }
+        Msg::Signature { batch, gfid, size, signature } => {
+            w.u64(*batch);
+            w.gfid(gfid);
+            w.u64(*size);
+            w.bytes(signature);
+            K_SIGNATURE
+        }
+        Msg::Patch { batch, gfid, size, hash, delta } => {
+            w.u64(*batch);
+            w.gfid(gfid);
+            w.u64(*size);
+            w.0.extend_from_slice(&hash.to_le_bytes());
+            w.bytes(delta);
+            K_PATCH
+        }
         Msg::Commit { batch } => {
             w.u64(*batch);
             K_COMMIT
@@ -351,6 +375,9 @@ fn decode_payload(kind: u8, b: &[u8]) -> Result<Msg, DecodeError> {
         K_PRUNE => "prune",
         K_SUMS_REQUEST => "sums request",
         K_SUMS => "sums",
+        K_SIGNATURE_REQUEST => "signature request",
+        K_SIGNATURE => "signature",
+        K_PATCH => "patch",
         k => return Err(DecodeError::Kind(k)),
     };
     let mut r = R { b, what };
@@ -459,6 +486,17 @@ fn decode_payload(kind: u8, b: &[u8]) -> Result<Msg, DecodeError> {
             }
             Msg::Sums { batch, files }
         }
+        K_SIGNATURE_REQUEST => Msg::SignatureRequest { batch: r.u64()?, gfid: r.gfid()?, block_size: r.u32()? },
+        K_SIGNATURE => {
+            Msg::Signature { batch: r.u64()?, gfid: r.gfid()?, size: r.u64()?, signature: r.bytes()?.to_vec() }
+        }
+        K_PATCH => Msg::Patch {
+            batch: r.u64()?,
+            gfid: r.gfid()?,
+            size: r.u64()?,
+            hash: u128::from_le_bytes(r.take(16)?.try_into().unwrap()),
+            delta: r.bytes()?.to_vec(),
+        },
         K_COMMIT => Msg::Commit { batch: r.u64()? },
         K_COMMITTED => {
             let batch = r.u64()?;

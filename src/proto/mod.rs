@@ -8,4 +8,6 @@ mod codec;
 mod msg;
 
 pub use codec::{DecodeError, FRAME_MAGIC, MAX_FRAME, decode_frame, encode_frame, read_frame, write_frame};
-pub use msg::{EntryOp, Failure, FileSums, Inline, Join, MetaOp, Msg, PROTOCOL_VERSION, SumsAsk, XattrSet};
+pub use msg::{
+    EntryOp, Failure, FileSums, Inline, Join, MetaOp, Msg, PROTOCOL_VERSION, ROLLING_MAX, SumsAsk, XattrSet,
+};

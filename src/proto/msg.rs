@@ -46,6 +46,10 @@ pub enum EntryOp {
     },
 }
 
+/// Files up to this size may go by a rolling delta (`SignatureRequest`, `Patch`): both ends
+/// hold one whole in memory for it.
+pub const ROLLING_MAX: u64 = 64 << 20;
+
 /// A data stream's receiver works through the mount of the session's first receiver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Join {
@@ -165,6 +169,32 @@ pub enum Msg {
     Sums {
         batch: u64,
         files: Vec<FileSums>,
+    },
+    /// Worker -> receiver: the rsync signature of a file (rolling checksums and strong hashes
+    /// of blocks of `block_size` bytes), for a delta that finds data wherever it moved (an
+    /// insertion shifts all that follows it). Answered at once with `Signature`.
+    SignatureRequest {
+        batch: u64,
+        gfid: Gfid,
+        block_size: u32,
+    },
+    /// Receiver -> worker: the file's size (`u64::MAX`: no such regular file here) and its
+    /// signature (librsync's format, as `fast_rsync` makes it).
+    Signature {
+        batch: u64,
+        gfid: Gfid,
+        size: u64,
+        signature: Vec<u8>,
+    },
+    /// Worker -> receiver: the file becomes what `delta` (librsync's format) makes of its
+    /// present content: `size` bytes whose XXH3-128 is `hash`, or nothing changes and the file
+    /// is reported failed.
+    Patch {
+        batch: u64,
+        gfid: Gfid,
+        size: u64,
+        hash: u128,
+        delta: Vec<u8>,
     },
     /// Worker -> receiver: make everything of `batch` durable and report.
     Commit {

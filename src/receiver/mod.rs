@@ -126,6 +126,59 @@ impl Receiver {
         crate::proto::FileSums { gfid, size, sums }
     }
 
+    /// A file's content, for a rolling delta: only a regular file of at most `ROLLING_MAX`.
+    fn content_for_rolling(&mut self, gfid: &Gfid) -> io::Result<Vec<u8>> {
+        check_gfid(gfid)?;
+        // Data written before in this batch must be what is read.
+        self.data = None;
+        let f = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(self.by_gfid(gfid))?;
+        let md = f.metadata()?;
+        if !md.is_file() || md.len() > crate::proto::ROLLING_MAX {
+            return Err(einval("not a regular file small enough for a rolling delta"));
+        }
+        let mut v = Vec::with_capacity(md.len() as usize);
+        (&f).take(crate::proto::ROLLING_MAX).read_to_end(&mut v)?;
+        Ok(v)
+    }
+
+    /// The rsync signature of a file (a rolling delta's first step); size `u64::MAX` if there
+    /// is no such file here, or it is too big.
+    pub fn signature(&mut self, gfid: Gfid, block_size: u32) -> (u64, Vec<u8>) {
+        if !(512..=(1 << 20)).contains(&block_size) {
+            return (u64::MAX, Vec::new());
+        }
+        match self.content_for_rolling(&gfid) {
+            Ok(data) => {
+                let opts = fast_rsync::SignatureOptions { block_size, crypto_hash_size: 8 };
+                (data.len() as u64, fast_rsync::Signature::calculate(&data, opts).into_serialized())
+            }
+            Err(_) => (u64::MAX, Vec::new()),
+        }
+    }
+
+    /// Makes a file what `delta` makes of its content, if the result is `size` bytes with
+    /// XXH3-128 `hash`; else it stays as it was and is reported failed.
+    pub fn apply_patch(&mut self, gfid: Gfid, size: u64, hash: u128, delta: &[u8]) {
+        if let Err(e) = self.patch(&gfid, size, hash, delta) {
+            self.fail(gfid, &e, "patch");
+        }
+    }
+
+    fn patch(&mut self, gfid: &Gfid, size: u64, hash: u128, delta: &[u8]) -> io::Result<()> {
+        if size > crate::proto::ROLLING_MAX {
+            return Err(einval("patch too big"));
+        }
+        let base = self.content_for_rolling(gfid)?;
+        let mut out = Vec::with_capacity(size as usize);
+        fast_rsync::apply_limited(&base, delta, &mut out, size as usize).map_err(|e| einval(&e.to_string()))?;
+        if out.len() as u64 != size || xxhash_rust::xxh3::xxh3_128(&out) != hash {
+            return Err(einval("the patched content is not what the primary has"));
+        }
+        let f = OpenOptions::new().write(true).custom_flags(libc::O_NOFOLLOW).open(self.by_gfid(gfid))?;
+        f.write_all_at(&out, 0)?;
+        f.set_len(size)
+    }
+
     /// The greeting: the volume's id, whether it holds anything, its size.
     fn welcome(&self) -> anyhow::Result<Msg> {
         let mut empty = true;
@@ -718,6 +771,12 @@ pub fn serve(target: Target<'_>, input: impl Read, output: impl Write, level: i3
                 proto::write_frame(&mut w, &Msg::Sums { batch, files }, level)?;
                 w.flush()?;
             }
+            Msg::SignatureRequest { batch, gfid, block_size } => {
+                let (size, signature) = rx.signature(gfid, block_size);
+                proto::write_frame(&mut w, &Msg::Signature { batch, gfid, size, signature }, level)?;
+                w.flush()?;
+            }
+            Msg::Patch { gfid, size, hash, delta, .. } => rx.apply_patch(gfid, size, hash, &delta),
             Msg::Commit { batch } => {
                 let failures = rx.commit();
                 proto::write_frame(&mut w, &Msg::Committed { batch, failures }, level)?;

@@ -290,6 +290,25 @@ impl Link {
         }
     }
 
+    /// The receiver's rsync signature of a file: its size (`u64::MAX` if it has none it can
+    /// sign) and the signature.
+    pub fn signature(
+        &mut self,
+        batch: u64,
+        gfid: crate::types::Gfid,
+        block_size: u32,
+    ) -> anyhow::Result<(u64, Vec<u8>)> {
+        self.send(&Msg::SignatureRequest { batch, gfid, block_size })?;
+        self.w.flush()?;
+        match self.answer()? {
+            Some(Msg::Signature { batch: b, gfid: g, size, signature }) if b == batch && g == gfid => {
+                Ok((size, signature))
+            }
+            Some(Msg::Error { message }) => bail!("receiver: {message}"),
+            other => bail!("receiver: unexpected answer to a signature request: {other:?}"),
+        }
+    }
+
     /// Asks the receiver to make batch `batch` durable; returns what it could not apply.
     pub fn commit(&mut self, batch: u64) -> anyhow::Result<Vec<Failure>> {
         self.send(&Msg::Commit { batch })?;

@@ -27,7 +27,7 @@ use anyhow::Context;
 use crate::changelog::{Consumer, Kind, Op, Record, record::RECORD_EXCHANGE};
 use crate::fs::gfid_index::{self, GfidIndex};
 use crate::fs::sys::{self, FileHandle};
-use crate::proto::{EntryOp, Failure, Inline, MetaOp, Msg, SumsAsk};
+use crate::proto::{EntryOp, Failure, Inline, MetaOp, Msg, ROLLING_MAX, SumsAsk};
 use crate::receiver::replicated_xattr;
 use crate::types::{BrickLayout, EpochMs, Gfid, PRIVATE_DIR, XATTR_GFID};
 use link::Link;
@@ -44,6 +44,8 @@ const ENTRY_BYTES: usize = 4 << 20;
 pub const INLINE_MAX: u64 = 48 << 10;
 /// Files from this size on are sent by delta when the secondary has them.
 pub const DELTA_MIN: u64 = 1 << 20;
+/// A rolling delta travels in one message, so at most this big.
+const ROLLING_DELTA_MAX: usize = 4 << 20;
 /// The fine blocks of a delta's second round: 4 KiB, a page.
 const FINE_LOG2: u8 = 12;
 /// Sums asked for at once, at most (blocks), so that the answer fits a frame.
@@ -342,6 +344,70 @@ impl Source {
         Ok(Some((size, skipped)))
     }
 
+    /// Sends `range` (offset, length) of `gfid`, a regular file of `size` bytes.
+    fn send_range(
+        &mut self,
+        link: &mut Link,
+        batch: u64,
+        gfid: Gfid,
+        size: u64,
+        range: (u64, u64),
+        stats: &mut Stats,
+    ) -> anyhow::Result<()> {
+        let Some(fd) = self.open_gfid(&gfid)? else { return Ok(()) };
+        let f = File::from(sys::reopen(fd.as_fd(), libc::O_RDONLY | libc::O_NOATIME)?);
+        let mut buf = vec![0u8; range.1.min(1 << 20) as usize];
+        let (mut off, end) = range;
+        let end = end + off;
+        let mut compress = true;
+        while off < end {
+            let want = (end - off).min(buf.len() as u64) as usize;
+            let n = read_full_at(&f, &mut buf[..want], off)?;
+            if n == 0 {
+                break;
+            }
+            link.send_data(&Msg::Data { batch, gfid, size, offset: off, bytes: buf[..n].to_vec() }, n, &mut compress)?;
+            stats.bytes += n as u64;
+            off += n as u64;
+        }
+        Ok(())
+    }
+
+    /// A rolling delta (rsync's algorithm, by `fast_rsync`) of a file whose data moved: the
+    /// secondary's signature, then a delta of what it cannot find anywhere in its copy, with
+    /// the XXH3-128 of the result for the receiver to check. False when it does not apply
+    /// (no signature; a delta too big for one message, or not worth it): the caller then
+    /// compares blocks in place.
+    fn send_rolling(&mut self, link: &mut Link, batch: u64, gfid: Gfid, stats: &mut Stats) -> anyhow::Result<bool> {
+        let Some(fd) = self.open_gfid(&gfid)? else { return Ok(false) };
+        let f = File::from(sys::reopen(fd.as_fd(), libc::O_RDONLY | libc::O_NOATIME)?);
+        let mut ours = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(&f, ROLLING_MAX + 1), &mut ours)?;
+        if ours.len() as u64 > ROLLING_MAX || !f.metadata()?.is_file() {
+            return Ok(false);
+        }
+        // rsync's block size: about the square root of the file's size.
+        let block = ((ours.len() as f64).sqrt() as u32).clamp(1024, 64 << 10) & !7;
+        let (their_size, signature) = link.signature(batch, gfid, block)?;
+        if their_size == u64::MAX {
+            return Ok(false);
+        }
+        let Ok(signature) = fast_rsync::Signature::deserialize(signature) else { return Ok(false) };
+        let mut delta = Vec::new();
+        if fast_rsync::diff(&signature.index(), &ours, &mut delta).is_err()
+            || delta.len() > ROLLING_DELTA_MAX
+            || delta.len() * 2 > ours.len()
+        {
+            return Ok(false);
+        }
+        let (n, hash) = (delta.len(), xxhash_rust::xxh3::xxh3_128(&ours));
+        let mut compress = true;
+        link.send_data(&Msg::Patch { batch, gfid, size: ours.len() as u64, hash, delta }, n, &mut compress)?;
+        stats.bytes += n as u64;
+        stats.delta_skipped += (ours.len() - n) as u64;
+        Ok(true)
+    }
+
     /// Streams the content of `gfid` (if it is a regular file that still exists).
     pub fn send_data(&mut self, link: &mut Link, batch: u64, gfid: &Gfid, stats: &mut Stats) -> anyhow::Result<()> {
         let Some(fd) = self.open_gfid(gfid)? else { return Ok(()) };
@@ -500,28 +566,34 @@ fn send_files(
                     continue;
                 }
                 let (gfid, log2) = (theirs.gfid, logs[&theirs.gfid]);
-                let (mut asks, mut sent, mut compress) = (Vec::new(), 0u64, true);
-                let Some((size, skipped)) = src.diff_blocks(&theirs, log2, (0, u64::MAX), |size, off, bytes| {
-                    if off >= theirs.size {
-                        // Beyond the secondary's end: nothing there to compare with.
-                        sent += bytes.len() as u64;
-                        let m = Msg::Data { batch, gfid, size, offset: off, bytes: bytes.to_vec() };
-                        return link.send_data(&m, bytes.len(), &mut compress);
-                    }
-                    asks.push(SumsAsk { gfid, block_log2: FINE_LOG2, offset: off, len: bytes.len() as u64 });
+                let mut differing: Vec<(u64, u64)> = Vec::new();
+                let Some((size, skipped)) = src.diff_blocks(&theirs, log2, (0, u64::MAX), |_, off, bytes| {
+                    differing.push((off, bytes.len() as u64));
                     Ok(())
                 })?
                 else {
                     continue;
                 };
                 stats.files += 1;
-                stats.bytes += sent;
-                stats.delta_skipped += skipped;
-                if asks.is_empty() && theirs.size != size {
-                    // Only the size differs (a truncation): an empty chunk sets it.
-                    link.send(&Msg::Data { batch, gfid: theirs.gfid, size, offset: size, bytes: Vec::new() })?;
+                // Most blocks differ and the size changed: data moved (an insertion or a
+                // deletion shifted what follows); a rolling delta finds it where it went.
+                let moved = size != theirs.size && differing.len() as u64 * 2 > size.div_ceil(1 << log2);
+                if moved && size.max(theirs.size) <= ROLLING_MAX && src.send_rolling(link, batch, gfid, stats)? {
+                    continue;
                 }
-                refine.extend(asks);
+                stats.delta_skipped += skipped;
+                if differing.is_empty() && theirs.size != size {
+                    // Only the size differs (a truncation): an empty chunk sets it.
+                    link.send(&Msg::Data { batch, gfid, size, offset: size, bytes: Vec::new() })?;
+                }
+                for (off, len) in differing {
+                    if off >= theirs.size {
+                        // Beyond the secondary's end: nothing there to compare with.
+                        src.send_range(link, batch, gfid, size, (off, len), stats)?;
+                    } else {
+                        refine.push(SumsAsk { gfid, block_log2: FINE_LOG2, offset: off, len });
+                    }
+                }
             }
             send_fine_blocks(src, link, batch, refine, stats)?;
             blocks = 0;
