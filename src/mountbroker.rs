@@ -315,7 +315,7 @@ mod tests {
 
     #[test]
     fn mount_requests() {
-        let mut c = Config { root: Some("/m".into()), ..Default::default() };
+        let mut c = Config { root: Some("/m".into()), group: Some("g".into()), ..Default::default() };
         c.add("svol", "geoaccount").unwrap();
         let args = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
         let ok = "aux-gfid-mount acl user-map-root=geoaccount volfile-server=localhost client-pid=-1 log-level=INFO volfile-id=svol";

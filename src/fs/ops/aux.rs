@@ -69,10 +69,11 @@ impl OverlayFs {
         Ok(fd)
     }
 
-    /// True if an inode with `gfid` exists in the brick.
+    /// True if an inode with `gfid` exists in the brick: indexed, and still linked (an inode
+    /// removed while something holds it open can still be opened by its handle).
     fn gfid_exists(&self, gfid: &Gfid) -> bool {
         let Some(h) = self.brick.gfids.handle(gfid) else { return false };
-        self.inodes.open_handle(&h).ok().and_then(|fd| read_gfid(fd.as_fd()).ok().flatten()) == Some(*gfid)
+        self.open_indexed(&h, gfid).ok().and_then(|fd| sys::fstat(fd.as_fd()).ok()).is_some_and(|st| st.st_nlink > 0)
     }
 
     /// The aux requests are root's (or the `user-map-root` user's), on an aux mount only.
