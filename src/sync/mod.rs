@@ -292,6 +292,10 @@ impl Source {
     /// Where `gfid` is in the brick now (for messages).
     pub fn path_of(&mut self, gfid: &Gfid) -> Option<PathBuf> {
         let fd = self.open_gfid(gfid).ok()??;
+        // Removed, though something (the overlay's daemon) still holds it open.
+        if sys::fstat(fd.as_fd()).ok()?.st_nlink == 0 {
+            return None;
+        }
         std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd))).ok()
     }
 
@@ -489,6 +493,23 @@ fn send_entries(link: &mut Link, batch: u64, ops: Vec<EntryOp>) -> anyhow::Resul
 
 /// Counts and logs what the secondary could not apply, with the path the GFID has on the
 /// primary now (if it still exists) and the secondary's reason.
+/// The failures that leave the secondary unlike the primary. An entry the secondary does not
+/// have (`ENOENT`) for an inode the primary no longer has either is not one: a replayed
+/// rename or link of a file since removed (after a restart, say) finds nothing to act on,
+/// which is what the primary says.
+fn unsettled(src: &mut Source, failures: Vec<Failure>) -> Vec<Failure> {
+    failures
+        .into_iter()
+        .filter(|f| {
+            let gone = f.errno == libc::ENOENT && !f.gfid.is_null() && src.path_of(&f.gfid).is_none();
+            if gone {
+                log::info!("{} is gone on both sides: {}", f.gfid, f.message);
+            }
+            !gone
+        })
+        .collect()
+}
+
 fn report(src: &mut Source, failures: Vec<Failure>, stats: &mut Stats) {
     for f in failures {
         stats.failures += 1;
@@ -727,7 +748,7 @@ fn commit(
     opts: &WorkerOptions,
     stats: &mut Stats,
 ) -> anyhow::Result<()> {
-    let mut failures = link.commit(batch)?;
+    let mut failures = unsettled(src, link.commit(batch)?);
     let mut attempt = 0u32;
     while !failures.is_empty() && attempt < opts.retries {
         attempt += 1;
@@ -746,7 +767,7 @@ fn commit(
         let meta: Vec<Gfid> = failed.iter().copied().collect();
         let mut scratch = Stats::default();
         send_data_and_meta(src, link, b, &data, &meta, opts, &mut scratch)?;
-        failures = link.commit(b)?;
+        failures = unsettled(src, link.commit(b)?);
     }
     report(src, failures, stats);
     Ok(())
