@@ -262,3 +262,36 @@ fn status_json_xml_and_checkpoint() {
     assert!(x.starts_with("<?xml") && x.contains("<cliOutput>") && x.contains("<status>Active</status>"), "{x}");
     assert!(x.contains("<session_secondary>ssh://sec::svol</session_secondary>"), "{x}");
 }
+
+/// `create` checks the secondary over the network without holding the daemon's command lock:
+/// a secondary that never answers keeps no other command waiting.
+#[test]
+fn a_silent_secondary_blocks_no_other_command() {
+    let c = Cluster::remote(|_, _| Vec::new());
+    c.pri.cli("system execute gsec_create").ok();
+    // A "secondary" that accepts connections and never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || {
+        let (conn, _) = silent.accept().unwrap();
+        std::thread::sleep(Duration::from_secs(8));
+        drop(conn);
+    });
+    let envs = c.pri.envs();
+    let create = std::thread::spawn(move || {
+        std::process::Command::new(georep_bin())
+            .args(["volume", "geo-replication", "pvol", "127.0.0.2::svol", "create", "ssh-port", &port.to_string()])
+            .envs(envs)
+            .output()
+            .unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let t = std::time::Instant::now();
+    let other = c.pri.root.join("otherbrick");
+    c.pri.cli(&format!("volume create other pri:{}", other.display())).ok();
+    assert!(t.elapsed() < Duration::from_secs(3), "a command waited {:?} for the create", t.elapsed());
+    held.join().unwrap();
+    let out = create.join().unwrap();
+    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(!c.pri.cli("volume geo-replication status").stdout.contains("127.0.0.2"), "no session was made");
+}

@@ -18,7 +18,7 @@ use crate::sync::link::{Link, Transport};
 use crate::sync::worker::WorkerSpec;
 
 /// A session as stored.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Session {
     pub primary: String,
     pub secondary: SecondaryUrl,
@@ -180,12 +180,12 @@ pub fn resume_all(d: &Daemon) -> anyhow::Result<()> {
 }
 
 pub fn handle(d: &Daemon, primary: &str, secondary: &SecondaryUrl, cmd: SessionCmd) -> anyhow::Result<Response> {
-    let _g = d.big_lock.lock();
     let secondary = normalize(secondary);
     let skey = store_key(primary, &secondary);
     if let SessionCmd::Create { push_pem, no_verify, force, ssh_port } = cmd {
         return create(d, primary, &secondary, push_pem, no_verify, force, ssh_port);
     }
+    let _g = d.big_lock.lock();
     let Some(mut s) = d.store.get_json::<Session>(&skey)? else {
         bail!(
             "Geo-replication session between {primary} and {secondary} does not exist. Please create session and retry."
@@ -297,6 +297,7 @@ fn create(
     force: bool,
     ssh_port: Option<u16>,
 ) -> anyhow::Result<Response> {
+    let guard = d.big_lock.lock();
     let v = volumes::get(d, primary)?;
     if !v.started() {
         bail!("Volume {primary} needs to be started before geo-replication create");
@@ -333,6 +334,9 @@ fn create(
             d.dirs.common_secret_pub().display()
         );
     }
+    // The network part (key installation, the secondary's checks) runs without the command
+    // lock: a slow or unreachable secondary keeps no other command waiting.
+    drop(guard);
     if push_pem && let Transport::Ssh { target, .. } = &t {
         push_pem_keys(d, target)?;
     }
@@ -364,6 +368,10 @@ fn create(
                 );
             }
         }
+    }
+    let _g = d.big_lock.lock();
+    if d.store.get_json::<Session>(&skey)? != existing {
+        bail!("Session between {primary} and {secondary} changed while it was being created; retry.");
     }
     let s = Session {
         primary: primary.to_string(),
