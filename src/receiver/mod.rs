@@ -84,7 +84,9 @@ impl Receiver {
 
     /// The secondary volume's id, from the mount.
     pub fn volume(&self) -> anyhow::Result<VolumeId> {
-        let v = xattr::get(&self.root, "georep.volume-id")?.context("the mount does not give its volume id")?;
+        let v = xattr::get(&self.root, "georep.volume-id")
+            .context("read the mount's volume id")?
+            .context("the mount does not give its volume id")?;
         std::str::from_utf8(&v)?.parse().map_err(|e| anyhow::anyhow!("{e}"))
     }
 
@@ -182,13 +184,13 @@ impl Receiver {
     /// The greeting: the volume's id, whether it holds anything, its size.
     fn welcome(&self) -> anyhow::Result<Msg> {
         let mut empty = true;
-        for e in fs::read_dir(&self.root)? {
+        for e in fs::read_dir(&self.root).context("list the volume's root")? {
             if e?.file_name() != crate::fs::GFID_DIR {
                 empty = false;
                 break;
             }
         }
-        let st = nix::sys::statvfs::statvfs(&self.root)?;
+        let st = nix::sys::statvfs::statvfs(&self.root).context("statfs of the volume")?;
         let f = st.fragment_size();
         Ok(Msg::Welcome {
             version: PROTOCOL_VERSION,
@@ -713,6 +715,12 @@ fn open_joined(j: &crate::proto::Join) -> anyhow::Result<Receiver> {
     Ok(rx)
 }
 
+/// Sends one answer to the worker, now.
+fn answer(w: &mut impl Write, m: &Msg, level: i32) -> anyhow::Result<()> {
+    proto::write_frame(w, m, level).context("answer the worker")?;
+    w.flush().context("answer the worker")
+}
+
 /// Serves one worker connection on `input`/`output` until it ends.
 pub fn serve(target: Target<'_>, input: impl Read, output: impl Write, level: i32) -> anyhow::Result<()> {
     let mut r = BufReader::with_capacity(1 << 20, input);
@@ -759,7 +767,7 @@ pub fn serve(target: Target<'_>, input: impl Read, output: impl Write, level: i3
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                 bail!("the worker went away in the middle of a message")
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(anyhow::Error::from(e).context("read from the worker")),
         };
         match m {
             Msg::Entries { ops, .. } => rx.apply_entries(&ops),
@@ -768,19 +776,16 @@ pub fn serve(target: Target<'_>, input: impl Read, output: impl Write, level: i3
             Msg::Prune { pgfid, keep, .. } => rx.apply_prune(pgfid, &keep),
             Msg::SumsRequest { batch, files } => {
                 let files = files.iter().map(|a| rx.sums(a)).collect();
-                proto::write_frame(&mut w, &Msg::Sums { batch, files }, level)?;
-                w.flush()?;
+                answer(&mut w, &Msg::Sums { batch, files }, level)?;
             }
             Msg::SignatureRequest { batch, gfid, block_size } => {
                 let (size, signature) = rx.signature(gfid, block_size);
-                proto::write_frame(&mut w, &Msg::Signature { batch, gfid, size, signature }, level)?;
-                w.flush()?;
+                answer(&mut w, &Msg::Signature { batch, gfid, size, signature }, level)?;
             }
             Msg::Patch { gfid, size, hash, delta, .. } => rx.apply_patch(gfid, size, hash, &delta),
             Msg::Commit { batch } => {
                 let failures = rx.commit();
-                proto::write_frame(&mut w, &Msg::Committed { batch, failures }, level)?;
-                w.flush()?;
+                answer(&mut w, &Msg::Committed { batch, failures }, level)?;
             }
             Msg::Error { message } => bail!("worker: {message}"),
             other => bail!("unexpected message {other:?}"),
