@@ -64,6 +64,15 @@ fn remote_cluster() -> Cluster {
     })
 }
 
+/// The operator's own SSH key, `<dir>/operator_key`, which `remote_cluster`'s primary uses
+/// for push-pem (given to no user yet).
+fn operator_key(c: &Cluster) -> std::path::PathBuf {
+    let op = c.dir.path().join("operator_key");
+    let o = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&op).output().unwrap();
+    assert!(o.status.success(), "ssh-keygen: {}", String::from_utf8_lossy(&o.stderr));
+    op
+}
+
 #[test]
 fn replicates_over_ssh_to_another_host() {
     let c = remote_cluster();
@@ -88,9 +97,7 @@ fn replicates_over_ssh_to_another_host() {
     assert_eq!(std::fs::read_to_string(key.with_extension("pem.pub")).unwrap(), public);
 
     // push-pem uses the operator's own access, which does not exist yet.
-    let op = c.dir.path().join("operator_key");
-    let o = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&op).output().unwrap();
-    assert!(o.status.success());
+    let op = operator_key(&c);
     let refusal = geo("create push-pem").refused().to_string();
     assert!(refusal.contains("push-pem") && refusal.contains("authentication"), "{refusal}");
     std::fs::write(user.authorized_keys(), std::fs::read(op.with_extension("pub")).unwrap()).unwrap();
@@ -168,10 +175,7 @@ fn recovers_from_link_cuts_sshd_restarts_and_receiver_kills() {
     let user = User::new(c.dir.path(), "georepsshfault");
     let url = format!("{}@{}::svol", user.name, h.addr);
     let geo = |rest: &str| c.pri.cli(&format!("volume geo-replication pvol {url} {rest}"));
-    let op = c.dir.path().join("operator_key");
-    assert!(
-        Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&op).status().unwrap().success()
-    );
+    let op = operator_key(&c);
     std::fs::write(user.authorized_keys(), std::fs::read(op.with_extension("pub")).unwrap()).unwrap();
     c.pri.cli("system execute gsec_create").ok();
     geo("create push-pem").ok();
@@ -258,9 +262,7 @@ fn unprivileged_secondary_through_the_mountbroker() {
     let st = mountbroker(&c, "status").ok().to_string();
     assert!(st.contains(&format!("{}(OK)", root.display())) && st.contains("georepnr(svol)"), "{st}");
 
-    let op = c.dir.path().join("operator_key");
-    let o = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&op).output().unwrap();
-    assert!(o.status.success());
+    let op = operator_key(&c);
     user.authorize(&op.with_extension("pub"));
     c.pri.cli("sshkey generate").ok();
     assert_eq!(
