@@ -58,6 +58,9 @@ pub struct FsOptions {
     /// root may use the mount at all. The kernel's permission checks are off (the daemon's
     /// own rule replaces them), so that the user can do what root could.
     pub map_root: Option<u32>,
+    /// Take requests through FUSE over io_uring when the kernel offers it (Linux 6.14+ with
+    /// `fuse.enable_uring=1`); `/dev/fuse` otherwise.
+    pub uring: bool,
     pub changelog: ChangelogConfig,
 }
 
@@ -69,6 +72,7 @@ impl Default for FsOptions {
             record: true,
             aux_gfid: false,
             map_root: None,
+            uring: true,
             changelog: ChangelogConfig::default(),
         }
     }

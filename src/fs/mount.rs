@@ -87,6 +87,7 @@ impl MountConfig {
                 "attr-timeout" | "attr_timeout" | "entry_timeout" => c.fs.ttl = parse_secs(k, need(v)?)?,
                 "no-passthrough" | "nopassthrough" => c.fs.passthrough = false,
                 "no-changelog" | "nochangelog" => c.fs.record = false,
+                "no-uring" | "nouring" => c.fs.uring = false,
                 "aux-gfid-mount" | "aux_gfid_mount" => c.fs.aux_gfid = true,
                 "user-map-root" | "user_map_root" => {
                     let name = need(v)?;
@@ -118,6 +119,8 @@ impl MountConfig {
         cfg.acl = self.acl();
         cfg.n_threads = Some(self.threads);
         cfg.clone_fd = true;
+        // Used only if the kernel offers FUSE over io_uring (`init` asks for it).
+        cfg.uring_queue_depth = if self.fs.uring { URING_QUEUE_DEPTH } else { 0 };
         cfg
     }
 
@@ -128,6 +131,10 @@ impl MountConfig {
         if self.allow_other && self.fs.map_root.is_none() { SessionACL::All } else { SessionACL::RootAndOwner }
     }
 }
+
+/// Requests in flight per CPU through FUSE over io_uring: more than one CPU's callers can have
+/// outstanding at once (each waits for its answer), with room for background requests.
+const URING_QUEUE_DEPTH: usize = 16;
 
 /// The filesystem type in /proc/mounts: `mount -o remount` and `umount` find it by that name.
 pub const FS_TYPE: &str = "fuse.georep";

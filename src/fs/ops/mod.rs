@@ -212,6 +212,9 @@ impl Filesystem for OverlayFs {
             self.passthrough.store(true, Ordering::Relaxed);
             log::info!("kernel passthrough enabled");
         }
+        if self.opts.uring && c.add_capabilities(InitFlags::FUSE_OVER_IO_URING).is_ok() {
+            log::info!("FUSE over io_uring enabled");
+        }
         Ok(())
     }
 
