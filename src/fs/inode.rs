@@ -209,6 +209,20 @@ impl InodeTable {
         t.by_handle.get(h).and_then(|id| t.by_id.get(id)).cloned()
     }
 
+    /// The inode whose brick inode number is `st_ino`, if the table holds a descriptor of it:
+    /// the descriptor keeps the inode alive, so no other inode can have that number meanwhile,
+    /// and a `stat` of a name is enough to know which inode it names. (Without a descriptor
+    /// the number may be a reused one; callers then identify the inode by its file handle.)
+    pub fn find_pinned(&self, st_ino: u64) -> Option<Arc<Inode>> {
+        let t = self.cache.map.read();
+        let i = t.by_id.get(&self.display_ino(st_ino))?;
+        if i.fd.read().is_none() {
+            return None;
+        }
+        i.referenced.store(true, Ordering::Relaxed);
+        Some(i.clone())
+    }
+
     /// Counts one more lookup of a known inode (a reply that hands the kernel a reference).
     pub fn add_lookup(&self, i: &Arc<Inode>, parent: u64) {
         i.nlookup.fetch_add(1, Ordering::Relaxed);

@@ -38,9 +38,12 @@ impl OverlayFs {
             return Err(Errno::ENOENT);
         }
         let pfd = parent.fd().map_err(errno)?;
-        let h = sys::name_to_handle_at(pfd.as_fd(), name).map_err(errno)?;
-        if let Some(i) = self.inodes.find(&h) {
-            let st = sys::fstat(i.fd().map_err(errno)?.as_fd()).map_err(errno)?;
+        // One stat answers for an inode the table holds (the common case: the kernel asks
+        // again after its cache expired, readdirplus, a name it dropped).
+        let st = sys::fstatat(pfd.as_fd(), name, libc::AT_SYMLINK_NOFOLLOW).map_err(errno)?;
+        if st.st_dev == self.inodes.dev
+            && let Some(i) = self.inodes.find_pinned(st.st_ino)
+        {
             self.inodes.add_lookup(&i, parent.ino);
             return Ok((i, st));
         }
@@ -199,14 +202,17 @@ impl OverlayFs {
         Ok((inode, st))
     }
 
-    /// The GFID of `name` in `parent`, from the table when the inode is known there.
-    fn gfid_at(&self, parent: &Arc<Inode>, name: &OsStr) -> R<Gfid> {
-        let h = sys::name_to_handle_at(parent.fd().map_err(errno)?.as_fd(), name).map_err(errno)?;
-        if let Some(i) = self.inodes.find(&h) {
-            return Ok(i.gfid);
+    /// The GFID of `name` in `parent`, and its inode when the table holds it (one stat then).
+    fn gfid_at(&self, parent: &Arc<Inode>, name: &OsStr) -> R<(Gfid, Option<Arc<Inode>>)> {
+        let pfd = parent.fd().map_err(errno)?;
+        let st = sys::fstatat(pfd.as_fd(), name, libc::AT_SYMLINK_NOFOLLOW).map_err(errno)?;
+        if st.st_dev == self.inodes.dev
+            && let Some(i) = self.inodes.find_pinned(st.st_ino)
+        {
+            return Ok((i.gfid, Some(i)));
         }
-        let fd = sys::open_path(parent.fd().map_err(errno)?.as_fd(), name).map_err(errno)?;
-        Ok(read_gfid(fd.as_fd()).map_err(errno)?.unwrap_or(Gfid::NULL))
+        let fd = sys::open_path(pfd.as_fd(), name).map_err(errno)?;
+        Ok((read_gfid(fd.as_fd()).map_err(errno)?.unwrap_or(Gfid::NULL), None))
     }
 
     pub(super) fn do_remove(&self, parent: &Arc<Inode>, name: &OsStr, dir: bool) -> R<()> {
@@ -218,7 +224,7 @@ impl OverlayFs {
             return Err(Errno::EINVAL);
         }
         // The GFID is needed only for the record.
-        let gfid = if self.recorder.is_some() { self.gfid_at(parent, name)? } else { Gfid::NULL };
+        let gfid = if self.recorder.is_some() { self.gfid_at(parent, name)?.0 } else { Gfid::NULL };
         sys::unlinkat(parent.fd().map_err(errno)?.as_fd(), name, if dir { libc::AT_REMOVEDIR } else { 0 })
             .map_err(errno)?;
         self.rec_entry(if dir { Op::Rmdir } else { Op::Unlink }, gfid, None, (parent.gfid, name), None, None)?;
@@ -245,21 +251,23 @@ impl OverlayFs {
             return Err(Errno::EINVAL);
         }
         let exchange = flags & libc::RENAME_EXCHANGE != 0;
-        let src = self.gfid_at(p, name)?;
+        let (src, moved) = self.gfid_at(p, name)?;
         let dst = if exchange { Some(self.gfid_at(np, newname)?) } else { None };
         sys::renameat2(p.fd().map_err(errno)?.as_fd(), name, np.fd().map_err(errno)?.as_fd(), newname, flags)
             .map_err(errno)?;
         if let Some(rec) = &self.recorder {
-            let r = match dst {
+            let r = match &dst {
                 None => rec.rename(src, (p.gfid, name), (np.gfid, newname)),
-                Some(dst) => rec.exchange(src, (p.gfid, name), dst, (np.gfid, newname)),
+                Some((dst, _)) => rec.exchange(src, (p.gfid, name), *dst, (np.gfid, newname)),
             };
             r.map_err(|_| Errno::EIO)?;
         }
-        let moved =
-            sys::name_to_handle_at(np.fd().map_err(errno)?.as_fd(), newname).ok().and_then(|h| self.inodes.find(&h));
         if let Some(m) = moved {
             m.parent.store(np.ino, Ordering::Relaxed);
+            self.mark(&m);
+        }
+        if let Some((_, Some(m))) = dst {
+            m.parent.store(p.ino, Ordering::Relaxed);
             self.mark(&m);
         }
         self.mark(p);
