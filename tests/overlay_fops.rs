@@ -127,6 +127,44 @@ fn rename_noreplace_and_exchange() {
     assert_eq!(m.dump().last().unwrap(), &format!("E {x} RENAME {ROOT}/y {ROOT}/z"));
 }
 
+/// The GFID an unlink or rename records follows every earlier move of the name (the overlay
+/// answers it from the names it has seen), also after the kernel dropped its own caches.
+#[test]
+fn unlink_and_rename_record_the_inode_the_name_has_now() {
+    let m = Mount::new("");
+    for n in ["a", "c", "e"] {
+        fs::write(m.p(n), n).unwrap();
+    }
+    fs::create_dir(m.p("d")).unwrap();
+    let (a, c, e, d) = (m.gfid("a"), m.gfid("c"), m.gfid("e"), m.gfid("d"));
+    let before = m.records().len();
+    fs::hard_link(m.p("a"), m.p("b")).unwrap(); // b: a's inode
+    fs::rename(m.p("c"), m.p("b")).unwrap(); // b: c's inode now, a keeps its own
+    renameat2(&m, "b", "e", libc::RENAME_EXCHANGE).unwrap(); // b: e's inode, e: c's inode
+    fs::rename(m.p("e"), m.p("d/e")).unwrap(); // d/e: c's inode
+    fs::rename(m.p("d"), m.p("d2")).unwrap();
+    fs::write("/proc/sys/vm/drop_caches", "2").unwrap();
+    fs::remove_file(m.p("d2/e")).unwrap();
+    fs::remove_file(m.p("b")).unwrap();
+    fs::remove_file(m.p("a")).unwrap();
+    fs::remove_dir(m.p("d2")).unwrap();
+    assert_eq!(
+        m.dump()[before..],
+        [
+            format!("E {a} LINK {ROOT}/b"),
+            format!("E {c} RENAME {ROOT}/c {ROOT}/b"),
+            format!("E {c} RENAME {ROOT}/b {ROOT}/e"),
+            format!("E {e} RENAME {ROOT}/e {ROOT}/b"),
+            format!("E {c} RENAME {ROOT}/e {d}/e"),
+            format!("E {d} RENAME {ROOT}/d {ROOT}/d2"),
+            format!("E {c} UNLINK {d}/e"),
+            format!("E {e} UNLINK {ROOT}/b"),
+            format!("E {a} UNLINK {ROOT}/a"),
+            format!("E {d} RMDIR {ROOT}/d2"),
+        ]
+    );
+}
+
 #[test]
 fn setattr_truncate_and_xattrs_are_meta_and_data_once_per_file() {
     let m = Mount::new("");

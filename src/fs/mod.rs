@@ -11,6 +11,7 @@
 //! follow a symlink inside the brick; reply success for a change it failed to record.
 
 pub mod brick;
+mod dentry;
 pub mod gfid_index;
 mod handles;
 pub mod inode;
@@ -81,6 +82,8 @@ impl Default for FsOptions {
 pub struct OverlayFs {
     brick: Arc<Brick>,
     inodes: Arc<InodeTable>,
+    /// Names seen, for the GFID an unlink or rename records (filled only while recording).
+    dentries: dentry::Dentries,
     handles: HandleTable,
     recorder: Option<Recorder>,
     recorder_thread: Mutex<Option<JoinHandle<()>>>,
@@ -124,6 +127,7 @@ impl OverlayFs {
         Ok(OverlayFs {
             brick,
             inodes,
+            dentries: Default::default(),
             handles: HandleTable::default(),
             recorder,
             recorder_thread: Mutex::new(thread),

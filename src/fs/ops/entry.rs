@@ -29,6 +29,19 @@ fn bad_name(name: &OsStr) -> bool {
 
 impl OverlayFs {
     pub(super) fn do_lookup(&self, parent: &Arc<Inode>, name: &OsStr) -> R<(Arc<Inode>, libc::stat)> {
+        let (inode, st) = self.lookup_brick(parent, name)?;
+        self.seen(parent, name, &inode);
+        Ok((inode, st))
+    }
+
+    /// Remembers that `name` in `parent` names `inode` (see `crate::fs::dentry`).
+    fn seen(&self, parent: &Arc<Inode>, name: &OsStr, inode: &Arc<Inode>) {
+        if self.recorder.is_some() && !matches!(name.as_bytes(), b"." | b"..") {
+            self.dentries.insert(parent.ino, name, inode.ino);
+        }
+    }
+
+    fn lookup_brick(&self, parent: &Arc<Inode>, name: &OsStr) -> R<(Arc<Inode>, libc::stat)> {
         if name.as_bytes() == b".." && parent.ino == ROOT_INO {
             // Never above the brick.
             let st = sys::fstat(parent.fd().map_err(errno)?.as_fd()).map_err(errno)?;
@@ -115,6 +128,7 @@ impl OverlayFs {
         st: &libc::stat,
         target: Option<&Path>,
     ) -> R<()> {
+        self.seen(parent, name, inode);
         self.rec_entry(op, inode.gfid, Some(st), (parent.gfid, name), None, target)?;
         self.mark(parent);
         self.mark(inode);
@@ -196,14 +210,19 @@ impl OverlayFs {
         // The reply counts as a lookup of the (already known) inode.
         self.inodes.add_lookup(inode, newparent.ino);
         let inode = inode.clone();
+        self.seen(newparent, newname, &inode);
         self.rec_entry(Op::Link, inode.gfid, Some(&st), (newparent.gfid, newname), None, None)?;
         self.mark(newparent);
         self.mark(&inode);
         Ok((inode, st))
     }
 
-    /// The GFID of `name` in `parent`, and its inode when the table holds it (one stat then).
+    /// The GFID of `name` in `parent`, and its inode when the table holds it: from memory for a
+    /// name seen before, else one stat.
     fn gfid_at(&self, parent: &Arc<Inode>, name: &OsStr) -> R<(Gfid, Option<Arc<Inode>>)> {
+        if let Some(i) = self.dentries.get(parent.ino, name).and_then(|id| self.inodes.get(id)) {
+            return Ok((i.gfid, Some(i)));
+        }
         let pfd = parent.fd().map_err(errno)?;
         let st = sys::fstatat(pfd.as_fd(), name, libc::AT_SYMLINK_NOFOLLOW).map_err(errno)?;
         if st.st_dev == self.inodes.dev
@@ -227,6 +246,7 @@ impl OverlayFs {
         let gfid = if self.recorder.is_some() { self.gfid_at(parent, name)?.0 } else { Gfid::NULL };
         sys::unlinkat(parent.fd().map_err(errno)?.as_fd(), name, if dir { libc::AT_REMOVEDIR } else { 0 })
             .map_err(errno)?;
+        self.dentries.remove(parent.ino, name);
         self.rec_entry(if dir { Op::Rmdir } else { Op::Unlink }, gfid, None, (parent.gfid, name), None, None)?;
         self.mark(parent);
         Ok(())
@@ -255,6 +275,18 @@ impl OverlayFs {
         let dst = if exchange { Some(self.gfid_at(np, newname)?) } else { None };
         sys::renameat2(p.fd().map_err(errno)?.as_fd(), name, np.fd().map_err(errno)?.as_fd(), newname, flags)
             .map_err(errno)?;
+        match &dst {
+            // Exchanged: each name now names the other inode.
+            Some((_, d)) => {
+                let (a, b) = (moved.as_ref().map(|m| m.ino), d.as_ref().map(|d| d.ino));
+                self.dentries.rename((np.ino, newname), (p.ino, name), b);
+                match a {
+                    Some(a) => self.dentries.insert(np.ino, newname, a),
+                    None => self.dentries.remove(np.ino, newname),
+                }
+            }
+            None => self.dentries.rename((p.ino, name), (np.ino, newname), moved.as_ref().map(|m| m.ino)),
+        }
         if let Some(rec) = &self.recorder {
             let r = match &dst {
                 None => rec.rename(src, (p.gfid, name), (np.gfid, newname)),
