@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use georep::changelog::{ChangelogFile, Op, codec::Tail, history};
+use georep::changelog::{ChangelogFile, Op, codec, codec::Tail, history};
 
 #[test]
 fn kill9_during_write_storm_loses_no_acknowledged_change() {
@@ -50,18 +50,31 @@ fn kill9_during_write_storm_loses_no_acknowledged_change() {
     let dir = m.layout().changelog_dir();
     let published = history::read_index(&dir.join("history.idx")).unwrap().entries;
     // A torn record at the end of the active file, as a crash in the middle of a write leaves.
-    let active = fs::read_dir(&dir)
+    // The newest active file with a header (a kill during a rollover can leave a newer one
+    // that has none yet, which recovery removes).
+    let mut actives: Vec<_> = fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("current."))
-        .max()
-        .expect("an active changelog after SIGKILL");
-    let good_len = fs::metadata(&active).unwrap().len();
+        .filter(|p| fs::metadata(p).unwrap().len() >= codec::HEADER_LEN as u64)
+        .collect();
+    actives.sort();
+    let active = actives.pop().expect("an active changelog after SIGKILL");
+    // The records end where the space allocated ahead (zeros) begins.
+    let bytes = fs::read(&active).unwrap();
+    let first_seq = codec::Header::decode(&bytes).unwrap().first_seq;
+    let good_len = match codec::decode_records(&bytes[codec::HEADER_LEN..], |_| {}) {
+        Tail::Clean => bytes.len(),
+        Tail::Truncated { offset } => codec::HEADER_LEN + offset,
+        t => panic!("active changelog after SIGKILL: {t:?}"),
+    } as u64;
+    assert!(bytes[good_len as usize..].iter().all(|&b| b == 0));
+    use std::os::unix::fs::FileExt;
     fs::OpenOptions::new()
-        .append(true)
+        .write(true)
         .open(&active)
         .unwrap()
-        .write_all(&[0x40, 0, 0, 0, 1, 2, 3, 4, b'E', 23])
+        .write_all_at(&[0x40, 0, 0, 0, 1, 2, 3, 4, b'E', 23], good_len)
         .unwrap();
 
     m.mount();
@@ -70,7 +83,8 @@ fn kill9_during_write_storm_loses_no_acknowledged_change() {
     let recovered = &after[published.len()..];
     assert!(!recovered.is_empty());
     assert!(recovered[0].is_unclean(), "the first file after a crash is flagged unclean");
-    let recovered_path = history::changelog_path(&dir, recovered[0].end_ms);
+    let torn = recovered.iter().find(|e| e.first_seq == first_seq).expect("the torn file is published");
+    let recovered_path = history::changelog_path(&dir, torn.end_ms);
     assert_eq!(fs::metadata(&recovered_path).unwrap().len(), good_len, "the torn tail is cut");
     for e in &after {
         let f = ChangelogFile::open(&history::changelog_path(&dir, e.end_ms)).unwrap();
