@@ -31,9 +31,8 @@ fn threads(pid: i32, prefix: &str) -> Vec<(String, u64, String)> {
             continue;
         }
         let status = fs::read_to_string(t.join("status")).unwrap_or_default();
-        let field = |k: &str| {
-            status.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.trim().to_string()).unwrap_or_default()
-        };
+        let field =
+            |k: &str| status.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.trim().to_string()).unwrap_or_default();
         out.push((comm, field("voluntary_ctxt_switches:").parse().unwrap(), field("Cpus_allowed_list:")));
     }
     out.sort();
@@ -112,4 +111,24 @@ fn no_uring_keeps_to_dev_fuse_with_the_same_results() {
     assert_eq!(ra, rb, "the same changelog through /dev/fuse and through the rings");
     assert_eq!(ra.iter().filter(|l| l.contains("UNLINK")).count(), n / 2, "{ra:?}");
     assert_eq!(describe_tree(&a.b("d")), describe_tree(&b.b("d")));
+}
+
+/// fsync waits on the disk: it is served by the daemon's slow-request threads, which reply
+/// themselves, so that a ring's thread (one per CPU) is not held up by it.
+#[test]
+fn fsync_is_served_off_the_ring_threads() {
+    enable_uring();
+    let m = Mount::new("");
+    let pid = daemon(&m);
+    wait_until(std::time::Duration::from_secs(5), || !threads(pid, "fuser-ring-").is_empty());
+    let before = switches(pid, "fs-slow-");
+    let mut f = fs::File::create(m.p("f")).unwrap();
+    for i in 0..50u8 {
+        std::io::Write::write_all(&mut f, &[i; 4096]).unwrap();
+        f.sync_all().unwrap();
+    }
+    let d = fs::File::open(m.p("")).unwrap();
+    d.sync_all().unwrap();
+    assert!(switches(pid, "fs-slow-") >= before + 51, "fsyncs went to the slow-request threads");
+    assert_eq!(fs::read(m.b("f")).unwrap().len(), 50 * 4096);
 }

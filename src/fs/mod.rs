@@ -18,6 +18,7 @@ pub mod inode;
 pub mod mount;
 pub mod newentry;
 mod ops;
+mod slow;
 pub mod sys;
 pub mod xtime;
 
@@ -85,6 +86,8 @@ pub struct OverlayFs {
     /// Names seen, for the GFID an unlink or rename records (filled only while recording).
     dentries: dentry::Dentries,
     handles: HandleTable,
+    /// Threads for fsync, which may wait long on the disk.
+    slow: slow::SlowPool,
     recorder: Option<Recorder>,
     recorder_thread: Mutex<Option<JoinHandle<()>>>,
     xtime: Option<Arc<XtimeMarker>>,
@@ -129,6 +132,7 @@ impl OverlayFs {
             inodes,
             dentries: Default::default(),
             handles: HandleTable::default(),
+            slow: slow::SlowPool::new(),
             recorder,
             recorder_thread: Mutex::new(thread),
             xtime,
@@ -160,6 +164,7 @@ impl OverlayFs {
 
     /// Publishes what is recorded and stops recording (clean unmount).
     fn shutdown(&mut self) {
+        self.slow.shutdown();
         if let (Some(rec), Some(t)) = (&self.recorder, self.recorder_thread.lock().take())
             && let Err(e) = rec.shutdown(t)
         {

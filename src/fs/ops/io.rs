@@ -191,9 +191,19 @@ impl OverlayFs {
         Ok(())
     }
 
-    pub(super) fn do_fsync(&self, fh: u64, datasync: bool) -> R<()> {
-        let h = self.handles.get(fh).ok_or(Errno::EBADF)?;
-        let r = match &*h {
+    /// Syncs the file or directory of handle `fh` on a thread of the slow pool, which replies.
+    pub(super) fn do_fsync(&self, fh: u64, datasync: bool, reply: fuser::ReplyEmpty) {
+        let Some(h) = self.handles.get(fh) else {
+            return reply.error(Errno::EBADF);
+        };
+        self.slow.run(move || match Self::sync_handle(&h, datasync) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        });
+    }
+
+    fn sync_handle(h: &Handle, datasync: bool) -> R<()> {
+        let r = match h {
             Handle::File { file, .. } => {
                 if datasync {
                     file.sync_data()

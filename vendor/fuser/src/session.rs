@@ -15,9 +15,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 use std::thread::JoinHandle;
 use std::thread::{self};
+use std::time::Duration;
 
 use log::debug;
 use log::error;
@@ -329,7 +329,12 @@ impl<FS: Filesystem> Session<FS> {
                     session_owner,
                     rings_running: rings_running.clone(),
                 };
-                match crate::uring::Rings::start(event_loop, device, config.uring_queue_depth, payload) {
+                match crate::uring::Rings::start(
+                    event_loop,
+                    device,
+                    config.uring_queue_depth,
+                    payload,
+                ) {
                     Ok(rings) => {
                         rings_running.store(true, Ordering::Relaxed);
                         Some(rings)
@@ -599,7 +604,8 @@ impl<FS: Filesystem> SessionEventLoop<FS> {
                             req.reply::<ReplyEmpty>().ok();
                             return Ok(());
                         }
-                        let forget = matches!(op, Ok(Operation::Forget(_) | Operation::BatchForget(_)));
+                        let forget =
+                            matches!(op, Ok(Operation::Forget(_) | Operation::BatchForget(_)));
                         req.dispatch(self);
                         if forget && self.rings_running.load(Ordering::Relaxed) {
                             thread::sleep(FORGET_PAUSE);

@@ -133,7 +133,10 @@ unsafe impl Sync for Queue {}
 
 impl fmt::Debug for Queue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Queue").field("qid", &self.qid).field("entries", &self.entries.len()).finish()
+        f.debug_struct("Queue")
+            .field("qid", &self.qid)
+            .field("entries", &self.entries.len())
+            .finish()
     }
 }
 
@@ -148,8 +151,14 @@ impl Queue {
             let header = Buffer::new(HEADER_LEN)?;
             let payload = Buffer::new(payload_len)?;
             let iov = Box::new([
-                libc::iovec { iov_base: header.ptr.cast(), iov_len: header.len() },
-                libc::iovec { iov_base: payload.ptr.cast(), iov_len: payload.len() },
+                libc::iovec {
+                    iov_base: header.ptr.cast(),
+                    iov_len: header.len(),
+                },
+                libc::iovec {
+                    iov_base: payload.ptr.cast(),
+                    iov_len: payload.len(),
+                },
             ]);
             entries.push(Entry {
                 header,
@@ -166,7 +175,15 @@ impl Queue {
         }
         // SAFETY: fd is a new descriptor that nothing else owns.
         let stop = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(Queue { ring, entries, sq: Mutex::new(()), qid, dev, stop, owner: OnceLock::new() })
+        Ok(Queue {
+            ring,
+            entries,
+            sq: Mutex::new(()),
+            qid,
+            dev,
+            stop,
+            owner: OnceLock::new(),
+        })
     }
 
     /// The command that gives entry `ent` (back) to the kernel.
@@ -180,7 +197,11 @@ impl Queue {
             op = op.addr(Some(self.entries[ent].iov.as_ptr() as u64));
         }
         let sqe = op.build().user_data(ent as u64);
-        if cmd == CMD_REGISTER { with_len(sqe, 2) } else { sqe }
+        if cmd == CMD_REGISTER {
+            with_len(sqe, 2)
+        } else {
+            sqe
+        }
     }
 
     fn push(&self, sqe: &squeue::Entry128) -> io::Result<()> {
@@ -222,9 +243,13 @@ impl Queue {
         let body = total.saturating_sub(OUT_HEADER_LEN);
         // SAFETY: this thread owns the entry's buffers until `give` below (see `Queue`).
         let header = unsafe { std::slice::from_raw_parts_mut(entry.header.ptr, HEADER_LEN) };
-        let payload = unsafe { std::slice::from_raw_parts_mut(entry.payload.ptr, entry.payload.len()) };
+        let payload =
+            unsafe { std::slice::from_raw_parts_mut(entry.payload.ptr, entry.payload.len()) };
         let result = if total < OUT_HEADER_LEN || body > payload.len() {
-            error!("FUSE reply of {total} bytes does not fit a ring entry of {}", payload.len());
+            error!(
+                "FUSE reply of {total} bytes does not fit a ring entry of {}",
+                payload.len()
+            );
             Err(io::Error::from_raw_os_error(libc::EINVAL))
         } else {
             Ok(())
@@ -263,7 +288,8 @@ impl Queue {
         // SAFETY: the kernel completed this entry's command: its buffers are this thread's.
         let header = unsafe { std::slice::from_raw_parts(entry.header.ptr, HEADER_LEN) };
         let payload = unsafe { std::slice::from_raw_parts(entry.payload.ptr, entry.payload.len()) };
-        let u32_at = |at: usize| u32::from_ne_bytes(header[at..at + 4].try_into().unwrap()) as usize;
+        let u32_at =
+            |at: usize| u32::from_ne_bytes(header[at..at + 4].try_into().unwrap()) as usize;
         let u64_at = |at: usize| u64::from_ne_bytes(header[at..at + 8].try_into().unwrap());
         let len = u32_at(IN_OUT);
         let unique = u64_at(IN_OUT + 8);
@@ -338,8 +364,13 @@ impl Rings {
         payload_len: usize,
     ) -> io::Result<Rings> {
         // SAFETY: sysconf has no preconditions.
-        let cpus = usize::try_from(unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }).unwrap_or(1).max(1);
-        let mut rings = Rings { queues: Vec::new(), threads: Vec::new() };
+        let cpus = usize::try_from(unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) })
+            .unwrap_or(1)
+            .max(1);
+        let mut rings = Rings {
+            queues: Vec::new(),
+            threads: Vec::new(),
+        };
         for qid in 0..cpus {
             let qid16 = u16::try_from(qid).map_err(io::Error::other)?;
             let queue = Arc::new(Queue::new(dev.clone(), qid16, depth, payload_len)?);
@@ -363,7 +394,9 @@ impl Rings {
                 }
             }
         }
-        debug!("FUSE over io_uring: {cpus} queues of {depth} entries, {payload_len} bytes of payload");
+        debug!(
+            "FUSE over io_uring: {cpus} queues of {depth} entries, {payload_len} bytes of payload"
+        );
         Ok(rings)
     }
 
@@ -409,8 +442,10 @@ fn serve<FS: Filesystem>(queue: &Arc<Queue>, se: &SessionEventLoop<FS>) -> io::R
                 match -res {
                     libc::EINTR | libc::EAGAIN => {
                         let entry = &queue.entries[ent];
-                        let (cmd, id) =
-                            (entry.last_cmd.load(Ordering::Relaxed), entry.last_commit_id.load(Ordering::Relaxed));
+                        let (cmd, id) = (
+                            entry.last_cmd.load(Ordering::Relaxed),
+                            entry.last_commit_id.load(Ordering::Relaxed),
+                        );
                         queue.give(ent, cmd, id)?;
                         continue;
                     }
@@ -434,7 +469,11 @@ fn serve_one<FS: Filesystem>(
         Ok(ids) => ids,
         Err((unique, commit_id)) => return fail(queue, ent, unique, commit_id),
     };
-    let reply = UringReply { queue: queue.clone(), ent, commit_id };
+    let reply = UringReply {
+        queue: queue.clone(),
+        ent,
+        commit_id,
+    };
     let data: &[u8] = buf.take(len);
     match RequestWithSender::with_uring(se.ch.sender(), reply, data) {
         Some(req) => {
