@@ -291,13 +291,18 @@ impl InodeTable {
             }
             None => false,
         };
-        if gone
-            && let Some(i) = t.by_id.remove(&ino)
+        let removed = if gone { t.by_id.remove(&ino) } else { None };
+        if let Some(i) = &removed
             && let Some(h) = &i.handle
             && t.by_handle.get(h) == Some(&ino)
         {
             t.by_handle.remove(h);
         }
+        drop(t);
+        // Closing the inode's descriptor may be the brick's last reference to an unlinked
+        // inode: the filesystem frees it then, which takes a while. Not under the table's lock,
+        // which every request needs.
+        drop(removed);
     }
 
     pub fn len(&self) -> usize {

@@ -13,11 +13,8 @@ use std::os::fd::BorrowedFd;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::thread::{self};
-use std::time::Duration;
 
 use log::debug;
 use log::error;
@@ -299,7 +296,6 @@ impl<FS: Filesystem> Session<FS> {
         channels.push(ch.clone());
 
         let mut threads = Vec::with_capacity(n_threads);
-        let rings_running = Arc::new(AtomicBool::new(false));
 
         for (i, ch) in channels.into_iter().enumerate() {
             let thread_name = format!("fuser-{i}");
@@ -309,7 +305,6 @@ impl<FS: Filesystem> Session<FS> {
                 ch,
                 allowed,
                 session_owner,
-                rings_running: rings_running.clone(),
             };
             threads.push(
                 thread::Builder::new()
@@ -327,7 +322,6 @@ impl<FS: Filesystem> Session<FS> {
                     ch: ch.clone(),
                     allowed,
                     session_owner,
-                    rings_running: rings_running.clone(),
                 };
                 match crate::uring::Rings::start(
                     event_loop,
@@ -335,10 +329,7 @@ impl<FS: Filesystem> Session<FS> {
                     config.uring_queue_depth,
                     payload,
                 ) {
-                    Ok(rings) => {
-                        rings_running.store(true, Ordering::Relaxed);
-                        Some(rings)
-                    }
+                    Ok(rings) => Some(rings),
                     // Requests keep coming through /dev/fuse: the kernel uses the rings only
                     // once every CPU has one.
                     Err(e) => {
@@ -576,15 +567,7 @@ pub(crate) struct SessionEventLoop<FS: Filesystem> {
     pub(crate) filesystem: Arc<FilesystemHolder<FS>>,
     pub(crate) allowed: SessionACL,
     pub(crate) session_owner: Uid,
-    /// Set while FUSE io_uring queues serve the requests: `/dev/fuse` then brings only forgets
-    /// (and interrupts), which are let pile up for a moment so that they come in batches.
-    pub(crate) rings_running: Arc<AtomicBool>,
 }
-
-/// How long a `/dev/fuse` thread waits after a forget while the rings serve requests. A forget
-/// costs a wake-up of its own; waiting lets the kernel hand over many at once (BATCH_FORGET),
-/// and nobody waits for forgets.
-const FORGET_PAUSE: Duration = Duration::from_millis(2);
 
 impl<FS: Filesystem> SessionEventLoop<FS> {
     fn event_loop(&self) -> io::Result<()> {
@@ -599,16 +582,11 @@ impl<FS: Filesystem> SessionEventLoop<FS> {
                 Ok(size) => match RequestWithSender::new(self.ch.sender(), &buf[..size]) {
                     // Dispatch request
                     Some(req) => {
-                        let op = req.request.operation();
-                        if let Ok(Operation::Destroy(_)) = op {
+                        if let Ok(Operation::Destroy(_)) = req.request.operation() {
                             req.reply::<ReplyEmpty>().ok();
                             return Ok(());
-                        }
-                        let forget =
-                            matches!(op, Ok(Operation::Forget(_) | Operation::BatchForget(_)));
-                        req.dispatch(self);
-                        if forget && self.rings_running.load(Ordering::Relaxed) {
-                            thread::sleep(FORGET_PAUSE);
+                        } else {
+                            req.dispatch(self)
                         }
                     }
                     // Quit loop on illegal request
