@@ -259,7 +259,14 @@ impl<FS: Filesystem> Session<FS> {
             uring_payload,
         } = self;
 
-        let n_threads = config.n_threads.unwrap_or(1);
+        // With FUSE over io_uring, /dev/fuse brings only forgets and interrupts: one thread
+        // reads them (one that is busy lets forgets gather into batches; several idle ones
+        // would each be woken for one).
+        let n_threads = if uring_payload.is_some() && config.uring_queue_depth > 0 {
+            1
+        } else {
+            config.n_threads.unwrap_or(1)
+        };
 
         if !cfg!(target_os = "linux") && n_threads != 1 {
             // TODO: check whether it works on macOS/FreeBSD and enable if it works.
