@@ -86,7 +86,7 @@ pub struct OverlayFs {
     /// Names seen, for the GFID an unlink or rename records (filled only while recording).
     dentries: dentry::Dentries,
     handles: HandleTable,
-    /// Threads for fsync, which may wait long on the disk.
+    /// Threads for requests that may take long (fsync, copy_file_range).
     slow: slow::SlowPool,
     recorder: Option<Recorder>,
     recorder_thread: Mutex<Option<JoinHandle<()>>>,

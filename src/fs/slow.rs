@@ -1,7 +1,8 @@
-//! A few threads for requests that may wait on the disk for long (fsync).
+//! A few threads for requests that may take long: fsync (the disk), copy_file_range (a big
+//! range is copied whole).
 //!
-//! With FUSE over io_uring each CPU's requests are served by one thread, in order: an fsync
-//! served there would hold up every other request made on that CPU until the disk answers.
+//! With FUSE over io_uring each CPU's requests are served by one thread, in order: such a
+//! request served there would hold up every other request made on that CPU until it is done.
 //! Such requests are handed to these threads, which reply themselves (FUSE replies may come
 //! from any thread).
 

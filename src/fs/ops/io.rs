@@ -233,6 +233,9 @@ impl OverlayFs {
         sys::lseek(file.as_fd(), offset, whence).map_err(errno)
     }
 
+    /// Copies on a thread of the slow pool (a copy of a big range takes long), which records
+    /// and replies.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn do_copy_file_range(
         &self,
         fh_in: u64,
@@ -241,14 +244,24 @@ impl OverlayFs {
         off_out: u64,
         len: u64,
         flags: u32,
-    ) -> R<usize> {
-        self.writable()?;
-        let hi = self.file(fh_in)?;
-        let ho = self.file(fh_out)?;
-        let (fi, _) = Self::file_parts(&hi);
-        let (fo, inode) = Self::file_parts(&ho);
-        let n = sys::copy_file_range(fi.as_fd(), off_in, fo.as_fd(), off_out, len, flags).map_err(errno)?;
-        self.rec_data(Op::CopyFileRange, inode)?;
-        Ok(n)
+        reply: fuser::ReplyWrite,
+    ) {
+        let handles = self.writable().and_then(|()| Ok((self.file(fh_in)?, self.file(fh_out)?)));
+        let (hi, ho) = match handles {
+            Ok(h) => h,
+            Err(e) => return reply.error(e),
+        };
+        let (recorder, xtime) = (self.recorder.clone(), self.xtime.clone());
+        self.slow.run(move || {
+            let (fi, _) = Self::file_parts(&hi);
+            let (fo, inode) = Self::file_parts(&ho);
+            let r = sys::copy_file_range(fi.as_fd(), off_in, fo.as_fd(), off_out, len, flags)
+                .map_err(errno)
+                .and_then(|n| super::record_data(&recorder, &xtime, Op::CopyFileRange, inode).map(|()| n));
+            match r {
+                Ok(n) => reply.written(n as u32),
+                Err(e) => reply.error(e),
+            }
+        });
     }
 }

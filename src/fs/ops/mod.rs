@@ -160,11 +160,7 @@ impl OverlayFs {
     }
 
     fn rec_data(&self, op: Op, inode: &Arc<Inode>) -> R<()> {
-        let Some(rec) = &self.recorder else {
-            return Ok(());
-        };
-        self.mark(inode);
-        rec.data(op, inode.gfid).map_err(|_| Errno::EIO)
+        record_data(&self.recorder, &self.xtime, op, inode)
     }
 
     fn rec_meta(&self, op: Op, inode: &Arc<Inode>) -> R<()> {
@@ -180,6 +176,23 @@ impl OverlayFs {
             x.mark(inode);
         }
     }
+}
+
+/// Records a DATA change of `inode` (once per changelog) and marks it changed; for replies made
+/// away from the filesystem's methods, which do not hold `self`.
+fn record_data(
+    recorder: &Option<crate::changelog::Recorder>,
+    xtime: &Option<Arc<crate::fs::xtime::XtimeMarker>>,
+    op: Op,
+    inode: &Arc<Inode>,
+) -> R<()> {
+    let Some(rec) = recorder else {
+        return Ok(());
+    };
+    if let Some(x) = xtime {
+        x.mark(inode);
+    }
+    rec.data(op, inode.gfid).map_err(|_| Errno::EIO)
 }
 
 impl Filesystem for OverlayFs {
@@ -589,9 +602,6 @@ impl Filesystem for OverlayFs {
         flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
-        match self.do_copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len, flags.bits() as u32) {
-            Ok(n) => reply.written(n as u32),
-            Err(e) => reply.error(e),
-        }
+        self.do_copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len, flags.bits() as u32, reply);
     }
 }
