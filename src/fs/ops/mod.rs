@@ -226,7 +226,7 @@ impl Filesystem for OverlayFs {
             log::info!("kernel passthrough enabled");
         }
         if self.opts.uring && c.add_capabilities(InitFlags::FUSE_OVER_IO_URING).is_ok() {
-            log::info!("FUSE over io_uring enabled");
+            log::info!("FUSE over io_uring asked for");
         }
         Ok(())
     }

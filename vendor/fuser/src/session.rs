@@ -259,10 +259,42 @@ impl<FS: Filesystem> Session<FS> {
             uring_payload,
         } = self;
 
-        // With FUSE over io_uring, /dev/fuse brings only forgets and interrupts: one thread
-        // reads them (one that is busy lets forgets gather into batches; several idle ones
-        // would each be woken for one).
-        let n_threads = if uring_payload.is_some() && config.uring_queue_depth > 0 {
+        let mut filesystem = Arc::new(filesystem);
+
+        #[cfg(target_os = "linux")]
+        let rings = match uring_payload {
+            Some(payload) if config.uring_queue_depth > 0 => {
+                let event_loop = |qid: usize| SessionEventLoop {
+                    thread_name: format!("fuser-ring-{qid}"),
+                    filesystem: filesystem.clone(),
+                    ch: ch.clone(),
+                    allowed,
+                    session_owner,
+                };
+                match crate::uring::Rings::start(
+                    event_loop,
+                    ch.device(),
+                    config.uring_queue_depth,
+                    payload,
+                ) {
+                    Ok(rings) => Some(rings),
+                    // The kernel holds every request until the rings are ready: without them
+                    // the session cannot go on.
+                    Err(e) => {
+                        error!("FUSE over io_uring could not be started: {e}");
+                        return Err(e);
+                    }
+                }
+            }
+            _ => None,
+        };
+        #[cfg(not(target_os = "linux"))]
+        let rings: Option<()> = None;
+
+        // With FUSE over io_uring running, /dev/fuse brings only forgets and interrupts: one
+        // thread reads them. Without (not granted, or the rings could not be set up), all
+        // requests come there.
+        let n_threads = if rings.is_some() {
             1
         } else {
             config.n_threads.unwrap_or(1)
@@ -278,8 +310,6 @@ impl<FS: Filesystem> Session<FS> {
         let Some(n_threads_minus_one) = n_threads.checked_sub(1) else {
             return Err(io::Error::other("n_threads"));
         };
-
-        let mut filesystem = Arc::new(filesystem);
 
         let mut channels = Vec::with_capacity(n_threads);
 
@@ -298,9 +328,7 @@ impl<FS: Filesystem> Session<FS> {
                 channels.push(ch.clone());
             }
         }
-        #[cfg(target_os = "linux")]
-        let device = ch.device();
-        channels.push(ch.clone());
+        channels.push(ch);
 
         let mut threads = Vec::with_capacity(n_threads);
 
@@ -320,36 +348,8 @@ impl<FS: Filesystem> Session<FS> {
             );
         }
 
-        #[cfg(target_os = "linux")]
-        let rings = match uring_payload {
-            Some(payload) if config.uring_queue_depth > 0 => {
-                let event_loop = |qid: usize| SessionEventLoop {
-                    thread_name: format!("fuser-ring-{qid}"),
-                    filesystem: filesystem.clone(),
-                    ch: ch.clone(),
-                    allowed,
-                    session_owner,
-                };
-                match crate::uring::Rings::start(
-                    event_loop,
-                    device,
-                    config.uring_queue_depth,
-                    payload,
-                ) {
-                    Ok(rings) => Some(rings),
-                    // Requests keep coming through /dev/fuse: the kernel uses the rings only
-                    // once every CPU has one.
-                    Err(e) => {
-                        error!("FUSE over io_uring not started: {e}");
-                        None
-                    }
-                }
-            }
-            _ => None,
-        };
         #[cfg(not(target_os = "linux"))]
         let _ = uring_payload;
-        drop(ch);
 
         let mut reply: io::Result<()> = Ok(());
         for thread in threads {
@@ -519,6 +519,22 @@ impl<FS: Filesystem> Session<FS> {
                 config.max_write
             );
 
+            // Agreeing to FUSE over io_uring makes the kernel hold every request until the
+            // rings are ready: agree only if they can be made.
+            if config.requested.contains(InitFlags::FUSE_OVER_IO_URING) {
+                #[cfg(target_os = "linux")]
+                let usable = if self.config.uring_queue_depth == 0 {
+                    Err(io::Error::other("no queue depth configured"))
+                } else {
+                    crate::uring::probe()
+                };
+                #[cfg(not(target_os = "linux"))]
+                let usable: io::Result<()> = Err(io::Error::other("Linux only"));
+                if let Err(e) = usable {
+                    warn!("FUSE over io_uring not used: {e}");
+                    config.requested.remove(InitFlags::FUSE_OVER_IO_URING);
+                }
+            }
             if (init.capabilities() & config.requested).contains(InitFlags::FUSE_OVER_IO_URING) {
                 let page = page_size::get();
                 let pages = usize::from(config.max_pages()) * page;

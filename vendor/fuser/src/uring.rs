@@ -371,15 +371,17 @@ impl Rings {
             queues: Vec::new(),
             threads: Vec::new(),
         };
+        let (report, reports) = std::sync::mpsc::channel::<io::Result<()>>();
         for qid in 0..cpus {
             let qid16 = u16::try_from(qid).map_err(io::Error::other)?;
             let queue = Arc::new(Queue::new(dev.clone(), qid16, depth, payload_len)?);
             let event_loop = event_loops(qid);
             let q = queue.clone();
+            let report = report.clone();
             let thread = thread::Builder::new()
                 .name(format!("fuser-ring-{qid}"))
                 .spawn(move || {
-                    if let Err(e) = serve(&q, &event_loop) {
+                    if let Err(e) = serve(&q, &event_loop, report) {
                         error!("FUSE ring {qid}: {e}");
                     }
                 });
@@ -392,6 +394,19 @@ impl Rings {
                     rings.stop();
                     return Err(e);
                 }
+            }
+        }
+        // Once FUSE over io_uring is agreed, the kernel holds every request until each CPU's
+        // queue has its entries: a queue that cannot register must end the session, or every
+        // caller would wait forever.
+        drop(report);
+        for _ in 0..cpus {
+            let r = reports.recv().unwrap_or_else(|_| {
+                Err(io::Error::other("a ring thread ended before registering"))
+            });
+            if let Err(e) = r {
+                rings.stop();
+                return Err(e);
             }
         }
         debug!(
@@ -413,7 +428,18 @@ impl Rings {
     }
 }
 
-fn serve<FS: Filesystem>(queue: &Arc<Queue>, se: &SessionEventLoop<FS>) -> io::Result<()> {
+/// Probes whether this process may use io_uring at all (`kernel.io_uring_disabled`, seccomp).
+pub(crate) fn probe() -> io::Result<()> {
+    IoUring::<squeue::Entry128, cqueue::Entry>::builder()
+        .build(2)
+        .map(drop)
+}
+
+fn serve<FS: Filesystem>(
+    queue: &Arc<Queue>,
+    se: &SessionEventLoop<FS>,
+    report: std::sync::mpsc::Sender<io::Result<()>>,
+) -> io::Result<()> {
     let _ = queue.owner.set(thread::current().id());
     let mut cpu = nix::sched::CpuSet::new();
     if cpu.set(usize::from(queue.qid)).is_ok() {
@@ -421,18 +447,45 @@ fn serve<FS: Filesystem>(queue: &Arc<Queue>, se: &SessionEventLoop<FS>) -> io::R
             debug!("FUSE ring {}: not bound to its CPU: {e}", queue.qid);
         }
     }
-    queue.register()?;
-    let mut buf = AlignedBuf(Vec::new());
     let mut done: Vec<(u64, i32)> = Vec::with_capacity(queue.entries.len() + 1);
+    // The kernel refuses a registration at once (a completion with an error right after the
+    // submission); a good one completes only when a request comes.
+    let registered = queue
+        .register()
+        .and_then(|()| queue.ring.submit().map(drop))
+        .and_then(|()| {
+            // SAFETY: this thread is the completion queue's only reader.
+            done.extend(
+                unsafe { queue.ring.completion_shared() }.map(|c| (c.user_data(), c.result())),
+            );
+            match done.iter().find(|&&(ud, res)| ud != STOP && res < 0) {
+                Some(&(_, res)) => Err(io::Error::from_raw_os_error(-res)),
+                None => Ok(()),
+            }
+        });
+    let failed = registered
+        .as_ref()
+        .err()
+        .map(|e| io::Error::new(e.kind(), e.to_string()));
+    let _ = report.send(registered);
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let mut buf = AlignedBuf(Vec::new());
+    let mut first = true;
     loop {
-        match queue.ring.submit_and_wait(1) {
-            Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-            Err(e) => return Err(e),
+        if !std::mem::take(&mut first) {
+            match queue.ring.submit_and_wait(1) {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                Err(e) => return Err(e),
+            }
+            done.clear();
+            // SAFETY: this thread is the completion queue's only reader.
+            done.extend(
+                unsafe { queue.ring.completion_shared() }.map(|c| (c.user_data(), c.result())),
+            );
         }
-        done.clear();
-        // SAFETY: this thread is the completion queue's only reader.
-        done.extend(unsafe { queue.ring.completion_shared() }.map(|c| (c.user_data(), c.result())));
         for &(ud, res) in &done {
             if ud == STOP {
                 return Ok(());
