@@ -236,49 +236,41 @@ impl Queue {
     }
 
     /// Writes a reply (a `fuse_out_header` and its body, as fuser builds it for `/dev/fuse`)
-    /// into entry `ent` and gives the entry back to the kernel.
+    /// into entry `ent` and gives the entry back to the kernel. A reply that does not fit is
+    /// answered with EIO instead.
     fn commit(&self, ent: usize, commit_id: u64, reply: &[IoSlice<'_>]) -> io::Result<()> {
         let entry = &self.entries[ent];
-        let total: usize = reply.iter().map(|s| s.len()).sum();
-        let body = total.saturating_sub(OUT_HEADER_LEN);
         // SAFETY: this thread owns the entry's buffers until `give` below (see `Queue`).
         let header = unsafe { std::slice::from_raw_parts_mut(entry.header.ptr, HEADER_LEN) };
         let payload =
             unsafe { std::slice::from_raw_parts_mut(entry.payload.ptr, entry.payload.len()) };
-        let result = if total < OUT_HEADER_LEN || body > payload.len() {
+        let total: usize = reply.iter().map(|s| s.len()).sum();
+        if total < OUT_HEADER_LEN || total - OUT_HEADER_LEN > payload.len() {
             error!(
                 "FUSE reply of {total} bytes does not fit a ring entry of {}",
                 payload.len()
             );
-            Err(io::Error::from_raw_os_error(libc::EINVAL))
-        } else {
-            Ok(())
-        };
-        if result.is_ok() {
-            let mut at = 0; // bytes of the reply placed so far
-            for slice in reply {
-                let mut rest: &[u8] = slice;
-                if at < OUT_HEADER_LEN {
-                    let n = (OUT_HEADER_LEN - at).min(rest.len());
-                    header[IN_OUT + at..IN_OUT + at + n].copy_from_slice(&rest[..n]);
-                    at += n;
-                    rest = &rest[n..];
-                }
-                if !rest.is_empty() {
-                    let dst = at - OUT_HEADER_LEN;
-                    payload[dst..dst + rest.len()].copy_from_slice(rest);
-                    at += rest.len();
-                }
-            }
-        } else {
-            // Keep the unique id the kernel gave; answer with an error and no body.
-            header[IN_OUT..IN_OUT + 4].copy_from_slice(&(OUT_HEADER_LEN as u32).to_ne_bytes());
-            header[IN_OUT + 4..IN_OUT + 8].copy_from_slice(&(-libc::EIO).to_ne_bytes());
+            // The out header's unique id sits where the request's was.
+            let unique = u64::from_ne_bytes(header[IN_OUT + 8..IN_OUT + 16].try_into().unwrap());
+            self.commit(ent, commit_id, &[IoSlice::new(&eio_reply(unique))])?;
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
-        let body = if result.is_ok() { body as u32 } else { 0 };
+        let mut at = 0; // bytes of the reply placed so far
+        for slice in reply {
+            let mut rest: &[u8] = slice;
+            if at < OUT_HEADER_LEN {
+                let n = (OUT_HEADER_LEN - at).min(rest.len());
+                header[IN_OUT + at..IN_OUT + at + n].copy_from_slice(&rest[..n]);
+                at += n;
+                rest = &rest[n..];
+            }
+            let dst = at.saturating_sub(OUT_HEADER_LEN);
+            payload[dst..dst + rest.len()].copy_from_slice(rest);
+            at += rest.len();
+        }
+        let body = (total - OUT_HEADER_LEN) as u32;
         header[ENT_PAYLOAD_SZ..ENT_PAYLOAD_SZ + 4].copy_from_slice(&body.to_ne_bytes());
-        self.give(ent, CMD_COMMIT_AND_FETCH, commit_id)?;
-        result
+        self.give(ent, CMD_COMMIT_AND_FETCH, commit_id)
     }
 
     /// Puts entry `ent`'s request back into `/dev/fuse` layout in `buf`: its unique id, commit
@@ -452,40 +444,21 @@ fn serve<FS: Filesystem>(
     // submission); a good one completes only when a request comes.
     let registered = queue
         .register()
-        .and_then(|()| queue.ring.submit().map(drop))
-        .and_then(|()| {
-            // SAFETY: this thread is the completion queue's only reader.
-            done.extend(
-                unsafe { queue.ring.completion_shared() }.map(|c| (c.user_data(), c.result())),
-            );
+        .and_then(|()| queue.ring.submit())
+        .and_then(|_| {
+            reap(queue, &mut done);
             match done.iter().find(|&&(ud, res)| ud != STOP && res < 0) {
                 Some(&(_, res)) => Err(io::Error::from_raw_os_error(-res)),
                 None => Ok(()),
             }
         });
-    let failed = registered
-        .as_ref()
-        .err()
-        .map(|e| io::Error::new(e.kind(), e.to_string()));
-    let _ = report.send(registered);
-    if let Some(e) = failed {
-        return Err(e);
+    if let Err(e) = &registered {
+        let _ = report.send(Err(io::Error::new(e.kind(), e.to_string())));
+        return registered;
     }
+    let _ = report.send(Ok(()));
     let mut buf = AlignedBuf(Vec::new());
-    let mut first = true;
     loop {
-        if !std::mem::take(&mut first) {
-            match queue.ring.submit_and_wait(1) {
-                Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-                Err(e) => return Err(e),
-            }
-            done.clear();
-            // SAFETY: this thread is the completion queue's only reader.
-            done.extend(
-                unsafe { queue.ring.completion_shared() }.map(|c| (c.user_data(), c.result())),
-            );
-        }
         for &(ud, res) in &done {
             if ud == STOP {
                 return Ok(());
@@ -509,7 +482,22 @@ fn serve<FS: Filesystem>(
             }
             serve_one(queue, se, ent, &mut buf)?;
         }
+        loop {
+            match queue.ring.submit_and_wait(1) {
+                Ok(_) => break,
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        reap(queue, &mut done);
     }
+}
+
+/// Takes the completions the kernel has posted (the queue's thread only).
+fn reap(queue: &Queue, done: &mut Vec<(u64, i32)>) {
+    done.clear();
+    // SAFETY: this thread is the completion queue's only reader.
+    done.extend(unsafe { queue.ring.completion_shared() }.map(|c| (c.user_data(), c.result())));
 }
 
 fn serve_one<FS: Filesystem>(
@@ -541,12 +529,17 @@ fn serve_one<FS: Filesystem>(
     }
 }
 
-/// Answers a request that could not be read with EIO, so that its entry comes back.
-fn fail(queue: &Queue, ent: usize, unique: u64, commit_id: u64) -> io::Result<()> {
+/// A reply with no body: EIO, for request `unique`.
+fn eio_reply(unique: u64) -> [u8; OUT_HEADER_LEN] {
     let mut out = [0u8; OUT_HEADER_LEN];
     out[0..4].copy_from_slice(&(OUT_HEADER_LEN as u32).to_ne_bytes());
     out[4..8].copy_from_slice(&(-libc::EIO).to_ne_bytes());
     out[8..16].copy_from_slice(&unique.to_ne_bytes());
-    let _ = queue.commit(ent, commit_id, &[IoSlice::new(&out)]);
+    out
+}
+
+/// Answers a request that could not be read with EIO, so that its entry comes back.
+fn fail(queue: &Queue, ent: usize, unique: u64, commit_id: u64) -> io::Result<()> {
+    let _ = queue.commit(ent, commit_id, &[IoSlice::new(&eio_reply(unique))]);
     Ok(())
 }
