@@ -11,7 +11,8 @@
 //! node id; node ids are inode numbers (or never-reused ids above 2^63), and an inode's number
 //! cannot name another inode before the inode itself is removed, which removes its names here
 //! first. A miss costs what it did before. The map is bounded: past `CAP` names it starts
-//! again empty.
+//! again empty. It is kept only while the overlay records (nothing else needs it); otherwise
+//! every call does nothing.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -21,9 +22,9 @@ use parking_lot::Mutex;
 
 const CAP: usize = 1 << 20;
 
-#[derive(Default)]
 pub struct Dentries {
     map: Mutex<HashMap<Box<[u8]>, u64>>,
+    enabled: bool,
 }
 
 fn key(parent: u64, name: &OsStr) -> Box<[u8]> {
@@ -33,9 +34,25 @@ fn key(parent: u64, name: &OsStr) -> Box<[u8]> {
     k.into_boxed_slice()
 }
 
+/// Sets what `name` names, or forgets it if unknown.
+fn set(m: &mut HashMap<Box<[u8]>, u64>, name: (u64, &OsStr), ino: Option<u64>) {
+    match ino {
+        Some(ino) => m.insert(key(name.0, name.1), ino),
+        None => m.remove(&key(name.0, name.1)),
+    };
+}
+
 impl Dentries {
+    /// A map that keeps names if `enabled`, else does nothing.
+    pub fn new(enabled: bool) -> Dentries {
+        Dentries { map: Mutex::new(HashMap::new()), enabled }
+    }
+
     /// `name` in directory `parent` is the inode with node id `ino`.
     pub fn insert(&self, parent: u64, name: &OsStr, ino: u64) {
+        if !self.enabled {
+            return;
+        }
         let mut m = self.map.lock();
         if m.len() >= CAP {
             m.clear();
@@ -45,23 +62,40 @@ impl Dentries {
 
     /// The node id `name` in `parent` was last seen naming.
     pub fn get(&self, parent: u64, name: &OsStr) -> Option<u64> {
+        if !self.enabled {
+            return None;
+        }
         self.map.lock().get(&key(parent, name)).copied()
     }
 
     /// `name` in `parent` is gone.
     pub fn remove(&self, parent: u64, name: &OsStr) {
+        if !self.enabled {
+            return;
+        }
         self.map.lock().remove(&key(parent, name));
     }
 
     /// `from` was renamed to `to` (replacing whatever `to` named): `to` names `ino` now, if
     /// known.
     pub fn rename(&self, from: (u64, &OsStr), to: (u64, &OsStr), ino: Option<u64>) {
+        if !self.enabled {
+            return;
+        }
         let mut m = self.map.lock();
         m.remove(&key(from.0, from.1));
-        match ino {
-            Some(ino) => m.insert(key(to.0, to.1), ino),
-            None => m.remove(&key(to.0, to.1)),
-        };
+        set(&mut m, to, ino);
+    }
+
+    /// `a` and `b` were exchanged (`RENAME_EXCHANGE`): each names the other's inode now, where
+    /// known.
+    pub fn exchange(&self, a: (u64, &OsStr), a_ino: Option<u64>, b: (u64, &OsStr), b_ino: Option<u64>) {
+        if !self.enabled {
+            return;
+        }
+        let mut m = self.map.lock();
+        set(&mut m, a, b_ino);
+        set(&mut m, b, a_ino);
     }
 
     #[cfg(test)]
@@ -76,7 +110,7 @@ mod tests {
 
     #[test]
     fn names_follow_unlink_and_rename() {
-        let d = Dentries::default();
+        let d = Dentries::new(true);
         let n = |s: &str| OsStr::new(s).to_owned();
         d.insert(1, &n("a"), 10);
         d.insert(1, &n("b"), 11);
@@ -89,5 +123,11 @@ mod tests {
         assert_eq!((d.get(1, &n("b")), d.get(2, &n("c"))), (None, None));
         d.remove(2, &n("a"));
         assert!(d.is_empty());
+        d.insert(1, &n("x"), 20);
+        d.exchange((1, &n("x")), Some(20), (2, &n("y")), None);
+        assert_eq!((d.get(1, &n("x")), d.get(2, &n("y"))), (None, Some(20)));
+        let off = Dentries::new(false);
+        off.insert(1, &n("a"), 10);
+        assert_eq!(off.get(1, &n("a")), None);
     }
 }

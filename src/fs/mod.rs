@@ -130,7 +130,7 @@ impl OverlayFs {
         Ok(OverlayFs {
             brick,
             inodes,
-            dentries: Default::default(),
+            dentries: dentry::Dentries::new(opts.record),
             handles: HandleTable::default(),
             slow: slow::SlowPool::new(),
             recorder,

@@ -36,9 +36,17 @@ impl OverlayFs {
 
     /// Remembers that `name` in `parent` names `inode` (see `crate::fs::dentry`).
     fn seen(&self, parent: &Arc<Inode>, name: &OsStr, inode: &Arc<Inode>) {
-        if self.recorder.is_some() && !matches!(name.as_bytes(), b"." | b"..") {
+        if !matches!(name.as_bytes(), b"." | b"..") {
             self.dentries.insert(parent.ino, name, inode.ino);
         }
+    }
+
+    /// The brick's `stat` of `name` in the directory `dir`, and the inode it names if the table
+    /// holds it open (the descriptor keeps its number from naming another inode).
+    fn stat_at(&self, dir: std::os::fd::BorrowedFd<'_>, name: &OsStr) -> R<(libc::stat, Option<Arc<Inode>>)> {
+        let st = sys::fstatat(dir, name, libc::AT_SYMLINK_NOFOLLOW).map_err(errno)?;
+        let known = if st.st_dev == self.inodes.dev { self.inodes.find_pinned(st.st_ino) } else { None };
+        Ok((st, known))
     }
 
     fn lookup_brick(&self, parent: &Arc<Inode>, name: &OsStr) -> R<(Arc<Inode>, libc::stat)> {
@@ -53,10 +61,8 @@ impl OverlayFs {
         let pfd = parent.fd().map_err(errno)?;
         // One stat answers for an inode the table holds (the common case: the kernel asks
         // again after its cache expired, readdirplus, a name it dropped).
-        let st = sys::fstatat(pfd.as_fd(), name, libc::AT_SYMLINK_NOFOLLOW).map_err(errno)?;
-        if st.st_dev == self.inodes.dev
-            && let Some(i) = self.inodes.find_pinned(st.st_ino)
-        {
+        let (st, known) = self.stat_at(pfd.as_fd(), name)?;
+        if let Some(i) = known {
             self.inodes.add_lookup(&i, parent.ino);
             return Ok((i, st));
         }
@@ -224,10 +230,7 @@ impl OverlayFs {
             return Ok((i.gfid, Some(i)));
         }
         let pfd = parent.fd().map_err(errno)?;
-        let st = sys::fstatat(pfd.as_fd(), name, libc::AT_SYMLINK_NOFOLLOW).map_err(errno)?;
-        if st.st_dev == self.inodes.dev
-            && let Some(i) = self.inodes.find_pinned(st.st_ino)
-        {
+        if let (_, Some(i)) = self.stat_at(pfd.as_fd(), name)? {
             return Ok((i.gfid, Some(i)));
         }
         let fd = sys::open_path(pfd.as_fd(), name).map_err(errno)?;
@@ -275,17 +278,12 @@ impl OverlayFs {
         let dst = if exchange { Some(self.gfid_at(np, newname)?) } else { None };
         sys::renameat2(p.fd().map_err(errno)?.as_fd(), name, np.fd().map_err(errno)?.as_fd(), newname, flags)
             .map_err(errno)?;
+        let moved_ino = moved.as_ref().map(|m| m.ino);
         match &dst {
-            // Exchanged: each name now names the other inode.
             Some((_, d)) => {
-                let (a, b) = (moved.as_ref().map(|m| m.ino), d.as_ref().map(|d| d.ino));
-                self.dentries.rename((np.ino, newname), (p.ino, name), b);
-                match a {
-                    Some(a) => self.dentries.insert(np.ino, newname, a),
-                    None => self.dentries.remove(np.ino, newname),
-                }
+                self.dentries.exchange((p.ino, name), moved_ino, (np.ino, newname), d.as_ref().map(|d| d.ino))
             }
-            None => self.dentries.rename((p.ino, name), (np.ino, newname), moved.as_ref().map(|m| m.ino)),
+            None => self.dentries.rename((p.ino, name), (np.ino, newname), moved_ino),
         }
         if let Some(rec) = &self.recorder {
             let r = match &dst {
