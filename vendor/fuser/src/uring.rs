@@ -145,7 +145,11 @@ impl Queue {
         let slots = u32::try_from(depth + 1).map_err(io::Error::other)?;
         let ring = IoUring::<squeue::Entry128, cqueue::Entry>::builder()
             .setup_cqsize(slots * 2)
+            .setup_submit_all()
             .build(slots)?;
+        // Commands name /dev/fuse as fixed file 0: no descriptor lookup and no reference count
+        // on the shared file (a cache line every CPU's queue would bounce) per command.
+        ring.submitter().register_files(&[dev.as_raw_fd()])?;
         let mut entries = Vec::with_capacity(depth);
         for _ in 0..depth {
             let header = Buffer::new(HEADER_LEN)?;
@@ -192,7 +196,7 @@ impl Queue {
         let mut req = [0u8; 80];
         req[8..16].copy_from_slice(&commit_id.to_ne_bytes());
         req[16..18].copy_from_slice(&self.qid.to_ne_bytes());
-        let mut op = opcode::UringCmd80::new(types::Fd(self.dev.as_raw_fd()), cmd).cmd(req);
+        let mut op = opcode::UringCmd80::new(types::Fixed(0), cmd).cmd(req);
         if cmd == CMD_REGISTER {
             op = op.addr(Some(self.entries[ent].iov.as_ptr() as u64));
         }
