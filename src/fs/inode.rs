@@ -18,6 +18,7 @@ use std::sync::{Arc, Weak};
 
 use fuser::BackingId;
 use parking_lot::{Mutex, RwLock};
+use rustc_hash::FxBuildHasher;
 
 use super::sys::{self, FileHandle};
 use crate::types::Gfid;
@@ -34,6 +35,18 @@ pub struct FdCache {
 }
 
 impl FdCache {
+    /// Runs `open`, which makes a descriptor; if the process has none left, closes some cached
+    /// ones and tries once more.
+    fn with_room<T>(&self, mut open: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+        match open() {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                self.evict();
+                open()
+            }
+            r => r,
+        }
+    }
+
     /// Counts one more open descriptor, and closes some if over budget.
     fn opened(&self) {
         if self.open.fetch_add(1, Ordering::Relaxed) + 1 > self.budget {
@@ -89,7 +102,7 @@ impl Inode {
         let stale = || io::Error::from_raw_os_error(libc::ESTALE);
         let h = self.handle.as_ref().ok_or_else(stale)?;
         let cache = self.cache.upgrade().ok_or_else(stale)?;
-        let fd = Arc::new(sys::open_by_handle(cache.mount_fd.as_fd(), h, libc::O_PATH | libc::O_NOFOLLOW)?);
+        let fd = Arc::new(cache.with_room(|| sys::open_by_handle(cache.mount_fd.as_fd(), h, libc::O_PATH | libc::O_NOFOLLOW))?);
         {
             let mut slot = self.fd.write();
             if let Some(f) = slot.as_ref() {
@@ -144,8 +157,8 @@ pub struct InodeTable {
 
 #[derive(Default)]
 struct Tables {
-    by_id: HashMap<u64, Arc<Inode>>,
-    by_handle: HashMap<FileHandle, u64>,
+    by_id: HashMap<u64, Arc<Inode>, FxBuildHasher>,
+    by_handle: HashMap<FileHandle, u64, FxBuildHasher>,
 }
 
 const ALT_IDS: u64 = 1 << 63;
@@ -186,6 +199,13 @@ impl InodeTable {
             t.by_handle.insert(root_handle, ROOT_INO);
         }
         Ok(InodeTable { cache, root_st_ino: root_st.st_ino, dev: root_st.st_dev, next_alt: AtomicU64::new(ALT_IDS) })
+    }
+
+    /// Runs `open`, which makes a descriptor (an open file, a directory stream, an inode's
+    /// O_PATH descriptor); if the process has none left, closes some that inodes hold and
+    /// tries once more. The table's budget leaves room for open files, but not without bound.
+    pub fn with_room<T>(&self, open: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+        self.cache.with_room(open)
     }
 
     /// Opens (O_PATH) the inode with handle `h`; a deleted one gives ESTALE.
@@ -280,26 +300,35 @@ impl InodeTable {
 
     /// Drops `n` lookups of `ino`; the inode leaves the table at zero.
     pub fn forget(&self, ino: u64, n: u64) {
-        if ino == ROOT_INO {
-            return;
-        }
+        self.forget_many([(ino, n)]);
+    }
+
+    /// `forget` for many inodes at once (a BATCH_FORGET), under one taking of the lock.
+    pub fn forget_many(&self, nodes: impl IntoIterator<Item = (u64, u64)>) {
+        let mut removed = Vec::new();
         let mut t = self.cache.map.write();
-        let gone = match t.by_id.get(&ino) {
-            Some(i) => {
-                let prev = i.nlookup.fetch_sub(n.min(i.nlookup.load(Ordering::Relaxed)), Ordering::Relaxed);
-                prev <= n
+        for (ino, n) in nodes {
+            if ino == ROOT_INO {
+                continue;
             }
-            None => false,
-        };
-        let removed = if gone { t.by_id.remove(&ino) } else { None };
-        if let Some(i) = &removed
-            && let Some(h) = &i.handle
-            && t.by_handle.get(h) == Some(&ino)
-        {
-            t.by_handle.remove(h);
+            let gone = match t.by_id.get(&ino) {
+                Some(i) => {
+                    let prev = i.nlookup.fetch_sub(n.min(i.nlookup.load(Ordering::Relaxed)), Ordering::Relaxed);
+                    prev <= n
+                }
+                None => false,
+            };
+            if let Some(i) = if gone { t.by_id.remove(&ino) } else { None } {
+                if let Some(h) = &i.handle
+                    && t.by_handle.get(h) == Some(&ino)
+                {
+                    t.by_handle.remove(h);
+                }
+                removed.push(i);
+            }
         }
         drop(t);
-        // Closing the inode's descriptor may be the brick's last reference to an unlinked
+        // Closing an inode's descriptor may be the brick's last reference to an unlinked
         // inode: the filesystem frees it then, which takes a while. Not under the table's lock,
         // which every request needs.
         drop(removed);

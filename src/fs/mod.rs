@@ -101,8 +101,13 @@ impl OverlayFs {
         let brick = Arc::new(brick);
         let root_fd = sys::reopen(brick.root_fd(), libc::O_PATH | libc::O_DIRECTORY).context("reopen brick root")?;
         let st = sys::fstat(brick.root_fd()).context("stat brick root")?;
-        // Half the descriptor limit for cached inodes; the rest for open files and the changelog.
-        let budget = sys::nofile_limit().unwrap_or(1024) as usize / 2;
+        // Most of the descriptor limit for the inodes the kernel knows (an unlinked inode the
+        // overlay holds is freed by the forget that closes it, off the unlink's path, as in
+        // libfuse's passthrough_hp; one without a descriptor is freed inside the unlink); an
+        // eighth for open files, the changelog and the rest. An open that finds no descriptor
+        // left closes some cached ones and tries again (`InodeTable::with_room`).
+        let limit = sys::nofile_limit().unwrap_or(1024) as usize;
+        let budget = limit - (limit / 8).max(64).min(limit / 2);
         let inodes = Arc::new(InodeTable::new(root_fd, &st, budget).context("inode table")?);
         let dir = brick.layout.changelog_dir();
         let (recorder, thread, xtime) = if opts.record {

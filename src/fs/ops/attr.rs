@@ -94,9 +94,13 @@ impl OverlayFs {
             let h = fh.and_then(|f| self.handles.get(f.0));
             let r = match h.as_deref() {
                 Some(Handle::File { file, writer: true, .. }) => file.set_len(sz),
-                _ => sys::reopen(inode.fd().map_err(errno)?.as_fd(), libc::O_WRONLY)
-                    .map(File::from)
-                    .and_then(|f| f.set_len(sz)),
+                _ => {
+                    let path = inode.fd().map_err(errno)?;
+                    self.inodes
+                        .with_room(|| sys::reopen(path.as_fd(), libc::O_WRONLY))
+                        .map(File::from)
+                        .and_then(|f| f.set_len(sz))
+                }
             };
             r.map_err(errno)?;
             self.rec_data(Op::Truncate, inode)?;

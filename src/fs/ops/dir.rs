@@ -36,7 +36,8 @@ fn is_dot(name: &OsStr) -> bool {
 
 impl OverlayFs {
     pub(super) fn do_opendir(&self, inode: &Arc<Inode>) -> R<u64> {
-        let stream = DirStream::open(inode.fd().map_err(errno)?.as_fd()).map_err(errno)?;
+        let path = inode.fd().map_err(errno)?;
+        let stream = self.inodes.with_room(|| DirStream::open(path.as_fd())).map_err(errno)?;
         Ok(self.handles.insert(Handle::Dir { stream: Mutex::new(stream), inode: inode.clone() }))
     }
 

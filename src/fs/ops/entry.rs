@@ -66,7 +66,7 @@ impl OverlayFs {
             self.inodes.add_lookup(&i, parent.ino);
             return Ok((i, st));
         }
-        let fd = sys::open_path(pfd.as_fd(), name).map_err(errno)?;
+        let fd = self.inodes.with_room(|| sys::open_path(pfd.as_fd(), name)).map_err(errno)?;
         let st = sys::fstat(fd.as_fd()).map_err(errno)?;
         if st.st_dev != self.inodes.dev {
             // Another filesystem mounted inside the brick is not part of it.
@@ -161,7 +161,7 @@ impl OverlayFs {
             let _as_caller = sys::CreateAs::new(self.gid(req), umask).map_err(errno)?;
             make(pfd.as_fd()).map_err(errno)?;
         }
-        let fd = sys::open_path(pfd.as_fd(), name).map_err(errno)?;
+        let fd = self.inodes.with_room(|| sys::open_path(pfd.as_fd(), name)).map_err(errno)?;
         let (inode, st) = self.adopt_new(req, parent, fd, mode)?;
         self.record_new(op, parent, name, &inode, &st, target)?;
         Ok((inode, st))
@@ -233,7 +233,7 @@ impl OverlayFs {
         if let (_, Some(i)) = self.stat_at(pfd.as_fd(), name)? {
             return Ok((i.gfid, Some(i)));
         }
-        let fd = sys::open_path(pfd.as_fd(), name).map_err(errno)?;
+        let fd = self.inodes.with_room(|| sys::open_path(pfd.as_fd(), name)).map_err(errno)?;
         Ok((read_gfid(fd.as_fd()).map_err(errno)?.unwrap_or(Gfid::NULL), None))
     }
 

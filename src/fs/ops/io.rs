@@ -62,7 +62,8 @@ impl OverlayFs {
         if writer {
             self.writable()?;
         }
-        let fd = sys::reopen(inode.fd().map_err(errno)?.as_fd(), reopen_flags(flags)).map_err(errno)?;
+        let path = inode.fd().map_err(errno)?;
+        let fd = self.inodes.with_room(|| sys::reopen(path.as_fd(), reopen_flags(flags))).map_err(errno)?;
         if writer {
             self.note_writer(inode, flags)?;
         }
@@ -119,13 +120,14 @@ impl OverlayFs {
         let oflags = reopen_flags(flags) | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
         let pfd = parent.fd().map_err(errno)?;
         let as_caller = sys::CreateAs::new(self.gid(req), umask).map_err(errno)?;
-        let created = sys::openat(pfd.as_fd(), name, oflags, mode & 0o7777);
+        // Out of descriptors, openat fails before it creates anything: a retry is safe.
+        let created = self.inodes.with_room(|| sys::openat(pfd.as_fd(), name, oflags, mode & 0o7777));
         drop(as_caller);
         match created {
             Ok(fd) => {
                 let file = File::from(fd);
                 // The kernel holds the directory locked for this CREATE: the name is ours.
-                let opath = sys::open_path(pfd.as_fd(), name).map_err(errno)?;
+                let opath = self.inodes.with_room(|| sys::open_path(pfd.as_fd(), name)).map_err(errno)?;
                 let (inode, st) = self.adopt_new(req, parent, opath, mode)?;
                 self.record_new(Op::Create, parent, name, &inode, &st, None)?;
                 let writer = is_writer(flags);

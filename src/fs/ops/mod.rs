@@ -266,6 +266,10 @@ impl Filesystem for OverlayFs {
         self.inodes.forget(ino.0, nlookup);
     }
 
+    fn batch_forget(&self, _req: &Request, nodes: &[fuser::ForgetOne]) {
+        self.inodes.forget_many(nodes.iter().map(|n| (n.nodeid().0, n.nlookup())));
+    }
+
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         if self.opts.aux_gfid && ino.0 == GFID_DIR_INO {
             return reply.attr(&self.opts.ttl, &self.gfid_dir_attr());
