@@ -19,11 +19,15 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
 use parking_lot::Mutex;
+use rustc_hash::FxBuildHasher;
 
 const CAP: usize = 1 << 20;
 
+/// Keys: the directory's node id (native bytes) followed by the name.
+type Map = HashMap<Box<[u8]>, u64, FxBuildHasher>;
+
 pub struct Dentries {
-    map: Mutex<HashMap<Box<[u8]>, u64>>,
+    map: Mutex<Map>,
     enabled: bool,
 }
 
@@ -34,18 +38,35 @@ fn key(parent: u64, name: &OsStr) -> Box<[u8]> {
     k.into_boxed_slice()
 }
 
+/// Calls `f` with the key of `name` in `parent`, built on the stack when it fits (any name
+/// a Linux filesystem accepts does: NAME_MAX is 255), so that a lookup allocates nothing.
+fn with_key<T>(parent: u64, name: &OsStr, f: impl FnOnce(&[u8]) -> T) -> T {
+    let n = name.as_bytes();
+    let mut buf = [0u8; 8 + 256];
+    if n.len() > 256 {
+        return f(&key(parent, name));
+    }
+    buf[..8].copy_from_slice(&parent.to_ne_bytes());
+    buf[8..8 + n.len()].copy_from_slice(n);
+    f(&buf[..8 + n.len()])
+}
+
 /// Sets what `name` names, or forgets it if unknown.
-fn set(m: &mut HashMap<Box<[u8]>, u64>, name: (u64, &OsStr), ino: Option<u64>) {
+fn set(m: &mut Map, name: (u64, &OsStr), ino: Option<u64>) {
     match ino {
-        Some(ino) => m.insert(key(name.0, name.1), ino),
-        None => m.remove(&key(name.0, name.1)),
-    };
+        Some(ino) => {
+            m.insert(key(name.0, name.1), ino);
+        }
+        None => {
+            with_key(name.0, name.1, |k| m.remove(k));
+        }
+    }
 }
 
 impl Dentries {
     /// A map that keeps names if `enabled`, else does nothing.
     pub fn new(enabled: bool) -> Dentries {
-        Dentries { map: Mutex::new(HashMap::new()), enabled }
+        Dentries { map: Mutex::new(Map::default()), enabled }
     }
 
     /// `name` in directory `parent` is the inode with node id `ino`.
@@ -65,7 +86,7 @@ impl Dentries {
         if !self.enabled {
             return None;
         }
-        self.map.lock().get(&key(parent, name)).copied()
+        with_key(parent, name, |k| self.map.lock().get(k).copied())
     }
 
     /// `name` in `parent` is gone.
@@ -73,7 +94,7 @@ impl Dentries {
         if !self.enabled {
             return;
         }
-        self.map.lock().remove(&key(parent, name));
+        with_key(parent, name, |k| self.map.lock().remove(k));
     }
 
     /// `from` was renamed to `to` (replacing whatever `to` named): `to` names `ino` now, if
@@ -83,7 +104,7 @@ impl Dentries {
             return;
         }
         let mut m = self.map.lock();
-        m.remove(&key(from.0, from.1));
+        set(&mut m, from, None);
         set(&mut m, to, ino);
     }
 

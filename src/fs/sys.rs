@@ -9,8 +9,33 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 
-fn cstr(name: &OsStr) -> io::Result<CString> {
-    CString::new(name.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+/// A name as a C string: on the stack up to NAME_MAX bytes (any name a directory holds), so
+/// that a syscall on a name allocates nothing; on the heap beyond (paths).
+enum CName {
+    Stack([u8; 256]),
+    Heap(CString),
+}
+
+impl CName {
+    fn as_ptr(&self) -> *const libc::c_char {
+        match self {
+            CName::Stack(b) => b.as_ptr().cast(),
+            CName::Heap(c) => c.as_ptr(),
+        }
+    }
+}
+
+fn cstr(name: &OsStr) -> io::Result<CName> {
+    let b = name.as_bytes();
+    let einval = || io::Error::from_raw_os_error(libc::EINVAL);
+    if b.len() < 256 {
+        let mut buf = [0u8; 256];
+        buf[..b.len()].copy_from_slice(b);
+        // Refuses an interior NUL, as CString::new does.
+        CStr::from_bytes_with_nul(&buf[..=b.len()]).map_err(|_| einval())?;
+        return Ok(CName::Stack(buf));
+    }
+    CString::new(b).map(CName::Heap).map_err(|_| einval())
 }
 
 fn check(r: libc::c_int) -> io::Result<libc::c_int> {
@@ -59,7 +84,12 @@ pub fn fstatat(dir: BorrowedFd<'_>, name: &OsStr, flags: i32) -> io::Result<libc
 
 /// stat of the inode behind `fd` itself (works on O_PATH and symlink handles).
 pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
-    fstatat(fd, OsStr::new(""), libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW)
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    let flags = libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW;
+    // SAFETY: st is a valid out-pointer of the right type; the name is a static C string.
+    check(unsafe { libc::fstatat(fd.as_raw_fd(), c"".as_ptr(), st.as_mut_ptr(), flags) })?;
+    // SAFETY: fstatat succeeded and filled st.
+    Ok(unsafe { st.assume_init() })
 }
 
 pub fn mkdirat(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> io::Result<()> {
