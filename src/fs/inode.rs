@@ -102,7 +102,9 @@ impl Inode {
         let stale = || io::Error::from_raw_os_error(libc::ESTALE);
         let h = self.handle.as_ref().ok_or_else(stale)?;
         let cache = self.cache.upgrade().ok_or_else(stale)?;
-        let fd = Arc::new(cache.with_room(|| sys::open_by_handle(cache.mount_fd.as_fd(), h, libc::O_PATH | libc::O_NOFOLLOW))?);
+        let fd = Arc::new(
+            cache.with_room(|| sys::open_by_handle(cache.mount_fd.as_fd(), h, libc::O_PATH | libc::O_NOFOLLOW))?,
+        );
         {
             let mut slot = self.fd.write();
             if let Some(f) = slot.as_ref() {
@@ -345,5 +347,76 @@ impl InodeTable {
     /// Descriptors currently held for inodes.
     pub fn open_fds(&self) -> usize {
         self.cache.open.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+    use std::os::fd::AsFd;
+
+    /// A table over a fresh directory with `n` files, each looked up once.
+    fn table(budget: usize, n: usize) -> (tempfile::TempDir, InodeTable, Vec<u64>) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = sys::open_path(std::fs::File::open(dir.path()).unwrap().as_fd(), OsStr::new(".")).unwrap();
+        let st = sys::fstat(root.as_fd()).unwrap();
+        let t = InodeTable::new(root, &st, budget).unwrap();
+        let mut ids = Vec::new();
+        for k in 0..n {
+            let p = dir.path().join(format!("f{k}"));
+            std::fs::write(&p, b"").unwrap();
+            let fd =
+                sys::open_path(std::fs::File::open(dir.path()).unwrap().as_fd(), OsStr::new(&format!("f{k}"))).unwrap();
+            let st = sys::fstat(fd.as_fd()).unwrap();
+            let h = sys::name_to_handle(fd.as_fd()).unwrap();
+            let i = t.lookup_or_insert(&st, h, ROOT_INO, move || Ok((fd, Gfid::NULL))).unwrap();
+            ids.push(i.ino);
+        }
+        (dir, t, ids)
+    }
+
+    #[test]
+    fn descriptors_stay_within_budget_and_come_back_on_use() {
+        let (_d, t, ids) = table(64, 200);
+        assert!(t.open_fds() <= 64, "{} descriptors held over a budget of 64", t.open_fds());
+        for id in &ids {
+            t.get(*id).unwrap().fd().unwrap();
+        }
+        assert!(t.open_fds() <= 64);
+    }
+
+    #[test]
+    fn out_of_descriptors_closes_cached_ones_and_tries_again() {
+        let (_d, t, _ids) = table(1000, 100);
+        let before = t.open_fds();
+        let mut calls = 0;
+        let r = t.with_room(|| {
+            calls += 1;
+            if calls == 1 { Err(io::Error::from_raw_os_error(libc::EMFILE)) } else { Ok(7) }
+        });
+        assert_eq!((r.unwrap(), calls), (7, 2));
+        assert!(t.open_fds() < before, "nothing closed: {} of {before}", t.open_fds());
+        // Any other error is the caller's, with no retry.
+        let mut calls = 0;
+        let r: io::Result<()> = t.with_room(|| {
+            calls += 1;
+            Err(io::Error::from_raw_os_error(libc::ENOENT))
+        });
+        assert_eq!((r.unwrap_err().raw_os_error(), calls), (Some(libc::ENOENT), 1));
+    }
+
+    #[test]
+    fn batch_forget_drops_inodes_at_zero_lookups_only() {
+        let (_d, t, ids) = table(1000, 10);
+        let again = t.get(ids[0]).unwrap();
+        t.add_lookup(&again, ROOT_INO);
+        drop(again);
+        t.forget_many(ids.iter().map(|&id| (id, 1)).chain([(ROOT_INO, 1)]));
+        // The root stays; the inode looked up twice is left with one lookup.
+        assert_eq!(t.len(), 2);
+        assert!(t.get(ids[0]).is_some() && t.get(ROOT_INO).is_some());
+        t.forget_many([(ids[0], 1)]);
+        assert_eq!(t.len(), 1);
     }
 }
