@@ -464,22 +464,30 @@ pub fn set_thread_umask(mask: u32) -> io::Result<()> {
 
 /// While alive, new inodes made by this thread get group `gid` (or their directory's group
 /// under set-group-ID), as the kernel gives them; the thread stays root for everything else
-/// (`setfsgid` changes no capability). Dropping it restores group 0.
-pub struct CreateAs(());
+/// (`setfsgid` changes no capability). Dropping it restores group 0. For group 0 it changes
+/// nothing (each `setfsgid` makes and drops a set of credentials, even a no-op one).
+pub struct CreateAs {
+    switched: bool,
+}
 
 impl CreateAs {
     pub fn new(gid: u32, umask: u32) -> io::Result<CreateAs> {
         set_thread_umask(umask)?;
-        // SAFETY: setfsgid only changes this thread's filesystem group id.
-        unsafe { libc::setfsgid(gid) };
-        Ok(CreateAs(()))
+        let switched = gid != 0;
+        if switched {
+            // SAFETY: setfsgid only changes this thread's filesystem group id.
+            unsafe { libc::setfsgid(gid) };
+        }
+        Ok(CreateAs { switched })
     }
 }
 
 impl Drop for CreateAs {
     fn drop(&mut self) {
-        // SAFETY: as above.
-        unsafe { libc::setfsgid(0) };
+        if self.switched {
+            // SAFETY: as above.
+            unsafe { libc::setfsgid(0) };
+        }
     }
 }
 

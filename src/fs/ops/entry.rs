@@ -5,7 +5,7 @@
 //! ENTRY record carries the final mode and owner.
 
 use std::ffi::OsStr;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -86,12 +86,15 @@ impl OverlayFs {
     }
 
     /// Gives a just-created inode (made under `sys::CreateAs`, so its group is already right)
-    /// the caller as owner and a GFID, and enters it in the table.
+    /// the caller as owner and a GFID, and enters it in the table. `fd` is its O_PATH
+    /// descriptor; `file`, if the creation opened it, takes the GFID directly (an O_PATH
+    /// descriptor takes xattr calls only through its /proc path: a path walk).
     pub(super) fn adopt_new(
         &self,
         req: &Request,
         parent: &Arc<Inode>,
         fd: OwnedFd,
+        file: Option<BorrowedFd<'_>>,
         mode: u32,
     ) -> R<(Arc<Inode>, libc::stat)> {
         if self.uid(req) != 0 {
@@ -105,7 +108,8 @@ impl OverlayFs {
             }
         }
         let gfid = Gfid::generate();
-        sys::setxattr_fd(fd.as_fd(), OsStr::new(XATTR_GFID), &gfid.0, libc::XATTR_CREATE).map_err(errno)?;
+        sys::setxattr_fd(file.unwrap_or(fd.as_fd()), OsStr::new(XATTR_GFID), &gfid.0, libc::XATTR_CREATE)
+            .map_err(errno)?;
         let h = sys::name_to_handle(fd.as_fd()).map_err(errno)?;
         self.brick.gfids.add_handle(gfid, &h).map_err(errno)?;
         let st = sys::fstat(fd.as_fd()).map_err(errno)?;
@@ -162,7 +166,7 @@ impl OverlayFs {
             make(pfd.as_fd()).map_err(errno)?;
         }
         let fd = self.inodes.with_room(|| sys::open_path(pfd.as_fd(), name)).map_err(errno)?;
-        let (inode, st) = self.adopt_new(req, parent, fd, mode)?;
+        let (inode, st) = self.adopt_new(req, parent, fd, None, mode)?;
         self.record_new(op, parent, name, &inode, &st, target)?;
         Ok((inode, st))
     }

@@ -128,7 +128,7 @@ impl OverlayFs {
                 let file = File::from(fd);
                 // The kernel holds the directory locked for this CREATE: the name is ours.
                 let opath = self.inodes.with_room(|| sys::open_path(pfd.as_fd(), name)).map_err(errno)?;
-                let (inode, st) = self.adopt_new(req, parent, opath, mode)?;
+                let (inode, st) = self.adopt_new(req, parent, opath, Some(file.as_fd()), mode)?;
                 self.record_new(Op::Create, parent, name, &inode, &st, None)?;
                 let writer = is_writer(flags);
                 if writer {
