@@ -29,6 +29,7 @@ use parking_lot::{Condvar, Mutex};
 use super::codec::{self, Header};
 use super::history::{self, FLAG_UNCLEAN, IndexEntry, IndexWriter};
 use super::record::{EntryDetail, EntryName, Kind, Op, RECORD_EXCHANGE, Record};
+use crate::mapped::MappedAppend;
 use crate::types::{EpochMs, Gfid, VolumeId};
 
 /// Tunables of recording.
@@ -70,13 +71,10 @@ pub(crate) const ACTIVE_PREFIX: &str = "current.";
 pub const RECORDING_OFF_MARKER: &str = "recording-off";
 
 struct Active {
-    file: Arc<File>,
-    /// The whole file, `cap` bytes, mapped shared.
-    map: memmap2::MmapMut,
-    cap: u64,
+    /// The file, its header and records (`MappedAppend`: records are memory copies).
+    out: MappedAppend,
     path: PathBuf,
     header: Header,
-    offset: u64,
     count: u32,
     next_seq: u64,
     seen_data: HashSet<Gfid>,
@@ -112,8 +110,7 @@ pub struct Recorder {
     shared: Arc<Shared>,
 }
 
-/// Space the active file is given at a time. It is allocated, not just sized: writing into a
-/// mapped hole of a full filesystem would be a SIGBUS, where a failed allocation is an error.
+/// Space the active file is given at a time.
 const ACTIVE_CHUNK: u64 = 1 << 20;
 
 /// A new active file, its header written, `ACTIVE_CHUNK` bytes allocated and mapped.
@@ -121,32 +118,14 @@ fn create_active(
     dir: &Path,
     volume: VolumeId,
     first_seq: u64,
-) -> Result<(Arc<File>, memmap2::MmapMut, PathBuf, Header), RecorderError> {
+) -> Result<(MappedAppend, PathBuf, Header), RecorderError> {
     let path = dir.join(format!("{ACTIVE_PREFIX}{first_seq:020}"));
     let file =
         OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).map_err(io_err(&path))?;
     let header = Header { volume, start_ms: EpochMs::now().0, first_seq };
     file.write_all_at(&header.encode(), 0).map_err(io_err(&path))?;
-    let map = grow(&file, 0, ACTIVE_CHUNK).map_err(io_err(&path))?;
-    Ok((Arc::new(file), map, path, header))
-}
-
-/// Allocates the file's bytes from `from` to `to` (its new size) and maps the whole of it.
-fn grow(file: &File, from: u64, to: u64) -> io::Result<memmap2::MmapMut> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: plain fallocate(2) on an open descriptor.
-    let r = unsafe { libc::fallocate(file.as_raw_fd(), 0, from as libc::off_t, (to - from) as libc::off_t) };
-    if r != 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EOPNOTSUPP) {
-            return Err(e);
-        }
-        // A filesystem without fallocate: sized only.
-        file.set_len(to)?;
-    }
-    // SAFETY: the file is this recorder's own; nothing else writes or truncates it while mapped
-    // (readers only read published files, which are cut to their records before publishing).
-    unsafe { memmap2::MmapMut::map_mut(file) }
+    let out = MappedAppend::new(Arc::new(file), codec::HEADER_LEN as u64, ACTIVE_CHUNK).map_err(io_err(&path))?;
+    Ok((out, path, header))
 }
 
 fn fsync_dir(dir: &Path) -> Result<(), RecorderError> {
@@ -170,19 +149,16 @@ impl Recorder {
             // The flag goes on the next file published; the marker may go now.
             let _ = fs::remove_file(&marker);
         }
-        let (file, map, path, header) = create_active(dir, volume, next_seq)?;
+        let (out, path, header) = create_active(dir, volume, next_seq)?;
         fsync_dir(dir)?;
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             volume,
             cfg,
             active: Mutex::new(Active {
-                file,
-                map,
-                cap: ACTIVE_CHUNK,
+                out,
                 path,
                 header,
-                offset: codec::HEADER_LEN as u64,
                 count: 0,
                 next_seq,
                 seen_data: HashSet::new(),
@@ -250,22 +226,13 @@ impl Recorder {
             codec::encode_record(&rec, &mut a.buf);
             n += 1;
         }
-        let end = a.offset + a.buf.len() as u64;
-        if end > a.cap {
-            let cap = (a.cap * 2).max(end.next_multiple_of(ACTIVE_CHUNK));
-            match grow(&a.file, a.cap, cap) {
-                Ok(map) => (a.map, a.cap) = (map, cap),
-                Err(e) => {
-                    a.failed = true;
-                    self.shared.failed.store(true, Ordering::Release);
-                    log::error!("changelog write failed, recording stops: {e}");
-                    return Err(e);
-                }
-            }
+        let Active { out, buf, .. } = &mut *a;
+        if let Err(e) = out.append(buf) {
+            a.failed = true;
+            self.shared.failed.store(true, Ordering::Release);
+            log::error!("changelog write failed, recording stops: {e}");
+            return Err(e);
         }
-        let Active { map, buf, offset, .. } = &mut *a;
-        map[*offset as usize..end as usize].copy_from_slice(buf);
-        a.offset = end;
         a.next_seq += n;
         a.count += n as u32;
         Ok(())
@@ -356,7 +323,7 @@ impl Recorder {
     pub fn sync(&self) -> Result<(), RecorderError> {
         let (file, path) = {
             let a = self.shared.active.lock();
-            (a.file.clone(), a.path.clone())
+            (a.out.file().clone(), a.path.clone())
         };
         self.run_hooks();
         file.sync_data().map_err(io_err(&path))
@@ -370,18 +337,17 @@ impl Recorder {
             if a.count == 0 {
                 return Ok(());
             }
-            let (file, map, path, header) = create_active(&sh.dir, sh.volume, a.next_seq)?;
+            let (out, path, header) = create_active(&sh.dir, sh.volume, a.next_seq)?;
             // The old mapping goes before the old file is cut to its records.
-            drop(std::mem::replace(&mut a.map, map));
+            let (old_file, old_len) = std::mem::replace(&mut a.out, out).unmap();
             let old = (
-                std::mem::replace(&mut a.file, file),
+                old_file,
                 std::mem::replace(&mut a.path, path),
                 std::mem::replace(&mut a.header, header),
                 a.count,
                 a.unclean,
-                std::mem::replace(&mut a.offset, codec::HEADER_LEN as u64),
+                old_len,
             );
-            a.cap = ACTIVE_CHUNK;
             a.count = 0;
             a.unclean = false;
             a.seen_data.clear();

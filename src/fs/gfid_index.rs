@@ -2,7 +2,9 @@
 //! `open_by_handle_at`, without a tree walk and without extra links in the brick.
 //!
 //! On disk (`<brick>/.georep/gfid.idx`): a 16-byte header (`GEOREPGI`, version) and fixed
-//! 64-byte records appended as inodes get GFIDs. Records of deleted inodes stay until the
+//! 64-byte records appended as inodes get GFIDs, through a shared mapping over space allocated
+//! ahead (`crate::mapped`: a record is a memory copy; the zeros after the records end them
+//! for readers, and are cut when the index is opened). Records of deleted inodes stay until the
 //! file is compacted; resolving one gives `ESTALE`, and every resolution is verified against
 //! the inode's `trusted.gfid`. The index is synced before every changelog fsync, so every
 //! GFID in a durable changelog is in the durable index.
@@ -14,11 +16,13 @@ use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
 use super::sys::{self, FileHandle};
+use crate::mapped::MappedAppend;
 use crate::types::{Gfid, XATTR_GFID};
 
 const MAGIC: &[u8; 8] = b"GEOREPGI";
@@ -75,9 +79,14 @@ fn load(path: &Path) -> io::Result<(HashMap<Gfid, FileHandle>, u64)> {
     Ok((map, good))
 }
 
+/// Space the index is given at a time (a thousand records), doubling as it grows.
+const CHUNK: u64 = 64 << 10;
+
 pub struct GfidIndex {
     path: PathBuf,
-    file: Mutex<(File, u64)>,
+    /// Records are memory copies into the file (`MappedAppend`); the allocated tail reads as
+    /// zeros, which end the records for every reader and are cut at the next open.
+    file: Mutex<MappedAppend>,
     map: RwLock<HashMap<Gfid, FileHandle>>,
     dirty: AtomicBool,
 }
@@ -97,9 +106,10 @@ impl GfidIndex {
         if good != file.metadata()?.len() {
             file.set_len(good)?;
         }
+        let file = MappedAppend::new(Arc::new(file), good, CHUNK)?;
         Ok(GfidIndex {
             path: path.to_path_buf(),
-            file: Mutex::new((file, good)),
+            file: Mutex::new(file),
             map: RwLock::new(map),
             dirty: AtomicBool::new(false),
         })
@@ -111,10 +121,19 @@ impl GfidIndex {
     }
 
     /// How many inodes the index knows, about (it keeps entries of removed inodes until it is
-    /// compacted): the total of a crawl's progress.
+    /// compacted): the total of a crawl's progress. The records end at the first all-zero
+    /// one (the allocated tail): found by bisection, a few reads.
     pub fn estimate_len(path: &Path) -> io::Result<u64> {
-        let n = std::fs::metadata(path)?.len();
-        Ok(n.saturating_sub(HEADER_LEN) / REC_LEN as u64)
+        let file = File::open(path)?;
+        let (mut lo, mut hi) = (0, file.metadata()?.len().saturating_sub(HEADER_LEN) / REC_LEN as u64);
+        let mut rec = [0u8; REC_LEN];
+        // Invariant: records below `lo` are written, records from `hi` on are zeros.
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            file.read_exact_at(&mut rec, HEADER_LEN + mid * REC_LEN as u64)?;
+            if rec.iter().all(|&b| b == 0) { hi = mid } else { lo = mid + 1 }
+        }
+        Ok(lo)
     }
 
     /// Loads only the entries of `wanted`: a scan, without building the whole map.
@@ -153,12 +172,7 @@ impl GfidIndex {
         let rec = encode(gfid, h).ok_or_else(|| {
             io::Error::other(format!("{}: file handle of {} bytes is too large", self.path.display(), h.bytes.len()))
         })?;
-        {
-            let mut f = self.file.lock();
-            let off = f.1;
-            f.0.write_all_at(&rec, off)?;
-            f.1 += REC_LEN as u64;
-        }
+        self.file.lock().append(&rec)?;
         self.map.write().insert(gfid, h.clone());
         self.dirty.store(true, Ordering::Release);
         Ok(())
@@ -171,7 +185,8 @@ impl GfidIndex {
     /// Makes every added record durable.
     pub fn sync(&self) -> io::Result<()> {
         if self.dirty.swap(false, Ordering::AcqRel) {
-            self.file.lock().0.sync_data()?;
+            let file = self.file.lock().file().clone();
+            file.sync_data()?;
         }
         Ok(())
     }
@@ -197,5 +212,44 @@ pub fn resolve(handles: &HashMap<Gfid, FileHandle>, mount_fd: BorrowedFd<'_>, gf
     match sys::getxattr_vec(std::os::fd::AsFd::as_fd(&fd), OsStr::new(XATTR_GFID))? {
         Some(v) if v == gfid.0 => Ok(fd),
         _ => Err(io::Error::from_raw_os_error(libc::ESTALE)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handle(i: u32) -> FileHandle {
+        FileHandle { handle_type: 1, bytes: [i.to_le_bytes(), (!i).to_le_bytes()].concat() }
+    }
+
+    #[test]
+    fn records_survive_reopen_and_the_allocated_tail_is_not_records() {
+        assert!(decode(&[0u8; REC_LEN]).is_none(), "a zero record must end the records");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gfid.idx");
+        let gfids: Vec<Gfid> = (0..3000).map(|_| Gfid::generate()).collect();
+        {
+            let idx = GfidIndex::open(&path).unwrap();
+            for (i, g) in gfids.iter().enumerate() {
+                idx.add_handle(*g, &handle(i as u32)).unwrap();
+            }
+            idx.sync().unwrap();
+            // Read by another process's way while the index is open: the file is longer than
+            // its records, and only the records count.
+            assert!(std::fs::metadata(&path).unwrap().len() > HEADER_LEN + 3000 * REC_LEN as u64);
+            assert_eq!(GfidIndex::estimate_len(&path).unwrap(), 3000);
+            let m = GfidIndex::load(&path).unwrap();
+            assert_eq!(m.len(), 3000);
+            assert_eq!(m[&gfids[2999]], handle(2999));
+        }
+        // Dropped without a sync or cut (a killed daemon): reopened, the zeros are not records.
+        let idx = GfidIndex::open(&path).unwrap();
+        assert_eq!(GfidIndex::estimate_len(&path).unwrap(), 3000);
+        assert_eq!((idx.len(), idx.handle(&gfids[7])), (3000, Some(handle(7))));
+        let g = Gfid::generate();
+        idx.add_handle(g, &handle(9999)).unwrap();
+        assert_eq!(GfidIndex::load(&path).unwrap()[&g], handle(9999));
+        assert_eq!(GfidIndex::estimate_len(&path).unwrap(), 3001);
     }
 }
