@@ -75,6 +75,11 @@ impl Dentries {
             return;
         }
         let mut m = self.map.lock();
+        // A name seen again (lookups, listings) is updated in place, with no new key.
+        if let Some(v) = with_key(parent, name, |k| m.get_mut(k)) {
+            *v = ino;
+            return;
+        }
         if m.len() >= CAP {
             m.clear();
         }

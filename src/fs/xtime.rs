@@ -99,7 +99,7 @@ pub struct XtimeMarker {
     path: PathBuf,
     file: Mutex<(File, u64)>,
     marks: RwLock<HashMap<Gfid, u64>>,
-    dirty: Mutex<HashMap<u64, Arc<Inode>>>,
+    dirty: Mutex<HashMap<u64, Arc<Inode>, rustc_hash::FxBuildHasher>>,
 }
 
 impl XtimeMarker {
@@ -127,7 +127,7 @@ impl XtimeMarker {
             path: path.to_path_buf(),
             file: Mutex::new((file, len)),
             marks: RwLock::new(marks),
-            dirty: Mutex::new(HashMap::new()),
+            dirty: Mutex::new(HashMap::default()),
         })
     }
 
@@ -144,7 +144,12 @@ impl XtimeMarker {
 
     /// Writes and syncs the marks of every dirty inode and its ancestors.
     pub fn flush(&self, table: &InodeTable) -> io::Result<()> {
-        let dirty = std::mem::take(&mut *self.dirty.lock());
+        let dirty = {
+            let mut d = self.dirty.lock();
+            // The next interval starts with room for as many: no regrowing on the hot path.
+            let room = HashMap::with_capacity_and_hasher(d.len(), Default::default());
+            std::mem::replace(&mut *d, room)
+        };
         if dirty.is_empty() {
             return Ok(());
         }
