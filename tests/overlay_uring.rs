@@ -132,3 +132,34 @@ fn fsync_is_served_off_the_ring_threads() {
     assert!(switches(pid, "fs-slow-") >= before + 51, "fsyncs went to the slow-request threads");
     assert_eq!(fs::read(m.b("f")).unwrap().len(), 50 * 4096);
 }
+
+fn open_fds(pid: i32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
+/// While the rings serve requests, the `/dev/fuse` thread lets forgets pile up and takes them
+/// in batches (one wake-up each, not one per unlinked file); every forget still arrives: the
+/// daemon lets go of each unlinked inode (its descriptor), so the brick frees it.
+#[test]
+fn forgets_come_in_batches_and_every_removed_inode_is_let_go() {
+    enable_uring();
+    let m = Mount::new("");
+    let pid = daemon(&m);
+    wait_until(std::time::Duration::from_secs(5), || !threads(pid, "fuser-ring-").is_empty());
+    let n = 2000;
+    fs::create_dir(m.p("d")).unwrap();
+    for i in 0..n {
+        fs::File::create(m.p(&format!("d/f{i}"))).unwrap();
+    }
+    let held = open_fds(pid);
+    assert!(held >= n, "the daemon holds each inode the kernel knows: {held} descriptors");
+    let dev0 = switches(pid, "fuser-") - switches(pid, "fuser-ring-");
+    for i in 0..n {
+        fs::remove_file(m.p(&format!("d/f{i}"))).unwrap();
+    }
+    let released = wait_until(std::time::Duration::from_secs(10), || open_fds(pid) + n <= held + 20);
+    assert!(released, "forgotten inodes let go: {} descriptors of {held}", open_fds(pid));
+    let dev = switches(pid, "fuser-") - switches(pid, "fuser-ring-") - dev0;
+    assert!(dev * 3 < n as u64, "the /dev/fuse thread woke {dev} times for {n} forgets");
+    assert_eq!(fs::read_dir(m.b("d")).unwrap().count(), 0);
+}
