@@ -17,6 +17,7 @@ use super::{R, errno};
 use crate::changelog::Op;
 use crate::fs::OverlayFs;
 use crate::fs::brick::{ensure_gfid, read_gfid};
+use crate::fs::dentry::Named;
 use crate::fs::inode::{Inode, ROOT_INO};
 use crate::fs::sys;
 use crate::types::{Gfid, XATTR_GFID};
@@ -37,7 +38,7 @@ impl OverlayFs {
     /// Remembers that `name` in `parent` names `inode` (see `crate::fs::dentry`).
     fn seen(&self, parent: &Arc<Inode>, name: &OsStr, inode: &Arc<Inode>) {
         if !matches!(name.as_bytes(), b"." | b"..") {
-            self.dentries.insert(parent.ino, name, inode.ino);
+            self.dentries.insert(parent.ino, name, Named { ino: inode.ino, gfid: inode.gfid });
         }
     }
 
@@ -230,8 +231,8 @@ impl OverlayFs {
     /// The GFID of `name` in `parent`, and its inode when the table holds it: from memory for a
     /// name seen before, else one stat.
     fn gfid_at(&self, parent: &Arc<Inode>, name: &OsStr) -> R<(Gfid, Option<Arc<Inode>>)> {
-        if let Some(i) = self.dentries.get(parent.ino, name).and_then(|id| self.inodes.get(id)) {
-            return Ok((i.gfid, Some(i)));
+        if let Some(n) = self.dentries.get(parent.ino, name) {
+            return Ok((n.gfid, self.inodes.get(n.ino).filter(|i| i.gfid == n.gfid)));
         }
         let pfd = parent.fd().map_err(errno)?;
         if let (_, Some(i)) = self.stat_at(pfd.as_fd(), name)? {
@@ -249,11 +250,21 @@ impl OverlayFs {
         if bad_name(name) {
             return Err(Errno::EINVAL);
         }
-        // The GFID is needed only for the record.
-        let gfid = if self.recorder.is_some() { self.gfid_at(parent, name)?.0 } else { Gfid::NULL };
-        sys::unlinkat(parent.fd().map_err(errno)?.as_fd(), name, if dir { libc::AT_REMOVEDIR } else { 0 })
-            .map_err(errno)?;
-        self.dentries.remove(parent.ino, name);
+        // The GFID is needed only for the record. The name leaves the names map first (one
+        // visit, which tells the GFID), and comes back if the brick refuses the removal.
+        let known = self.dentries.remove(parent.ino, name);
+        let gfid = match known {
+            Some(n) => n.gfid,
+            None if self.recorder.is_some() => self.gfid_at(parent, name)?.0,
+            None => Gfid::NULL,
+        };
+        let flags = if dir { libc::AT_REMOVEDIR } else { 0 };
+        if let Err(e) = parent.fd().and_then(|pfd| sys::unlinkat(pfd.as_fd(), name, flags)) {
+            if let Some(n) = known {
+                self.dentries.insert(parent.ino, name, n);
+            }
+            return Err(errno(e));
+        }
         self.rec_entry(if dir { Op::Rmdir } else { Op::Unlink }, gfid, None, (parent.gfid, name), None, None)?;
         self.mark(parent);
         Ok(())
@@ -282,12 +293,10 @@ impl OverlayFs {
         let dst = if exchange { Some(self.gfid_at(np, newname)?) } else { None };
         sys::renameat2(p.fd().map_err(errno)?.as_fd(), name, np.fd().map_err(errno)?.as_fd(), newname, flags)
             .map_err(errno)?;
-        let moved_ino = moved.as_ref().map(|m| m.ino);
+        let named = |i: &Option<Arc<Inode>>| i.as_ref().map(|i| Named { ino: i.ino, gfid: i.gfid });
         match &dst {
-            Some((_, d)) => {
-                self.dentries.exchange((p.ino, name), moved_ino, (np.ino, newname), d.as_ref().map(|d| d.ino))
-            }
-            None => self.dentries.rename((p.ino, name), (np.ino, newname), moved_ino),
+            Some((_, d)) => self.dentries.exchange((p.ino, name), named(&moved), (np.ino, newname), named(d)),
+            None => self.dentries.rename((p.ino, name), (np.ino, newname), named(&moved)),
         }
         if let Some(rec) = &self.recorder {
             let r = match &dst {
