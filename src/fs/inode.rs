@@ -90,6 +90,8 @@ pub struct Inode {
     pub parent: AtomicU64,
     /// The kernel passthrough backing id shared by all open handles of this inode.
     pub backing: Mutex<Weak<BackingId>>,
+    /// The xtime interval in which the inode was last marked changed (`XtimeMarker::mark`).
+    pub marked: AtomicU64,
 }
 
 impl Inode {
@@ -194,6 +196,7 @@ impl InodeTable {
             nlookup: AtomicU64::new(2),
             parent: AtomicU64::new(ROOT_INO),
             backing: Mutex::new(Weak::new()),
+            marked: AtomicU64::new(u64::MAX),
         });
         {
             let mut t = cache.map.write();
@@ -287,6 +290,7 @@ impl InodeTable {
                     nlookup: AtomicU64::new(0),
                     parent: AtomicU64::new(parent),
                     backing: Mutex::new(Weak::new()),
+                    marked: AtomicU64::new(u64::MAX),
                 });
                 t.by_id.insert(id, i.clone());
                 t.by_handle.insert(h, id);

@@ -17,7 +17,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RwLock};
@@ -100,6 +100,8 @@ pub struct XtimeMarker {
     file: Mutex<(File, u64)>,
     marks: RwLock<HashMap<Gfid, u64>>,
     dirty: Mutex<HashMap<u64, Arc<Inode>, rustc_hash::FxBuildHasher>>,
+    /// Counts flushes: an inode marked in the current interval is in `dirty` already.
+    interval: AtomicU64,
 }
 
 impl XtimeMarker {
@@ -128,13 +130,18 @@ impl XtimeMarker {
             file: Mutex::new((file, len)),
             marks: RwLock::new(marks),
             dirty: Mutex::new(HashMap::default()),
+            interval: AtomicU64::new(0),
         })
     }
 
     /// Notes that `inode` changed.
     pub fn mark(&self, inode: &Arc<Inode>) {
-        let mut d = self.dirty.lock();
-        d.entry(inode.ino).or_insert_with(|| inode.clone());
+        // Once per inode per interval: later changes in the interval find it marked already.
+        let now = self.interval.load(Ordering::Acquire);
+        if inode.marked.swap(now, Ordering::AcqRel) == now {
+            return;
+        }
+        self.dirty.lock().entry(inode.ino).or_insert_with(|| inode.clone());
     }
 
     /// The mark of `gfid` (microseconds since the epoch), if it has one.
@@ -144,6 +151,9 @@ impl XtimeMarker {
 
     /// Writes and syncs the marks of every dirty inode and its ancestors.
     pub fn flush(&self, table: &InodeTable) -> io::Result<()> {
+        // A new interval first: a mark from now on goes into the set that follows, not into
+        // the one taken here (a mark still seeing the old interval was in this set already).
+        self.interval.fetch_add(1, Ordering::AcqRel);
         let dirty = {
             let mut d = self.dirty.lock();
             // The next interval starts with room for as many: no regrowing on the hot path.
