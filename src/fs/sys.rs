@@ -10,7 +10,9 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 
 /// A name as a C string: on the stack up to NAME_MAX bytes (any name a directory holds), so
-/// that a syscall on a name allocates nothing; on the heap beyond (paths).
+/// that a syscall on a name allocates nothing; on the heap beyond (paths). Large on purpose:
+/// it lives on the stack for the length of one call.
+#[allow(clippy::large_enum_variant)]
 enum CName {
     Stack([u8; 256]),
     Heap(CString),
