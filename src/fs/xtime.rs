@@ -134,7 +134,10 @@ impl XtimeMarker {
         })
     }
 
-    /// Notes that `inode` changed.
+    /// Notes that `inode` changed. Called before the change is recorded: a flush between the
+    /// two then writes a mark for it no older than the changelog the record lands in (that
+    /// file was started before the flush). Marked after, a flush in between would leave a
+    /// durable record with the inode's mark only in the next interval.
     pub fn mark(&self, inode: &Arc<Inode>) {
         // Once per inode per interval: later changes in the interval find it marked already.
         let now = self.interval.load(Ordering::Acquire);

@@ -127,8 +127,8 @@ impl OverlayFs {
         }
         sys::linkat_fd(fd.as_fd(), parent.fd().map_err(errno)?.as_fd(), name).map_err(errno)?;
         let st = sys::fstat(fd.as_fd()).map_err(errno)?;
-        self.rec_entry(Op::Link, gfid, Some(&st), (parent.gfid, name), None, None)?;
         self.mark(parent);
+        self.rec_entry(Op::Link, gfid, Some(&st), (parent.gfid, name), None, None)?;
         Ok(())
     }
 
@@ -199,6 +199,7 @@ impl OverlayFs {
             _ => Op::Mknod,
         };
         let target = e.target.as_deref().map(std::path::Path::new);
+        self.mark(parent);
         match &self.recorder {
             // A whole file: what a cascaded session must send on is its content and metadata
             // too, recorded with its creation in one write.
@@ -211,7 +212,6 @@ impl OverlayFs {
             }
             _ => self.rec_entry(op, e.gfid, Some(&st), (parent.gfid, &e.name), None, target)?,
         }
-        self.mark(parent);
         Ok(())
     }
 }

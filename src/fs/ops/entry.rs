@@ -140,9 +140,9 @@ impl OverlayFs {
         target: Option<&Path>,
     ) -> R<()> {
         self.seen(parent, name, inode);
-        self.rec_entry(op, inode.gfid, Some(st), (parent.gfid, name), None, target)?;
         self.mark(parent);
         self.mark(inode);
+        self.rec_entry(op, inode.gfid, Some(st), (parent.gfid, name), None, target)?;
         Ok(())
     }
 
@@ -222,9 +222,9 @@ impl OverlayFs {
         self.inodes.add_lookup(inode, newparent.ino);
         let inode = inode.clone();
         self.seen(newparent, newname, &inode);
-        self.rec_entry(Op::Link, inode.gfid, Some(&st), (newparent.gfid, newname), None, None)?;
         self.mark(newparent);
         self.mark(&inode);
+        self.rec_entry(Op::Link, inode.gfid, Some(&st), (newparent.gfid, newname), None, None)?;
         Ok((inode, st))
     }
 
@@ -265,8 +265,8 @@ impl OverlayFs {
             }
             return Err(errno(e));
         }
-        self.rec_entry(if dir { Op::Rmdir } else { Op::Unlink }, gfid, None, (parent.gfid, name), None, None)?;
         self.mark(parent);
+        self.rec_entry(if dir { Op::Rmdir } else { Op::Unlink }, gfid, None, (parent.gfid, name), None, None)?;
         Ok(())
     }
 
@@ -298,6 +298,18 @@ impl OverlayFs {
             Some((_, d)) => self.dentries.exchange((p.ino, name), named(&moved), (np.ino, newname), named(d)),
             None => self.dentries.rename((p.ino, name), (np.ino, newname), named(&moved)),
         }
+        // Marked before recorded (as everywhere): an xtime flush that comes between the two
+        // then still covers the record (see `XtimeMarker::mark`).
+        if let Some(m) = &moved {
+            m.parent.store(np.ino, Ordering::Relaxed);
+            self.mark(m);
+        }
+        if let Some((_, Some(m))) = &dst {
+            m.parent.store(p.ino, Ordering::Relaxed);
+            self.mark(m);
+        }
+        self.mark(p);
+        self.mark(np);
         if let Some(rec) = &self.recorder {
             let r = match &dst {
                 None => rec.rename(src, (p.gfid, name), (np.gfid, newname)),
@@ -305,16 +317,6 @@ impl OverlayFs {
             };
             r.map_err(|_| Errno::EIO)?;
         }
-        if let Some(m) = moved {
-            m.parent.store(np.ino, Ordering::Relaxed);
-            self.mark(&m);
-        }
-        if let Some((_, Some(m))) = dst {
-            m.parent.store(p.ino, Ordering::Relaxed);
-            self.mark(&m);
-        }
-        self.mark(p);
-        self.mark(np);
         Ok(())
     }
 }

@@ -51,8 +51,8 @@ impl OverlayFs {
     fn note_writer(&self, inode: &Arc<Inode>, flags: i32) -> R<()> {
         if let Some(rec) = &self.recorder {
             let op = if flags & libc::O_TRUNC != 0 { Op::Truncate } else { Op::Open };
-            rec.open_writer(inode.gfid, op).map_err(|_| Errno::EIO)?;
             self.mark(inode);
+            rec.open_writer(inode.gfid, op).map_err(|_| Errno::EIO)?;
         }
         Ok(())
     }
@@ -187,8 +187,8 @@ impl OverlayFs {
             && let Handle::File { inode, writer: true, .. } = &*h
             && let Some(rec) = &self.recorder
         {
-            rec.close_writer(inode.gfid).map_err(|_| Errno::EIO)?;
             self.mark(inode);
+            rec.close_writer(inode.gfid).map_err(|_| Errno::EIO)?;
         }
         Ok(())
     }
