@@ -99,8 +99,11 @@ pub struct XtimeMarker {
     path: PathBuf,
     file: Mutex<(File, u64)>,
     marks: RwLock<HashMap<Gfid, u64>>,
-    dirty: Mutex<HashMap<u64, Arc<Inode>, rustc_hash::FxBuildHasher>>,
-    /// Counts flushes: an inode marked in the current interval is in `dirty` already.
+    /// Inodes changed since the last flush, by GFID (two incarnations of one inode number are
+    /// two entries).
+    dirty: Mutex<HashMap<Gfid, Arc<Inode>, rustc_hash::FxBuildHasher>>,
+    /// Counts flushes; moves only under `dirty`'s lock, with the set taken. An inode whose
+    /// `marked` is the current interval is in the current set.
     interval: AtomicU64,
 }
 
@@ -140,11 +143,15 @@ impl XtimeMarker {
     /// durable record with the inode's mark only in the next interval.
     pub fn mark(&self, inode: &Arc<Inode>) {
         // Once per inode per interval: later changes in the interval find it marked already.
-        let now = self.interval.load(Ordering::Acquire);
-        if inode.marked.swap(now, Ordering::AcqRel) == now {
+        // `marked` is set only once the inode is in the set, under the lock: a change that
+        // finds it set is covered by the set of that interval (or, if that set was taken
+        // meanwhile, it is recorded after that flush, in a changelog started before it).
+        if inode.marked.load(Ordering::Acquire) == self.interval.load(Ordering::Acquire) {
             return;
         }
-        self.dirty.lock().entry(inode.ino).or_insert_with(|| inode.clone());
+        let mut d = self.dirty.lock();
+        d.entry(inode.gfid).or_insert_with(|| inode.clone());
+        inode.marked.store(self.interval.load(Ordering::Relaxed), Ordering::Release);
     }
 
     /// The mark of `gfid` (microseconds since the epoch), if it has one.
@@ -154,11 +161,10 @@ impl XtimeMarker {
 
     /// Writes and syncs the marks of every dirty inode and its ancestors.
     pub fn flush(&self, table: &InodeTable) -> io::Result<()> {
-        // A new interval first: a mark from now on goes into the set that follows, not into
-        // the one taken here (a mark still seeing the old interval was in this set already).
-        self.interval.fetch_add(1, Ordering::AcqRel);
         let dirty = {
             let mut d = self.dirty.lock();
+            // A new interval with the new set: marks from now on go into it.
+            self.interval.fetch_add(1, Ordering::AcqRel);
             // The next interval starts with room for as many: no regrowing on the hot path.
             let room = HashMap::with_capacity_and_hasher(d.len(), Default::default());
             std::mem::replace(&mut *d, room)
