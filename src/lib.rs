@@ -15,6 +15,7 @@ pub mod receiver;
 pub mod session;
 pub mod sync;
 pub mod types;
+pub mod unixmsg;
 
 /// The version printed by every program's `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

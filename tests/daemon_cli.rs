@@ -77,7 +77,22 @@ fn volume_rules() {
     c.mount_primary();
     std::fs::write(c.p("f"), "x").unwrap();
     assert_eq!(std::fs::read(c.pbrick.join("f")).unwrap(), b"x");
-    assert_eq!(c.pri.cli("volume stop pvol").ok(), "volume stop: pvol: success\n");
+    // Mounted: stopping is refused unless forced; forced, the mount is cut off (ENOTCONN).
+    assert_eq!(
+        c.pri.cli("volume stop pvol").refused(),
+        format!(
+            "volume stop: pvol: failed: Volume pvol is mounted on this node ({}). Unmount it first, or use 'force': the mounts will then fail with ENOTCONN",
+            c.pmnt.display()
+        )
+    );
+    assert_eq!(c.pri.cli("volume stop pvol force").ok(), "volume stop: pvol: success\n");
+    // (A request the kernel had queued as the connection went may end ECONNABORTED.)
+    assert!(
+        wait_until(Duration::from_secs(5), || std::fs::metadata(&c.pmnt)
+            .is_err_and(|e| e.raw_os_error() == Some(libc::ENOTCONN))),
+        "the mount of a force-stopped volume reports ENOTCONN"
+    );
+    assert!(std::process::Command::new("umount").arg("-l").arg(&c.pmnt).status().unwrap().success());
     assert_eq!(c.pri.cli("volume delete pvol").ok(), "volume delete: pvol: success\n");
     assert_eq!(c.pri.cli("volume list").ok(), "No volumes present in cluster\n");
 }

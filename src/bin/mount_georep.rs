@@ -5,31 +5,38 @@
 
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use georep::fs::{MountConfig, mount_blocking, sys};
+use georep::fs::brick::BrickError;
+use georep::fs::server::{self, AttachError, Lifetime, Server};
+use georep::fs::{MountConfig, mount, sys};
 
 const USAGE: &str =
-    "usage: mount.georep {<BRICK_DIR>|[<NODE>:]<VOL>} <MOUNTPOINT> [-o <options>] [-f|--foreground] [-n] [-s] [-v]";
+    "usage: mount.georep {<BRICK_DIR>|[<NODE>:]<VOL>} <MOUNTPOINT> [-o <options>] [-f|--foreground] [-n] [-s] [-v]
+       mount.georep --serve <BRICK_DIR> [-o <brick options>]";
 
 struct Args {
     source: PathBuf,
     target: PathBuf,
     opts: String,
     foreground: bool,
+    /// `--serve BRICK`: run a volume's brick server (georepd does).
+    serve: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
     let mut pos = Vec::new();
     let mut opts = String::new();
     let mut foreground = false;
+    let mut serve = false;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "-h" | "--help" => {
                 println!(
-                    "{USAGE}\n\nMounts a georep brick: a transparent overlay that records every change.\n\nOptions (-o): ro, allow_other, rollover-time=SECS, fsync-interval=SECS,\n  changelog-retention=SECS, attr-timeout=SECS, threads=N, no-passthrough, no-changelog,\n  aux-gfid-mount, user-map-root=USER"
+                    "{USAGE}\n\nMounts a georep brick: a transparent overlay that records every change. Every mount of a\nbrick is served by its brick server (georepd's for a started volume; for a plain directory,\none started by its first mount); --serve runs one.\n\nOptions (-o): ro, allow_other, rollover-time=SECS, fsync-interval=SECS,\n  changelog-retention=SECS, attr-timeout=SECS, threads=N, no-passthrough, no-changelog,\n  aux-gfid-mount, user-map-root=USER"
                 );
                 std::process::exit(0);
             }
@@ -45,6 +52,7 @@ fn parse_args() -> anyhow::Result<Args> {
                 opts.push_str(&o);
             }
             "-f" | "--foreground" => foreground = true,
+            "--serve" => serve = true,
             "-n" | "-s" | "-v" => {}
             "-t" => {
                 it.next();
@@ -53,10 +61,13 @@ fn parse_args() -> anyhow::Result<Args> {
             _ => pos.push(a),
         }
     }
+    if serve && pos.len() == 1 {
+        return Ok(Args { source: pos[0].clone().into(), target: PathBuf::new(), opts, foreground, serve });
+    }
     if pos.len() != 2 {
         bail!("{USAGE}");
     }
-    Ok(Args { source: pos[0].clone().into(), target: pos[1].clone().into(), opts, foreground })
+    Ok(Args { source: pos[0].clone().into(), target: pos[1].clone().into(), opts, foreground, serve })
 }
 
 fn log_path(target: &std::path::Path) -> PathBuf {
@@ -65,8 +76,15 @@ fn log_path(target: &std::path::Path) -> PathBuf {
     dir.join(format!("mount-{}.log", if name.is_empty() { "root".into() } else { name }))
 }
 
+/// How long a mount waits for its brick server (georepd's being restarted, a plain
+/// directory's being started by another mount).
+const SERVER_WAIT: Duration = Duration::from_secs(15);
+
 fn run() -> anyhow::Result<()> {
     let args = parse_args()?;
+    if args.serve {
+        return serve_volume(&args);
+    }
     let target =
         std::fs::canonicalize(&args.target).with_context(|| format!("mount point {}", args.target.display()))?;
     if args.opts.split(',').any(|o| o == "remount") {
@@ -74,12 +92,70 @@ fn run() -> anyhow::Result<()> {
     }
     let (brick, fsname) = resolve_source(&args.source)?;
     let mut cfg = MountConfig::parse(&brick, &target, &args.opts)?;
+    let volume = fsname.is_some();
     if let Some(n) = fsname {
         cfg.fsname = n;
     }
-    if args.foreground {
+    let run_dir = georep::daemon::dirs::Dirs::from_env().run;
+    let deadline = Instant::now() + SERVER_WAIT;
+    loop {
+        if let Some(sock) = server::socket_of_brick(&run_dir, &brick)? {
+            match server::attach(&sock, &cfg, &args.opts) {
+                Ok(()) => return Ok(()),
+                Err(AttachError::NoServer(_)) => {}
+                Err(e) => bail!("{e}"),
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("the brick server of {} did not come up within {SERVER_WAIT:?}", brick.display());
+        }
+        if volume {
+            // georepd runs a started volume's server, and restarts it if it dies.
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        match start_server(&cfg, &run_dir, args.foreground) {
+            Ok(()) => return Ok(()),
+            // Another mount's server took the brick meanwhile: attach to it.
+            Err(e) if e.downcast_ref::<BrickError>().is_some_and(|b| matches!(b, BrickError::Busy(_))) => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `mount.georep --serve BRICK [-o OPTIONS]`: a started volume's brick server, run by georepd
+/// in the foreground until SIGTERM.
+fn serve_volume(args: &Args) -> anyhow::Result<()> {
+    init_log();
+    server::block_stop_signals()?;
+    let cfg = MountConfig::parse(&args.source, Path::new("/"), &args.opts)?;
+    let run_dir = georep::daemon::dirs::Dirs::from_env().run;
+    let (srv, listener) = Server::open(&args.source, cfg.fs, &run_dir, Lifetime::Volume)?;
+    srv.serve(listener);
+    Ok(())
+}
+
+/// A brick server for a plain directory, started by its first mount: it mounts, and serves
+/// until the last mount is gone. Forks a daemon unless `foreground`; returns once the mount
+/// is live (or has failed).
+fn start_server(cfg: &MountConfig, run_dir: &Path, foreground: bool) -> anyhow::Result<()> {
+    let first = |ready: &mut dyn FnMut()| -> anyhow::Result<()> {
+        server::block_stop_signals()?;
+        let (srv, listener) = Server::open(&cfg.brick, cfg.fs.clone(), run_dir, Lifetime::LastMount)?;
+        let dev = mount::mount_fuse(cfg)?;
+        if let Err(e) = srv.attach(cfg.clone(), dev) {
+            let _ = nix::mount::umount2(&cfg.mountpoint, nix::mount::MntFlags::MNT_DETACH);
+            return Err(e);
+        }
+        ready();
+        srv.serve(listener);
+        Ok(())
+    };
+    if foreground {
         init_log();
-        return mount_blocking(&cfg, || {});
+        return first(&mut || {});
     }
     let (mut rd, wr) = std::io::pipe()?;
     match sys::fork()? {
@@ -90,15 +166,16 @@ fn run() -> anyhow::Result<()> {
             match msg.strip_prefix("ok") {
                 Some(_) => Ok(()),
                 None if msg.is_empty() => {
-                    bail!("mount daemon exited before mounting (see {})", log_path(&target).display())
+                    bail!("mount daemon exited before mounting (see {})", log_path(&cfg.mountpoint).display())
                 }
+                None if msg.starts_with("busy") => Err(BrickError::Busy(cfg.brick.clone()).into()),
                 None => bail!("{}", msg.trim_end()),
             }
         }
         sys::Forked::Child => {
             drop(rd);
             let _ = nix::unistd::setsid();
-            let lp = log_path(&target);
+            let lp = log_path(&cfg.mountpoint);
             if let Some(d) = lp.parent() {
                 let _ = std::fs::create_dir_all(d);
             }
@@ -110,16 +187,17 @@ fn run() -> anyhow::Result<()> {
                 let _ = sys::dup_onto(null.as_fd(), 1);
             }
             init_log();
-            let pipe = std::sync::Mutex::new(Some(wr));
-            let r = mount_blocking(&cfg, || {
+            let mut pipe = Some(wr);
+            let r = first(&mut || {
                 // Closing the pipe after "ok" releases the waiting parent.
-                if let Some(mut w) = pipe.lock().unwrap().take() {
+                if let Some(mut w) = pipe.take() {
                     let _ = w.write_all(b"ok");
                 }
             });
             if let Err(e) = &r {
-                if let Some(mut w) = pipe.lock().unwrap().take() {
-                    let _ = write!(w, "{e:#}");
+                if let Some(mut w) = pipe.take() {
+                    let busy = e.downcast_ref::<BrickError>().is_some_and(|b| matches!(b, BrickError::Busy(_)));
+                    let _ = if busy { write!(w, "busy") } else { write!(w, "{e:#}") };
                 }
                 log::error!("{e:#}");
             }

@@ -8,7 +8,11 @@ use super::record::{EntryDetail, EntryName, Kind, Op, Record};
 use crate::types::{Gfid, VolumeId};
 
 pub const MAGIC: &[u8; 8] = b"GEOREPCL";
-pub const VERSION: u16 = 1;
+/// The version written. 2 added `RECORD_RECEIVED` (a record's origin); version 1 files, which
+/// never have it, are read as they are.
+pub const VERSION: u16 = 2;
+/// The oldest version read.
+pub const MIN_VERSION: u16 = 1;
 pub const HEADER_LEN: usize = 64;
 /// Bytes before each record body: length (u32) and CRC-32 of the body (u32).
 pub const FRAME_LEN: usize = 8;
@@ -59,7 +63,7 @@ impl Header {
             return Err(DecodeError::BadMagic);
         }
         let version = u16::from_le_bytes([b[8], b[9]]);
-        if version != VERSION {
+        if !(MIN_VERSION..=VERSION).contains(&version) {
             return Err(DecodeError::Version(version));
         }
         if b.len() < HEADER_LEN {
@@ -198,8 +202,8 @@ fn decode_body(body: &[u8]) -> Option<Record> {
     // Unknown bits, or detail flags without an entry, are corruption: decoding must be exact.
     if flags & !(F_ENTRY | F_NEW_ENTRY | F_TARGET | F_XATTR) != 0
         || (flags & F_ENTRY == 0 && flags & (F_NEW_ENTRY | F_TARGET) != 0)
-        || rflags & !super::record::RECORD_EXCHANGE != 0
-        || (rflags != 0 && op != Op::Rename)
+        || rflags & !(super::record::RECORD_EXCHANGE | super::record::RECORD_RECEIVED) != 0
+        || (rflags & super::record::RECORD_EXCHANGE != 0 && op != Op::Rename)
     {
         return None;
     }

@@ -280,7 +280,7 @@ mod tests {
 
     fn publish_one(rec: &Recorder, name: &str) {
         let g = Gfid::generate();
-        rec.rename(g, (Gfid::ROOT, OsStr::new(name)), (Gfid::ROOT, OsStr::new("x"))).unwrap();
+        rec.rename(g, (Gfid::ROOT, OsStr::new(name)), (Gfid::ROOT, OsStr::new("x")), Default::default()).unwrap();
         rec.rollover().unwrap();
         std::thread::sleep(Duration::from_millis(3));
     }

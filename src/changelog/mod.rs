@@ -14,7 +14,7 @@ pub mod writer;
 
 pub use consumer::{ChangelogRef, Consumer, History};
 pub use reader::ChangelogFile;
-pub use record::{EntryDetail, EntryName, Kind, Op, Record};
+pub use record::{EntryDetail, EntryName, Kind, Op, Origin, Record};
 pub use writer::{ChangelogConfig, Recorder};
 
 /// All records of a brick in recording order: published changelogs (by the index), then any

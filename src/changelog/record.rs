@@ -136,7 +136,8 @@ pub struct Record {
     pub entry: Option<EntryDetail>,
     /// For SETXATTR / REMOVEXATTR: the attribute's name.
     pub xattr: Option<OsString>,
-    /// `RECORD_EXCHANGE` on both RENAME records of a `RENAME_EXCHANGE`.
+    /// `RECORD_EXCHANGE` on both RENAME records of a `RENAME_EXCHANGE`; `RECORD_RECEIVED`
+    /// on a change a receiver applied (`Origin`).
     pub flags: u8,
 }
 
@@ -144,8 +145,37 @@ pub struct Record {
 /// the two RENAME records that follow each other must be applied together.
 pub const RECORD_EXCHANGE: u8 = 1;
 
+/// The change came through a receiver's aux-gfid mount (it was replicated here from elsewhere),
+/// not through a user's mount. Since changelog version 2.
+pub const RECORD_RECEIVED: u8 = 2;
+
+/// Which kind of mount a change came through.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, Default)]
+pub enum Origin {
+    /// A user's mount: a change made on this site.
+    #[default]
+    User,
+    /// A receiver's aux-gfid mount: a change replicated from another site.
+    Receiver,
+}
+
+impl Origin {
+    /// The record flag bits that say this origin.
+    pub fn flags(self) -> u8 {
+        match self {
+            Origin::User => 0,
+            Origin::Receiver => RECORD_RECEIVED,
+        }
+    }
+}
+
 impl Record {
     pub fn kind(&self) -> Kind {
         self.op.kind()
+    }
+
+    /// Which kind of mount the change came through.
+    pub fn origin(&self) -> Origin {
+        if self.flags & RECORD_RECEIVED != 0 { Origin::Receiver } else { Origin::User }
     }
 }

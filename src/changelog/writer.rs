@@ -28,7 +28,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::codec::{self, Header};
 use super::history::{self, FLAG_UNCLEAN, IndexEntry, IndexWriter};
-use super::record::{EntryDetail, EntryName, Kind, Op, RECORD_EXCHANGE, Record};
+use super::record::{EntryDetail, EntryName, Kind, Op, Origin, RECORD_EXCHANGE, Record};
 use crate::mapped::MappedAppend;
 use crate::types::{EpochMs, Gfid, VolumeId};
 
@@ -77,10 +77,12 @@ struct Active {
     header: Header,
     count: u32,
     next_seq: u64,
-    seen_data: HashSet<Gfid>,
-    seen_meta: HashSet<Gfid>,
+    /// DATA and META recorded in this file, per GFID and origin (a change through a user's
+    /// mount is not hidden behind one a receiver made, nor the other way round).
+    seen_data: HashSet<(Gfid, Origin)>,
+    seen_meta: HashSet<(Gfid, Origin)>,
     /// Files open for writing (passthrough writes are invisible to us): re-recorded each file.
-    open_writers: HashMap<Gfid, u32>,
+    open_writers: HashMap<(Gfid, Origin), u32>,
     buf: Vec<u8>,
     /// Set on the first file after an unclean stop.
     unclean: bool,
@@ -194,8 +196,8 @@ impl Recorder {
         self.shared.before_sync.lock().push(Box::new(hook));
     }
 
-    fn append(&self, a: &mut Active, op: Op, gfid: Gfid, entry: Option<EntryDetail>) -> io::Result<()> {
-        self.append_flags(a, op, gfid, entry, 0)
+    fn append(&self, a: &mut Active, op: Op, gfid: Gfid, entry: Option<EntryDetail>, o: Origin) -> io::Result<()> {
+        self.append_flags(a, op, gfid, entry, o.flags())
     }
 
     fn append_flags(
@@ -240,77 +242,86 @@ impl Recorder {
 
     /// Records a file made whole at once (an aux mount's whole-file create): its ENTRY, then
     /// DATA and META (each once per file), in one write.
-    pub fn whole_file(&self, op: Op, gfid: Gfid, detail: EntryDetail) -> io::Result<()> {
+    pub fn whole_file(&self, op: Op, gfid: Gfid, detail: EntryDetail, o: Origin) -> io::Result<()> {
         debug_assert_eq!(op.kind(), Kind::Entry);
         let mut a = self.shared.active.lock();
-        let data = a.seen_data.insert(gfid);
-        let meta = a.seen_meta.insert(gfid);
-        let recs = [(op, gfid, Some(detail), 0), (Op::Write, gfid, None, 0), (Op::Setattr, gfid, None, 0)];
+        let data = a.seen_data.insert((gfid, o));
+        let meta = a.seen_meta.insert((gfid, o));
+        let f = o.flags();
+        let recs = [(op, gfid, Some(detail), f), (Op::Write, gfid, None, f), (Op::Setattr, gfid, None, f)];
         let keep = [true, data, meta];
         self.append_all(&mut a, recs.into_iter().zip(keep).filter(|(_, k)| *k).map(|(r, _)| r))
     }
 
     /// Records an ENTRY operation. Never deduplicated.
-    pub fn entry(&self, op: Op, gfid: Gfid, detail: EntryDetail) -> io::Result<()> {
+    pub fn entry(&self, op: Op, gfid: Gfid, detail: EntryDetail, o: Origin) -> io::Result<()> {
         debug_assert_eq!(op.kind(), Kind::Entry);
         let mut a = self.shared.active.lock();
-        self.append(&mut a, op, gfid, Some(detail))
+        self.append(&mut a, op, gfid, Some(detail), o)
     }
 
     /// Records the rename of `gfid` from `from` to `to`.
-    pub fn rename(&self, gfid: Gfid, from: (Gfid, &OsStr), to: (Gfid, &OsStr)) -> io::Result<()> {
+    pub fn rename(&self, gfid: Gfid, from: (Gfid, &OsStr), to: (Gfid, &OsStr), o: Origin) -> io::Result<()> {
         let mut a = self.shared.active.lock();
-        self.append(&mut a, Op::Rename, gfid, Some(rename_detail(from, to)))
+        self.append(&mut a, Op::Rename, gfid, Some(rename_detail(from, to)), o)
     }
 
     /// Records an atomic exchange of two names: two RENAME records, both flagged, written
     /// together.
-    pub fn exchange(&self, a_gfid: Gfid, a: (Gfid, &OsStr), b_gfid: Gfid, b: (Gfid, &OsStr)) -> io::Result<()> {
+    pub fn exchange(
+        &self,
+        a_gfid: Gfid,
+        a: (Gfid, &OsStr),
+        b_gfid: Gfid,
+        b: (Gfid, &OsStr),
+        o: Origin,
+    ) -> io::Result<()> {
         let mut act = self.shared.active.lock();
-        self.append_flags(&mut act, Op::Rename, a_gfid, Some(rename_detail(a, b)), RECORD_EXCHANGE)?;
-        self.append_flags(&mut act, Op::Rename, b_gfid, Some(rename_detail(b, a)), RECORD_EXCHANGE)
+        let f = RECORD_EXCHANGE | o.flags();
+        self.append_flags(&mut act, Op::Rename, a_gfid, Some(rename_detail(a, b)), f)?;
+        self.append_flags(&mut act, Op::Rename, b_gfid, Some(rename_detail(b, a)), f)
     }
 
     /// Records a DATA change of `gfid`, once per file.
-    pub fn data(&self, op: Op, gfid: Gfid) -> io::Result<()> {
+    pub fn data(&self, op: Op, gfid: Gfid, o: Origin) -> io::Result<()> {
         let mut a = self.shared.active.lock();
-        if !a.seen_data.insert(gfid) {
+        if !a.seen_data.insert((gfid, o)) {
             return Ok(());
         }
-        self.append(&mut a, op, gfid, None)
+        self.append(&mut a, op, gfid, None, o)
     }
 
     /// Records a META change of `gfid`, once per file.
-    pub fn meta(&self, op: Op, gfid: Gfid) -> io::Result<()> {
+    pub fn meta(&self, op: Op, gfid: Gfid, o: Origin) -> io::Result<()> {
         let mut a = self.shared.active.lock();
-        if !a.seen_meta.insert(gfid) {
+        if !a.seen_meta.insert((gfid, o)) {
             return Ok(());
         }
-        self.append(&mut a, op, gfid, None)
+        self.append(&mut a, op, gfid, None, o)
     }
 
     /// A file was opened for writing: recorded now, at every rollover while open, and at close.
-    pub fn open_writer(&self, gfid: Gfid, op: Op) -> io::Result<()> {
+    pub fn open_writer(&self, gfid: Gfid, op: Op, o: Origin) -> io::Result<()> {
         let mut a = self.shared.active.lock();
-        *a.open_writers.entry(gfid).or_insert(0) += 1;
-        if !a.seen_data.insert(gfid) {
+        *a.open_writers.entry((gfid, o)).or_insert(0) += 1;
+        if !a.seen_data.insert((gfid, o)) {
             return Ok(());
         }
-        self.append(&mut a, op, gfid, None)
+        self.append(&mut a, op, gfid, None, o)
     }
 
-    pub fn close_writer(&self, gfid: Gfid) -> io::Result<()> {
+    pub fn close_writer(&self, gfid: Gfid, o: Origin) -> io::Result<()> {
         let mut a = self.shared.active.lock();
-        if let Some(n) = a.open_writers.get_mut(&gfid) {
+        if let Some(n) = a.open_writers.get_mut(&(gfid, o)) {
             *n -= 1;
             if *n == 0 {
-                a.open_writers.remove(&gfid);
+                a.open_writers.remove(&(gfid, o));
             }
         }
-        if !a.seen_data.insert(gfid) {
+        if !a.seen_data.insert((gfid, o)) {
             return Ok(());
         }
-        self.append(&mut a, Op::Write, gfid, None)
+        self.append(&mut a, Op::Write, gfid, None, o)
     }
 
     fn run_hooks(&self) {
@@ -353,10 +364,10 @@ impl Recorder {
             a.seen_data.clear();
             a.seen_meta.clear();
             // Files still open for writing are re-recorded in the new file.
-            let writers: Vec<Gfid> = a.open_writers.keys().copied().collect();
-            for g in writers {
-                a.seen_data.insert(g);
-                let _ = self.append(&mut a, Op::Write, g, None);
+            let writers: Vec<(Gfid, Origin)> = a.open_writers.keys().copied().collect();
+            for (g, o) in writers {
+                a.seen_data.insert((g, o));
+                let _ = self.append(&mut a, Op::Write, g, None, o);
             }
             old
         };

@@ -4,15 +4,15 @@
 //! its peer credentials and serves users other than root only the mountbroker's requests
 //! (`AuxMount`, `Mount`, `Umount`) and `Ping`.
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
 use serde::{Deserialize, Serialize};
+
+use crate::unixmsg;
 
 use super::dirs::Dirs;
 use crate::session::grammar::{SecondaryUrl, SessionCmd, VolumeCmd};
@@ -98,62 +98,18 @@ pub fn call_with_fd(dirs: &Dirs, req: &Request) -> anyhow::Result<(Response, Opt
     let s = UnixStream::connect(&sock)
         .with_context(|| format!("cannot reach georepd at {} (is it running?)", sock.display()))?;
     s.set_read_timeout(Some(Duration::from_secs(300)))?;
-    let mut w = &s;
-    let mut line = serde_json::to_vec(req)?;
-    line.push(b'\n');
-    w.write_all(&line)?;
-    // The answer is read with recvmsg so that a descriptor sent with its first bytes is
-    // received; the rest of the line follows with plain reads.
-    let mut buf = vec![0u8; 64 << 10];
-    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let (n, fd) = {
-        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-        let msg = recvmsg::<()>(s.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
-            .context("georepd did not answer")?;
-        let mut fd = None;
-        for c in msg.cmsgs().context("georepd sent unreadable control data")? {
-            if let ControlMessageOwned::ScmRights(fds) = c {
-                for f in fds {
-                    // SAFETY: the kernel just gave us this descriptor; nobody else owns it.
-                    let owned = unsafe { OwnedFd::from_raw_fd(f) };
-                    fd.get_or_insert(owned);
-                }
-            }
-        }
-        (msg.bytes, fd)
-    };
-    let mut answer = buf[..n].to_vec();
-    if n == 0 {
-        anyhow::bail!("georepd closed the connection without an answer");
+    unixmsg::send(&s, req, None)?;
+    match unixmsg::recv(&s).context("georepd did not answer")? {
+        Some(answer) => Ok(answer),
+        None => anyhow::bail!("georepd closed the connection without an answer"),
     }
-    if !answer.ends_with(b"\n") {
-        BufReader::new(&s).read_until(b'\n', &mut answer).context("georepd did not finish its answer")?;
-    }
-    Ok((serde_json::from_slice(&answer).context("georepd sent an unreadable answer")?, fd))
 }
 
 /// Reads one request from a client (bounded: 1 MiB).
 pub fn read_request(s: &UnixStream) -> anyhow::Result<Option<Request>> {
-    let mut line = Vec::new();
-    let mut r = BufReader::new(s).take(1 << 20);
-    use std::io::Read;
-    r.read_until(b'\n', &mut line)?;
-    if line.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(serde_json::from_slice(&line).context("malformed request")?))
+    Ok(unixmsg::recv(s)?.map(|(r, _)| r))
 }
 
 pub fn write_response(s: &UnixStream, r: &Response, fd: Option<BorrowedFd<'_>>) -> anyhow::Result<()> {
-    let mut line = serde_json::to_vec(r)?;
-    line.push(b'\n');
-    let mut off = 0;
-    if let Some(fd) = fd {
-        let fds = [fd.as_raw_fd()];
-        let cmsg = [ControlMessage::ScmRights(&fds)];
-        off = sendmsg::<()>(s.as_raw_fd(), &[std::io::IoSlice::new(&line)], &cmsg, MsgFlags::empty(), None)?;
-    }
-    let mut w = s;
-    w.write_all(&line[off..])?;
-    Ok(())
+    unixmsg::send(s, r, fd)
 }

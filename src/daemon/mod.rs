@@ -3,6 +3,7 @@
 //! rules (volume and session lifecycles, GlusterFS's errors in substance) live here, in
 //! `volumes` and `sessions`; the supervisor (`supervisor`) runs what the store says runs.
 
+pub mod bricks;
 pub mod broker;
 pub mod control;
 pub mod dirs;
@@ -93,6 +94,8 @@ pub struct Daemon {
     pub store: Box<dyn Store>,
     pub opts: Options,
     pub supervisor: supervisor::Supervisor,
+    /// The brick servers of this node's started volumes.
+    pub bricks: bricks::Bricks,
     /// Serialises the commands that change things.
     pub(crate) big_lock: Mutex<()>,
     /// The `georep` binary (workers, receivers) and the mount helper.
@@ -141,6 +144,7 @@ impl Daemon {
         let store = Box::new(store::LocalStore::open(&dirs.store())?);
         let d = Arc::new(Daemon {
             supervisor: supervisor::Supervisor::default(),
+            bricks: bricks::Bricks::default(),
             dirs,
             node,
             store,
@@ -164,6 +168,7 @@ impl Daemon {
         // Every local user may connect: the mountbroker serves them (`handle_conn`).
         std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666))?;
         self.clean_aux_mounts();
+        volumes::start_bricks(self);
         sessions::resume_all(self)?;
         log::info!("georepd {} (node {} {}) serving {}", crate::VERSION, self.node.name, self.node.id, sock.display());
         for conn in listener.incoming() {

@@ -2,12 +2,12 @@
 //! for `mount -t georep VOL`; and the aux-gfid mounts a receiver asks for.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
 use super::Daemon;
+use super::bricks::BrickSpec;
 use super::control::{Response, VolumeInfo};
 use super::store::StoreExt;
 use crate::fs::brick::Brick;
@@ -43,6 +43,30 @@ impl Volume {
     pub fn started(&self) -> bool {
         self.status == "Started"
     }
+
+    /// How this node runs the volume's brick server, if it hosts the brick.
+    pub fn brick_spec(&self, d: &Daemon) -> Option<BrickSpec> {
+        Some(BrickSpec {
+            volume: self.name.clone(),
+            id: self.id.parse().ok()?,
+            brick: self.local_brick(d)?,
+            helper: d.mount_helper.clone(),
+            run: d.dirs.run.clone(),
+            log: d.dirs.log.join("bricks").join(format!("{}.log", self.name)),
+        })
+    }
+}
+
+/// Starts the brick servers of the started volumes this node hosts (georepd's start).
+pub fn start_bricks(d: &Daemon) {
+    let Ok(vols) = d.store.list_json::<Volume>("volumes/") else { return };
+    for v in vols.iter().filter(|v| v.started()) {
+        if let Some(spec) = v.brick_spec(d)
+            && let Err(e) = d.bricks.start(spec)
+        {
+            log::error!("volume {}: {e:#}", v.name);
+        }
+    }
 }
 
 pub fn handle(d: &Daemon, cmd: VolumeCmd) -> anyhow::Result<Response> {
@@ -58,6 +82,9 @@ pub fn handle(d: &Daemon, cmd: VolumeCmd) -> anyhow::Result<Response> {
             if v.started() && !force {
                 bail!("volume start: {name}: failed: Volume {name} already started");
             }
+            if let Some(spec) = v.brick_spec(d) {
+                d.bricks.start(spec).map_err(|e| anyhow::anyhow!("volume start: {name}: failed: {e:#}"))?;
+            }
             v.status = "Started".into();
             d.store.put_json(&key(&name), &v)?;
             Ok(Response::Ok(format!("volume start: {name}: success")))
@@ -72,8 +99,23 @@ pub fn handle(d: &Daemon, cmd: VolumeCmd) -> anyhow::Result<Response> {
                     "volume stop: {name}: failed: geo-replication sessions are active for the volume {name}. Stop geo-replication sessions involved in this volume. Use 'volume geo-replication status' command for more info."
                 );
             }
+            let spec = v.brick_spec(d);
+            if let Some(spec) = &spec
+                && !force
+                && let Some(st) = super::bricks::status(spec)?
+                && !st.mounts.is_empty()
+            {
+                let at: Vec<String> = st.mounts.iter().map(|m| m.mountpoint.display().to_string()).collect();
+                bail!(
+                    "volume stop: {name}: failed: Volume {name} is mounted on this node ({}). Unmount it first, or use 'force': the mounts will then fail with ENOTCONN",
+                    at.join(", ")
+                );
+            }
             v.status = "Stopped".into();
             d.store.put_json(&key(&name), &v)?;
+            if let Some(spec) = &spec {
+                d.bricks.stop(spec)?;
+            }
             Ok(Response::Ok(format!("volume stop: {name}: success")))
         }
         VolumeCmd::Delete { name } => {
@@ -207,34 +249,28 @@ pub fn aux_mount(d: &Daemon, name: &str) -> anyhow::Result<std::os::fd::OwnedFd>
     detach(&dir)
 }
 
-/// Mounts this node's brick of the started volume `name` on `dir` with `opts` (the mount
-/// helper's `-o`). The brick is owned by one mount at a time: one that just went away (a
-/// receiver's) may still hold it for a moment, so this waits for it.
+/// Mounts the started volume `name` on `dir` with `opts` (the mount helper's `-o`): a session
+/// of the volume's brick server.
 pub fn mount_at(d: &Daemon, name: &str, dir: &Path, opts: &str) -> anyhow::Result<()> {
     let v = get(d, name)?;
     if !v.started() {
         bail!("Volume {name} is not started");
     }
-    let brick = v.local_brick(d).with_context(|| format!("Volume {name} has no brick on this node"))?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let out = std::process::Command::new(&d.mount_helper)
-            .arg(&brick)
-            .arg(dir)
-            .arg("-o")
-            .arg(format!("{opts},rollover-time=0.5"))
-            .env("GEOREP_LOG_DIR", &d.dirs.log)
-            .output()
-            .with_context(|| format!("run {}", d.mount_helper.display()))?;
-        if out.status.success() {
-            return Ok(());
-        }
-        let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        if !err.contains("in use") || Instant::now() > deadline {
-            bail!("cannot mount volume {name}: {err}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    let out = std::process::Command::new(&d.mount_helper)
+        .arg(name)
+        .arg(dir)
+        .arg("-o")
+        .arg(opts)
+        .env("GEOREP_LOG_DIR", &d.dirs.log)
+        .env("GEOREP_RUN_DIR", &d.dirs.run)
+        .env("GEOREP_STATE_DIR", &d.dirs.state)
+        .env("GEOREP_CONFIG_DIR", &d.dirs.config)
+        .output()
+        .with_context(|| format!("run {}", d.mount_helper.display()))?;
+    if !out.status.success() {
+        bail!("cannot mount volume {name}: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
+    Ok(())
 }
 
 /// Opens the root of the mount on `dir`, detaches the mount and removes `dir`: the descriptor

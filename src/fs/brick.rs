@@ -83,6 +83,11 @@ fn read_id(path: &Path) -> Result<Option<VolumeId>, BrickError> {
     volume.map(Some).ok_or_else(|| BrickError::Invalid { path: path.to_path_buf(), what: "no volume-id".into() })
 }
 
+/// The volume id of the brick at `root`; `None` for a directory that is not a brick yet.
+pub fn volume_of(root: &Path) -> Result<Option<VolumeId>, BrickError> {
+    read_id(&BrickLayout::new(root).id_file())
+}
+
 impl Brick {
     /// Opens the brick at `root`, turning it into a brick first if it is a plain directory
     /// (`volume` is used then; a random id otherwise). Takes the brick's exclusive lock.

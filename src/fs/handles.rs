@@ -26,6 +26,14 @@ pub enum Handle {
     },
 }
 
+impl Handle {
+    /// A file opened for writing.
+    pub fn is_writer(&self) -> bool {
+        matches!(self, Handle::File { writer: true, .. })
+    }
+}
+
+/// The open files and directories of one FUSE session (handle numbers are the session's).
 #[derive(Default)]
 pub struct HandleTable {
     next: AtomicU64,
@@ -43,5 +51,9 @@ impl HandleTable {
     }
     pub fn remove(&self, fh: u64) -> Option<Arc<Handle>> {
         self.map.write().remove(&fh)
+    }
+    /// The handles still open (a session that ends without releasing them).
+    pub fn open_handles(&self) -> Vec<u64> {
+        self.map.read().keys().copied().collect()
     }
 }

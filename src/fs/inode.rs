@@ -88,8 +88,12 @@ pub struct Inode {
     nlookup: AtomicU64,
     /// Node id of the directory it was last seen in (for xtime marks up to the root).
     pub parent: AtomicU64,
-    /// The kernel passthrough backing id shared by all open handles of this inode.
-    pub backing: Mutex<Weak<BackingId>>,
+    /// The kernel passthrough backing id shared by all open handles of this inode, per FUSE
+    /// session (a backing id belongs to the `/dev/fuse` connection that opened it).
+    pub backing: Mutex<Vec<(u8, Weak<BackingId>)>>,
+    /// The FUSE sessions (bit per session id) that were handed this inode: only their
+    /// kernels may cache it, so only they hear of changes made through another session.
+    known: AtomicU64,
     /// The xtime interval in which the inode was last marked changed (`XtimeMarker::mark`).
     pub marked: AtomicU64,
 }
@@ -117,6 +121,18 @@ impl Inode {
         self.referenced.store(true, Ordering::Relaxed);
         cache.opened();
         Ok(fd)
+    }
+
+    /// Notes that the session with bit `bit` was handed this inode.
+    pub fn known_by(&self, bit: u64) {
+        if self.known.load(Ordering::Relaxed) & bit == 0 {
+            self.known.fetch_or(bit, Ordering::Relaxed);
+        }
+    }
+
+    /// The sessions that may have this inode cached (bit per session id).
+    pub fn known(&self) -> u64 {
+        self.known.load(Ordering::Relaxed)
     }
 
     pub fn is_dir(&self) -> bool {
@@ -195,7 +211,8 @@ impl InodeTable {
             cache: Arc::downgrade(&cache),
             nlookup: AtomicU64::new(2),
             parent: AtomicU64::new(ROOT_INO),
-            backing: Mutex::new(Weak::new()),
+            backing: Mutex::new(Vec::new()),
+            known: AtomicU64::new(0),
             marked: AtomicU64::new(u64::MAX),
         });
         {
@@ -248,10 +265,13 @@ impl InodeTable {
         Some(i.clone())
     }
 
-    /// Counts one more lookup of a known inode (a reply that hands the kernel a reference).
-    pub fn add_lookup(&self, i: &Arc<Inode>, parent: u64) {
+    /// Counts one more lookup of a known inode (a reply that hands the kernel of the session
+    /// with bit `session` a reference). Lookups of all sessions add up: the inode stays until
+    /// every session's kernel has forgotten it.
+    pub fn add_lookup(&self, i: &Arc<Inode>, parent: u64, session: u64) {
         i.nlookup.fetch_add(1, Ordering::Relaxed);
         i.parent.store(parent, Ordering::Relaxed);
+        i.known_by(session);
     }
 
     /// Finds the inode with handle `h`, counting one more lookup, or inserts the one `make`
@@ -261,10 +281,11 @@ impl InodeTable {
         st: &libc::stat,
         h: FileHandle,
         parent: u64,
+        session: u64,
         make: impl FnOnce() -> io::Result<(OwnedFd, Gfid)>,
     ) -> io::Result<Arc<Inode>> {
         if let Some(i) = self.find(&h) {
-            self.add_lookup(&i, parent);
+            self.add_lookup(&i, parent, session);
             return Ok(i);
         }
         let (fd, gfid) = make()?;
@@ -289,7 +310,8 @@ impl InodeTable {
                     cache: Arc::downgrade(&self.cache),
                     nlookup: AtomicU64::new(0),
                     parent: AtomicU64::new(parent),
-                    backing: Mutex::new(Weak::new()),
+                    backing: Mutex::new(Vec::new()),
+                    known: AtomicU64::new(0),
                     marked: AtomicU64::new(u64::MAX),
                 });
                 t.by_id.insert(id, i.clone());
@@ -297,7 +319,7 @@ impl InodeTable {
                 (i, true)
             }
         };
-        self.add_lookup(&inode, parent);
+        self.add_lookup(&inode, parent, session);
         if fresh {
             self.cache.opened();
         }
@@ -374,7 +396,7 @@ mod tests {
                 sys::open_path(std::fs::File::open(dir.path()).unwrap().as_fd(), OsStr::new(&format!("f{k}"))).unwrap();
             let st = sys::fstat(fd.as_fd()).unwrap();
             let h = sys::name_to_handle(fd.as_fd()).unwrap();
-            let i = t.lookup_or_insert(&st, h, ROOT_INO, move || Ok((fd, Gfid::NULL))).unwrap();
+            let i = t.lookup_or_insert(&st, h, ROOT_INO, 1, move || Ok((fd, Gfid::NULL))).unwrap();
             ids.push(i.ino);
         }
         (dir, t, ids)
@@ -414,7 +436,7 @@ mod tests {
     fn batch_forget_drops_inodes_at_zero_lookups_only() {
         let (_d, t, ids) = table(1000, 10);
         let again = t.get(ids[0]).unwrap();
-        t.add_lookup(&again, ROOT_INO);
+        t.add_lookup(&again, ROOT_INO, 1);
         drop(again);
         t.forget_many(ids.iter().map(|&id| (id, 1)).chain([(ROOT_INO, 1)]));
         // The root stays; the inode looked up twice is left with one lookup.

@@ -18,6 +18,8 @@ pub mod inode;
 pub mod mount;
 pub mod newentry;
 mod ops;
+pub mod server;
+mod sessions;
 mod slow;
 pub mod sys;
 pub mod xtime;
@@ -39,9 +41,12 @@ use inode::{InodeTable, ROOT_INO};
 
 /// The virtual directory of an `aux-gfid-mount`.
 pub const GFID_DIR: &str = ".gfid";
+use sessions::SessionId;
 use xtime::XtimeMarker;
 
-pub use mount::{MountConfig, mount_blocking};
+pub use crate::changelog::Origin;
+
+pub use mount::MountConfig;
 
 /// Behaviour switches of one mount.
 #[derive(Clone, Debug)]
@@ -80,23 +85,46 @@ impl Default for FsOptions {
     }
 }
 
-pub struct OverlayFs {
+/// What a brick server shares among the FUSE sessions it serves (every mount of the brick):
+/// the brick, its inodes and names, the changelog recorder and xtime marks, and the list of
+/// sessions, through which a change made through one mount reaches the kernel caches of the
+/// others.
+pub struct BrickFs {
     brick: Arc<Brick>,
     inodes: Arc<InodeTable>,
     /// Names seen, for the GFID an unlink or rename records (filled only while recording).
     dentries: dentry::Dentries,
-    handles: HandleTable,
     /// Threads for requests that may take long (fsync, copy_file_range).
     slow: slow::SlowPool,
     recorder: Option<Recorder>,
     recorder_thread: Mutex<Option<JoinHandle<()>>>,
     xtime: Option<Arc<XtimeMarker>>,
-    passthrough: AtomicBool,
-    opts: FsOptions,
+    sessions: sessions::Sessions,
+    /// The brick-wide options it was opened with (recording, changelog timing).
+    pub opts: FsOptions,
 }
 
-impl OverlayFs {
-    pub fn new(brick: Brick, opts: FsOptions) -> anyhow::Result<OverlayFs> {
+/// One FUSE session of a brick server (one mount): its options, its open files, and the
+/// shared brick state, which it derefs to.
+pub struct OverlayFs {
+    core: Arc<BrickFs>,
+    id: SessionId,
+    handles: HandleTable,
+    passthrough: AtomicBool,
+    opts: FsOptions,
+    /// Which kind of mount this is, written into every record it makes.
+    origin: Origin,
+}
+
+impl std::ops::Deref for OverlayFs {
+    type Target = BrickFs;
+    fn deref(&self) -> &BrickFs {
+        &self.core
+    }
+}
+
+impl BrickFs {
+    pub fn new(brick: Brick, opts: FsOptions) -> anyhow::Result<Arc<BrickFs>> {
         use anyhow::Context;
         let brick = Arc::new(brick);
         let root_fd = sys::reopen(brick.root_fd(), libc::O_PATH | libc::O_DIRECTORY).context("reopen brick root")?;
@@ -132,18 +160,66 @@ impl OverlayFs {
             std::fs::write(dir.join(crate::changelog::writer::RECORDING_OFF_MARKER), b"")?;
             (None, None, None)
         };
-        Ok(OverlayFs {
+        Ok(Arc::new(BrickFs {
             brick,
             inodes,
             dentries: dentry::Dentries::new(opts.record),
-            handles: HandleTable::default(),
             slow: slow::SlowPool::new(),
             recorder,
             recorder_thread: Mutex::new(thread),
             xtime,
+            sessions: sessions::Sessions::default(),
+            opts,
+        }))
+    }
+
+    /// A new FUSE session of this brick with the session's own options (`aux_gfid`,
+    /// `map_root`, `ttl`, `passthrough`, `uring`; the brick-wide ones are this server's).
+    /// `None` when the server serves as many sessions as it can, or is shutting down.
+    pub fn session(self: &Arc<Self>, opts: FsOptions) -> Option<OverlayFs> {
+        let id = self.sessions.attach()?;
+        self.inodes.get(ROOT_INO)?.known_by(id.bit());
+        let origin = if opts.aux_gfid { Origin::Receiver } else { Origin::User };
+        Some(OverlayFs {
+            core: self.clone(),
+            id,
+            handles: HandleTable::default(),
             passthrough: AtomicBool::new(false),
             opts,
+            origin,
         })
+    }
+
+    /// The brick this serves.
+    pub fn brick(&self) -> &Brick {
+        &self.brick
+    }
+
+    /// How many FUSE sessions are attached.
+    pub fn session_count(&self) -> usize {
+        self.sessions.count()
+    }
+
+    /// Refuses new sessions from now on; true if none is attached (the caller may shut down).
+    pub fn close_if_idle(&self) -> bool {
+        self.sessions.close_if_idle()
+    }
+
+    /// Publishes what is recorded and stops recording (the server's clean exit).
+    pub fn shutdown(&self) {
+        self.slow.shutdown();
+        if let (Some(rec), Some(t)) = (&self.recorder, self.recorder_thread.lock().take())
+            && let Err(e) = rec.shutdown(t)
+        {
+            log::error!("changelog shutdown: {e}");
+        }
+    }
+}
+
+impl OverlayFs {
+    /// Makes the FUSE session ready for notifications from the brick's other sessions.
+    pub fn ready(&self, notifier: fuser::Notifier) {
+        self.sessions.ready(self.id, notifier);
     }
 
     /// The caller's uid as the brick sees it: under `user-map-root`, that user is root.
@@ -166,14 +242,17 @@ impl OverlayFs {
         Self::hidden(parent, name)
             || (self.opts.aux_gfid && parent == ROOT_INO && name.as_bytes() == GFID_DIR.as_bytes())
     }
+}
 
-    /// Publishes what is recorded and stops recording (clean unmount).
-    fn shutdown(&mut self) {
-        self.slow.shutdown();
-        if let (Some(rec), Some(t)) = (&self.recorder, self.recorder_thread.lock().take())
-            && let Err(e) = rec.shutdown(t)
-        {
-            log::error!("changelog shutdown: {e}");
+/// The session ended (unmounted, or its connection lost): files it left open are released
+/// (a writer's last DATA record), and its number is free again.
+impl Drop for OverlayFs {
+    fn drop(&mut self) {
+        for fh in self.handles.open_handles() {
+            if let Err(e) = self.do_release(fh) {
+                log::warn!("release of a handle left open: {e:?}");
+            }
         }
+        self.sessions.detach(self.id);
     }
 }

@@ -9,7 +9,6 @@ use anyhow::{Context, bail};
 use fuser::{Config, SessionACL};
 use nix::mount::MsFlags;
 
-use super::brick::Brick;
 use super::{FsOptions, OverlayFs};
 
 /// What `mount -t georep SOURCE DIR -o OPTS` asks for.
@@ -24,6 +23,9 @@ pub struct MountConfig {
     pub fsname: String,
     /// Mount flags asked for with the usual options (nosuid, nodev, noexec, noatime, ...).
     pub flags: MsFlags,
+    /// The brick-wide options given (recording and changelog timing): they are the brick
+    /// server's, so a mount that joins a running server may only repeat them.
+    pub brick_given: Vec<&'static str>,
 }
 
 fn parse_secs(key: &str, v: &str) -> anyhow::Result<Duration> {
@@ -46,6 +48,7 @@ impl MountConfig {
             threads: 4,
             fsname: brick.display().to_string(),
             flags: MsFlags::empty(),
+            brick_given: Vec::new(),
         };
         for o in opts.split(',').filter(|o| !o.is_empty()) {
             let (k, v) = match o.split_once('=') {
@@ -81,12 +84,24 @@ impl MountConfig {
                 "ro" => c.read_only = true,
                 "allow_other" => c.allow_other = true,
                 "no_allow_other" => c.allow_other = false,
-                "rollover-time" | "rollover_time" => c.fs.changelog.rollover = parse_secs(k, need(v)?)?,
-                "fsync-interval" | "fsync_interval" => c.fs.changelog.fsync_interval = parse_secs(k, need(v)?)?,
-                "changelog-retention" | "changelog_retention" => c.fs.changelog.retention = parse_secs(k, need(v)?)?,
+                "rollover-time" | "rollover_time" => {
+                    c.fs.changelog.rollover = parse_secs(k, need(v)?)?;
+                    c.brick_given.push("rollover-time");
+                }
+                "fsync-interval" | "fsync_interval" => {
+                    c.fs.changelog.fsync_interval = parse_secs(k, need(v)?)?;
+                    c.brick_given.push("fsync-interval");
+                }
+                "changelog-retention" | "changelog_retention" => {
+                    c.fs.changelog.retention = parse_secs(k, need(v)?)?;
+                    c.brick_given.push("changelog-retention");
+                }
                 "attr-timeout" | "attr_timeout" | "entry_timeout" => c.fs.ttl = parse_secs(k, need(v)?)?,
                 "no-passthrough" | "nopassthrough" => c.fs.passthrough = false,
-                "no-changelog" | "nochangelog" => c.fs.record = false,
+                "no-changelog" | "nochangelog" => {
+                    c.fs.record = false;
+                    c.brick_given.push("no-changelog");
+                }
                 "no-uring" | "nouring" => c.fs.uring = false,
                 "aux-gfid-mount" | "aux_gfid_mount" => c.fs.aux_gfid = true,
                 "user-map-root" | "user_map_root" => {
@@ -112,6 +127,34 @@ impl MountConfig {
             }
         }
         Ok(c)
+    }
+
+    /// Refuses brick-wide options that differ from those the brick is served with.
+    pub fn check_brick_options(&self, served: &FsOptions) -> anyhow::Result<()> {
+        for k in &self.brick_given {
+            let (same, now) = match *k {
+                "rollover-time" => (
+                    self.fs.changelog.rollover == served.changelog.rollover,
+                    format!("{:?}", served.changelog.rollover),
+                ),
+                "fsync-interval" => (
+                    self.fs.changelog.fsync_interval == served.changelog.fsync_interval,
+                    format!("{:?}", served.changelog.fsync_interval),
+                ),
+                "changelog-retention" => (
+                    self.fs.changelog.retention == served.changelog.retention,
+                    format!("{:?}", served.changelog.retention),
+                ),
+                _ => (self.fs.record == served.record, if served.record { "on" } else { "off" }.to_string()),
+            };
+            if !same {
+                bail!(
+                    "option {k}: the brick {} is already served with {k} {now}; it applies to the brick, not to one mount",
+                    self.brick.display()
+                );
+            }
+        }
+        Ok(())
     }
 
     fn fuser_config(&self) -> Config {
@@ -143,7 +186,7 @@ pub const FS_TYPE: &str = "fuse.georep";
 /// `/dev/fuse` descriptor that serves it. Kernel permission checks are on (the daemon acts as
 /// root for every caller), except under `user-map-root`, where the one user allowed in acts as
 /// root.
-fn mount_fuse(cfg: &MountConfig) -> anyhow::Result<OwnedFd> {
+pub fn mount_fuse(cfg: &MountConfig) -> anyhow::Result<OwnedFd> {
     let dev: OwnedFd =
         std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse").context("open /dev/fuse")?.into();
     let md = std::fs::metadata(&cfg.mountpoint).with_context(|| format!("mount point {}", cfg.mountpoint.display()))?;
@@ -164,36 +207,15 @@ fn mount_fuse(cfg: &MountConfig) -> anyhow::Result<OwnedFd> {
     Ok(dev)
 }
 
-/// Opens the brick, mounts, calls `ready` once the kernel handshake is done, and serves until
-/// unmounted.
-pub fn mount_blocking(cfg: &MountConfig, ready: impl FnOnce()) -> anyhow::Result<()> {
-    match super::sys::raise_nofile_limit() {
-        Ok(n) => log::info!("open file limit {n}"),
-        Err(e) => log::warn!("cannot raise the open file limit: {e}"),
-    }
-    let brick = Brick::open(&cfg.brick, None)?;
-    if cfg.mountpoint.starts_with(&brick.layout.root) {
-        bail!("mount point {} is inside the brick {}", cfg.mountpoint.display(), brick.layout.root.display());
-    }
-    let fs = OverlayFs::new(brick, cfg.fs.clone())?;
-    let dev = mount_fuse(cfg)?;
-    let session = match new_session(fs, dev, cfg) {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = nix::mount::umount2(&cfg.mountpoint, nix::mount::MntFlags::MNT_DETACH);
-            return Err(e).context("fuse handshake");
-        }
-    };
-    ready();
-    session.run().context("fuse session")?;
-    Ok(())
-}
-
 /// The FUSE session. fuser lets through root and the session's owner, which it takes to be
 /// the effective uid of the thread that makes the session: under `user-map-root` that thread
 /// takes the mapped uid for the call (a thread's credentials are its own on Linux; the saved
 /// uid stays root, and the handshake opens nothing).
-fn new_session(fs: OverlayFs, dev: OwnedFd, cfg: &MountConfig) -> std::io::Result<fuser::Session<OverlayFs>> {
+pub(crate) fn new_session(
+    fs: OverlayFs,
+    dev: OwnedFd,
+    cfg: &MountConfig,
+) -> std::io::Result<fuser::Session<OverlayFs>> {
     let Some(uid) = cfg.fs.map_root else {
         return fuser::Session::from_fd(fs, dev, cfg.acl(), cfg.fuser_config());
     };

@@ -161,14 +161,7 @@ impl Cluster {
     }
 
     pub fn mount_primary(&self) {
-        let o = Command::new(mount_bin())
-            .arg("pvol")
-            .arg(&self.pmnt)
-            .arg("-o")
-            .arg("rollover-time=0.2")
-            .envs(self.pri.envs())
-            .output()
-            .unwrap();
+        let o = Command::new(mount_bin()).arg("pvol").arg(&self.pmnt).envs(self.pri.envs()).output().unwrap();
         assert!(o.status.success(), "mount pvol: {}", String::from_utf8_lossy(&o.stderr));
     }
 

@@ -45,13 +45,14 @@ impl OverlayFs {
                 // Removed, though the kernel still holds it open.
                 return Err(Errno::ENOENT);
             }
-            self.inodes.add_lookup(&i, i.parent.load(std::sync::atomic::Ordering::Relaxed));
+            self.inodes.add_lookup(&i, i.parent.load(std::sync::atomic::Ordering::Relaxed), self.id.bit());
             return Ok((i, st));
         }
         let fd = self.open_indexed(&h, &gfid)?;
         let st = sys::fstat(fd.as_fd()).map_err(errno)?;
         // Its directory is unknown here; xtime marks of changes made through this path stop at it.
-        let inode = self.inodes.lookup_or_insert(&st, h, ROOT_INO, move || Ok((fd, gfid))).map_err(errno)?;
+        let inode =
+            self.inodes.lookup_or_insert(&st, h, ROOT_INO, self.id.bit(), move || Ok((fd, gfid))).map_err(errno)?;
         Ok((inode, st))
     }
 
@@ -205,7 +206,7 @@ impl OverlayFs {
             // too, recorded with its creation in one write.
             Some(rec) if e.content.is_some() => {
                 let detail = Self::entry_detail(Some(&st), (parent.gfid, &e.name), None, None);
-                rec.whole_file(op, e.gfid, detail).map_err(|err| {
+                rec.whole_file(op, e.gfid, detail, self.origin).map_err(|err| {
                     log::error!("changelog: {err}");
                     Errno::EIO
                 })?

@@ -64,7 +64,7 @@ impl OverlayFs {
         // again after its cache expired, readdirplus, a name it dropped).
         let (st, known) = self.stat_at(pfd.as_fd(), name)?;
         if let Some(i) = known {
-            self.inodes.add_lookup(&i, parent.ino);
+            self.inodes.add_lookup(&i, parent.ino, self.id.bit());
             return Ok((i, st));
         }
         let fd = self.inodes.with_room(|| sys::open_path(pfd.as_fd(), name)).map_err(errno)?;
@@ -78,7 +78,7 @@ impl OverlayFs {
         let gfids = &self.brick.gfids;
         let inode = self
             .inodes
-            .lookup_or_insert(&st, h, parent.ino, move || {
+            .lookup_or_insert(&st, h, parent.ino, self.id.bit(), move || {
                 let g = ensure_gfid(fd.as_fd(), gfids)?;
                 Ok((fd, g))
             })
@@ -114,7 +114,8 @@ impl OverlayFs {
         let h = sys::name_to_handle(fd.as_fd()).map_err(errno)?;
         self.brick.gfids.add_handle(gfid, &h).map_err(errno)?;
         let st = sys::fstat(fd.as_fd()).map_err(errno)?;
-        let inode = self.inodes.lookup_or_insert(&st, h, parent.ino, move || Ok((fd, gfid))).map_err(errno)?;
+        let inode =
+            self.inodes.lookup_or_insert(&st, h, parent.ino, self.id.bit(), move || Ok((fd, gfid))).map_err(errno)?;
         Ok((inode, st))
     }
 
@@ -219,7 +220,7 @@ impl OverlayFs {
             .map_err(errno)?;
         let st = sys::fstat(inode.fd().map_err(errno)?.as_fd()).map_err(errno)?;
         // The reply counts as a lookup of the (already known) inode.
-        self.inodes.add_lookup(inode, newparent.ino);
+        self.inodes.add_lookup(inode, newparent.ino, self.id.bit());
         let inode = inode.clone();
         self.seen(newparent, newname, &inode);
         self.mark(newparent);
@@ -312,8 +313,8 @@ impl OverlayFs {
         self.mark(np);
         if let Some(rec) = &self.recorder {
             let r = match &dst {
-                None => rec.rename(src, (p.gfid, name), (np.gfid, newname)),
-                Some((dst, _)) => rec.exchange(src, (p.gfid, name), *dst, (np.gfid, newname)),
+                None => rec.rename(src, (p.gfid, name), (np.gfid, newname), self.origin),
+                Some((dst, _)) => rec.exchange(src, (p.gfid, name), *dst, (np.gfid, newname), self.origin),
             };
             r.map_err(|_| Errno::EIO)?;
         }

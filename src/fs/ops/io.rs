@@ -52,7 +52,7 @@ impl OverlayFs {
         if let Some(rec) = &self.recorder {
             let op = if flags & libc::O_TRUNC != 0 { Op::Truncate } else { Op::Open };
             self.mark(inode);
-            rec.open_writer(inode.gfid, op).map_err(|_| Errno::EIO)?;
+            rec.open_writer(inode.gfid, op, self.origin).map_err(|_| Errno::EIO)?;
         }
         Ok(())
     }
@@ -80,14 +80,16 @@ impl OverlayFs {
         if !self.passthrough.load(std::sync::atomic::Ordering::Relaxed) || !inode.is_reg() {
             return None;
         }
-        let mut slot = inode.backing.lock();
-        if let Some(b) = slot.upgrade() {
+        let mut slots = inode.backing.lock();
+        let me = self.id.index();
+        if let Some(b) = slots.iter().find(|(s, _)| *s == me).and_then(|(_, b)| b.upgrade()) {
             return Some(b);
         }
         match open(file) {
             Ok(id) => {
                 let id = Arc::new(id);
-                *slot = Arc::downgrade(&id);
+                slots.retain(|(s, b)| *s != me && b.strong_count() > 0);
+                slots.push((me, Arc::downgrade(&id)));
                 Some(id)
             }
             Err(e) => {
@@ -182,13 +184,13 @@ impl OverlayFs {
         Ok(data.len())
     }
 
-    pub(super) fn do_release(&self, fh: u64) -> R<()> {
+    pub(crate) fn do_release(&self, fh: u64) -> R<()> {
         if let Some(h) = self.handles.remove(fh)
             && let Handle::File { inode, writer: true, .. } = &*h
             && let Some(rec) = &self.recorder
         {
             self.mark(inode);
-            rec.close_writer(inode.gfid).map_err(|_| Errno::EIO)?;
+            rec.close_writer(inode.gfid, self.origin).map_err(|_| Errno::EIO)?;
         }
         Ok(())
     }
@@ -253,13 +255,13 @@ impl OverlayFs {
             Ok(h) => h,
             Err(e) => return reply.error(e),
         };
-        let (recorder, xtime) = (self.recorder.clone(), self.xtime.clone());
+        let (recorder, xtime, origin) = (self.recorder.clone(), self.xtime.clone(), self.origin);
         self.slow.run(move || {
             let (fi, _) = Self::file_parts(&hi);
             let (fo, inode) = Self::file_parts(&ho);
             let r = sys::copy_file_range(fi.as_fd(), off_in, fo.as_fd(), off_out, len, flags)
                 .map_err(errno)
-                .and_then(|n| super::record_data(&recorder, &xtime, Op::CopyFileRange, inode).map(|()| n));
+                .and_then(|n| super::record_data(&recorder, &xtime, Op::CopyFileRange, inode, origin).map(|()| n));
             match r {
                 Ok(n) => reply.written(n as u32),
                 Err(e) => reply.error(e),

@@ -26,6 +26,7 @@ use fuser::{
 use super::GFID_DIR;
 use super::OverlayFs;
 use super::inode::{GFID_DIR_INO, Inode, ROOT_ALIAS_INO, ROOT_INO};
+use super::sessions::Inval;
 use crate::changelog::{EntryDetail, EntryName, Op};
 use crate::types::Gfid;
 use std::os::unix::ffi::OsStrExt;
@@ -135,7 +136,7 @@ impl OverlayFs {
             return Ok(());
         };
         let detail = Self::entry_detail(st, entry, new_entry, target);
-        rec.entry(op, gfid, detail).map_err(|e| {
+        rec.entry(op, gfid, detail, self.origin).map_err(|e| {
             log::error!("changelog: {e}");
             Errno::EIO
         })
@@ -160,7 +161,7 @@ impl OverlayFs {
     }
 
     fn rec_data(&self, op: Op, inode: &Arc<Inode>) -> R<()> {
-        record_data(&self.recorder, &self.xtime, op, inode)
+        record_data(&self.recorder, &self.xtime, op, inode, self.origin)
     }
 
     fn rec_meta(&self, op: Op, inode: &Arc<Inode>) -> R<()> {
@@ -168,13 +169,48 @@ impl OverlayFs {
             return Ok(());
         };
         self.mark(inode);
-        rec.meta(op, inode.gfid).map_err(|_| Errno::EIO)
+        rec.meta(op, inode.gfid, self.origin).map_err(|_| Errno::EIO)
     }
 
     fn mark(&self, inode: &Arc<Inode>) {
         if let Some(x) = &self.xtime {
             x.mark(inode);
         }
+    }
+}
+
+/// What a change made stale in the kernel caches of the brick's other sessions (`touched`).
+pub(crate) enum Touched<'a> {
+    Entry(u64, &'a OsStr),
+    Attr(u64),
+    Data(u64),
+}
+
+impl OverlayFs {
+    /// Invalidates what `what` made stale in the other sessions' kernels that may hold it;
+    /// nothing (one atomic load) while this is the brick's only session.
+    pub(crate) fn touched(&self, what: &[Touched<'_>]) {
+        if !self.sessions.shared() {
+            return;
+        }
+        let known = |ino: u64| self.inodes.get(ino).map(|i| i.known()).unwrap_or(0);
+        let node = |ino: u64| if ino == ROOT_ALIAS_INO { ROOT_INO } else { ino };
+        let mut changes = Vec::with_capacity(what.len() + 1);
+        for t in what {
+            match *t {
+                Touched::Entry(p, name) => {
+                    let p = node(p);
+                    changes.push((known(p), Inval::Entry { parent: p, name: name.to_os_string() }));
+                    // An aux mount knows the root also as `.gfid/<root GFID>`.
+                    if p == ROOT_INO {
+                        changes.push((known(p), Inval::Entry { parent: ROOT_ALIAS_INO, name: name.to_os_string() }));
+                    }
+                }
+                Touched::Attr(i) => changes.push((known(node(i)), Inval::Attr(node(i)))),
+                Touched::Data(i) => changes.push((known(node(i)), Inval::Data(node(i)))),
+            }
+        }
+        self.sessions.invalidate(self.id, &changes);
     }
 }
 
@@ -185,6 +221,7 @@ fn record_data(
     xtime: &Option<Arc<crate::fs::xtime::XtimeMarker>>,
     op: Op,
     inode: &Arc<Inode>,
+    origin: crate::changelog::Origin,
 ) -> R<()> {
     let Some(rec) = recorder else {
         return Ok(());
@@ -192,7 +229,7 @@ fn record_data(
     if let Some(x) = xtime {
         x.mark(inode);
     }
-    rec.data(op, inode.gfid).map_err(|_| Errno::EIO)
+    rec.data(op, inode.gfid, origin).map_err(|_| Errno::EIO)
 }
 
 impl Filesystem for OverlayFs {
@@ -229,10 +266,6 @@ impl Filesystem for OverlayFs {
             log::info!("FUSE over io_uring asked for");
         }
         Ok(())
-    }
-
-    fn destroy(&mut self) {
-        self.shutdown();
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
@@ -310,6 +343,9 @@ impl Filesystem for OverlayFs {
         let r = self.inode(ino).and_then(|i| {
             self.do_setattr(self.gid(_req), &i, mode, uid, gid, size, atime, mtime, fh).map(|st| (i, st))
         });
+        if r.is_ok() {
+            self.touched(&[if size.is_some() { Touched::Data(ino.0) } else { Touched::Attr(ino.0) }]);
+        }
         match r {
             Ok((i, st)) => reply.attr(&self.opts.ttl, &to_attr(i.ino, &st)),
             Err(e) => reply.error(e),
@@ -325,35 +361,50 @@ impl Filesystem for OverlayFs {
 
     fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
         match self.inode(parent).and_then(|p| self.do_mknod(req, &p, name, mode, umask, rdev as u64)) {
-            Ok((i, st)) => reply.entry(&self.opts.ttl, &to_attr(i.ino, &st), GEN),
+            Ok((i, st)) => {
+                self.touched(&[Touched::Entry(parent.0, name), Touched::Attr(parent.0)]);
+                reply.entry(&self.opts.ttl, &to_attr(i.ino, &st), GEN)
+            }
             Err(e) => reply.error(e),
         }
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
         match self.inode(parent).and_then(|p| self.do_mkdir(req, &p, name, mode, umask)) {
-            Ok((i, st)) => reply.entry(&self.opts.ttl, &to_attr(i.ino, &st), GEN),
+            Ok((i, st)) => {
+                self.touched(&[Touched::Entry(parent.0, name), Touched::Attr(parent.0)]);
+                reply.entry(&self.opts.ttl, &to_attr(i.ino, &st), GEN)
+            }
             Err(e) => reply.error(e),
         }
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         match self.inode(parent).and_then(|p| self.do_remove(&p, name, false)) {
-            Ok(()) => reply.ok(),
+            Ok(()) => {
+                self.touched(&[Touched::Entry(parent.0, name), Touched::Attr(parent.0)]);
+                reply.ok()
+            }
             Err(e) => reply.error(e),
         }
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         match self.inode(parent).and_then(|p| self.do_remove(&p, name, true)) {
-            Ok(()) => reply.ok(),
+            Ok(()) => {
+                self.touched(&[Touched::Entry(parent.0, name), Touched::Attr(parent.0)]);
+                reply.ok()
+            }
             Err(e) => reply.error(e),
         }
     }
 
     fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
         match self.inode(parent).and_then(|p| self.do_symlink(req, &p, link_name, target)) {
-            Ok((i, st)) => reply.entry(&self.opts.ttl, &to_attr(i.ino, &st), GEN),
+            Ok((i, st)) => {
+                self.touched(&[Touched::Entry(parent.0, link_name), Touched::Attr(parent.0)]);
+                reply.entry(&self.opts.ttl, &to_attr(i.ino, &st), GEN)
+            }
             Err(e) => reply.error(e),
         }
     }
@@ -372,20 +423,34 @@ impl Filesystem for OverlayFs {
             .inode(parent)
             .and_then(|p| self.inode(newparent).and_then(|np| self.do_rename(&p, name, &np, newname, flags.bits())));
         match r {
-            Ok(()) => reply.ok(),
+            Ok(()) => {
+                self.touched(&[
+                    Touched::Entry(parent.0, name),
+                    Touched::Entry(newparent.0, newname),
+                    Touched::Attr(parent.0),
+                    Touched::Attr(newparent.0),
+                ]);
+                reply.ok()
+            }
             Err(e) => reply.error(e),
         }
     }
 
     fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
         match self.inode(ino).and_then(|i| self.inode(newparent).and_then(|np| self.do_link(&i, &np, newname))) {
-            Ok((i, st)) => reply.entry(&self.opts.ttl, &to_attr(i.ino, &st), GEN),
+            Ok((i, st)) => {
+                self.touched(&[Touched::Entry(newparent.0, newname), Touched::Attr(newparent.0), Touched::Attr(ino.0)]);
+                reply.entry(&self.opts.ttl, &to_attr(i.ino, &st), GEN)
+            }
             Err(e) => reply.error(e),
         }
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let r = self.inode(ino).and_then(|i| self.do_open(&i, flags.0));
+        if r.is_ok() && flags.0 & libc::O_TRUNC != 0 {
+            self.touched(&[Touched::Data(ino.0)]);
+        }
         match r {
             Ok(opened) => self.reply_open(opened, reply),
             Err(e) => reply.error(e),
@@ -422,12 +487,20 @@ impl Filesystem for OverlayFs {
         reply: ReplyWrite,
     ) {
         match self.do_write(fh.0, offset, data) {
-            Ok(n) => reply.written(n as u32),
+            Ok(n) => {
+                self.touched(&[Touched::Data(_ino.0)]);
+                reply.written(n as u32)
+            }
             Err(e) => reply.error(e),
         }
     }
 
-    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lo: LockOwner, reply: ReplyEmpty) {
+    fn flush(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _lo: LockOwner, reply: ReplyEmpty) {
+        // Writes through kernel passthrough never come here: at close (close-to-open, as NFS),
+        // what other mounts cached of a file written through this one is dropped.
+        if self.sessions.shared() && self.handles.get(fh.0).is_some_and(|h| h.is_writer()) {
+            self.touched(&[Touched::Data(ino.0)]);
+        }
         reply.ok();
     }
 
@@ -520,6 +593,9 @@ impl Filesystem for OverlayFs {
         } else {
             self.inode(ino).and_then(|i| self.do_setxattr(req, &i, name, value, flags))
         };
+        if r.is_ok() {
+            self.touched(&[Touched::Attr(ino.0)]);
+        }
         match r {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -544,9 +620,28 @@ impl Filesystem for OverlayFs {
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         match self.inode(ino).and_then(|i| self.do_removexattr(&i, name)) {
-            Ok(()) => reply.ok(),
+            Ok(()) => {
+                self.touched(&[Touched::Attr(ino.0)]);
+                reply.ok()
+            }
             Err(e) => reply.error(e),
         }
+    }
+
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        // Not a terminal, nor anything else an ioctl asks of (every isatty() check comes here):
+        // answered quietly, as a regular file on most filesystems answers.
+        reply.error(Errno::ENOTTY);
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
@@ -565,7 +660,10 @@ impl Filesystem for OverlayFs {
         reply: ReplyCreate,
     ) {
         match self.inode(parent).and_then(|p| self.do_create(req, &p, name, mode, umask, flags)) {
-            Ok(created) => self.reply_create(created, reply),
+            Ok(created) => {
+                self.touched(&[Touched::Entry(parent.0, name), Touched::Attr(parent.0)]);
+                self.reply_create(created, reply)
+            }
             Err(e) => reply.error(e),
         }
     }
@@ -581,7 +679,10 @@ impl Filesystem for OverlayFs {
         reply: ReplyEmpty,
     ) {
         match self.do_fallocate(fh.0, offset, length, mode) {
-            Ok(()) => reply.ok(),
+            Ok(()) => {
+                self.touched(&[Touched::Data(_ino.0)]);
+                reply.ok()
+            }
             Err(e) => reply.error(e),
         }
     }
