@@ -201,14 +201,18 @@ fn bad_mount_requests_fail_with_one_line_and_change_nothing() {
         assert!(!is_mounted(&mnt));
     }
     assert!(!dir.path().join("missing").exists());
-    // A brick is served by one daemon at a time.
+    // A brick is served by one daemon at a time: a second mount joins it, and a mount point
+    // inside the brick is refused by it.
     let brick = dir.path().join("b");
     fs::create_dir(&brick).unwrap();
     let m = Mount::on(tempfile::tempdir().unwrap(), brick.clone(), "");
-    let mnt2 = dir.path().join("mnt2");
+    let mnt2 = brick.join("inside");
     fs::create_dir(&mnt2).unwrap();
     let out = Command::new(mount_bin()).arg(&brick).arg(&mnt2).env("GEOREP_LOG_DIR", dir.path()).output().unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("already in use"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("is inside the brick"), "{err}");
+    assert!(!is_mounted(&mnt2));
     drop(m);
 }

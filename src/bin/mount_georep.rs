@@ -91,6 +91,11 @@ fn run() -> anyhow::Result<()> {
         return georep::fs::mount::remount(&target, &args.opts);
     }
     let (brick, fsname) = resolve_source(&args.source)?;
+    if let Ok(root) = std::fs::canonicalize(&brick)
+        && target.starts_with(&root)
+    {
+        bail!("mount point {} is inside the brick {}", target.display(), root.display());
+    }
     let mut cfg = MountConfig::parse(&brick, &target, &args.opts)?;
     let volume = fsname.is_some();
     if let Some(n) = fsname {

@@ -62,7 +62,7 @@ pub fn ensure_gfid(fd: BorrowedFd<'_>, gfids: &GfidIndex) -> io::Result<Gfid> {
 fn read_id(path: &Path) -> Result<Option<VolumeId>, BrickError> {
     let text = match fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => return Ok(None),
         Err(e) => return Err(io_err(path)(e)),
     };
     let mut version = None;

@@ -159,6 +159,19 @@ impl Sessions {
         self.count.load(Ordering::Relaxed) > 1
     }
 
+    /// Tells session `me` itself of `inval`, without waiting: a name it knows under two
+    /// directory nodes (an aux mount's root and `.gfid/<root GFID>`) changed under one. Its
+    /// kernel holds the other directory unlocked for this request, but another of its
+    /// requests may hold it while waiting behind this one.
+    pub fn invalidate_own(&self, me: SessionId, inval: Inval) {
+        let slots = self.slots.read();
+        if let Some(q) = slots.iter().find(|s| s.id == me).and_then(|s| s.queue.as_ref()) {
+            let done = Arc::new(Done::default());
+            *done.left.lock() += 1;
+            let _ = q.send(Batch { invals: vec![inval], done });
+        }
+    }
+
     /// Tells every other session whose kernel may hold what `changes` made stale (each with
     /// the sessions that know the inode concerned), and waits for the deliveries, within
     /// `DELIVERY_WAIT`.

@@ -243,7 +243,8 @@ impl OverlayFs {
         Ok((read_gfid(fd.as_fd()).map_err(errno)?.unwrap_or(Gfid::NULL), None))
     }
 
-    pub(super) fn do_remove(&self, parent: &Arc<Inode>, name: &OsStr, dir: bool) -> R<()> {
+    /// Removes `name`; returns the GFID it named and, if the names map knew it, its node id.
+    pub(super) fn do_remove(&self, parent: &Arc<Inode>, name: &OsStr, dir: bool) -> R<(Gfid, Option<u64>)> {
         self.writable()?;
         if Self::hidden(parent.ino, name) {
             return Err(Errno::ENOENT);
@@ -268,7 +269,7 @@ impl OverlayFs {
         }
         self.mark(parent);
         self.rec_entry(if dir { Op::Rmdir } else { Op::Unlink }, gfid, None, (parent.gfid, name), None, None)?;
-        Ok(())
+        Ok((gfid, known.map(|n| n.ino)))
     }
 
     pub(super) fn do_rename(

@@ -22,6 +22,7 @@ use crate::fs::sys;
 
 /// No FLUSH on close: locks are the kernel's (the overlay implements none) and data needs no
 /// flushing, so close(2) costs the caller no round trip.
+/// No FLUSH at close: nothing to do then, and a round trip saved per close.
 const OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_NOFLUSH;
 
 fn is_writer(flags: i32) -> bool {
@@ -99,13 +100,21 @@ impl OverlayFs {
         }
     }
 
+    /// The open flags for a handle of `inode`: a writer whose inode another mount knows gets
+    /// its FLUSH at close (writes through kernel passthrough never reach the daemon; the
+    /// flush drops what the other mounts cached, close-to-open as NFS), others none.
+    fn open_flags(&self, inode: &Inode, writer: bool) -> FopenFlags {
+        if writer && inode.known() & !self.id.bit() != 0 { FopenFlags::empty() } else { OPEN_FLAGS }
+    }
+
     pub(super) fn reply_open(&self, opened: (File, Arc<Inode>, bool), reply: ReplyOpen) {
         let (file, inode, writer) = opened;
+        let flags = self.open_flags(&inode, writer);
         let backing = self.backing(&inode, &file, |f| reply.open_backing(f.as_fd()));
         let fh = self.handles.insert(Handle::File { file, inode, writer, _backing: backing.clone() });
         match backing {
-            Some(b) => reply.opened_passthrough(FileHandle(fh), OPEN_FLAGS, &b),
-            None => reply.opened(FileHandle(fh), OPEN_FLAGS),
+            Some(b) => reply.opened_passthrough(FileHandle(fh), flags, &b),
+            None => reply.opened(FileHandle(fh), flags),
         }
     }
 
@@ -151,11 +160,12 @@ impl OverlayFs {
     pub(super) fn reply_create(&self, created: (File, Arc<Inode>, bool, libc::stat), reply: ReplyCreate) {
         let (file, inode, writer, st) = created;
         let attr = to_attr(inode.ino, &st);
+        let flags = self.open_flags(&inode, writer);
         let backing = self.backing(&inode, &file, |f| reply.open_backing(f.as_fd()));
         let fh = self.handles.insert(Handle::File { file, inode, writer, _backing: backing.clone() });
         match backing {
-            Some(b) => reply.created_passthrough(&self.opts.ttl, &attr, GEN, FileHandle(fh), OPEN_FLAGS, &b),
-            None => reply.created(&self.opts.ttl, &attr, GEN, FileHandle(fh), OPEN_FLAGS),
+            Some(b) => reply.created_passthrough(&self.opts.ttl, &attr, GEN, FileHandle(fh), flags, &b),
+            None => reply.created(&self.opts.ttl, &attr, GEN, FileHandle(fh), flags),
         }
     }
 

@@ -184,12 +184,32 @@ pub(crate) enum Touched<'a> {
     Entry(u64, &'a OsStr),
     Attr(u64),
     Data(u64),
+    /// A name of the inode with this GFID (and node id, if known) was removed: an aux
+    /// mount's `.gfid/<gfid>` entry must not keep a deleted inode (and its blocks) alive.
+    Gone(Gfid, Option<u64>),
 }
 
 impl OverlayFs {
     /// Invalidates what `what` made stale in the other sessions' kernels that may hold it;
     /// nothing (one atomic load) while this is the brick's only session.
     pub(crate) fn touched(&self, what: &[Touched<'_>]) {
+        if self.opts.aux_gfid {
+            // This kernel knows the root by two nodes: what changed under one is stale under
+            // the other (a removed file's inode stays pinned by the stale entry).
+            for t in what {
+                match *t {
+                    Touched::Entry(p, name) if p == ROOT_INO || p == ROOT_ALIAS_INO => {
+                        let other = if p == ROOT_INO { ROOT_ALIAS_INO } else { ROOT_INO };
+                        self.sessions
+                            .invalidate_own(self.id, Inval::Entry { parent: other, name: name.to_os_string() });
+                    }
+                    // Looked up with a zero entry timeout, a `.gfid/<gfid>` entry is still kept
+                    // when it is let go within the same jiffy.
+                    Touched::Gone(g, _) if !g.is_null() => self.sessions.invalidate_own(self.id, gfid_entry(g)),
+                    _ => {}
+                }
+            }
+        }
         if !self.sessions.shared() {
             return;
         }
@@ -206,12 +226,25 @@ impl OverlayFs {
                         changes.push((known(p), Inval::Entry { parent: ROOT_ALIAS_INO, name: name.to_os_string() }));
                     }
                 }
+                // Its other names' link count, and its `.gfid/` entry in aux mounts.
+                Touched::Gone(g, Some(i)) => {
+                    changes.push((known(i), Inval::Attr(i)));
+                    if !g.is_null() {
+                        changes.push((known(i), gfid_entry(g)));
+                    }
+                }
+                Touched::Gone(_, None) => {}
                 Touched::Attr(i) => changes.push((known(node(i)), Inval::Attr(node(i)))),
                 Touched::Data(i) => changes.push((known(node(i)), Inval::Data(node(i)))),
             }
         }
         self.sessions.invalidate(self.id, &changes);
     }
+}
+
+/// The `.gfid/<gfid>` entry of an aux mount.
+fn gfid_entry(g: Gfid) -> Inval {
+    Inval::Entry { parent: GFID_DIR_INO, name: g.to_string().into() }
 }
 
 /// Records a DATA change of `inode` (once per changelog) and marks it changed; for replies made
@@ -381,8 +414,8 @@ impl Filesystem for OverlayFs {
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         match self.inode(parent).and_then(|p| self.do_remove(&p, name, false)) {
-            Ok(()) => {
-                self.touched(&[Touched::Entry(parent.0, name), Touched::Attr(parent.0)]);
+            Ok((gfid, victim)) => {
+                self.touched(&[Touched::Entry(parent.0, name), Touched::Attr(parent.0), Touched::Gone(gfid, victim)]);
                 reply.ok()
             }
             Err(e) => reply.error(e),
@@ -391,8 +424,8 @@ impl Filesystem for OverlayFs {
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         match self.inode(parent).and_then(|p| self.do_remove(&p, name, true)) {
-            Ok(()) => {
-                self.touched(&[Touched::Entry(parent.0, name), Touched::Attr(parent.0)]);
+            Ok((gfid, victim)) => {
+                self.touched(&[Touched::Entry(parent.0, name), Touched::Attr(parent.0), Touched::Gone(gfid, victim)]);
                 reply.ok()
             }
             Err(e) => reply.error(e),
@@ -496,8 +529,8 @@ impl Filesystem for OverlayFs {
     }
 
     fn flush(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _lo: LockOwner, reply: ReplyEmpty) {
-        // Writes through kernel passthrough never come here: at close (close-to-open, as NFS),
-        // what other mounts cached of a file written through this one is dropped.
+        // Only writers another mount knows get here (`open_flags`): at close (close-to-open, as
+        // NFS), what the other mounts cached of the file is dropped.
         if self.sessions.shared() && self.handles.get(fh.0).is_some_and(|h| h.is_writer()) {
             self.touched(&[Touched::Data(ino.0)]);
         }
@@ -514,6 +547,10 @@ impl Filesystem for OverlayFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        // A writer another mount learned of while it was open had no FLUSH: at its release.
+        if self.sessions.shared() && self.handles.get(fh.0).is_some_and(|h| h.is_writer()) {
+            self.touched(&[Touched::Data(_ino.0)]);
+        }
         match self.do_release(fh.0) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),

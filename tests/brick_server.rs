@@ -1,0 +1,195 @@
+//! One brick, many mounts: every mount of a brick is a session of its brick server. Changes
+//! through one mount are seen at once through the others (their kernels' long-lived caches
+//! invalidated), recorded once, and a removed file's space comes back.
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use georep::changelog::{Op, Origin};
+
+/// A further mount of a brick, unmounted when dropped.
+struct Extra(PathBuf);
+
+impl Extra {
+    fn new(source: &Path, at: PathBuf, opts: &str, log_dir: &Path) -> Extra {
+        fs::create_dir_all(&at).unwrap();
+        let mut cmd = Command::new(mount_bin());
+        cmd.arg(source).arg(&at).env("GEOREP_LOG_DIR", log_dir);
+        if !opts.is_empty() {
+            cmd.arg("-o").arg(opts);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "mount {}: {}", at.display(), String::from_utf8_lossy(&out.stderr));
+        Extra(at)
+    }
+
+    fn p(&self, rel: &str) -> PathBuf {
+        self.0.join(rel)
+    }
+}
+
+impl Drop for Extra {
+    fn drop(&mut self) {
+        if is_mounted(&self.0) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}
+
+fn second(m: &Mount, opts: &str) -> Extra {
+    Extra::new(&m.brick, m.dir.path().join("mnt2"), opts, m.dir.path())
+}
+
+fn count(m: &Mount, op: Op, gfid: georep::types::Gfid) -> usize {
+    m.records().iter().filter(|r| r.op == op && r.gfid == gfid).count()
+}
+
+#[test]
+fn two_mounts_see_each_others_changes_at_once() {
+    let m = Mount::new("rollover-time=600");
+    let b = second(&m, "");
+    // Served by one process: the second mount started none.
+    assert!(daemon_pid(&b.0).is_none());
+    fs::create_dir(m.p("d")).unwrap();
+    assert!(Command::new("touch").arg("-d").arg("@1000").arg(m.p("d")).status().unwrap().success());
+    // The second mount's kernel caches what it sees: a name that does not exist yet, the
+    // directory's listing and attributes.
+    assert!(fs::metadata(b.p("d/f")).is_err());
+    assert_eq!(fs::read_dir(b.p("d")).unwrap().count(), 0);
+    assert_eq!(fs::metadata(b.p("d")).unwrap().mtime(), 1000);
+
+    fs::write(m.p("d/f"), "one").unwrap();
+    assert_eq!(fs::read(b.p("d/f")).unwrap(), b"one");
+    assert_eq!(fs::metadata(b.p("d/f")).unwrap().len(), 3);
+    assert_eq!(fs::read_dir(b.p("d")).unwrap().count(), 1);
+    let mtime = |p: PathBuf| {
+        let md = fs::metadata(p).unwrap();
+        (md.mtime(), md.mtime_nsec())
+    };
+    assert_eq!(mtime(b.p("d")), mtime(m.p("d")), "the directory's attributes are fresh in the other mount");
+    assert_ne!(mtime(b.p("d")).0, 1000);
+    let gfid = m.gfid("d/f");
+    assert_eq!(gfid_of(&b.p("d/f")), gfid, "one inode, one GFID, whichever mount");
+
+    // Mode, content, size and xattrs, each way.
+    fs::set_permissions(m.p("d/f"), fs::Permissions::from_mode(0o640)).unwrap();
+    assert_eq!(fs::metadata(b.p("d/f")).unwrap().mode() & 0o7777, 0o640);
+    fs::OpenOptions::new().append(true).open(b.p("d/f")).unwrap().write_all(b"two").unwrap();
+    assert_eq!(fs::metadata(m.p("d/f")).unwrap().len(), 6);
+    assert_eq!(fs::read(m.p("d/f")).unwrap(), b"onetwo");
+    xattr::set(m.p("d/f"), "user.k", b"v").unwrap();
+    assert_eq!(xattr::get(b.p("d/f"), "user.k").unwrap(), Some(b"v".to_vec()));
+    xattr::remove(b.p("d/f"), "user.k").unwrap();
+    assert_eq!(xattr::get(m.p("d/f"), "user.k").unwrap(), None);
+    fs::OpenOptions::new().write(true).truncate(true).open(b.p("d/f")).unwrap();
+    assert_eq!(fs::metadata(m.p("d/f")).unwrap().len(), 0);
+
+    // Names: rename, hard link, unlink, directories.
+    fs::rename(m.p("d/f"), m.p("d/g")).unwrap();
+    assert!(fs::metadata(b.p("d/f")).is_err(), "the old name is gone in the other mount");
+    assert_eq!(gfid_of(&b.p("d/g")), gfid);
+    fs::hard_link(b.p("d/g"), b.p("d/h")).unwrap();
+    assert_eq!(fs::metadata(m.p("d/g")).unwrap().nlink(), 2);
+    fs::remove_file(m.p("d/g")).unwrap();
+    assert!(fs::metadata(b.p("d/g")).is_err());
+    assert_eq!(fs::metadata(b.p("d/h")).unwrap().nlink(), 1);
+    fs::create_dir(b.p("d/sub")).unwrap();
+    assert!(fs::metadata(m.p("d/sub")).unwrap().is_dir());
+    fs::remove_dir(m.p("d/sub")).unwrap();
+    assert!(fs::metadata(b.p("d/sub")).is_err());
+    std::os::unix::fs::symlink("h", b.p("d/s")).unwrap();
+    assert_eq!(fs::read_link(m.p("d/s")).unwrap(), Path::new("h"));
+
+    // Each change recorded once, whichever mount made it, as a user's change.
+    assert_eq!(count(&m, Op::Create, gfid), 1);
+    assert_eq!(count(&m, Op::Rename, gfid), 1);
+    assert_eq!(count(&m, Op::Link, gfid), 1);
+    assert_eq!(count(&m, Op::Unlink, gfid), 1);
+    assert!(m.records().iter().all(|r| r.origin() == Origin::User));
+}
+
+#[test]
+fn a_read_only_mount_sees_changes_and_refuses_writes() {
+    let m = Mount::new("rollover-time=600");
+    let ro = second(&m, "ro");
+    fs::write(m.p("f"), "x").unwrap();
+    assert_eq!(fs::read(ro.p("f")).unwrap(), b"x");
+    let e = fs::write(ro.p("g"), "y").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e}");
+    assert!(fs::remove_file(ro.p("f")).is_err());
+    fs::write(m.p("f"), "xy").unwrap();
+    assert_eq!(fs::read(ro.p("f")).unwrap(), b"xy");
+    // The first mount goes; the brick server stays for the second.
+    assert!(Command::new("umount").arg(&m.mnt).status().unwrap().success());
+    assert_eq!(fs::read(ro.p("f")).unwrap(), b"xy");
+}
+
+#[test]
+fn brick_wide_options_belong_to_the_first_mount() {
+    let m = Mount::new("rollover-time=600");
+    let mnt2 = m.dir.path().join("mnt2");
+    fs::create_dir(&mnt2).unwrap();
+    let out = Command::new(mount_bin()).arg(&m.brick).arg(&mnt2).args(["-o", "rollover-time=1"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("option rollover-time: the brick") && err.contains("600s"), "{err}");
+    assert!(!is_mounted(&mnt2), "a refused mount leaves nothing mounted");
+    // The same value, or none, is fine.
+    let _b = Extra::new(&m.brick, mnt2, "rollover-time=600", m.dir.path());
+}
+
+#[test]
+fn a_removed_file_frees_its_space_whichever_mount_knew_it() {
+    // A small filesystem of its own (tmpfs: xattrs and file handles, like ext4).
+    let dir = tempfile::Builder::new().prefix("georep-space-").tempdir().unwrap();
+    let fsdir = dir.path().join("fs");
+    fs::create_dir(&fsdir).unwrap();
+    assert!(
+        Command::new("mount").args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"]).arg(&fsdir).status().unwrap().success()
+    );
+    struct Umount(PathBuf);
+    impl Drop for Umount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _fs = Umount(fsdir.clone());
+    let brick = fsdir.join("brick");
+    fs::create_dir(&brick).unwrap();
+    let free = || nix::sys::statvfs::statvfs(&fsdir).map(|s| s.blocks_available() * s.fragment_size()).unwrap();
+    // A receiver's kind of mount first (through .gfid/), then a user's.
+    let aux = Extra::new(&brick, dir.path().join("aux"), "aux-gfid-mount,rollover-time=600", dir.path());
+    let user = Extra::new(&brick, dir.path().join("user"), "", dir.path());
+    let before = free();
+    let big = vec![7u8; 40 << 20];
+    fs::write(aux.p("big"), &big).unwrap();
+    let g = gfid_of(&aux.p("big"));
+    // Both mounts' kernels get to know the inode, the aux one by its GFID as a receiver does.
+    assert_eq!(fs::metadata(aux.p(&format!(".gfid/{g}"))).unwrap().len(), big.len() as u64);
+    fs::OpenOptions::new().append(true).open(aux.p(&format!(".gfid/{g}"))).unwrap().write_all(b"!").unwrap();
+    assert_eq!(fs::metadata(user.p("big")).unwrap().len(), big.len() as u64 + 1);
+    assert!(free() < before - (30 << 20));
+    fs::remove_file(aux.p(&format!(".gfid/{}/big", georep::types::Gfid::ROOT))).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || free() > before - (4 << 20)),
+        "the space of a removed file came back (free {} of {} before)",
+        free(),
+        before
+    );
+    // The same through the user's mount, the aux mount knowing the file.
+    fs::write(user.p("big2"), &big).unwrap();
+    let g2 = gfid_of(&user.p("big2"));
+    assert!(fs::metadata(aux.p(&format!(".gfid/{g2}"))).is_ok());
+    fs::remove_file(user.p("big2")).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || free() > before - (4 << 20)),
+        "the space of a file removed through the other mount came back"
+    );
+}
