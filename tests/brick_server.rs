@@ -193,3 +193,97 @@ fn a_removed_file_frees_its_space_whichever_mount_knew_it() {
         "the space of a file removed through the other mount came back"
     );
 }
+
+/// The pid of the brick server serving `brick` for georepd.
+fn volume_server_pid(brick: &Path) -> Option<i32> {
+    let out = Command::new("pgrep").arg("-f").arg("--").arg(format!("--serve {}$", brick.display())).output().ok()?;
+    String::from_utf8_lossy(&out.stdout).lines().next()?.trim().parse().ok()
+}
+
+#[test]
+fn kill9_of_a_volume_brick_server_during_writes_through_two_mounts_loses_no_acknowledged_change() {
+    use common::cluster::Cluster;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let c = Cluster::new(true);
+    let pmnt2 = c.dir.path().join("pmnt2");
+    let mount2 = || {
+        fs::create_dir_all(&pmnt2).unwrap();
+        let o = Command::new(mount_bin()).arg("pvol").arg(&pmnt2).envs(c.pri.envs()).output().unwrap();
+        assert!(o.status.success(), "mount pvol: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    mount2();
+    let st = c.pri.cli("volume stop pvol").refused().to_string();
+    assert!(st.contains(&c.pmnt.display().to_string()) && st.contains(&pmnt2.display().to_string()), "{st}");
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    for round in 0..3 {
+        let pid = volume_server_pid(&c.pbrick).expect("georepd runs the volume's brick server");
+        let stop = Arc::new(AtomicBool::new(false));
+        let writers: Vec<_> = [c.pmnt.clone(), pmnt2.clone()]
+            .into_iter()
+            .enumerate()
+            .map(|(t, dir)| {
+                let (acked, stop) = (acked.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut i = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let name = format!("r{round}-m{t}-{i}");
+                        let ok = fs::File::create(dir.join(&name)).and_then(|mut f| f.write_all(b"data")).is_ok();
+                        if !ok {
+                            break;
+                        }
+                        acked.lock().unwrap().push(name);
+                        i += 1;
+                    }
+                })
+            })
+            .collect();
+        // A different moment each round.
+        std::thread::sleep(Duration::from_millis(300 + 277 * round));
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+        stop.store(true, Ordering::Relaxed);
+        for w in writers {
+            w.join().unwrap();
+        }
+        for m in [&c.pmnt, &pmnt2] {
+            assert!(
+                wait_until(Duration::from_secs(5), || fs::metadata(m)
+                    .is_err_and(|e| e.raw_os_error() == Some(libc::ENOTCONN))),
+                "{} reports ENOTCONN",
+                m.display()
+            );
+        }
+        // georepd starts another server; both mounts come back with umount + mount.
+        assert!(
+            wait_until(Duration::from_secs(10), || volume_server_pid(&c.pbrick).is_some_and(|p| p != pid)),
+            "georepd restarted the brick server"
+        );
+        for m in [&c.pmnt, &pmnt2] {
+            assert!(Command::new("umount").arg(m).status().unwrap().success());
+        }
+        c.mount_primary();
+        mount2();
+    }
+    fs::write(c.p("after"), "x").unwrap();
+    assert_eq!(fs::read(pmnt2.join("after")).unwrap(), b"x");
+    // Every acknowledged creation is on the brick and recorded, once.
+    let layout = georep::types::BrickLayout::new(&c.pbrick);
+    let created: std::collections::HashMap<String, usize> = georep::changelog::brick_records(&layout)
+        .unwrap()
+        .iter()
+        .filter(|r| r.op == Op::Create)
+        .filter_map(|r| r.entry.as_ref().map(|e| e.entry.name.to_string_lossy().into_owned()))
+        .fold(Default::default(), |mut m, n| {
+            *m.entry(n).or_default() += 1;
+            m
+        });
+    let acked = acked.lock().unwrap();
+    assert!(acked.len() > 100, "the writers wrote ({})", acked.len());
+    for n in acked.iter() {
+        assert!(c.pbrick.join(n).exists(), "{n} on the brick");
+        assert_eq!(created.get(n), Some(&1), "{n} recorded once");
+    }
+    for m in [&c.pmnt, &pmnt2] {
+        let _ = Command::new("umount").arg(m).status();
+    }
+}

@@ -91,12 +91,12 @@ fn run() -> anyhow::Result<()> {
         return georep::fs::mount::remount(&target, &args.opts);
     }
     let (brick, fsname) = resolve_source(&args.source)?;
+    let mut cfg = MountConfig::parse(&brick, &target, &args.opts)?;
     if let Ok(root) = std::fs::canonicalize(&brick)
         && target.starts_with(&root)
     {
         bail!("mount point {} is inside the brick {}", target.display(), root.display());
     }
-    let mut cfg = MountConfig::parse(&brick, &target, &args.opts)?;
     let volume = fsname.is_some();
     if let Some(n) = fsname {
         cfg.fsname = n;
@@ -150,7 +150,7 @@ fn start_server(cfg: &MountConfig, run_dir: &Path, foreground: bool) -> anyhow::
         server::block_stop_signals()?;
         let (srv, listener) = Server::open(&cfg.brick, cfg.fs.clone(), run_dir, Lifetime::LastMount)?;
         let dev = mount::mount_fuse(cfg)?;
-        if let Err(e) = srv.attach(cfg.clone(), dev) {
+        if let Err(e) = srv.attach(cfg.clone(), dev, mount::connection_id(&cfg.mountpoint)) {
             let _ = nix::mount::umount2(&cfg.mountpoint, nix::mount::MntFlags::MNT_DETACH);
             return Err(e);
         }

@@ -92,10 +92,10 @@ impl Bricks {
         let pid = Pid::from_raw(st.pid as i32);
         let _ = kill(pid, Signal::SIGTERM);
         let deadline = Instant::now() + STOP_WAIT;
-        while Instant::now() < deadline && kill(pid, None).is_ok() && !is_zombie(st.pid) {
+        while Instant::now() < deadline && server::alive(st.pid) {
             std::thread::sleep(Duration::from_millis(20));
         }
-        if kill(pid, None).is_ok() && !is_zombie(st.pid) {
+        if server::alive(st.pid) {
             log::warn!("brick server of {} did not stop within {STOP_WAIT:?}: killed", spec.volume);
             let _ = kill(pid, Signal::SIGKILL);
         }
@@ -106,12 +106,6 @@ impl Bricks {
 /// What the volume's brick server serves, if it runs.
 pub fn status(spec: &BrickSpec) -> anyhow::Result<Option<ServerStatus>> {
     server::status(&spec.socket())
-}
-
-fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')))
-        .unwrap_or(true)
 }
 
 /// The server running on the volume's socket, else a new one (then its `Child`).
@@ -167,8 +161,10 @@ fn watch(spec: &BrickSpec, w: &Watch, mut child: Option<Child>) {
         // Until it dies or the watch is stopped.
         loop {
             let alive = match (&mut child, pid) {
-                (Some(c), _) => matches!(c.try_wait(), Ok(None)),
-                (None, Some(p)) => kill(Pid::from_raw(p as i32), None).is_ok() && !is_zombie(p),
+                // A killed server whose threads are stuck is a zombie that waitpid does not
+                // report yet.
+                (Some(c), _) => matches!(c.try_wait(), Ok(None)) && server::alive(c.id()),
+                (None, Some(p)) => server::alive(p),
                 (None, None) => false,
             };
             let mut stop = w.stop.lock();
@@ -185,6 +181,8 @@ fn watch(spec: &BrickSpec, w: &Watch, mut child: Option<Child>) {
             }
             w.cv.wait_for(&mut stop, Duration::from_millis(100));
         }
+        // A killed server may be stuck in its own mounts' locks until they are cut off.
+        server::abort_dead(&spec.run, &spec.id);
         if let Some(c) = &mut child {
             let _ = c.wait();
         }

@@ -233,6 +233,20 @@ pub(crate) fn new_session(
     session
 }
 
+/// The FUSE connection of the filesystem mounted on `mountpoint` (its anonymous device minor,
+/// the name of its directory in `/sys/fs/fuse/connections`), from `/proc/self/mountinfo`:
+/// nothing is asked of the filesystem itself.
+pub fn connection_id(mountpoint: &Path) -> Option<u32> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let want = mountpoint.to_str()?;
+    let line = info.lines().filter(|l| l.split(' ').nth(4) == Some(want)).last()?;
+    let (major, minor) = line.split(' ').nth(2)?.split_once(':')?;
+    if major != "0" {
+        return None;
+    }
+    minor.parse().ok()
+}
+
 /// `mount -o remount,...`: changes the flags (ro/rw, nosuid, ...) of a live georep mount.
 pub fn remount(mountpoint: &Path, opts: &str) -> anyhow::Result<()> {
     let rest: Vec<&str> = opts.split(',').filter(|o| *o != "remount").collect();

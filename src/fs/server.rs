@@ -37,6 +37,62 @@ pub fn socket_path(run: &Path, id: &VolumeId) -> PathBuf {
     run.join(SOCKET_DIR).join(format!("{id}.sock"))
 }
 
+/// Where a server lists the FUSE connections of its mounts, for whoever finds it dead.
+fn conns_path(run: &Path, id: &VolumeId) -> PathBuf {
+    run.join(SOCKET_DIR).join(format!("{id}.conns"))
+}
+
+/// Aborts the FUSE connections of the dead server of volume (brick) `id`, if it left any;
+/// true if it did.
+///
+/// A killed server's threads can be stuck for good in a kernel lock of one of its own mounts
+/// (a cache invalidation waiting for a directory that a request holds, while the request
+/// waits for an answer nobody will give): the process never ends, its mounts never fail, and
+/// its brick stays locked. Aborting its connections (what the kernel does itself when the
+/// last `/dev/fuse` descriptor goes) ends all of that: its mounts report `ENOTCONN`.
+pub fn abort_dead(run: &Path, id: &VolumeId) -> bool {
+    let list = conns_path(run, id);
+    let Ok(text) = std::fs::read_to_string(&list) else { return false };
+    if listed_pid(&text).is_some_and(alive) {
+        return false;
+    }
+    let ctl = Path::new(FUSECTL);
+    if std::fs::read_dir(ctl).map(|mut d| d.next().is_none()).unwrap_or(true) {
+        let _ = nix::mount::mount(Some("fusectl"), ctl, Some("fusectl"), nix::mount::MsFlags::empty(), None::<&str>);
+    }
+    let mut any = false;
+    for conn in text.lines().skip(1).filter_map(|l| l.trim().parse::<u32>().ok()) {
+        if std::fs::write(ctl.join(conn.to_string()).join("abort"), b"1").is_ok() {
+            log::warn!("aborted FUSE connection {conn} of the dead brick server of {id}");
+            any = true;
+        }
+    }
+    let _ = std::fs::remove_file(&list);
+    any
+}
+
+/// The server's pid, on the first line of its connections list.
+fn listed_pid(text: &str) -> Option<u32> {
+    text.lines().next()?.strip_prefix("pid ")?.trim().parse().ok()
+}
+
+/// Whether process `pid` runs (a zombie does not, even one whose stuck threads keep it from
+/// being reaped).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X')))
+        .unwrap_or(false)
+}
+
+/// True if the server of volume (brick) `id` is known dead (its list names a process that
+/// is gone): its socket may still accept connections nobody will answer.
+fn known_dead(run: &Path, id: &VolumeId) -> bool {
+    std::fs::read_to_string(conns_path(run, id)).ok().and_then(|t| listed_pid(&t)).is_some_and(|p| !alive(p))
+}
+
+/// The FUSE control filesystem (`fusectl`).
+const FUSECTL: &str = "/sys/fs/fuse/connections";
+
 /// The socket of the brick at `root`, if it is a brick already.
 pub fn socket_of_brick(run: &Path, root: &Path) -> Result<Option<PathBuf>, BrickError> {
     Ok(brick::volume_of(root)?.map(|id| socket_path(run, &id)))
@@ -54,9 +110,11 @@ pub enum Lifetime {
 #[derive(Debug, Serialize, Deserialize)]
 enum Request {
     /// Serve the FUSE session whose `/dev/fuse` descriptor comes with the request.
+    /// `conn`: the FUSE connection's number (the mount's anonymous device minor).
     Attach {
         mountpoint: PathBuf,
         options: String,
+        conn: Option<u32>,
     },
     Status,
 }
@@ -91,8 +149,10 @@ enum Event {
 pub struct Server {
     core: Arc<BrickFs>,
     socket: PathBuf,
+    conns: PathBuf,
     lifetime: Lifetime,
-    mounts: Mutex<Vec<(u64, MountInfo)>>,
+    /// The mounts served: their token, what they are, their FUSE connection.
+    mounts: Mutex<Vec<(u64, MountInfo, Option<u32>)>>,
     next_mount: std::sync::atomic::AtomicU64,
     events: Mutex<Sender<Event>>,
     events_rx: Mutex<Option<std::sync::mpsc::Receiver<Event>>>,
@@ -110,8 +170,19 @@ impl Server {
             Ok(n) => log::info!("open file limit {n}"),
             Err(e) => log::warn!("cannot raise the open file limit: {e}"),
         }
-        let brick = Brick::open(root, None)?;
+        // A dead predecessor may hold the brick until its connections are aborted.
+        let aborted = brick::volume_of(root)?.is_some_and(|id| abort_dead(run, &id));
+        let deadline = std::time::Instant::now() + Duration::from_secs(if aborted { 10 } else { 0 });
+        let brick = loop {
+            match Brick::open(root, None) {
+                Err(BrickError::Busy(_)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                r => break r?,
+            }
+        };
         let socket = socket_path(run, &brick.volume);
+        let conns = conns_path(run, &brick.volume);
         let dir = run.join(SOCKET_DIR);
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
         std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
@@ -124,6 +195,7 @@ impl Server {
         let server = Arc::new(Server {
             core,
             socket,
+            conns,
             lifetime,
             mounts: Mutex::new(Vec::new()),
             next_mount: Default::default(),
@@ -136,7 +208,7 @@ impl Server {
 
     /// Serves the FUSE session of `dev` (mounted on `cfg.mountpoint`) on a thread of its own,
     /// once the kernel handshake is done.
-    pub fn attach(self: &Arc<Self>, cfg: MountConfig, dev: OwnedFd) -> anyhow::Result<()> {
+    pub fn attach(self: &Arc<Self>, cfg: MountConfig, dev: OwnedFd, conn: Option<u32>) -> anyhow::Result<()> {
         cfg.check_brick_options(&self.core.opts)?;
         if cfg.mountpoint.starts_with(&self.core.brick().layout.root) {
             bail!(
@@ -154,18 +226,30 @@ impl Server {
         self.core.sessions.ready(id, session.notifier());
         let token = self.next_mount.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let info = MountInfo { mountpoint: cfg.mountpoint.clone(), options: describe(&cfg) };
-        self.mounts.lock().push((token, info));
+        self.mounts.lock().push((token, info, conn));
+        self.write_conns();
         log::info!("mounted on {} ({} mounts)", cfg.mountpoint.display(), self.core.session_count());
         let me = self.clone();
         std::thread::Builder::new().name("fuse-session".into()).spawn(move || {
             if let Err(e) = session.run() {
                 log::error!("fuse session on {}: {e}", cfg.mountpoint.display());
             }
-            me.mounts.lock().retain(|(t, _)| *t != token);
+            me.mounts.lock().retain(|(t, ..)| *t != token);
+            me.write_conns();
             log::info!("unmounted {} ({} mounts)", cfg.mountpoint.display(), me.core.session_count());
             let _ = me.events.lock().send(Event::SessionEnded);
         })?;
         Ok(())
+    }
+
+    /// Lists the mounts' FUSE connections (`abort_dead`).
+    fn write_conns(&self) {
+        let mut text = format!("pid {}\n", std::process::id());
+        text.extend(self.mounts.lock().iter().filter_map(|(_, _, c)| *c).map(|c| format!("{c}\n")));
+        let tmp = self.conns.with_extension("conns.tmp");
+        if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &self.conns)) {
+            log::warn!("{}: {e}", self.conns.display());
+        }
     }
 
     fn status(&self) -> ServerStatus {
@@ -173,7 +257,7 @@ impl Server {
             pid: std::process::id(),
             brick: self.core.brick().layout.root.clone(),
             volume: self.core.brick().volume.to_string(),
-            mounts: self.mounts.lock().iter().map(|(_, m)| m.clone()).collect(),
+            mounts: self.mounts.lock().iter().map(|(_, m, _)| m.clone()).collect(),
         }
     }
 
@@ -208,6 +292,7 @@ impl Server {
             }
         }
         let _ = std::fs::remove_file(&self.socket);
+        let _ = std::fs::remove_file(&self.conns);
         let n = self.core.session_count();
         if n > 0 {
             log::warn!("stopping with {n} mounts attached: they will report ENOTCONN");
@@ -220,9 +305,9 @@ impl Server {
     fn handle(self: &Arc<Self>, conn: UnixStream) {
         let answer = match unixmsg::recv::<Request>(&conn) {
             Ok(Some((Request::Status, _))) => Answer::Status(self.status()),
-            Ok(Some((Request::Attach { mountpoint, options }, Some(dev)))) => {
+            Ok(Some((Request::Attach { mountpoint, options, conn }, Some(dev)))) => {
                 match MountConfig::parse(&self.core.brick().layout.root, &mountpoint, &options)
-                    .and_then(|cfg| self.attach(cfg, dev))
+                    .and_then(|cfg| self.attach(cfg, dev, conn))
                 {
                     Ok(()) => Answer::Attached,
                     Err(e) => Answer::Err(format!("{e:#}")),
@@ -283,18 +368,32 @@ pub enum AttachError {
     Other(anyhow::Error),
 }
 
-fn connect(socket: &Path) -> Result<UnixStream, AttachError> {
-    let s = UnixStream::connect(socket).map_err(|_| AttachError::NoServer(socket.to_path_buf()))?;
-    s.set_read_timeout(Some(Duration::from_secs(60))).map_err(|e| AttachError::Other(e.into()))?;
+/// Connects to the server at `socket` (`<id>.sock`), unless it is known dead.
+fn connect(socket: &Path, timeout: Duration) -> Result<UnixStream, AttachError> {
+    let no = || AttachError::NoServer(socket.to_path_buf());
+    if let (Some(dir), Some(id)) = (socket.parent().and_then(Path::parent), socket_id(socket))
+        && known_dead(dir, &id)
+    {
+        return Err(no());
+    }
+    let s = UnixStream::connect(socket).map_err(|_| no())?;
+    s.set_read_timeout(Some(timeout)).map_err(|e| AttachError::Other(e.into()))?;
     Ok(s)
+}
+
+/// The volume id a socket path names.
+fn socket_id(socket: &Path) -> Option<VolumeId> {
+    socket.file_name()?.to_str()?.strip_suffix(".sock")?.parse().ok()
 }
 
 /// Mounts `cfg` and hands it to the server at `socket`; the mount is undone if the server
 /// does not take it.
 pub fn attach(socket: &Path, cfg: &MountConfig, options: &str) -> Result<(), AttachError> {
-    let conn = connect(socket)?;
+    // The handshake may wait for a busy server.
+    let conn = connect(socket, Duration::from_secs(60))?;
     let dev = mount::mount_fuse(cfg).map_err(AttachError::Other)?;
-    let req = Request::Attach { mountpoint: cfg.mountpoint.clone(), options: options.to_string() };
+    let id = mount::connection_id(&cfg.mountpoint);
+    let req = Request::Attach { mountpoint: cfg.mountpoint.clone(), options: options.to_string(), conn: id };
     let answer = unixmsg::send(&conn, &req, Some(dev.as_fd())).and_then(|()| {
         drop(dev);
         unixmsg::recv::<Answer>(&conn)
@@ -321,7 +420,7 @@ pub fn attach(socket: &Path, cfg: &MountConfig, options: &str) -> Result<(), Att
 
 /// What the server at `socket` serves; `None` if nobody answers there.
 pub fn status(socket: &Path) -> anyhow::Result<Option<ServerStatus>> {
-    let Ok(conn) = connect(socket) else { return Ok(None) };
+    let Ok(conn) = connect(socket, Duration::from_secs(5)) else { return Ok(None) };
     unixmsg::send(&conn, &Request::Status, None)?;
     match unixmsg::recv::<Answer>(&conn)? {
         Some((Answer::Status(s), _)) => Ok(Some(s)),

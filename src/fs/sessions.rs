@@ -11,14 +11,21 @@
 //! A notification may wait for a kernel lock that a request of the target session holds (the
 //! directory's, while its lookup is served): it is written by a thread of the target session's
 //! own, never by a thread that serves requests, which waits for it only for a bounded time.
-//! Two mounts writing into one directory at once cannot then hold each other up for good.
-//! In the ordinary case the notifications are delivered before the change is acknowledged.
+//! In the ordinary case the notifications are delivered before the change is acknowledged
+//! (a change is seen through every mount once the call that made it returns). When two mounts
+//! change one directory at once, each notification waits for the other mount's request: after
+//! one such wait times out, requests stop waiting for a second (`CONTENDED`), and the other
+//! mounts see changes a moment after they are acknowledged.
+//!
+//! A brick server killed while a notification waits is stuck in that kernel lock for good (its
+//! requests will never be answered): whoever finds it dead aborts its FUSE connections
+//! (`server::abort_dead`).
 
 use std::ffi::OsString;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Sender, channel};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fuser::{INodeNo, Notifier};
 use parking_lot::{Condvar, Mutex, RwLock};
@@ -26,8 +33,14 @@ use parking_lot::{Condvar, Mutex, RwLock};
 /// At most this many sessions per brick server (one bit each in `Inode::known`).
 pub const MAX_SESSIONS: usize = 64;
 
-/// How long a request waits for its notifications to be delivered before it replies anyway.
-const DELIVERY_WAIT: Duration = Duration::from_millis(100);
+/// How long a request waits for its notifications to be delivered before it replies anyway:
+/// delivery takes microseconds, unless two mounts change one directory at once and each
+/// notification waits for the other's request (which this bound then ends).
+const DELIVERY_WAIT: Duration = Duration::from_millis(10);
+
+/// After a delivery took too long, how long requests do not wait for theirs: while two
+/// mounts change one directory at once, each would otherwise wait for the other every time.
+const CONTENDED: Duration = Duration::from_secs(1);
 
 /// A session's number in its brick server, from 0; reused after the session ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,12 +96,26 @@ struct Slot {
     queue: Option<Sender<Batch>>,
 }
 
-#[derive(Default)]
 pub struct Sessions {
     slots: RwLock<Vec<Slot>>,
     count: AtomicUsize,
+    /// Until when requests do not wait for their notifications (ms since `epoch`).
+    contended_until: AtomicU64,
+    epoch: Instant,
     /// No new session once the server is going away.
     closed: Mutex<bool>,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions {
+            slots: Default::default(),
+            count: Default::default(),
+            contended_until: Default::default(),
+            epoch: Instant::now(),
+            closed: Default::default(),
+        }
+    }
 }
 
 impl Sessions {
@@ -195,12 +222,18 @@ impl Sessions {
                 }
             }
         }
-        if sent == 0 {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        if sent == 0 || now < self.contended_until.load(Ordering::Relaxed) {
             return;
         }
         let mut left = done.left.lock();
         if *left > 0 && done.cv.wait_for(&mut left, DELIVERY_WAIT).timed_out() && *left > 0 {
-            log::warn!("cache invalidation of another mount takes longer than {DELIVERY_WAIT:?}; not waiting for it");
+            let until = now + CONTENDED.as_millis() as u64;
+            if self.contended_until.swap(until, Ordering::Relaxed) < now {
+                log::info!(
+                    "mounts change the same directories at once: other mounts see changes a moment after they are acknowledged, for {CONTENDED:?}"
+                );
+            }
         }
     }
 }
