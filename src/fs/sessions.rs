@@ -186,16 +186,24 @@ impl Sessions {
         self.count.load(Ordering::Relaxed) > 1
     }
 
-    /// Tells session `me` itself of `inval`, without waiting: a name it knows under two
-    /// directory nodes (an aux mount's root and `.gfid/<root GFID>`) changed under one. Its
-    /// kernel holds the other directory unlocked for this request, but another of its
-    /// requests may hold it while waiting behind this one.
-    pub fn invalidate_own(&self, me: SessionId, inval: Inval) {
-        let slots = self.slots.read();
-        if let Some(q) = slots.iter().find(|s| s.id == me).and_then(|s| s.queue.as_ref()) {
-            let done = Arc::new(Done::default());
-            *done.left.lock() += 1;
-            let _ = q.send(Batch { invals: vec![inval], done });
+    /// Tells session `me` itself of `invals`: what it knows under another name than the one
+    /// the change used (an aux mount's root is also `.gfid/<root GFID>`; a removed inode is
+    /// also `.gfid/<gfid>`). Written by its notification thread, as for the other sessions:
+    /// another request of its own may hold the directory concerned.
+    pub fn invalidate_own(&self, me: SessionId, invals: Vec<Inval>) {
+        let done = Arc::new(Done::default());
+        let sent = {
+            let slots = self.slots.read();
+            match slots.iter().find(|s| s.id == me).and_then(|s| s.queue.as_ref()) {
+                Some(q) => {
+                    *done.left.lock() += 1;
+                    q.send(Batch { invals, done: done.clone() }).is_ok()
+                }
+                None => false,
+            }
+        };
+        if sent {
+            self.wait(&done);
         }
     }
 
@@ -222,8 +230,16 @@ impl Sessions {
                 }
             }
         }
+        if sent > 0 {
+            self.wait(&done);
+        }
+    }
+
+    /// Waits for the deliveries of `done`, within `DELIVERY_WAIT`, unless that was too short
+    /// a moment ago (`CONTENDED`).
+    fn wait(&self, done: &Done) {
         let now = self.epoch.elapsed().as_millis() as u64;
-        if sent == 0 || now < self.contended_until.load(Ordering::Relaxed) {
+        if now < self.contended_until.load(Ordering::Relaxed) {
             return;
         }
         let mut left = done.left.lock();

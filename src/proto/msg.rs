@@ -50,9 +50,11 @@ pub enum EntryOp {
 /// hold one whole in memory for it.
 pub const ROLLING_MAX: u64 = 64 << 20;
 
-/// A data stream's receiver works through the mount of the session's first receiver.
+/// A data stream's receiver works on the volume of the session's first receiver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Join {
+    /// The first receiver's pid: receivers before the brick server entered its mount through
+    /// `/proc/<pid>/cwd`; kept on the wire for them, unused since.
     pub pid: u32,
     pub volume: VolumeId,
 }

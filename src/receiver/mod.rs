@@ -700,17 +700,13 @@ fn open_target(target: &Target<'_>, volume: &str) -> anyhow::Result<Receiver> {
     }
 }
 
-/// A data stream's receiver (`sync-jobs`): it works through the mount of the session's first
-/// receiver, whose working directory is that mount's root. Opening another process's working
-/// directory takes the kernel's ptrace rules (the same user, a dumpable process), and the
-/// volume found there must be the one the worker names: a reused pid leads nowhere.
-fn open_joined(j: &crate::proto::Join) -> anyhow::Result<Receiver> {
-    let cwd = format!("/proc/{}/cwd", j.pid);
-    let root = File::open(&cwd).with_context(|| format!("join receiver {}", j.pid))?;
-    nix::unistd::fchdir(&root).context("enter the secondary volume's mount")?;
-    let rx = Receiver::new(Path::new("."))?;
+/// A data stream's receiver (`sync-jobs`): a mount of its own of the volume (another session
+/// of the volume's brick server, which serves the first receiver's too), which must be the
+/// volume the first receiver has (`Join`; its pid is not needed).
+fn open_joined(target: &Target<'_>, volume: &str, j: &crate::proto::Join) -> anyhow::Result<Receiver> {
+    let rx = open_target(target, volume)?;
     if rx.volume()? != j.volume {
-        bail!("receiver {} is not on volume {}", j.pid, j.volume);
+        bail!("the secondary volume is not {} (the first receiver's)", j.volume);
     }
     Ok(rx)
 }
@@ -748,7 +744,7 @@ pub fn serve(target: Target<'_>, input: impl Read, output: impl Write, level: i3
     };
     let opened = match join {
         None => open_target(&target, &volume).and_then(|mut rx| rx.lock().map(|_| rx)),
-        Some(j) => open_joined(&j),
+        Some(j) => open_joined(&target, &volume, &j),
     };
     let mut rx = match opened {
         Ok(rx) => rx,

@@ -50,6 +50,10 @@ impl OverlayFs {
         }
         let fd = self.open_indexed(&h, &gfid)?;
         let st = sys::fstat(fd.as_fd()).map_err(errno)?;
+        if st.st_nlink == 0 {
+            // Removed; something (an open file) still keeps it.
+            return Err(Errno::ENOENT);
+        }
         // Its directory is unknown here; xtime marks of changes made through this path stop at it.
         let inode =
             self.inodes.lookup_or_insert(&st, h, ROOT_INO, self.id.bit(), move || Ok((fd, gfid))).map_err(errno)?;

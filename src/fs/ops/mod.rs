@@ -195,19 +195,22 @@ impl OverlayFs {
     pub(crate) fn touched(&self, what: &[Touched<'_>]) {
         if self.opts.aux_gfid {
             // This kernel knows the root by two nodes: what changed under one is stale under
-            // the other (a removed file's inode stays pinned by the stale entry).
+            // the other (a removed file's inode stays pinned by the stale entry). And a
+            // `.gfid/<gfid>` entry, looked up with a zero entry timeout, is still kept when it
+            // is let go within the same jiffy.
+            let mut own = Vec::new();
             for t in what {
                 match *t {
                     Touched::Entry(p, name) if p == ROOT_INO || p == ROOT_ALIAS_INO => {
                         let other = if p == ROOT_INO { ROOT_ALIAS_INO } else { ROOT_INO };
-                        self.sessions
-                            .invalidate_own(self.id, Inval::Entry { parent: other, name: name.to_os_string() });
+                        own.push(Inval::Entry { parent: other, name: name.to_os_string() });
                     }
-                    // Looked up with a zero entry timeout, a `.gfid/<gfid>` entry is still kept
-                    // when it is let go within the same jiffy.
-                    Touched::Gone(g, _) if !g.is_null() => self.sessions.invalidate_own(self.id, gfid_entry(g)),
+                    Touched::Gone(g, _) if !g.is_null() => own.push(gfid_entry(g)),
                     _ => {}
                 }
+            }
+            if !own.is_empty() {
+                self.sessions.invalidate_own(self.id, own);
             }
         }
         if !self.sessions.shared() {
