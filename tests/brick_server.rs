@@ -287,3 +287,37 @@ fn kill9_of_a_volume_brick_server_during_writes_through_two_mounts_loses_no_ackn
         let _ = Command::new("umount").arg(m).status();
     }
 }
+
+#[test]
+fn entries_made_while_nothing_recorded_still_reach_the_secondary() {
+    use common::cluster::Cluster;
+    let c = Cluster::new(true);
+    c.geo("create push-pem").ok();
+    c.geo("start").ok();
+    fs::write(c.p("before"), "1").unwrap();
+    c.assert_converged(Duration::from_secs(60));
+    // The window of a crash: the brick server killed after making an entry on the brick,
+    // before giving it a GFID and recording it (what `kill -9` during `echo $i > ko/f$i` left).
+    let pid = volume_server_pid(&c.pbrick).unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    fs::write(c.pbrick.join("orphan"), "made, never recorded").unwrap();
+    fs::create_dir(c.pbrick.join("odir")).unwrap();
+    fs::write(c.pbrick.join("odir/inner"), "x").unwrap();
+    assert!(wait_until(Duration::from_secs(10), || volume_server_pid(&c.pbrick).is_some_and(|p| p != pid)));
+    assert!(Command::new("umount").arg(&c.pmnt).status().unwrap().success());
+    c.mount_primary();
+    fs::write(c.p("after"), "2").unwrap();
+    // The worker crawls after the unclean stop; the brick server gives what it finds without
+    // a GFID one and records it as new.
+    assert!(
+        wait_until(Duration::from_secs(60), || c.s("odir/inner").exists() && c.s("orphan").exists()),
+        "{}",
+        c.worker_log()
+    );
+    c.assert_converged(Duration::from_secs(60));
+    assert_eq!(fs::read(c.s("orphan")).unwrap(), b"made, never recorded");
+    c.geo("stop").ok();
+    for m in [&c.pmnt] {
+        let _ = Command::new("umount").arg(m).status();
+    }
+}

@@ -44,17 +44,22 @@ pub fn read_gfid(fd: BorrowedFd<'_>) -> io::Result<Option<Gfid>> {
 
 /// Gives the inode behind `fd` a GFID if it has none, and returns its GFID.
 pub fn ensure_gfid(fd: BorrowedFd<'_>, gfids: &GfidIndex) -> io::Result<Gfid> {
+    ensure_gfid_new(fd, gfids).map(|(g, _)| g)
+}
+
+/// `ensure_gfid`, and whether the GFID was given just now.
+pub fn ensure_gfid_new(fd: BorrowedFd<'_>, gfids: &GfidIndex) -> io::Result<(Gfid, bool)> {
     if let Some(g) = read_gfid(fd)? {
-        return Ok(g);
+        return Ok((g, false));
     }
     let g = Gfid::generate();
     match sys::setxattr_fd(fd, OsStr::new(XATTR_GFID), &g.0, libc::XATTR_CREATE) {
         Ok(()) => {
             gfids.add(g, fd)?;
-            Ok(g)
+            Ok((g, true))
         }
         // Someone else gave it one meanwhile.
-        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => read_gfid(fd)?.ok_or(e),
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok((read_gfid(fd)?.ok_or(e)?, false)),
         Err(e) => Err(e),
     }
 }

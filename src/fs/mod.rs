@@ -46,6 +46,9 @@ use xtime::XtimeMarker;
 
 pub use crate::changelog::Origin;
 
+/// Stripes of `BrickFs::creating`.
+const CREATING_STRIPES: usize = 64;
+
 pub use mount::MountConfig;
 
 /// Behaviour switches of one mount.
@@ -100,6 +103,10 @@ pub struct BrickFs {
     recorder_thread: Mutex<Option<JoinHandle<()>>>,
     xtime: Option<Arc<XtimeMarker>>,
     sessions: sessions::Sessions,
+    /// Held from making a name until its inode has its GFID (striped by directory and name):
+    /// a lookup through another mount that finds the inode without a GFID takes it before it
+    /// gives one, so it never gives a GFID to an inode being made.
+    creating: Box<[Mutex<()>]>,
     /// The brick-wide options it was opened with (recording, changelog timing).
     pub opts: FsOptions,
 }
@@ -169,6 +176,7 @@ impl BrickFs {
             recorder_thread: Mutex::new(thread),
             xtime,
             sessions: sessions::Sessions::default(),
+            creating: (0..CREATING_STRIPES).map(|_| Mutex::new(())).collect(),
             opts,
         }))
     }
@@ -195,6 +203,13 @@ impl BrickFs {
         &self.brick
     }
 
+    /// The lock held while `name` is made in the directory with node id `parent`, until its
+    /// inode has its GFID.
+    pub(crate) fn creating(&self, parent: u64, name: &OsStr) -> parking_lot::MutexGuard<'_, ()> {
+        let h = xxhash_rust::xxh3::xxh3_64_with_seed(name.as_bytes(), parent);
+        self.creating[h as usize % self.creating.len()].lock()
+    }
+
     /// How many FUSE sessions are attached.
     pub fn session_count(&self) -> usize {
         self.sessions.count()
@@ -203,6 +218,81 @@ impl BrickFs {
     /// Refuses new sessions from now on; true if none is attached (the caller may shut down).
     pub fn close_if_idle(&self) -> bool {
         self.sessions.close_if_idle()
+    }
+
+    /// Records, as created now, an entry that had no GFID until `gfid` was just given to it:
+    /// it was made on the brick while nothing recorded (a server killed between making an
+    /// entry and recording it, or a write straight into the brick). Its ENTRY, DATA and META
+    /// records carry it to the secondaries like any new entry.
+    pub(crate) fn record_found(
+        &self,
+        pgfid: crate::types::Gfid,
+        name: &OsStr,
+        fd: std::os::fd::BorrowedFd<'_>,
+        st: &libc::stat,
+        gfid: crate::types::Gfid,
+        origin: Origin,
+    ) -> std::io::Result<()> {
+        use crate::changelog::Op;
+        let Some(rec) = &self.recorder else { return Ok(()) };
+        let ifmt = st.st_mode & libc::S_IFMT;
+        let op = match ifmt {
+            libc::S_IFREG => Op::Create,
+            libc::S_IFDIR => Op::Mkdir,
+            libc::S_IFLNK => Op::Symlink,
+            _ => Op::Mknod,
+        };
+        let target = if ifmt == libc::S_IFLNK { Some(sys::readlink_fd(fd)?) } else { None };
+        let target = target.as_deref().map(|t| std::path::Path::new(OsStr::from_bytes(t)));
+        log::warn!(
+            "{} in {pgfid}: had no GFID (made while nothing recorded); recorded as created now, {gfid}",
+            name.display()
+        );
+        rec.entry(op, gfid, OverlayFs::entry_detail(Some(st), (pgfid, name), None, target), origin)?;
+        if ifmt == libc::S_IFREG {
+            rec.data(Op::Write, gfid, origin)?;
+        }
+        rec.meta(Op::Setattr, gfid, origin)
+    }
+
+    /// Gives every entry on the path `rel` (relative to the brick) that has no GFID one,
+    /// recording each as created now (`record_found`); returns the last one's GFID. For a
+    /// worker's crawl that meets such an entry. Follows no symlink, and never leaves the
+    /// brick nor enters its private directory.
+    pub fn adopt(&self, rel: &std::path::Path) -> std::io::Result<crate::types::Gfid> {
+        use std::os::fd::AsFd;
+        use std::path::Component;
+        let inval = || std::io::Error::from_raw_os_error(libc::EINVAL);
+        let mut dir = sys::reopen(self.brick.root_fd(), libc::O_PATH | libc::O_DIRECTORY)?;
+        let mut dir_gfid = crate::types::Gfid::ROOT;
+        let mut gfid = crate::types::Gfid::ROOT;
+        let names: Vec<&OsStr> = rel
+            .components()
+            .map(|c| match c {
+                Component::Normal(n) => Ok(n),
+                _ => Err(inval()),
+            })
+            .collect::<Result<_, _>>()?;
+        for (i, name) in names.iter().enumerate() {
+            if i == 0 && name.as_bytes() == PRIVATE_DIR.as_bytes() {
+                return Err(inval());
+            }
+            let fd = sys::open_path(dir.as_fd(), name)?;
+            let st = sys::fstat(fd.as_fd())?;
+            let (g, new) = brick::ensure_gfid_new(fd.as_fd(), &self.brick.gfids)?;
+            if new {
+                self.record_found(dir_gfid, name, fd.as_fd(), &st, g, Origin::User)?;
+            }
+            gfid = g;
+            if i + 1 < names.len() {
+                if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+                    return Err(std::io::Error::from_raw_os_error(libc::ENOTDIR));
+                }
+                dir = fd;
+                dir_gfid = g;
+            }
+        }
+        Ok(gfid)
     }
 
     /// Publishes what is recorded and stops recording (the server's clean exit).

@@ -117,12 +117,19 @@ enum Request {
         conn: Option<u32>,
     },
     Status,
+    /// Give the entries on this path (relative to the brick) that have none a GFID, recorded
+    /// as new (`BrickFs::adopt`).
+    Adopt {
+        path: PathBuf,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 enum Answer {
     Attached,
     Status(ServerStatus),
+    /// The GFID, as text.
+    Adopted(String),
     Err(String),
 }
 
@@ -305,6 +312,10 @@ impl Server {
     fn handle(self: &Arc<Self>, conn: UnixStream) {
         let answer = match unixmsg::recv::<Request>(&conn) {
             Ok(Some((Request::Status, _))) => Answer::Status(self.status()),
+            Ok(Some((Request::Adopt { path }, _))) => match self.core.adopt(&path) {
+                Ok(g) => Answer::Adopted(g.to_string()),
+                Err(e) => Answer::Err(format!("adopt {}: {e}", path.display())),
+            },
             Ok(Some((Request::Attach { mountpoint, options, conn }, Some(dev)))) => {
                 match MountConfig::parse(&self.core.brick().layout.root, &mountpoint, &options)
                     .and_then(|cfg| self.attach(cfg, dev, conn))
@@ -415,6 +426,21 @@ pub fn attach(socket: &Path, cfg: &MountConfig, options: &str) -> Result<(), Att
             undo();
             Err(AttachError::Other(e.context("the brick server did not answer")))
         }
+    }
+}
+
+/// Asks the server of the brick at `root` to give the entries on the path `rel` (relative to
+/// the brick) that have no GFID one, recorded as new; returns the last one's GFID.
+pub fn adopt(run: &Path, root: &Path, rel: &Path) -> anyhow::Result<crate::types::Gfid> {
+    let socket = socket_of_brick(run, root)?.with_context(|| format!("{} is not a brick", root.display()))?;
+    let conn = connect(&socket, Duration::from_secs(30)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    unixmsg::send(&conn, &Request::Adopt { path: rel.to_path_buf() }, None)?;
+    match unixmsg::recv::<Answer>(&conn)? {
+        Some((Answer::Adopted(g), _)) => {
+            g.parse().map_err(|_| anyhow::anyhow!("the brick server sent a bad GFID {g:?}"))
+        }
+        Some((Answer::Err(e), _)) => bail!("{e}"),
+        other => bail!("the brick server answered {other:?}"),
     }
 }
 

@@ -773,6 +773,13 @@ fn commit(
     Ok(())
 }
 
+/// Asks the brick's server to give the entry at `path` (and any parent without one) a GFID,
+/// recorded as new.
+fn adopt(root: &Path, path: &Path) -> anyhow::Result<Gfid> {
+    let rel = path.strip_prefix(root)?;
+    crate::fs::server::adopt(&crate::daemon::dirs::Dirs::from_env().run, root, rel)
+}
+
 /// The Hybrid crawl: the whole brick, parents before children, hard links as links.
 pub fn hybrid_crawl(
     src: &mut Source,
@@ -829,9 +836,19 @@ pub fn hybrid_crawl(
                 Some(f) => (f.metadata()?, sys::getxattr_vec(f.as_fd(), OsStr::new(XATTR_GFID))?),
                 None => (std::fs::symlink_metadata(&p)?, xattr::get(&p, XATTR_GFID)?),
             };
-            let Some(gfid) = gfid.and_then(|v| Gfid::from_slice(&v)) else {
-                log::warn!("{}: no gfid (written directly to the brick?); skipped", p.display());
-                continue;
+            let gfid = match gfid.and_then(|v| Gfid::from_slice(&v)) {
+                Some(g) => g,
+                // Made while nothing recorded (its brick server killed between making and
+                // recording it, or written straight into the brick): the brick server gives it
+                // a GFID and records it as new, and it goes now with that GFID.
+                None => match adopt(&src.layout.root, &p) {
+                    Ok(g) => g,
+                    Err(e) => {
+                        log::error!("{}: no GFID, and none could be given: {e:#}", p.display());
+                        stats.failures += 1;
+                        continue;
+                    }
+                },
             };
             if !md.is_dir() && md.nlink() > 1 {
                 if let Some(first) = seen.get(&(md.dev(), md.ino())) {

@@ -158,6 +158,7 @@ impl OverlayFs {
         {
             return Err(Errno::EPERM);
         }
+        let creating = self.creating(parent.ino, &e.name);
         // The exact mode (no umask); the owner is set just after, group included.
         sys::set_thread_umask(0).map_err(errno)?;
         let fd = {
@@ -182,6 +183,7 @@ impl OverlayFs {
             sys::fchmod_fd(fd.as_fd(), e.mode & 0o7777).map_err(errno)?;
         }
         sys::setxattr_fd(fd.as_fd(), OsStr::new(XATTR_GFID), &e.gfid.0, libc::XATTR_CREATE).map_err(errno)?;
+        drop(creating);
         if let Some(c) = &e.content {
             // `fd` was opened for writing.
             sys::write_all(fd.as_fd(), &c.data).map_err(errno)?;

@@ -16,7 +16,7 @@ use fuser::{Errno, Request};
 use super::{R, errno};
 use crate::changelog::Op;
 use crate::fs::OverlayFs;
-use crate::fs::brick::{ensure_gfid, read_gfid};
+use crate::fs::brick::{ensure_gfid_new, read_gfid};
 use crate::fs::dentry::Named;
 use crate::fs::inode::{Inode, ROOT_INO};
 use crate::fs::sys;
@@ -75,11 +75,17 @@ impl OverlayFs {
         }
         // The name may have changed meanwhile: the descriptor is the truth.
         let h = sys::name_to_handle(fd.as_fd()).map_err(errno)?;
-        let gfids = &self.brick.gfids;
+        let (me, pgfid) = (self, parent.gfid);
         let inode = self
             .inodes
             .lookup_or_insert(&st, h, parent.ino, self.id.bit(), move || {
-                let g = ensure_gfid(fd.as_fd(), gfids)?;
+                // Without a GFID: being made through another mount (wait until it has one),
+                // or made while nothing recorded (give it one, recorded as new).
+                let _creating = read_gfid(fd.as_fd())?.is_none().then(|| me.creating(parent.ino, name));
+                let (g, new) = ensure_gfid_new(fd.as_fd(), &me.brick.gfids)?;
+                if new {
+                    me.record_found(pgfid, name, fd.as_fd(), &st, g, me.origin)?;
+                }
                 Ok((fd, g))
             })
             .map_err(errno)?;
@@ -163,12 +169,14 @@ impl OverlayFs {
     ) -> R<(Arc<Inode>, libc::stat)> {
         self.check_new(parent, name)?;
         let pfd = parent.fd().map_err(errno)?;
+        let creating = self.creating(parent.ino, name);
         {
             let _as_caller = sys::CreateAs::new(self.gid(req), umask).map_err(errno)?;
             make(pfd.as_fd()).map_err(errno)?;
         }
         let fd = self.inodes.with_room(|| sys::open_path(pfd.as_fd(), name)).map_err(errno)?;
         let (inode, st) = self.adopt_new(req, parent, fd, None, mode)?;
+        drop(creating);
         self.record_new(op, parent, name, &inode, &st, target)?;
         Ok((inode, st))
     }

@@ -130,6 +130,7 @@ impl OverlayFs {
         self.check_new(parent, name)?;
         let oflags = reopen_flags(flags) | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
         let pfd = parent.fd().map_err(errno)?;
+        let creating = self.creating(parent.ino, name);
         let as_caller = sys::CreateAs::new(self.gid(req), umask).map_err(errno)?;
         // Out of descriptors, openat fails before it creates anything: a retry is safe.
         let created = self.inodes.with_room(|| sys::openat(pfd.as_fd(), name, oflags, mode & 0o7777));
@@ -140,6 +141,7 @@ impl OverlayFs {
                 // The kernel holds the directory locked for this CREATE: the name is ours.
                 let opath = self.inodes.with_room(|| sys::open_path(pfd.as_fd(), name)).map_err(errno)?;
                 let (inode, st) = self.adopt_new(req, parent, opath, Some(file.as_fd()), mode)?;
+                drop(creating);
                 self.record_new(Op::Create, parent, name, &inode, &st, None)?;
                 let writer = is_writer(flags);
                 if writer {
