@@ -8,6 +8,7 @@ pub mod changelog;
 pub mod cli;
 pub mod daemon;
 pub mod fs;
+pub mod logging;
 pub mod mapped;
 pub mod mountbroker;
 pub mod proto;

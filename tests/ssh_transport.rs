@@ -318,6 +318,28 @@ fn unprivileged_secondary_through_the_mountbroker() {
     geo("resume").ok();
     c.assert_converged(Duration::from_secs(60));
 
+    // A read-only look at the DR copy while the session runs: one more mount served by the
+    // secondary volume's brick server, beside the receivers' own. It sees what arrives (a
+    // name it looked up in vain before included), refuses writes, and disturbs nothing.
+    let dr = c.dir.path().join("dr");
+    std::fs::create_dir(&dr).unwrap();
+    let o = Command::new(mount_bin()).arg("svol").arg(&dr).args(["-o", "ro"]).envs(c.sec.envs()).output().unwrap();
+    assert!(o.status.success(), "mount -o ro svol: {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read(dr.join("while-paused")).unwrap(), b"p");
+    assert!(std::fs::metadata(dr.join("seen-on-dr")).is_err());
+    assert_eq!(std::fs::read(dr.join("d/n1")).unwrap().len(), 1000);
+    std::fs::write(c.p("seen-on-dr"), "dr").unwrap();
+    std::fs::write(c.p("d/n1"), "changed").unwrap();
+    assert!(
+        wait_until(Duration::from_secs(60), || std::fs::read(dr.join("seen-on-dr")).is_ok_and(|d| d == b"dr")
+            && std::fs::read(dr.join("d/n1")).is_ok_and(|d| d == b"changed")),
+        "the read-only mount sees what the receivers apply"
+    );
+    assert_eq!(std::fs::write(dr.join("x"), "y").unwrap_err().raw_os_error(), Some(libc::EROFS));
+    c.assert_converged(Duration::from_secs(60));
+    assert!(c.rows(false).iter().any(|r| r.iter().any(|col| col == "Active")), "{:?}", c.rows(false));
+    assert!(Command::new("umount").arg(&dr).status().unwrap().success());
+
     // Hybrid crawl of directory renames (BZ 1763439).
     geo("config change_detector xsync").ok();
     for d in ["dir1", "dir1/dir2", "dir1/dir3", "hybrid_d1"] {

@@ -1,7 +1,7 @@
 use clap::Parser;
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    georep::logging::init("warn", false);
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().is_some_and(|a| georep::cli::gluster::claims(a)) {
         match georep::cli::gluster::run(&args) {

@@ -81,7 +81,7 @@ fn run() -> anyhow::Result<()> {
 }
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    georep::logging::init("info", false);
     if let Err(e) = run() {
         eprintln!("georepd: {e:#}");
         std::process::exit(1);

@@ -229,9 +229,7 @@ fn resolve_source(source: &std::path::Path) -> anyhow::Result<(PathBuf, Option<S
 }
 
 fn init_log() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_timestamp_millis()
-        .init();
+    georep::logging::init("info", true);
 }
 
 fn main() {

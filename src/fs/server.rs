@@ -29,6 +29,9 @@ use super::{BrickFs, FsOptions};
 use crate::types::VolumeId;
 use crate::unixmsg;
 
+/// How a server that is going away refuses a mount (which then starts or waits for the next).
+const STOPPING: &str = "the brick server is stopping";
+
 /// The directory of the brick servers' sockets, under the run directory.
 pub const SOCKET_DIR: &str = "bricks";
 
@@ -224,10 +227,13 @@ impl Server {
                 self.core.brick().layout.root.display()
             );
         }
-        let fs = self
-            .core
-            .session(cfg.fs.clone())
-            .context("the brick server is stopping, or serves as many mounts as it can")?;
+        let fs = self.core.session(cfg.fs.clone()).with_context(|| {
+            if self.core.sessions.is_closed() {
+                STOPPING.to_string()
+            } else {
+                format!("the brick server serves as many mounts as it can ({})", super::sessions::MAX_SESSIONS)
+            }
+        })?;
         let id = fs.id;
         let session = mount::new_session(fs, dev, &cfg).context("fuse handshake")?;
         self.core.sessions.ready(id, session.notifier());
@@ -416,6 +422,10 @@ pub fn attach(socket: &Path, cfg: &MountConfig, options: &str) -> Result<(), Att
         Ok(Some((Answer::Attached, _))) => Ok(()),
         Ok(Some((Answer::Err(e), _))) => {
             undo();
+            // A plain directory's server ending with its last mount: there will be a next one.
+            if e == STOPPING {
+                return Err(AttachError::NoServer(socket.to_path_buf()));
+            }
             Err(AttachError::Refused(e))
         }
         Ok(other) => {

@@ -174,6 +174,11 @@ impl Sessions {
         *closed
     }
 
+    /// Whether new sessions are refused (the server is going away).
+    pub fn is_closed(&self) -> bool {
+        *self.closed.lock()
+    }
+
     /// Refuses new sessions from now on.
     pub fn close(&self) {
         *self.closed.lock() = true;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use fuser::{Errno, FileAttr, FileType, Request};
 
-use super::{R, errno};
+use super::{R, Touched, errno};
 use crate::changelog::Op;
 use crate::fs::OverlayFs;
 use crate::fs::brick::read_gfid;
@@ -134,6 +134,11 @@ impl OverlayFs {
         let st = sys::fstat(fd.as_fd()).map_err(errno)?;
         self.mark(parent);
         self.rec_entry(Op::Link, gfid, Some(&st), (parent.gfid, name), None, None)?;
+        let linked = self.inodes.find(&h).map(|i| i.ino);
+        self.touched(&[Touched::Entry(parent.ino, name)]);
+        if let Some(ino) = linked {
+            self.touched(&[Touched::Attr(ino)]);
+        }
         Ok(())
     }
 
@@ -219,6 +224,7 @@ impl OverlayFs {
             }
             _ => self.rec_entry(op, e.gfid, Some(&st), (parent.gfid, &e.name), None, target)?,
         }
+        self.touched(&[Touched::Entry(parent.ino, &e.name)]);
         Ok(())
     }
 }
