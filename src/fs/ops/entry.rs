@@ -79,9 +79,12 @@ impl OverlayFs {
         let inode = self
             .inodes
             .lookup_or_insert(&st, h, parent.ino, self.id.bit(), move || {
+                if let Some(g) = read_gfid(fd.as_fd())? {
+                    return Ok((fd, g));
+                }
                 // Without a GFID: being made through another mount (wait until it has one),
                 // or made while nothing recorded (give it one, recorded as new).
-                let _creating = read_gfid(fd.as_fd())?.is_none().then(|| me.creating(parent.ino, name));
+                let _creating = me.creating(parent.ino, name);
                 let (g, new) = ensure_gfid_new(fd.as_fd(), &me.brick.gfids)?;
                 if new {
                     me.record_found(pgfid, name, fd.as_fd(), &st, g, me.origin)?;
