@@ -239,7 +239,8 @@ pub(crate) fn new_session(
 pub fn connection_id(mountpoint: &Path) -> Option<u32> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let want = mountpoint.to_str()?;
-    let line = info.lines().filter(|l| l.split(' ').nth(4) == Some(want)).last()?;
+    // The last mount on that point is the one in sight.
+    let line = info.lines().rev().find(|l| l.split(' ').nth(4) == Some(want))?;
     let (major, minor) = line.split(' ').nth(2)?.split_once(':')?;
     if major != "0" {
         return None;

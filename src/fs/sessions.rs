@@ -248,7 +248,11 @@ impl Sessions {
             return;
         }
         let mut left = done.left.lock();
-        if *left > 0 && done.cv.wait_for(&mut left, DELIVERY_WAIT).timed_out() && *left > 0 {
+        if *left == 0 {
+            return;
+        }
+        let timed_out = done.cv.wait_for(&mut left, DELIVERY_WAIT).timed_out();
+        if timed_out && *left > 0 {
             let until = now + CONTENDED.as_millis() as u64;
             if self.contended_until.swap(until, Ordering::Relaxed) < now {
                 log::info!(

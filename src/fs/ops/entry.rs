@@ -290,7 +290,7 @@ impl OverlayFs {
         np: &Arc<Inode>,
         newname: &OsStr,
         flags: u32,
-    ) -> R<()> {
+    ) -> R<Option<Named>> {
         self.writable()?;
         if Self::hidden(p.ino, name) {
             return Err(Errno::ENOENT);
@@ -304,6 +304,12 @@ impl OverlayFs {
         let exchange = flags & libc::RENAME_EXCHANGE != 0;
         let (src, moved) = self.gfid_at(p, name)?;
         let dst = if exchange { Some(self.gfid_at(np, newname)?) } else { None };
+        // What a plain rename replaces, when other kernels may cache it (from memory only).
+        let replaced = if !exchange && (self.opts.aux_gfid || self.sessions.shared()) {
+            self.dentries.get(np.ino, newname)
+        } else {
+            None
+        };
         sys::renameat2(p.fd().map_err(errno)?.as_fd(), name, np.fd().map_err(errno)?.as_fd(), newname, flags)
             .map_err(errno)?;
         let named = |i: &Option<Arc<Inode>>| i.as_ref().map(|i| Named { ino: i.ino, gfid: i.gfid });
@@ -330,6 +336,6 @@ impl OverlayFs {
             };
             r.map_err(|_| Errno::EIO)?;
         }
-        Ok(())
+        Ok(replaced)
     }
 }

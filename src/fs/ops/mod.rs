@@ -459,13 +459,16 @@ impl Filesystem for OverlayFs {
             .inode(parent)
             .and_then(|p| self.inode(newparent).and_then(|np| self.do_rename(&p, name, &np, newname, flags.bits())));
         match r {
-            Ok(()) => {
+            Ok(replaced) => {
                 self.touched(&[
                     Touched::Entry(parent.0, name),
                     Touched::Entry(newparent.0, newname),
                     Touched::Attr(parent.0),
                     Touched::Attr(newparent.0),
                 ]);
+                if let Some(v) = replaced {
+                    self.touched(&[Touched::Gone(v.gfid, Some(v.ino))]);
+                }
                 reply.ok()
             }
             Err(e) => reply.error(e),
