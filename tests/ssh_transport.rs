@@ -59,9 +59,22 @@ fn remote_cluster() -> Cluster {
             "--operator-key".into(),
             dir.join("operator_key").display().to_string(),
             "--remote-receiver".into(),
-            format!("env GEOREP_RUN_DIR={} {} receiver", sec.run_dir().display(), georep_bin()),
+            format!("env GEOREP_RUN_DIR={} {} receiver", sec.run_dir().display(), shared_georep_bin(dir).display()),
         ]
     })
+}
+
+/// A copy of the `georep` binary that any user may run (`<dir>/bin/georep`): the build's own
+/// may lie where an unprivileged receiver cannot reach it (a checkout under /root, 0700).
+fn shared_georep_bin(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = bin.join("georep");
+    std::fs::copy(georep_bin(), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    exe
 }
 
 /// The operator's own SSH key, `<dir>/operator_key`, which `remote_cluster`'s primary uses
