@@ -196,37 +196,32 @@ impl Sessions {
     /// also `.gfid/<gfid>`). Written by its notification thread, as for the other sessions:
     /// another request of its own may hold the directory concerned.
     pub fn invalidate_own(&self, me: SessionId, invals: Vec<Inval>) {
-        let done = Arc::new(Done::default());
-        let sent = {
-            let slots = self.slots.read();
-            match slots.iter().find(|s| s.id == me).and_then(|s| s.queue.as_ref()) {
-                Some(q) => {
-                    *done.left.lock() += 1;
-                    q.send(Batch { invals, done: done.clone() }).is_ok()
-                }
-                None => false,
-            }
-        };
-        if sent {
-            self.wait(&done);
-        }
+        self.deliver(|s| (s.id == me).then(|| invals.clone()));
     }
 
     /// Tells every other session whose kernel may hold what `changes` made stale (each with
     /// the sessions that know the inode concerned), and waits for the deliveries, within
     /// `DELIVERY_WAIT`.
     pub fn invalidate(&self, me: SessionId, changes: &[(u64, Inval)]) {
+        self.deliver(|s| {
+            let invals: Vec<Inval> = changes
+                .iter()
+                .filter(|(known, _)| s.id != me && known & s.id.bit() != 0)
+                .map(|(_, i)| i.clone())
+                .collect();
+            (!invals.is_empty()).then_some(invals)
+        });
+    }
+
+    /// Queues what `for_session` gives each ready session to its notification thread, and
+    /// waits for the deliveries.
+    fn deliver(&self, for_session: impl Fn(&Slot) -> Option<Vec<Inval>>) {
         let done = Arc::new(Done::default());
         let mut sent = 0;
         {
             let slots = self.slots.read();
-            for s in slots.iter().filter(|s| s.id != me) {
-                let Some(q) = &s.queue else { continue };
-                let invals: Vec<Inval> =
-                    changes.iter().filter(|(known, _)| known & s.id.bit() != 0).map(|(_, i)| i.clone()).collect();
-                if invals.is_empty() {
-                    continue;
-                }
+            for s in slots.iter() {
+                let (Some(q), Some(invals)) = (&s.queue, for_session(s)) else { continue };
                 *done.left.lock() += 1;
                 if q.send(Batch { invals, done: done.clone() }).is_ok() {
                     sent += 1;

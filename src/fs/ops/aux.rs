@@ -134,11 +134,8 @@ impl OverlayFs {
         let st = sys::fstat(fd.as_fd()).map_err(errno)?;
         self.mark(parent);
         self.rec_entry(Op::Link, gfid, Some(&st), (parent.gfid, name), None, None)?;
-        let linked = self.inodes.find(&h).map(|i| i.ino);
-        self.touched(&[Touched::Entry(parent.ino, name)]);
-        if let Some(ino) = linked {
-            self.touched(&[Touched::Attr(ino)]);
-        }
+        let linked = self.inodes.find(&h).map_or(Touched::Nothing, |i| Touched::Attr(i.ino));
+        self.touched(&[Touched::Entry(parent.ino, name), linked]);
         Ok(())
     }
 

@@ -187,6 +187,8 @@ pub(crate) enum Touched<'a> {
     /// A name of the inode with this GFID (and node id, if known) was removed: an aux
     /// mount's `.gfid/<gfid>` entry must not keep a deleted inode (and its blocks) alive.
     Gone(Gfid, Option<u64>),
+    /// Nothing (a place in a list that may stay empty).
+    Nothing,
 }
 
 impl OverlayFs {
@@ -236,12 +238,22 @@ impl OverlayFs {
                         changes.push((known(i), gfid_entry(g)));
                     }
                 }
-                Touched::Gone(_, None) => {}
+                Touched::Gone(_, None) | Touched::Nothing => {}
                 Touched::Attr(i) => changes.push((known(node(i)), Inval::Attr(node(i)))),
                 Touched::Data(i) => changes.push((known(node(i)), Inval::Data(node(i)))),
             }
         }
         self.sessions.invalidate(self.id, &changes);
+    }
+}
+
+impl OverlayFs {
+    /// A handle is being closed: if it wrote (through kernel passthrough, unseen by the
+    /// daemon), what the other mounts cached of its file is dropped.
+    fn writer_closing(&self, ino: INodeNo, fh: FileHandle) {
+        if self.sessions.shared() && self.handles.get(fh.0).is_some_and(|h| h.is_writer()) {
+            self.touched(&[Touched::Data(ino.0)]);
+        }
     }
 }
 
@@ -465,10 +477,8 @@ impl Filesystem for OverlayFs {
                     Touched::Entry(newparent.0, newname),
                     Touched::Attr(parent.0),
                     Touched::Attr(newparent.0),
+                    replaced.map_or(Touched::Nothing, |v| Touched::Gone(v.gfid, Some(v.ino))),
                 ]);
-                if let Some(v) = replaced {
-                    self.touched(&[Touched::Gone(v.gfid, Some(v.ino))]);
-                }
                 reply.ok()
             }
             Err(e) => reply.error(e),
@@ -537,9 +547,7 @@ impl Filesystem for OverlayFs {
     fn flush(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _lo: LockOwner, reply: ReplyEmpty) {
         // Only writers another mount knows get here (`open_flags`): at close (close-to-open, as
         // NFS), what the other mounts cached of the file is dropped.
-        if self.sessions.shared() && self.handles.get(fh.0).is_some_and(|h| h.is_writer()) {
-            self.touched(&[Touched::Data(ino.0)]);
-        }
+        self.writer_closing(ino, fh);
         reply.ok();
     }
 
@@ -554,9 +562,7 @@ impl Filesystem for OverlayFs {
         reply: ReplyEmpty,
     ) {
         // A writer another mount learned of while it was open had no FLUSH: at its release.
-        if self.sessions.shared() && self.handles.get(fh.0).is_some_and(|h| h.is_writer()) {
-            self.touched(&[Touched::Data(_ino.0)]);
-        }
+        self.writer_closing(_ino, fh);
         match self.do_release(fh.0) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
