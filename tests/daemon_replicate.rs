@@ -14,32 +14,9 @@ use std::time::Duration;
 
 use common::cluster::*;
 use common::*;
+use common::datasets::{create_data, sh};
 
 const SYNC: Duration = Duration::from_secs(60);
-
-fn sh(dir: &Path, script: &str) {
-    let out = Command::new("bash").arg("-ec").arg(script).current_dir(dir).output().unwrap();
-    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// GlusterFS's `create_data PFX` (reference 7.1), in its order.
-fn create_data(root: &Path, p: &str) {
-    sh(
-        root,
-        &format!(
-            "echo 'HelloWorld!' > {p}_f1; touch {p}_f2 {p}_f3
-             echo 'Hello non-ascii' > {p}_f1_ಸಂತಸ; touch {p}_f2_ಸಂತಸ {p}_f3_ಸಂತಸ
-             mkdir {p}_d1 {p}_d2 {p}_d3 {p}_d1_ನನ್ನ {p}_d2_ಸಂತಸ {p}_d3_ಸಂತಸ
-             echo 'Hello non-ascii' > {p}_d1_ನನ್ನ/ಸಂತಸ
-             ln {p}_f1 {p}_hl1; ln {p}_f1 {p}_hl1_ಸಂತಸ
-             ln -s {p}_f1 {p}_sl1; ln -s {p}_f1 {p}_sl1_ಸಂತಸ
-             rm {p}_f2 {p}_f2_ಸಂತಸ; rmdir {p}_d2 {p}_d2_ಸಂತಸ
-             mv {p}_f3 {p}_f4; mv {p}_f3_ಸಂತಸ {p}_f4_ಸಂತಸ; mv {p}_d3 {p}_d4; mv {p}_d3_ಸಂತಸ {p}_d4_ಸಂತಸ
-             touch {p}_chown_f1 {p}_chown_f1_ಸಂತಸ; chown 1000:1000 {p}_chown_f1 {p}_chown_f1_ಸಂತಸ
-             setfattr -n user.tag -v {p} {p}_f1"
-        ),
-    );
-}
 
 /// GlusterFS's `data_tests PFX` on the secondary.
 fn data_tests(s: &Path, p: &str) {

@@ -15,41 +15,7 @@ use std::time::Duration;
 use common::cluster::*;
 use common::netns::Host;
 use common::*;
-
-/// A uid-0 alias account with its home in the test's directory, removed on drop.
-struct User {
-    name: String,
-    home: std::path::PathBuf,
-}
-
-impl User {
-    fn new(dir: &std::path::Path, name: &str) -> User {
-        let home = dir.join(format!("home-{name}"));
-        std::fs::create_dir_all(home.join(".ssh")).unwrap();
-        let _ = Command::new("userdel").args(["-f", name]).output();
-        let o = Command::new("useradd")
-            .args(["-o", "-u", "0", "-g", "0", "-M", "-s", "/bin/sh", "-d"])
-            .arg(&home)
-            .arg(name)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "useradd: {}", String::from_utf8_lossy(&o.stderr));
-        // sshd without PAM refuses locked accounts.
-        Command::new("usermod").args(["-p", "*", name]).output().unwrap();
-        User { name: name.into(), home }
-    }
-
-    fn authorized_keys(&self) -> std::path::PathBuf {
-        self.home.join(".ssh/authorized_keys")
-    }
-}
-
-impl Drop for User {
-    fn drop(&mut self) {
-        // -f: the uid (0) always has processes.
-        let _ = Command::new("userdel").args(["-f", &self.name]).output();
-    }
-}
+use common::users::RootAlias;
 
 /// Two nodes, the secondary reached over SSH only; push-pem uses `<dir>/operator_key`, and the
 /// keys it installs run the receiver of the secondary's daemon.
@@ -62,19 +28,6 @@ fn remote_cluster() -> Cluster {
             format!("env GEOREP_RUN_DIR={} {} receiver", sec.run_dir().display(), shared_georep_bin(dir).display()),
         ]
     })
-}
-
-/// A copy of the `georep` binary that any user may run (`<dir>/bin/georep`): the build's own
-/// may lie where an unprivileged receiver cannot reach it (a checkout under /root, 0700).
-fn shared_georep_bin(dir: &std::path::Path) -> std::path::PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let bin = dir.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let exe = bin.join("georep");
-    std::fs::copy(georep_bin(), &exe).unwrap();
-    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
-    exe
 }
 
 /// The operator's own SSH key, `<dir>/operator_key`, which `remote_cluster`'s primary uses
@@ -90,7 +43,7 @@ fn operator_key(c: &Cluster) -> std::path::PathBuf {
 fn replicates_over_ssh_to_another_host() {
     let c = remote_cluster();
     let mut h = Host::new(c.dir.path(), "t1", 51);
-    let user = User::new(c.dir.path(), "georepsshtest");
+    let user = RootAlias::new(c.dir.path(), "georepsshtest");
     let url = format!("{}@{}::svol", user.name, h.addr);
     let geo = |rest: &str| c.pri.cli(&format!("volume geo-replication pvol {url} {rest}"));
     let rows = || -> Vec<Vec<String>> {
@@ -185,7 +138,7 @@ fn replicates_over_ssh_to_another_host() {
 fn recovers_from_link_cuts_sshd_restarts_and_receiver_kills() {
     let c = remote_cluster();
     let mut h = Host::new(c.dir.path(), "t2", 52);
-    let user = User::new(c.dir.path(), "georepsshfault");
+    let user = RootAlias::new(c.dir.path(), "georepsshfault");
     let url = format!("{}@{}::svol", user.name, h.addr);
     let geo = |rest: &str| c.pri.cli(&format!("volume geo-replication pvol {url} {rest}"));
     let op = operator_key(&c);

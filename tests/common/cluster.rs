@@ -235,14 +235,18 @@ impl Drop for Cluster {
         // Workers die with their daemon.
         self.pri.kill9();
         self.sec.kill9();
-        // Whatever is still mounted below the test's directory (a receiver's mount is
-        // detached already; this catches the rest).
-        let me = self.dir.path().to_string_lossy().to_string();
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        for m in mounts.lines().filter_map(|l| l.split(' ').nth(4)).filter(|p| p.starts_with(&me)) {
-            let _ = Command::new("umount").arg("-l").arg(m).status();
-        }
-        let _ = Command::new("pkill").arg("-9").arg("-f").arg(&me).status();
+        clean_up_under(self.dir.path());
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Unmounts whatever is still mounted below `dir` (a receiver's mount is detached already;
+/// this catches the rest) and kills every process whose command line names it.
+pub fn clean_up_under(dir: &Path) {
+    let me = dir.to_string_lossy().to_string();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for m in mounts.lines().filter_map(|l| l.split(' ').nth(4)).filter(|p| p.starts_with(&me)) {
+        let _ = Command::new("umount").arg("-l").arg(m).status();
+    }
+    let _ = Command::new("pkill").arg("-9").arg("-f").arg(&me).status();
 }

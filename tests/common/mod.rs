@@ -13,6 +13,8 @@ use georep::changelog::{self, Record};
 use georep::types::{BrickLayout, Gfid};
 
 pub mod cluster;
+pub mod datasets;
+pub mod sites;
 pub mod netns;
 pub mod users;
 
@@ -26,6 +28,19 @@ pub fn mount_bin() -> &'static str {
 
 pub fn georep_bin() -> &'static str {
     env!("CARGO_BIN_EXE_georep")
+}
+
+/// A copy of the `georep` binary that any user may run (`<dir>/bin/georep`): the build's own
+/// may lie where an unprivileged receiver cannot reach it (a checkout under /root, 0700).
+pub fn shared_georep_bin(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = bin.join("georep");
+    std::fs::copy(georep_bin(), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    exe
 }
 
 /// A brick and its overlay mount in a temporary directory.
@@ -187,7 +202,7 @@ pub fn name(s: &OsStr) -> String {
 }
 
 /// One line per entry of a tree: path, type, mode, owner, size, content hash, symlink target,
-/// hard-link group and user/trusted/security xattrs. Two trees replicate each other exactly
+/// hard-link group, user/trusted/security xattrs and ACLs. Two trees replicate each other exactly
 /// when their descriptions are equal.
 pub fn describe_tree(root: &Path) -> Vec<String> {
     try_describe_tree(root).unwrap()
@@ -250,7 +265,10 @@ pub fn try_describe_tree(root: &Path) -> std::io::Result<Vec<String>> {
             xattr::list(&p)?
                 .filter(|n| {
                     let n = n.to_string_lossy();
-                    (n.starts_with("user.") || n.starts_with("security.") || n.starts_with("trusted."))
+                    (n.starts_with("user.")
+                        || n.starts_with("security.")
+                        || n.starts_with("trusted.")
+                        || n.starts_with("system.posix_acl_"))
                         && !n.starts_with("trusted.georep.")
                         && n != "trusted.gfid"
                 })

@@ -15,6 +15,8 @@ pub struct Host {
     pub dir: PathBuf,
     veth: String,
     sshd: Option<Child>,
+    /// Set in every session sshd starts (`SetEnv`).
+    env: Vec<(String, String)>,
 }
 
 fn run(args: &[&str]) {
@@ -27,6 +29,12 @@ impl Host {
     /// in it that lets in uid 0 by key, from the user's `~/.ssh/authorized_keys` or from
     /// `<dir>/authorized_keys`.
     pub fn new(dir: &Path, tag: &str, net: u8) -> Host {
+        Host::with_env(dir, tag, net, &[])
+    }
+
+    /// As `new`, with `env` set in every session of its sshd (as the host's own environment
+    /// would be: a site's `GEOREP_RUN_DIR`).
+    pub fn with_env(dir: &Path, tag: &str, net: u8, env: &[(&str, String)]) -> Host {
         let ns = format!("georep-{tag}");
         let veth = format!("gr{tag}");
         let _ = Command::new("ip").args(["netns", "del", &ns]).output();
@@ -42,7 +50,8 @@ impl Host {
         run(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
         let dir = dir.join(format!("host-{tag}"));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut h = Host { ns, addr: format!("10.231.{net}.2"), dir, veth, sshd: None };
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let mut h = Host { ns, addr: format!("10.231.{net}.2"), dir, veth, sshd: None, env };
         h.start_sshd();
         h
     }
@@ -57,16 +66,18 @@ impl Host {
             run(&["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key.to_str().unwrap()]);
         }
         let conf = self.dir.join("sshd_config");
+        let setenv: String = self.env.iter().map(|(k, v)| format!("SetEnv {k}={v}\n")).collect();
         std::fs::write(
             &conf,
-            format!(
+            setenv
+                + &format!(
                 "ListenAddress {addr}\nPort 22\nHostKey {key}\nPidFile {dir}/sshd.pid\nUsePAM no\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n\
                  AuthorizedKeysFile .ssh/authorized_keys {dir}/authorized_keys\nStrictModes no\nLogLevel VERBOSE\n",
                 addr = self.addr,
                 key = key.display(),
-                dir = self.dir.display()
-            ),
+                    dir = self.dir.display()
+                ),
         )
         .unwrap();
         if !self.authorized_keys().exists() {

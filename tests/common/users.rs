@@ -73,3 +73,39 @@ impl Drop for LocalGroup {
         let _ = Command::new("groupdel").arg(&self.0).output();
     }
 }
+
+/// A uid-0 alias account with its home in the test's directory, removed on drop.
+pub struct RootAlias {
+    pub name: String,
+    pub home: PathBuf,
+}
+
+impl RootAlias {
+    pub fn new(dir: &Path, name: &str) -> RootAlias {
+        let home = dir.join(format!("home-{name}"));
+        std::fs::create_dir_all(home.join(".ssh")).unwrap();
+        let _ = Command::new("userdel").args(["-f", name]).output();
+        let o = Command::new("useradd")
+            .args(["-o", "-u", "0", "-g", "0", "-M", "-s", "/bin/sh", "-d"])
+            .arg(&home)
+            .arg(name)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "useradd: {}", String::from_utf8_lossy(&o.stderr));
+        // sshd without PAM refuses locked accounts.
+        Command::new("usermod").args(["-p", "*", name]).output().unwrap();
+        RootAlias { name: name.into(), home }
+    }
+
+    pub fn authorized_keys(&self) -> PathBuf {
+        self.home.join(".ssh/authorized_keys")
+    }
+}
+
+impl Drop for RootAlias {
+    fn drop(&mut self) {
+        // -f: the uid (0) always has processes.
+        let _ = Command::new("userdel").args(["-f", &self.name]).output();
+    }
+}
+
