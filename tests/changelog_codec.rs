@@ -5,8 +5,8 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 
 use georep::changelog::codec::{self, Tail};
-use georep::changelog::record::{EntryDetail, EntryName, Op, Record};
-use georep::types::Gfid;
+use georep::changelog::record::{EntryDetail, EntryName, Op, Origin, Record};
+use georep::types::{Gfid, VolumeId};
 use proptest::prelude::*;
 
 fn gfid() -> impl Strategy<Value = Gfid> {
@@ -20,6 +20,16 @@ fn name() -> impl Strategy<Value = OsString> {
 
 fn entry_name() -> impl Strategy<Value = EntryName> {
     (gfid(), name()).prop_map(|(pgfid, name)| EntryName { pgfid, name })
+}
+
+/// Where a change comes from: a user, a receiver that does not say from where, or one that
+/// does.
+fn origin() -> impl Strategy<Value = Origin> {
+    prop_oneof![
+        Just(Origin::User),
+        Just(Origin::Received(VolumeId::NIL)),
+        any::<[u8; 16]>().prop_filter("not nil", |v| *v != [0; 16]).prop_map(|v| Origin::Received(VolumeId(v))),
+    ]
 }
 
 fn record() -> impl Strategy<Value = Record> {
@@ -51,19 +61,29 @@ fn record() -> impl Strategy<Value = Record> {
         entry_name(),
         proptest::option::of(entry_name()),
         proptest::option::of(proptest::collection::vec(1u8..=255, 1..4096).prop_map(OsString::from_vec)),
-        0u8..2,
+        (0u8..2, origin()),
     )
-        .prop_map(|(seq, op, gfid, (mode, uid, gid, rdev), entry, new_entry, target, flags)| Record {
+        .prop_map(|(seq, op, gfid, (mode, uid, gid, rdev), entry, new_entry, target, (flags, origin))| Record {
             seq,
             op,
             gfid,
             entry: Some(EntryDetail { mode, uid, gid, rdev, entry, new_entry, target }),
             xattr: None,
             // The exchange flag belongs to RENAME only.
-            flags: if op == Op::Rename { flags } else { 0 },
+            flags: if op == Op::Rename { flags } else { 0 } | origin.flags(),
+            from: origin.volume(),
         });
-    let other = (any::<u64>(), other_ops, gfid(), proptest::option::of(name()))
-        .prop_map(|(seq, op, gfid, xattr)| Record { seq, op, gfid, entry: None, xattr, flags: 0 });
+    let other = (any::<u64>(), other_ops, gfid(), proptest::option::of(name()), origin()).prop_map(
+        |(seq, op, gfid, xattr, origin)| Record {
+            seq,
+            op,
+            gfid,
+            entry: None,
+            xattr,
+            flags: origin.flags(),
+            from: origin.volume(),
+        },
+    );
     prop_oneof![entry, other]
 }
 

@@ -9,12 +9,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::cluster::*;
-use common::*;
 use common::datasets::{create_data, sh};
+use common::*;
 
 const SYNC: Duration = Duration::from_secs(60);
 

@@ -75,13 +75,21 @@ fn meta_op() -> impl Strategy<Value = MetaOp> {
 
 fn msg() -> impl Strategy<Value = Msg> {
     prop_oneof![
-        (any::<u16>(), "[a-z0-9-]{0,20}", proptest::option::of((any::<u32>(), any::<[u8; 16]>()))).prop_map(
-            |(version, secondary_volume, join)| Msg::Hello {
+        (
+            any::<u16>(),
+            "[a-z0-9-]{0,20}",
+            proptest::option::of((any::<u32>(), any::<[u8; 16]>())),
+            any::<[u8; 16]>(),
+            "[a-z0-9@-]{0,20}"
+        )
+            .prop_map(|(version, secondary_volume, join, primary, primary_name)| Msg::Hello {
                 version,
                 secondary_volume,
-                join: join.map(|(pid, v)| georep::proto::Join { pid, volume: VolumeId(v) })
-            }
-        ),
+                join: join.map(|(pid, v)| georep::proto::Join { pid, volume: VolumeId(v) }),
+                primary: VolumeId(primary),
+                primary_name,
+            }),
+        any::<[u8; 16]>().prop_map(|v| Msg::Origin { volume: VolumeId(v) }),
         (any::<u16>(), any::<[u8; 16]>(), any::<bool>(), any::<u64>(), any::<u64>(), any::<u32>()).prop_map(
             |(version, v, empty, total_bytes, avail_bytes, pid)| Msg::Welcome {
                 version,

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use common::*;
 use georep::proto::{EntryOp, Msg};
-use georep::sync::link::Link;
+use georep::sync::link::{Ends, Link};
 use georep::types::Gfid;
 
 /// The create of an empty regular file owned by root.
@@ -35,7 +35,7 @@ fn hostile_batches_are_refused_and_reported() {
     fs::write(s.p("file"), b"keep").unwrap();
     let (dir, file) = (s.gfid("dir"), s.gfid("file"));
     let before = describe_tree(&s.mnt);
-    let mut link = Link::spawn_local(Path::new(georep_bin()), &s.mnt, 3, None).unwrap();
+    let mut link = Link::spawn_local(Path::new(georep_bin()), &s.mnt, &Ends::default(), 3, None).unwrap();
     let batch = link.batch_id();
     let create = |pgfid: Gfid, name: &str| new_file(Gfid::generate(), pgfid, name);
     let ops = vec![
@@ -89,7 +89,7 @@ fn hostile_batches_are_refused_and_reported() {
 #[test]
 fn replayed_create_then_rename_leaves_one_name() {
     let s = Mount::new("aux-gfid-mount,rollover-time=600");
-    let mut link = Link::spawn_local(Path::new(georep_bin()), &s.mnt, 0, None).unwrap();
+    let mut link = Link::spawn_local(Path::new(georep_bin()), &s.mnt, &Ends::default(), 0, None).unwrap();
     let batch = link.batch_id();
     let f = Gfid::generate();
     let create = |name: &str| new_file(f, Gfid::ROOT, name);
@@ -120,7 +120,7 @@ fn replayed_create_then_rename_leaves_one_name() {
 fn parallel_whole_file_creates_fall_back_on_conflicts() {
     let s = Mount::new("aux-gfid-mount,rollover-time=600");
     fs::write(s.p("f7"), b"old").unwrap();
-    let mut link = Link::spawn_local(Path::new(georep_bin()), &s.mnt, 0, None).unwrap();
+    let mut link = Link::spawn_local(Path::new(georep_bin()), &s.mnt, &Ends::default(), 0, None).unwrap();
     let batch = link.batch_id();
     let ops: Vec<EntryOp> = (0..40)
         .map(|i| {

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use common::cluster::*;
 use common::netns::Host;
-use common::*;
 use common::users::RootAlias;
+use common::*;
 
 /// Two nodes, the secondary reached over SSH only; push-pem uses `<dir>/operator_key`, and the
 /// keys it installs run the receiver of the secondary's daemon.

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::datasets::{create_data, tricky_sequences};
 use common::sites::Sites;
+use georep::changelog::Origin;
 
 const SYNC: Duration = Duration::from_secs(60);
 
@@ -31,8 +32,58 @@ fn cascade_carries_every_kind_of_change_to_the_third_site() {
     assert_eq!(std::fs::read_to_string(c.b("live_rename_with_existing_destination/data_set")).unwrap(), "Data_set5\n");
     assert_eq!(std::fs::read_to_string(c.b("live_same_size")).unwrap(), "BBBB");
     assert!(xattr::get(c.b("live_acl"), "system.posix_acl_access").unwrap().is_some());
+    // Both hops recorded where the changes were first made: on A.
+    let a = georep::fs::brick::volume_of(&s[0].brick).unwrap().unwrap();
+    // (A Hybrid crawl sees states, not where changes came from: what it sends is the
+    // sender's.)
+    for site in [&s[1], &s[2]] {
+        let records = georep::changelog::brick_records(&georep::types::BrickLayout::new(&site.brick)).unwrap();
+        let live: Vec<_> = records
+            .iter()
+            .filter(|r| r.entry.as_ref().is_some_and(|e| e.entry.name.to_string_lossy().starts_with("live_")))
+            .collect();
+        assert!(live.len() > 20, "{}: {live:?}", site.vol);
+        for r in live {
+            assert_eq!(r.origin(), Origin::Received(a), "{} {r:?}", site.vol);
+        }
+    }
     for (from, to) in [(0, 1), (1, 2)] {
         let row = &s.rows(from, to)[0];
         assert_eq!(row[12], "0", "no failures {from}->{to}: {row:?}\n{}", s.worker_log(from, to));
+    }
+}
+
+/// Counts the records of a site's brick.
+fn records(site: &common::sites::Site) -> usize {
+    georep::changelog::brick_records(&georep::types::BrickLayout::new(&site.brick)).unwrap().len()
+}
+
+#[test]
+fn two_way_sessions_never_send_a_change_back() {
+    let s = Sites::new("two", 75, &["a", "b"]);
+    s.session(0, 1);
+    s.session(1, 0);
+    // Past their first (Hybrid) crawls, whose prune makes each secondary what its primary was.
+    for (from, to) in [(0, 1), (1, 0)] {
+        let live = || s.rows(from, to).first().is_some_and(|r| r[7] == "Changelog Crawl");
+        assert!(common::wait_until(SYNC, live), "{:?}", s.rows(from, to));
+    }
+    create_data(&s[0].mnt, "on_a");
+    create_data(&s[1].mnt, "on_b");
+    tricky_sequences(&s[0].mnt, "on_a");
+    s.assert_converged(0, 1, SYNC);
+    // Each change crossed once: nothing comes back, so the changelogs stop growing.
+    let settled = |s: &Sites| {
+        let before = (records(&s[0]), records(&s[1]));
+        std::thread::sleep(Duration::from_secs(2));
+        before == (records(&s[0]), records(&s[1]))
+    };
+    assert!(common::wait_until(SYNC, || settled(&s)), "changes keep travelling between the sites");
+    s.assert_converged(0, 1, SYNC);
+    let a = georep::fs::brick::volume_of(&s[0].brick).unwrap().unwrap();
+    let b = georep::fs::brick::volume_of(&s[1].brick).unwrap().unwrap();
+    for (site, other) in [(&s[0], b), (&s[1], a)] {
+        let all = georep::changelog::brick_records(&georep::types::BrickLayout::new(&site.brick)).unwrap();
+        assert!(all.iter().all(|r| matches!(r.origin(), Origin::User) || r.origin() == Origin::Received(other)));
     }
 }

@@ -4,13 +4,14 @@
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
-use super::record::{EntryDetail, EntryName, Kind, Op, Record};
+use super::record::{EntryDetail, EntryName, Kind, Op, RECORD_EXCHANGE, RECORD_FROM, RECORD_RECEIVED, Record};
 use crate::types::{Gfid, VolumeId};
 
 pub const MAGIC: &[u8; 8] = b"GEOREPCL";
-/// The version written. 2 added `RECORD_RECEIVED` (a record's origin); version 1 files, which
-/// never have it, are read as they are.
-pub const VERSION: u16 = 2;
+/// The version written. 2 added `RECORD_RECEIVED` (a change a receiver applied), 3 added
+/// `RECORD_FROM` (the volume it was first made on); older files, which never have them, are
+/// read as they are.
+pub const VERSION: u16 = 3;
 /// The oldest version read.
 pub const MIN_VERSION: u16 = 1;
 pub const HEADER_LEN: usize = 64;
@@ -137,6 +138,9 @@ pub fn encode_record(r: &Record, out: &mut Vec<u8>) {
     if let Some(x) = &r.xattr {
         put_bytes16(out, x.as_bytes());
     }
+    if r.flags & RECORD_FROM != 0 {
+        out.extend_from_slice(&r.from.0);
+    }
     let len = (out.len() - body) as u32;
     let crc = crc32fast::hash(&out[body..]);
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
@@ -202,8 +206,9 @@ fn decode_body(body: &[u8]) -> Option<Record> {
     // Unknown bits, or detail flags without an entry, are corruption: decoding must be exact.
     if flags & !(F_ENTRY | F_NEW_ENTRY | F_TARGET | F_XATTR) != 0
         || (flags & F_ENTRY == 0 && flags & (F_NEW_ENTRY | F_TARGET) != 0)
-        || rflags & !(super::record::RECORD_EXCHANGE | super::record::RECORD_RECEIVED) != 0
-        || (rflags & super::record::RECORD_EXCHANGE != 0 && op != Op::Rename)
+        || rflags & !(RECORD_EXCHANGE | RECORD_RECEIVED | RECORD_FROM) != 0
+        || (rflags & RECORD_EXCHANGE != 0 && op != Op::Rename)
+        || (rflags & RECORD_FROM != 0 && rflags & RECORD_RECEIVED == 0)
     {
         return None;
     }
@@ -225,10 +230,11 @@ fn decode_body(body: &[u8]) -> Option<Record> {
         return None;
     }
     let xattr = if flags & F_XATTR != 0 { Some(c.bytes16()?) } else { None };
+    let from = if rflags & RECORD_FROM != 0 { VolumeId(c.take(16)?.try_into().ok()?) } else { VolumeId::NIL };
     if c.pos != body.len() {
         return None;
     }
-    Some(Record { seq, op, gfid, entry, xattr, flags: rflags })
+    Some(Record { seq, op, gfid, entry, xattr, flags: rflags, from })
 }
 
 /// Decodes the framed records in `b` (the bytes after the header) in order, calling `f` for each,

@@ -2,7 +2,7 @@
 
 use std::ffi::OsString;
 
-use crate::types::Gfid;
+use crate::types::{Gfid, VolumeId};
 
 /// Operation codes. The numbers are GlusterFS's fop numbers (so that tools that know those read
 /// ours), extended where GlusterFS records nothing (fallocate, copy_file_range, open-for-write).
@@ -137,8 +137,11 @@ pub struct Record {
     /// For SETXATTR / REMOVEXATTR: the attribute's name.
     pub xattr: Option<OsString>,
     /// `RECORD_EXCHANGE` on both RENAME records of a `RENAME_EXCHANGE`; `RECORD_RECEIVED`
-    /// on a change a receiver applied (`Origin`).
+    /// on a change a receiver applied (`Origin`), with `RECORD_FROM` when `from` is known.
     pub flags: u8,
+    /// With `RECORD_FROM`: the volume where the change was first made (`VolumeId::NIL`
+    /// otherwise).
+    pub from: VolumeId,
 }
 
 /// The record is one half of an atomic exchange of two names (`renameat2(RENAME_EXCHANGE)`):
@@ -149,14 +152,20 @@ pub const RECORD_EXCHANGE: u8 = 1;
 /// not through a user's mount. Since changelog version 2.
 pub const RECORD_RECEIVED: u8 = 2;
 
-/// Which kind of mount a change came through.
+/// The record says which volume the change was first made on (`Record::from`); only with
+/// `RECORD_RECEIVED`. Since changelog version 3: a version 2 record received from elsewhere
+/// does not say from where.
+pub const RECORD_FROM: u8 = 4;
+
+/// Where a change comes from.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, Default)]
 pub enum Origin {
     /// A user's mount: a change made on this site.
     #[default]
     User,
-    /// A receiver's aux-gfid mount: a change replicated from another site.
-    Receiver,
+    /// A receiver's aux-gfid mount: a change replicated here, first made on that volume
+    /// (`VolumeId::NIL`: not known, as from a worker older than changelog version 3).
+    Received(VolumeId),
 }
 
 impl Origin {
@@ -164,7 +173,26 @@ impl Origin {
     pub fn flags(self) -> u8 {
         match self {
             Origin::User => 0,
-            Origin::Receiver => RECORD_RECEIVED,
+            Origin::Received(v) if v == VolumeId::NIL => RECORD_RECEIVED,
+            Origin::Received(_) => RECORD_RECEIVED | RECORD_FROM,
+        }
+    }
+
+    /// The volume a record says (`Record::from`).
+    pub fn volume(self) -> VolumeId {
+        match self {
+            Origin::User => VolumeId::NIL,
+            Origin::Received(v) => v,
+        }
+    }
+
+    /// The volume where the change was first made, `here` being this volume; `None` if not
+    /// known.
+    pub fn first_made_on(self, here: VolumeId) -> Option<VolumeId> {
+        match self {
+            Origin::User => Some(here),
+            Origin::Received(v) if v == VolumeId::NIL => None,
+            Origin::Received(v) => Some(v),
         }
     }
 }
@@ -174,8 +202,8 @@ impl Record {
         self.op.kind()
     }
 
-    /// Which kind of mount the change came through.
+    /// Where the change comes from.
     pub fn origin(&self) -> Origin {
-        if self.flags & RECORD_RECEIVED != 0 { Origin::Receiver } else { Origin::User }
+        if self.flags & RECORD_RECEIVED != 0 { Origin::Received(self.from) } else { Origin::User }
     }
 }

@@ -197,18 +197,7 @@ impl Recorder {
     }
 
     fn append(&self, a: &mut Active, op: Op, gfid: Gfid, entry: Option<EntryDetail>, o: Origin) -> io::Result<()> {
-        self.append_flags(a, op, gfid, entry, o.flags())
-    }
-
-    fn append_flags(
-        &self,
-        a: &mut Active,
-        op: Op,
-        gfid: Gfid,
-        entry: Option<EntryDetail>,
-        flags: u8,
-    ) -> io::Result<()> {
-        self.append_all(a, [(op, gfid, entry, flags)])
+        self.append_all(a, [(op, gfid, entry, 0, o)])
     }
 
     /// Appends records with one copy into the mapping: all of them are in the file, or (the
@@ -216,15 +205,16 @@ impl Recorder {
     fn append_all(
         &self,
         a: &mut Active,
-        recs: impl IntoIterator<Item = (Op, Gfid, Option<EntryDetail>, u8)>,
+        recs: impl IntoIterator<Item = (Op, Gfid, Option<EntryDetail>, u8, Origin)>,
     ) -> io::Result<()> {
         if a.failed {
             return Err(io::Error::other("changelog is failed"));
         }
         a.buf.clear();
         let mut n = 0u64;
-        for (op, gfid, entry, flags) in recs {
-            let rec = Record { seq: a.next_seq + n, op, gfid, entry, xattr: None, flags };
+        for (op, gfid, entry, flags, o) in recs {
+            let (flags, from) = (flags | o.flags(), o.volume());
+            let rec = Record { seq: a.next_seq + n, op, gfid, entry, xattr: None, flags, from };
             codec::encode_record(&rec, &mut a.buf);
             n += 1;
         }
@@ -247,8 +237,7 @@ impl Recorder {
         let mut a = self.shared.active.lock();
         let data = a.seen_data.insert((gfid, o));
         let meta = a.seen_meta.insert((gfid, o));
-        let f = o.flags();
-        let recs = [(op, gfid, Some(detail), f), (Op::Write, gfid, None, f), (Op::Setattr, gfid, None, f)];
+        let recs = [(op, gfid, Some(detail), 0, o), (Op::Write, gfid, None, 0, o), (Op::Setattr, gfid, None, 0, o)];
         let keep = [true, data, meta];
         self.append_all(&mut a, recs.into_iter().zip(keep).filter(|(_, k)| *k).map(|(r, _)| r))
     }
@@ -277,9 +266,14 @@ impl Recorder {
         o: Origin,
     ) -> io::Result<()> {
         let mut act = self.shared.active.lock();
-        let f = RECORD_EXCHANGE | o.flags();
-        self.append_flags(&mut act, Op::Rename, a_gfid, Some(rename_detail(a, b)), f)?;
-        self.append_flags(&mut act, Op::Rename, b_gfid, Some(rename_detail(b, a)), f)
+        let f = RECORD_EXCHANGE;
+        self.append_all(
+            &mut act,
+            [
+                (Op::Rename, a_gfid, Some(rename_detail(a, b)), f, o),
+                (Op::Rename, b_gfid, Some(rename_detail(b, a)), f, o),
+            ],
+        )
     }
 
     /// Records a DATA change of `gfid`, once per file.

@@ -20,6 +20,11 @@ pub enum ChangelogCmd {
         /// Prefix each record with its sequence number
         #[arg(long)]
         seq: bool,
+        /// Prefix each record with where the change comes from: `user` (made here),
+        /// `from:<volume id>` (replicated here, first made there) or `received` (replicated
+        /// here, from a volume not recorded)
+        #[arg(long)]
+        origin: bool,
     },
     /// List a brick's published changelogs from the history index
     History {
@@ -36,12 +41,19 @@ pub enum BrickCmd {
     Resolve { brick: PathBuf, gfid: String },
 }
 
-fn print(records: &[changelog::Record], seq: bool) -> anyhow::Result<()> {
+fn print(records: &[changelog::Record], seq: bool, origin: bool) -> anyhow::Result<()> {
     let out = std::io::stdout();
     let mut w = std::io::BufWriter::new(out.lock());
     for r in records {
         if seq {
             write!(w, "{} ", r.seq)?;
+        }
+        if origin {
+            match r.origin() {
+                changelog::Origin::User => write!(w, "user ")?,
+                changelog::Origin::Received(v) if v == crate::types::VolumeId::NIL => write!(w, "received ")?,
+                changelog::Origin::Received(v) => write!(w, "from:{v} ")?,
+            }
         }
         w.write_all(&dump::format_record(r))?;
         w.write_all(b"\n")?;
@@ -52,7 +64,7 @@ fn print(records: &[changelog::Record], seq: bool) -> anyhow::Result<()> {
 
 pub fn run(c: ChangelogCmd) -> anyhow::Result<()> {
     match c {
-        ChangelogCmd::Dump { path, seq } => {
+        ChangelogCmd::Dump { path, seq, origin } => {
             let md = std::fs::metadata(&path).with_context(|| format!("{}", path.display()))?;
             if md.is_dir() {
                 let layout = BrickLayout::new(&path);
@@ -60,11 +72,11 @@ pub fn run(c: ChangelogCmd) -> anyhow::Result<()> {
                     bail!("{} is not a georep brick (no {})", path.display(), layout.changelog_dir().display());
                 }
                 let recs = changelog::brick_records(&layout).map_err(|e| anyhow::anyhow!("{e}"))?;
-                print(&recs, seq)
+                print(&recs, seq, origin)
             } else {
                 let f = ChangelogFile::open(&path)?;
                 let (recs, tail) = f.records();
-                print(&recs, seq)?;
+                print(&recs, seq, origin)?;
                 match tail {
                     Tail::Clean => Ok(()),
                     Tail::Truncated { offset } => {

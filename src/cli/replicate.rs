@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use crate::sync::{self, Source, WorkerOptions, link::Link};
+use crate::sync::{
+    self, Source, WorkerOptions,
+    link::{Ends, Link},
+};
 
 #[derive(Args, Debug)]
 pub struct ReceiverArgs {
@@ -83,9 +86,10 @@ pub fn receiver(a: ReceiverArgs) -> anyhow::Result<()> {
 pub fn replicate(a: ReplicateArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("locate the georep binary")?;
     let mut src = Source::open(&a.brick)?;
-    let mut link = Link::spawn_local(&exe, &a.secondary_mount, a.compression, None)?;
+    let ends = Ends { primary: src.volume, primary_name: a.brick.display().to_string(), ..Ends::default() };
+    let mut link = Link::spawn_local(&exe, &a.secondary_mount, &ends, a.compression, None)?;
     link.open_jobs(a.sync_jobs.saturating_sub(1), |j| {
-        Link::spawn_local(&exe, &a.secondary_mount, a.compression, Some(j))
+        Link::spawn_local(&exe, &a.secondary_mount, &ends, a.compression, Some(j))
     });
     if a.bandwidth_limit > 0 {
         link.limit_bandwidth(a.bandwidth_limit);

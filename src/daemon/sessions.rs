@@ -143,6 +143,7 @@ fn write_spec(d: &Daemon, s: &Session, v: &Volume) -> anyhow::Result<Option<Path
     std::fs::create_dir_all(d.dirs.session_log(&s.key()))?;
     let spec = WorkerSpec {
         session: s.key(),
+        primary: format!("{}@{}", s.primary, d.node.name),
         brick,
         consumer: s.consumer(),
         secondary: s.secondary.clone(),
@@ -342,7 +343,12 @@ fn create(
     }
     // The secondary: reachable, its volume there and started, empty and big enough. Its SSH
     // host key is recorded now, and checked from then on.
-    let link = Link::connect_learning(&t, &secondary.volume, 0, true, None)
+    let ends = crate::sync::link::Ends {
+        secondary_volume: secondary.volume.clone(),
+        primary: v.id.parse().unwrap_or_default(),
+        primary_name: format!("{primary}@{}", d.node.name),
+    };
+    let link = Link::connect_learning(&t, &ends, 0, true, None)
         .with_context(|| format!("Unable to fetch the volume details of {secondary}"))?;
     let remote = link.welcome.clone();
     link.close()?;

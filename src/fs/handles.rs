@@ -17,6 +17,8 @@ pub enum Handle {
         inode: Arc<Inode>,
         /// Opened for writing: recorded as a DATA change at open, rollovers and release.
         writer: bool,
+        /// Where the writes come from (as at open; recorded so at release too).
+        origin: super::Origin,
         /// Keeps the kernel passthrough id alive while the file is open.
         _backing: Option<Arc<BackingId>>,
     },

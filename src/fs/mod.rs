@@ -119,8 +119,21 @@ pub struct OverlayFs {
     handles: HandleTable,
     passthrough: AtomicBool,
     opts: FsOptions,
-    /// Which kind of mount this is, written into every record it makes.
-    origin: Origin,
+    /// Where the changes through this mount come from, written into every record it makes:
+    /// `User`, or on an aux-gfid mount the volume its receiver said (`glusterfs.georep.origin`).
+    origin: Mutex<Origin>,
+}
+
+impl OverlayFs {
+    /// Where the changes through this mount come from now.
+    pub(crate) fn origin(&self) -> Origin {
+        if self.opts.aux_gfid { *self.origin.lock() } else { Origin::User }
+    }
+
+    /// An aux-gfid mount's receiver says where the changes it applies next were first made.
+    pub(crate) fn set_origin(&self, volume: crate::types::VolumeId) {
+        *self.origin.lock() = Origin::Received(volume);
+    }
 }
 
 impl std::ops::Deref for OverlayFs {
@@ -187,14 +200,14 @@ impl BrickFs {
     pub fn session(self: &Arc<Self>, opts: FsOptions) -> Option<OverlayFs> {
         let id = self.sessions.attach()?;
         self.inodes.get(ROOT_INO)?.known_by(id.bit());
-        let origin = if opts.aux_gfid { Origin::Receiver } else { Origin::User };
+        let origin = if opts.aux_gfid { Origin::Received(crate::types::VolumeId::NIL) } else { Origin::User };
         Some(OverlayFs {
             core: self.clone(),
             id,
             handles: HandleTable::default(),
             passthrough: AtomicBool::new(false),
             opts,
-            origin,
+            origin: Mutex::new(origin),
         })
     }
 

@@ -41,6 +41,11 @@
 //!   name for it in that directory (a hard link, which `fs.protected_hardlinks` refuses to a
 //!   user for a file it does not own).
 //!
+//! And one says where what the mount changes next comes from (records carry it, and no
+//! session sends a change back to the volume it was first made on):
+//!
+//! - `glusterfs.georep.origin` on any inode of the mount: a volume id (16 bytes).
+//!
 //! Pure: no I/O. Decoding validates everything and never panics.
 
 use std::ffi::{OsStr, OsString};
@@ -54,6 +59,8 @@ pub const XATTR_NEWFILE: &str = "glusterfs.gfid.newfile";
 pub const XATTR_SET_XATTRS: &str = "glusterfs.georep.xattrs";
 /// The setxattr key, on `.gfid/<pargfid>`, that links an inode (by GFID) under a new name.
 pub const XATTR_LINK: &str = "glusterfs.georep.link";
+/// The volume where the changes an aux-gfid mount makes next were first made (16 bytes).
+pub const XATTR_ORIGIN: &str = "glusterfs.georep.origin";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewEntry {

@@ -145,6 +145,7 @@ const K_SUMS: u8 = 11;
 const K_SIGNATURE_REQUEST: u8 = 12;
 const K_SIGNATURE: u8 = 13;
 const K_PATCH: u8 = 14;
+const K_ORIGIN: u8 = 15;
 
 fn write_meta(w: &mut W, m: &MetaOp) {
     w.gfid(&m.gfid);
@@ -186,7 +187,7 @@ fn read_meta(r: &mut R<'_>) -> Result<MetaOp, DecodeError> {
 fn encode_payload(m: &Msg) -> (u8, Vec<u8>) {
     let mut w = W(Vec::new());
     let kind = match m {
-        Msg::Hello { version, secondary_volume, join } => {
+        Msg::Hello { version, secondary_volume, join, primary, primary_name } => {
             w.u16(*version);
             w.bytes(secondary_volume.as_bytes());
             match join {
@@ -197,7 +198,13 @@ fn encode_payload(m: &Msg) -> (u8, Vec<u8>) {
                     w.0.extend_from_slice(&j.volume.0);
                 }
             }
+            w.0.extend_from_slice(&primary.0);
+            w.bytes(primary_name.as_bytes());
             K_HELLO
+        }
+        Msg::Origin { volume } => {
+            w.0.extend_from_slice(&volume.0);
+            K_ORIGIN
         }
         Msg::Welcome { version, volume, empty, total_bytes, avail_bytes, pid } => {
             w.u16(*version);
@@ -378,6 +385,7 @@ fn decode_payload(kind: u8, b: &[u8]) -> Result<Msg, DecodeError> {
         K_SIGNATURE_REQUEST => "signature request",
         K_SIGNATURE => "signature",
         K_PATCH => "patch",
+        K_ORIGIN => "origin",
         k => return Err(DecodeError::Kind(k)),
     };
     let mut r = R { b, what };
@@ -389,8 +397,10 @@ fn decode_payload(kind: u8, b: &[u8]) -> Result<Msg, DecodeError> {
                 1 => Some(Join { pid: r.u32()?, volume: VolumeId(r.take(16)?.try_into().unwrap()) }),
                 _ => return Err(r.err()),
             };
-            Msg::Hello { version, secondary_volume, join }
+            let primary = VolumeId(r.take(16)?.try_into().unwrap());
+            Msg::Hello { version, secondary_volume, join, primary, primary_name: string(&mut r)? }
         }
+        K_ORIGIN => Msg::Origin { volume: VolumeId(r.take(16)?.try_into().unwrap()) },
         K_WELCOME => Msg::Welcome {
             version: r.u16()?,
             volume: VolumeId(r.take(16)?.try_into().unwrap()),

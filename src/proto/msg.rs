@@ -4,7 +4,8 @@ use std::ffi::OsString;
 
 use crate::types::{Gfid, VolumeId};
 
-pub const PROTOCOL_VERSION: u16 = 3;
+/// 4 added the primary volume to `Hello` and the `Origin` message.
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// A namespace operation, applied by GFID on the secondary.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,6 +120,10 @@ pub enum Msg {
         version: u16,
         secondary_volume: String,
         join: Option<Join>,
+        /// The primary volume of the session (its id, and its name as `volume@node`): what
+        /// the secondary accepts or refuses (after a failover, its old primary).
+        primary: VolumeId,
+        primary_name: String,
     },
     /// Receiver -> worker: accepted; the secondary volume, and what `create` checks of it.
     Welcome {
@@ -130,6 +135,12 @@ pub enum Msg {
         avail_bytes: u64,
         /// The receiver's process id: what a data stream of the same session joins.
         pid: u32,
+    },
+    /// Worker -> receiver: the changes that follow on this connection were first made on
+    /// `volume` (until the next `Origin`; before any, on the session's primary volume). The
+    /// secondary records them so, and no session sends them back there.
+    Origin {
+        volume: VolumeId,
     },
     /// Either way: a fatal error; the connection ends.
     Error {

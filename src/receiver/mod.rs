@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 use crate::fs::newentry::{
-    Content, MAX_REQUEST, NewEntry, XATTR_LINK, XATTR_NEWFILE, XATTR_SET_XATTRS, encode_link_request,
+    Content, MAX_REQUEST, NewEntry, XATTR_LINK, XATTR_NEWFILE, XATTR_ORIGIN, XATTR_SET_XATTRS, encode_link_request,
     encode_xattrs_request,
 };
 use crate::proto::{self, EntryOp, Failure, MetaOp, Msg, PROTOCOL_VERSION};
@@ -80,6 +80,14 @@ impl Receiver {
             .context("lock the mount")?;
         self._lock = Some(lock);
         Ok(())
+    }
+
+    /// The changes applied from now on were first made on `volume`: the mount records them
+    /// so (`glusterfs.georep.origin`).
+    pub fn set_origin(&mut self, volume: VolumeId) -> anyhow::Result<()> {
+        // A file kept open for data was opened under the origin before.
+        self.data = None;
+        xattr::set(&self.root, XATTR_ORIGIN, &volume.0).context("set the origin of the changes on the mount")
     }
 
     /// The secondary volume's id, from the mount.
@@ -737,8 +745,10 @@ pub fn serve(target: Target<'_>, input: impl Read, output: impl Write, level: i3
         w.flush()?;
         bail!("{message}")
     };
-    let (volume, join) = match proto::read_frame(&mut r)? {
-        Some(Msg::Hello { version, secondary_volume, join }) if version == PROTOCOL_VERSION => (secondary_volume, join),
+    let (volume, join, primary) = match proto::read_frame(&mut r)? {
+        Some(Msg::Hello { version, secondary_volume, join, primary, .. }) if version == PROTOCOL_VERSION => {
+            (secondary_volume, join, primary)
+        }
         Some(Msg::Hello { version, .. }) => return refuse(&mut w, format!("unsupported protocol version {version}")),
         other => bail!("expected hello, got {other:?}"),
     };
@@ -750,7 +760,8 @@ pub fn serve(target: Target<'_>, input: impl Read, output: impl Write, level: i3
         Ok(rx) => rx,
         Err(e) => return refuse(&mut w, format!("{e:#}")),
     };
-    let welcome = match rx.welcome() {
+    // What arrives was first made on the primary, unless the worker says otherwise.
+    let welcome = match rx.set_origin(primary).and_then(|()| rx.welcome()) {
         Ok(m) => m,
         Err(e) => return refuse(&mut w, format!("{e:#}")),
     };
@@ -770,6 +781,7 @@ pub fn serve(target: Target<'_>, input: impl Read, output: impl Write, level: i3
             Msg::Data { gfid, size, offset, bytes, .. } => rx.apply_data(gfid, size, offset, &bytes),
             Msg::Meta { ops, .. } => ops.iter().for_each(|m| rx.apply_meta(m)),
             Msg::Prune { pgfid, keep, .. } => rx.apply_prune(pgfid, &keep),
+            Msg::Origin { volume } => rx.set_origin(volume)?,
             Msg::SumsRequest { batch, files } => {
                 let files = files.iter().map(|a| rx.sums(a)).collect();
                 answer(&mut w, &Msg::Sums { batch, files }, level)?;

@@ -23,6 +23,16 @@ pub enum Transport {
     Ssh { target: super::ssh::SshTarget, command: String },
 }
 
+/// The two ends of a session, as the worker greets the receiver: the secondary volume it
+/// wants, and the primary volume it speaks for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ends {
+    pub secondary_volume: String,
+    pub primary: VolumeId,
+    /// `volume@node`, for the secondary's messages.
+    pub primary_name: String,
+}
+
 /// What the receiver said of its volume.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Welcome {
@@ -57,6 +67,8 @@ pub struct Link {
     pub(crate) failures_elsewhere: Vec<Failure>,
     /// `bandwidth-limit`, shared with the data streams.
     limit: Option<std::sync::Arc<RateLimit>>,
+    /// Where the changes sent next were first made, as the receiver was last told.
+    origin: VolumeId,
 }
 
 /// A rate limit on bytes sent, shared by all the streams of a worker: a token bucket that
@@ -92,10 +104,10 @@ impl RateLimit {
 impl Link {
     /// Starts `georep receiver --mount <mount>` (this very binary) and greets it; with
     /// `join`, as a data stream of that receiver.
-    pub fn spawn_local(exe: &Path, mount: &Path, level: i32, join: Option<Join>) -> anyhow::Result<Link> {
+    pub fn spawn_local(exe: &Path, mount: &Path, ends: &Ends, level: i32, join: Option<Join>) -> anyhow::Result<Link> {
         let mut c = Command::new(exe);
         c.arg("receiver").arg("--mount").arg(mount);
-        Link::spawn(c, "", level, join)
+        Link::spawn(c, ends, level, join)
     }
 
     /// Limits what this link and its data streams send, together, to `bytes_per_sec`.
@@ -125,21 +137,21 @@ impl Link {
         }
     }
 
-    /// Reaches the receiver of `volume` over `t` and greets it.
-    pub fn connect(t: &Transport, volume: &str, level: i32) -> anyhow::Result<Link> {
-        Link::connect_learning(t, volume, level, false, None)
+    /// Reaches the receiver of `ends.secondary_volume` over `t` and greets it.
+    pub fn connect(t: &Transport, ends: &Ends, level: i32) -> anyhow::Result<Link> {
+        Link::connect_learning(t, ends, level, false, None)
     }
 
     /// A data stream joined to the receiver `join` (`sync-jobs`): a connection of its own.
-    pub fn connect_join(t: &Transport, volume: &str, level: i32, join: Join) -> anyhow::Result<Link> {
-        Link::connect_learning(t, volume, level, false, Some(join))
+    pub fn connect_join(t: &Transport, ends: &Ends, level: i32, join: Join) -> anyhow::Result<Link> {
+        Link::connect_learning(t, ends, level, false, Some(join))
     }
 
     /// As `connect`; with `learn`, an unknown SSH host key is recorded (session create). A
     /// changed one is always refused.
     pub fn connect_learning(
         t: &Transport,
-        volume: &str,
+        ends: &Ends,
         level: i32,
         learn: bool,
         join: Option<Join>,
@@ -148,21 +160,21 @@ impl Link {
             Transport::Local { exe, run_dir } => {
                 let mut c = Command::new(exe);
                 c.arg("receiver").env("GEOREP_RUN_DIR", run_dir);
-                Link::spawn(c, volume, level, join)
+                Link::spawn(c, ends, level, join)
             }
             Transport::Ssh { target, command } => {
                 let sock = super::ssh::connect(target, command, learn)?;
                 sock.set_read_timeout(target.answer_timeout)?;
                 let r: Box<dyn Read + Send> = Box::new(sock.try_clone()?);
                 let w: Box<dyn Write + Send> = Box::new(sock.try_clone()?);
-                let mut link = Link::over(None, Some(sock), r, w, volume, level, join)?;
+                let mut link = Link::over(None, Some(sock), r, w, ends, level, join)?;
                 link.answer_timeout = target.answer_timeout;
                 Ok(link)
             }
         }
     }
 
-    fn spawn(mut cmd: Command, volume: &str, level: i32, join: Option<Join>) -> anyhow::Result<Link> {
+    fn spawn(mut cmd: Command, ends: &Ends, level: i32, join: Option<Join>) -> anyhow::Result<Link> {
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -170,7 +182,7 @@ impl Link {
             .with_context(|| format!("start the receiver {:?}", cmd.get_program()))?;
         let w: Box<dyn Write + Send> = Box::new(child.stdin.take().unwrap());
         let r: Box<dyn Read + Send> = Box::new(child.stdout.take().unwrap());
-        Link::over(Some(child), None, r, w, volume, level, join)
+        Link::over(Some(child), None, r, w, ends, level, join)
     }
 
     fn over(
@@ -178,7 +190,7 @@ impl Link {
         sock: Option<std::os::unix::net::UnixStream>,
         r: Box<dyn Read + Send>,
         w: Box<dyn Write + Send>,
-        volume: &str,
+        ends: &Ends,
         level: i32,
         join: Option<Join>,
     ) -> anyhow::Result<Link> {
@@ -197,8 +209,9 @@ impl Link {
             jobs: Vec::new(),
             failures_elsewhere: Vec::new(),
             limit: None,
+            origin: ends.primary,
         };
-        link.handshake(volume, join)?;
+        link.handshake(ends, join)?;
         Ok(link)
     }
 
@@ -213,9 +226,15 @@ impl Link {
         })
     }
 
-    fn handshake(&mut self, volume: &str, join: Option<Join>) -> anyhow::Result<()> {
+    fn handshake(&mut self, ends: &Ends, join: Option<Join>) -> anyhow::Result<()> {
         self.w.write_all(proto::FRAME_MAGIC)?;
-        self.send(&Msg::Hello { version: PROTOCOL_VERSION, secondary_volume: volume.to_string(), join })?;
+        self.send(&Msg::Hello {
+            version: PROTOCOL_VERSION,
+            secondary_volume: ends.secondary_volume.clone(),
+            join,
+            primary: ends.primary,
+            primary_name: ends.primary_name.clone(),
+        })?;
         self.w.flush()?;
         let mut magic = [0u8; 8];
         self.r.read_exact(&mut magic).context("the receiver closed the connection")?;
@@ -230,6 +249,21 @@ impl Link {
             Some(Msg::Error { message }) => bail!("{message}"),
             other => bail!("receiver: unexpected {other:?}"),
         }
+    }
+
+    /// Where the changes sent next were first made, as the receiver knows it.
+    pub fn origin(&self) -> VolumeId {
+        self.origin
+    }
+
+    /// The changes sent next were first made on `volume` (an `Origin` message if that is news
+    /// to the receiver).
+    pub fn set_origin(&mut self, volume: VolumeId) -> anyhow::Result<()> {
+        if volume != self.origin {
+            self.send(&Msg::Origin { volume })?;
+            self.origin = volume;
+        }
+        Ok(())
     }
 
     pub fn send(&mut self, m: &Msg) -> anyhow::Result<()> {

@@ -9,6 +9,7 @@
 //! GFID index; it never writes to the brick.
 
 pub mod link;
+pub mod origin;
 pub mod ssh;
 pub mod worker;
 
@@ -29,8 +30,12 @@ use crate::fs::gfid_index::{self, GfidIndex};
 use crate::fs::sys::{self, FileHandle};
 use crate::proto::{EntryOp, Failure, Inline, MetaOp, Msg, ROLLING_MAX, SumsAsk};
 use crate::receiver::replicated_xattr;
-use crate::types::{BrickLayout, EpochMs, Gfid, PRIVATE_DIR, XATTR_GFID};
+use crate::types::{BrickLayout, EpochMs, Gfid, PRIVATE_DIR, VolumeId, XATTR_GFID};
 use link::Link;
+use origin::Labels;
+
+/// An entry operation with the volume it was first made on.
+type Labelled = (VolumeId, EntryOp);
 
 /// Data is sent in chunks of this size.
 pub const CHUNK: usize = 1 << 20;
@@ -144,6 +149,8 @@ impl Stats {
 /// Read access to the primary brick by GFID.
 pub struct Source {
     pub layout: BrickLayout,
+    /// The brick's volume: where the changes its users made were first made.
+    pub volume: VolumeId,
     root: File,
     handles: HashMap<Gfid, FileHandle>,
     /// Whether `handles` holds the whole index (else only what was prefetched).
@@ -154,10 +161,11 @@ impl Source {
     pub fn open(brick: &Path) -> anyhow::Result<Source> {
         let layout = BrickLayout::new(brick);
         let root = File::open(brick).with_context(|| format!("brick {}", brick.display()))?;
-        if !layout.gfid_index().exists() {
-            anyhow::bail!("{} is not a georep brick", brick.display());
-        }
-        Ok(Source { layout, root, handles: HashMap::new(), full: false })
+        let volume = match crate::fs::brick::volume_of(brick)? {
+            Some(v) if layout.gfid_index().exists() => v,
+            _ => anyhow::bail!("{} is not a georep brick", brick.display()),
+        };
+        Ok(Source { layout, volume, root, handles: HashMap::new(), full: false })
     }
 
     /// Makes the handles of `gfids` known, with a scan of the index rather than a full load
@@ -473,17 +481,23 @@ fn entry_bytes(op: &EntryOp) -> usize {
     }
 }
 
-/// Sends entry operations in messages bounded in count and bytes.
-fn send_entries(link: &mut Link, batch: u64, ops: Vec<EntryOp>) -> anyhow::Result<()> {
+/// Sends entry operations in messages bounded in count and bytes, each message's operations
+/// of one origin.
+fn send_entries(link: &mut Link, batch: u64, ops: Vec<Labelled>) -> anyhow::Result<()> {
     let mut chunk = Vec::new();
     let mut bytes = 0;
-    for op in ops {
+    let mut from = None;
+    for (label, op) in ops {
+        if from != Some(label) || chunk.len() >= ENTRY_BATCH || bytes >= ENTRY_BYTES {
+            if !chunk.is_empty() {
+                link.send_entries(&Msg::Entries { batch, ops: std::mem::take(&mut chunk) }, bytes)?;
+            }
+            bytes = 0;
+            link.set_origin(label)?;
+            from = Some(label);
+        }
         bytes += entry_bytes(&op);
         chunk.push(op);
-        if chunk.len() >= ENTRY_BATCH || bytes >= ENTRY_BYTES {
-            link.send_entries(&Msg::Entries { batch, ops: std::mem::take(&mut chunk) }, bytes)?;
-            bytes = 0;
-        }
     }
     if !chunk.is_empty() {
         link.send_entries(&Msg::Entries { batch, ops: chunk }, bytes)?;
@@ -530,6 +544,7 @@ fn send_fine_blocks(
     link: &mut Link,
     batch: u64,
     refine: Vec<SumsAsk>,
+    labels: &Labels,
     stats: &mut Stats,
 ) -> anyhow::Result<()> {
     let per_range = 1u64 << (block_log2(0) - FINE_LOG2);
@@ -538,6 +553,7 @@ fn send_fine_blocks(
         let mut compress = true;
         for (ask, theirs) in chunk.iter().zip(answers) {
             let gfid = ask.gfid;
+            link.set_origin(labels.of(&gfid))?;
             let mut sent = 0u64;
             let range = (ask.offset, ask.offset + ask.len);
             let found = src.diff_blocks(&theirs, FINE_LOG2, range, |size, off, bytes| {
@@ -558,6 +574,7 @@ fn send_files(
     link: &mut Link,
     batch: u64,
     files: &[(Gfid, u64)],
+    labels: &Labels,
     opts: &WorkerOptions,
     stats: &mut Stats,
 ) -> anyhow::Result<()> {
@@ -569,6 +586,7 @@ fn send_files(
         if opts.delta && *size >= DELTA_MIN {
             delta.push((*g, block_log2(*size), *size));
         } else {
+            link.set_origin(labels.of(g))?;
             src.send_data(link, batch, g, stats)?;
         }
     }
@@ -582,6 +600,7 @@ fn send_files(
             let logs: HashMap<Gfid, u8> = asked.iter().map(|a| (a.gfid, a.block_log2)).collect();
             let mut refine = Vec::new();
             for theirs in link.sums(batch, asked)? {
+                link.set_origin(labels.of(&theirs.gfid))?;
                 if theirs.size == u64::MAX {
                     src.send_data(link, batch, &theirs.gfid, stats)?;
                     continue;
@@ -616,7 +635,7 @@ fn send_files(
                     }
                 }
             }
-            send_fine_blocks(src, link, batch, refine, stats)?;
+            send_fine_blocks(src, link, batch, refine, labels, stats)?;
             blocks = 0;
         }
     }
@@ -637,6 +656,7 @@ fn send_data_parallel(
     link: &mut Link,
     batch: u64,
     mut files: Vec<(Gfid, u64)>,
+    labels: &Labels,
     opts: &WorkerOptions,
     stats: &mut Stats,
 ) -> anyhow::Result<()> {
@@ -656,7 +676,7 @@ fn send_data_parallel(
                     let mut st = Stats::default();
                     let b = l.batch_id();
                     while let Some(f) = next() {
-                        send_files(&mut src, l, b, &[f], opts, &mut st)?;
+                        send_files(&mut src, l, b, &[f], labels, opts, &mut st)?;
                     }
                     Ok((st, l.commit(b)?))
                 })
@@ -664,7 +684,7 @@ fn send_data_parallel(
             .collect();
         let mut mine = Ok(());
         while let Some(f) = next() {
-            if let Err(e) = send_files(src, link, batch, &[f], opts, stats) {
+            if let Err(e) = send_files(src, link, batch, &[f], labels, opts, stats) {
                 mine = Err(e);
                 break;
             }
@@ -681,13 +701,14 @@ fn send_data_parallel(
     Ok(())
 }
 
-/// Sends data then metadata for these GFIDs.
+/// Sends data then metadata: `(data, meta)` are the files whose content goes, and the inodes
+/// whose metadata goes, in that order.
 fn send_data_and_meta(
     src: &mut Source,
     link: &mut Link,
     batch: u64,
-    data: &BTreeSet<Gfid>,
-    meta: &[Gfid],
+    (data, meta): (&BTreeSet<Gfid>, &[Gfid]),
+    labels: &Labels,
     opts: &WorkerOptions,
     stats: &mut Stats,
 ) -> anyhow::Result<()> {
@@ -699,18 +720,21 @@ fn send_data_and_meta(
     }
     let total: u64 = files.iter().map(|f| f.1).sum();
     if !link.jobs.is_empty() && files.len() > 1 && total >= PARALLEL_MIN {
-        send_data_parallel(src, link, batch, files, opts, stats)?;
+        send_data_parallel(src, link, batch, files, labels, opts, stats)?;
     } else {
-        send_files(src, link, batch, &files, opts, stats)?;
+        send_files(src, link, batch, &files, labels, opts, stats)?;
     }
     let mut ops = Vec::new();
     for g in meta {
+        if labels.of(g) != link.origin() || ops.len() >= ENTRY_BATCH {
+            if !ops.is_empty() {
+                link.send(&Msg::Meta { batch, ops: std::mem::take(&mut ops) })?;
+            }
+            link.set_origin(labels.of(g))?;
+        }
         if let Some(m) = src.meta(g, opts)? {
             ops.push(m);
             stats.meta += 1;
-        }
-        if ops.len() >= ENTRY_BATCH {
-            link.send(&Msg::Meta { batch, ops: std::mem::take(&mut ops) })?;
         }
     }
     if !ops.is_empty() {
@@ -744,7 +768,8 @@ fn commit(
     src: &mut Source,
     link: &mut Link,
     batch: u64,
-    entries: &[EntryOp],
+    entries: &[Labelled],
+    labels: &Labels,
     opts: &WorkerOptions,
     stats: &mut Stats,
 ) -> anyhow::Result<()> {
@@ -756,7 +781,7 @@ fn commit(
         std::thread::sleep(Duration::from_millis(50 * attempt as u64));
         let failed: std::collections::HashSet<Gfid> = failures.iter().map(|f| f.gfid).collect();
         let b = link.batch_id();
-        let ops: Vec<EntryOp> = entries.iter().filter(|op| failed.contains(&op_gfid(op))).cloned().collect();
+        let ops: Vec<Labelled> = entries.iter().filter(|(_, op)| failed.contains(&op_gfid(op))).cloned().collect();
         send_entries(link, b, ops)?;
         let mut data = BTreeSet::new();
         for g in &failed {
@@ -766,7 +791,7 @@ fn commit(
         }
         let meta: Vec<Gfid> = failed.iter().copied().collect();
         let mut scratch = Stats::default();
-        send_data_and_meta(src, link, b, &data, &meta, opts, &mut scratch)?;
+        send_data_and_meta(src, link, b, (&data, &meta), labels, opts, &mut scratch)?;
         failures = unsettled(src, link.commit(b)?);
     }
     report(src, failures, stats);
@@ -791,9 +816,12 @@ pub fn hybrid_crawl(
     let total = GfidIndex::estimate_len(&src.layout.gfid_index()).unwrap_or(0);
     progress.crawl_progress(0, total);
     let batch = link.batch_id();
+    // Everything goes as this volume's (the crawl sees states, not where changes came from).
+    let labels = Labels::new(src.volume, link.welcome.volume);
+    link.set_origin(src.volume)?;
     let mut ops = Vec::new();
     // What was sent, without inline content, for retries.
-    let mut sent: Vec<EntryOp> = Vec::new();
+    let mut sent: Vec<Labelled> = Vec::new();
     let mut ops_bytes = 0usize;
     let mut files = BTreeSet::new();
     let mut seen: HashMap<(u64, u64), Gfid> = HashMap::new();
@@ -853,7 +881,7 @@ pub fn hybrid_crawl(
             if !md.is_dir() && md.nlink() > 1 {
                 if let Some(first) = seen.get(&(md.dev(), md.ino())) {
                     let op = EntryOp::Link { gfid: *first, pgfid, name: name.clone() };
-                    sent.push(op.clone());
+                    sent.push((src.volume, op.clone()));
                     ops.push(op);
                     continue;
                 }
@@ -883,7 +911,7 @@ pub fn hybrid_crawl(
                 inline,
             };
             ops_bytes += entry_bytes(&op);
-            sent.push(retained(&op));
+            sent.push((src.volume, retained(&op)));
             ops.push(op);
             stats.entries += 1;
             if stats.entries % 1000 == 0 {
@@ -916,17 +944,19 @@ pub fn hybrid_crawl(
     dirs.reverse();
     dirs.push(Gfid::ROOT);
     others.extend(dirs);
-    send_data_and_meta(src, link, batch, &files, &others, opts, &mut stats)?;
-    commit(src, link, batch, &sent, opts, &mut stats)?;
+    send_data_and_meta(src, link, batch, (&files, &others), &labels, opts, &mut stats)?;
+    commit(src, link, batch, &sent, &labels, opts, &mut stats)?;
     Ok(stats)
 }
 
 /// Turns a changelog's records into entry operations and the GFIDs whose data and metadata
-/// must follow.
+/// must follow, each labelled with the volume it was first made on; what was first made on
+/// the secondary's volume is left out (`labels`).
 fn plan(
     records: &[Record],
     opts: &WorkerOptions,
-    ops: &mut Vec<EntryOp>,
+    labels: &mut Labels,
+    ops: &mut Vec<Labelled>,
     data: &mut BTreeSet<Gfid>,
     meta: &mut Vec<Gfid>,
 ) {
@@ -934,6 +964,13 @@ fn plan(
     while i < records.len() {
         let r = &records[i];
         i += 1;
+        let Some(from) = labels.admit(r) else {
+            if r.flags & RECORD_EXCHANGE != 0 {
+                // Its twin goes with it.
+                i += 1;
+            }
+            continue;
+        };
         match r.kind() {
             Kind::Data => {
                 data.insert(r.gfid);
@@ -946,20 +983,23 @@ fn plan(
                 meta.push(pgfid);
                 match r.op {
                     Op::Create | Op::Mkdir | Op::Mknod | Op::Symlink => {
-                        ops.push(EntryOp::Create {
-                            gfid: r.gfid,
-                            pgfid,
-                            name,
-                            mode: e.mode,
-                            uid: e.uid,
-                            gid: e.gid,
-                            rdev: e.rdev,
-                            target: e.target.clone(),
-                            inline: None,
-                        });
+                        ops.push((
+                            from,
+                            EntryOp::Create {
+                                gfid: r.gfid,
+                                pgfid,
+                                name,
+                                mode: e.mode,
+                                uid: e.uid,
+                                gid: e.gid,
+                                rdev: e.rdev,
+                                target: e.target.clone(),
+                                inline: None,
+                            },
+                        ));
                         meta.push(r.gfid);
                     }
-                    Op::Link => ops.push(EntryOp::Link { gfid: r.gfid, pgfid, name }),
+                    Op::Link => ops.push((from, EntryOp::Link { gfid: r.gfid, pgfid, name })),
                     Op::Rename => {
                         let Some(to) = &e.new_entry else { continue };
                         let exchange = r.flags & RECORD_EXCHANGE != 0;
@@ -968,17 +1008,20 @@ fn plan(
                             i += 1;
                         }
                         meta.push(to.pgfid);
-                        ops.push(EntryOp::Rename {
-                            gfid: r.gfid,
-                            from_pgfid: pgfid,
-                            from_name: name,
-                            to_pgfid: to.pgfid,
-                            to_name: to.name.clone(),
-                            exchange,
-                        });
+                        ops.push((
+                            from,
+                            EntryOp::Rename {
+                                gfid: r.gfid,
+                                from_pgfid: pgfid,
+                                from_name: name,
+                                to_pgfid: to.pgfid,
+                                to_name: to.name.clone(),
+                                exchange,
+                            },
+                        ));
                     }
                     Op::Unlink | Op::Rmdir if !opts.ignore_deletes => {
-                        ops.push(EntryOp::Remove { gfid: r.gfid, pgfid, name, dir: r.op == Op::Rmdir })
+                        ops.push((from, EntryOp::Remove { gfid: r.gfid, pgfid, name, dir: r.op == Op::Rmdir }))
                     }
                     _ => {}
                 }
@@ -999,13 +1042,15 @@ pub fn changelog_pass(
 ) -> anyhow::Result<usize> {
     let pending = consumer.scan()?.to_vec();
     let mut done = 0;
+    let mut labels = Labels::new(src.volume, link.welcome.volume);
     for group in pending.chunks(opts.changelogs_per_batch.max(1)) {
         let batch = link.batch_id();
         let (mut ops, mut data, mut meta) = (Vec::new(), BTreeSet::new(), Vec::new());
+        labels.clear();
         for c in group {
             let f = c.open()?;
             let (records, _) = f.records();
-            plan(&records, opts, &mut ops, &mut data, &mut meta);
+            plan(&records, opts, &mut labels, &mut ops, &mut data, &mut meta);
         }
         stats.entries += ops.len() as u64;
         let mut seen = std::collections::HashSet::new();
@@ -1013,7 +1058,7 @@ pub fn changelog_pass(
         src.prefetch(meta.iter().chain(data.iter()).copied())?;
         // New small files travel whole with their create: no data or meta of their own.
         let mut whole = std::collections::HashSet::new();
-        for op in ops.iter_mut() {
+        for (_, op) in ops.iter_mut() {
             if let EntryOp::Create { gfid, mode, inline, .. } = op
                 && *mode & libc::S_IFMT == libc::S_IFREG
                 && !whole.contains(gfid)
@@ -1029,10 +1074,10 @@ pub fn changelog_pass(
         data.retain(|g| !whole.contains(g));
         meta.retain(|g| !whole.contains(g));
         progress.pending(ops.len() as u64, data.len() as u64, meta.len() as u64);
-        let sent: Vec<EntryOp> = ops.iter().map(retained).collect();
+        let sent: Vec<Labelled> = ops.iter().map(|(from, op)| (*from, retained(op))).collect();
         send_entries(link, batch, ops)?;
-        send_data_and_meta(src, link, batch, &data, &meta, opts, stats)?;
-        commit(src, link, batch, &sent, opts, stats)?;
+        send_data_and_meta(src, link, batch, (&data, &meta), &labels, opts, stats)?;
+        commit(src, link, batch, &sent, &labels, opts, stats)?;
         for c in group {
             consumer.done(c)?;
             done += 1;

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use super::link::{Link, Transport};
+use super::link::{Ends, Link, Transport};
 use super::{Progress, Source, Stats, WorkerOptions};
 use crate::session::config::SessionConfig;
 use crate::session::grammar::SecondaryUrl;
@@ -22,6 +22,9 @@ use crate::types::EpochMs;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WorkerSpec {
     pub session: String,
+    /// The primary volume, as `volume@node` (what the secondary calls it in messages).
+    #[serde(default)]
+    pub primary: String,
     pub brick: PathBuf,
     /// Its progress mark (consumer) in the brick.
     pub consumer: String,
@@ -187,10 +190,15 @@ fn work(spec: &WorkerSpec, rep: &mut Reporter) -> anyhow::Result<()> {
     let opts = spec.options();
     let level = spec.config.get_int("compression") as i32;
     let mut src = Source::open(&spec.brick)?;
-    let mut link = Link::connect(&spec.transport, &spec.secondary.volume, level)
-        .with_context(|| format!("connect to {}", spec.secondary))?;
+    let ends = Ends {
+        secondary_volume: spec.secondary.volume.clone(),
+        primary: src.volume,
+        primary_name: spec.primary.clone(),
+    };
+    let mut link =
+        Link::connect(&spec.transport, &ends, level).with_context(|| format!("connect to {}", spec.secondary))?;
     let jobs = spec.config.get_int("sync-jobs").clamp(1, 100) as usize - 1;
-    link.open_jobs(jobs, |j| Link::connect_join(&spec.transport, &spec.secondary.volume, level, j));
+    link.open_jobs(jobs, |j| Link::connect_join(&spec.transport, &ends, level, j));
     let limit = spec.config.get_int("bandwidth-limit");
     if limit > 0 {
         link.limit_bandwidth(limit as u64);

@@ -85,6 +85,17 @@ pub fn xtime_xattr(vol: &VolumeId) -> String {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct VolumeId(pub [u8; 16]);
 
+impl VolumeId {
+    /// No volume (all zeros).
+    pub const NIL: VolumeId = VolumeId([0; 16]);
+}
+
+impl Default for VolumeId {
+    fn default() -> VolumeId {
+        VolumeId::NIL
+    }
+}
+
 impl fmt::Display for VolumeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&uuid::Uuid::from_bytes(self.0).hyphenated(), f)

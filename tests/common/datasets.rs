@@ -29,7 +29,6 @@ pub fn create_data(root: &Path, p: &str) {
     );
 }
 
-
 /// GlusterFS's tricky sequences (logrotate, renames over an existing destination, hard-link
 /// renames then unlinks, symlinks renamed and replaced), and the changes a cascade lost in
 /// GlusterFS (#4200): an in-place edit of the same size, an xattr and an ACL changed, deletes.

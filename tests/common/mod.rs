@@ -14,8 +14,8 @@ use georep::types::{BrickLayout, Gfid};
 
 pub mod cluster;
 pub mod datasets;
-pub mod sites;
 pub mod netns;
+pub mod sites;
 pub mod users;
 
 pub fn require_root() {

@@ -71,11 +71,11 @@ impl Host {
             &conf,
             setenv
                 + &format!(
-                "ListenAddress {addr}\nPort 22\nHostKey {key}\nPidFile {dir}/sshd.pid\nUsePAM no\n\
+                    "ListenAddress {addr}\nPort 22\nHostKey {key}\nPidFile {dir}/sshd.pid\nUsePAM no\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n\
                  AuthorizedKeysFile .ssh/authorized_keys {dir}/authorized_keys\nStrictModes no\nLogLevel VERBOSE\n",
-                addr = self.addr,
-                key = key.display(),
+                    addr = self.addr,
+                    key = key.display(),
                     dir = self.dir.display()
                 ),
         )

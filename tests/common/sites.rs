@@ -62,6 +62,8 @@ pub struct Sites {
     pub dir: tempfile::TempDir,
     pub user: RootAlias,
     pub sites: Vec<Site>,
+    /// The sessions made (from, to): their status and logs are shown when a test fails.
+    sessions: std::cell::RefCell<Vec<(usize, usize)>>,
 }
 
 impl std::ops::Index<usize> for Sites {
@@ -86,12 +88,8 @@ impl Sites {
         let mut sites = Vec::new();
         for (i, name) in names.iter().enumerate() {
             let mut node = Node::new(dir.path(), name);
-            node.extra = vec![
-                "--operator-key".into(),
-                op.display().to_string(),
-                "--remote-receiver".into(),
-                receiver.clone(),
-            ];
+            node.extra =
+                vec!["--operator-key".into(), op.display().to_string(), "--remote-receiver".into(), receiver.clone()];
             let host = Host::with_env(
                 dir.path(),
                 &format!("{tag}{name}"),
@@ -110,7 +108,7 @@ impl Sites {
             site.mount();
             sites.push(site);
         }
-        Sites { dir, user, sites }
+        Sites { dir, user, sites, sessions: Default::default() }
     }
 
     /// The secondary URL of site `to`, as other sites name it.
@@ -127,6 +125,7 @@ impl Sites {
     /// Creates (push-pem) and starts the session `from` → `to`.
     pub fn session(&self, from: usize, to: usize) {
         self.geo(from, to, "create push-pem").ok();
+        self.sessions.borrow_mut().push((from, to));
         self.geo(from, to, "start").ok();
     }
 
@@ -157,7 +156,17 @@ impl Sites {
     #[track_caller]
     pub fn assert_converged(&self, a: usize, b: usize, within: Duration) {
         if !self.converged(a, b, within) {
+            self.show_sessions();
             super::assert_same_tree(&self[a].brick, &self[b].brick);
+        }
+    }
+}
+
+impl Sites {
+    /// Prints every session's status and worker log (for a failing test).
+    pub fn show_sessions(&self) {
+        for &(from, to) in self.sessions.borrow().iter() {
+            eprintln!("session {from} -> {to}: {:?}\n{}", self.rows(from, to), self.worker_log(from, to));
         }
     }
 }

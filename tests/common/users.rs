@@ -108,4 +108,3 @@ impl Drop for RootAlias {
         let _ = Command::new("userdel").args(["-f", &self.name]).output();
     }
 }
-

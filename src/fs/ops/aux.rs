@@ -86,6 +86,16 @@ impl OverlayFs {
         if !self.opts.aux_gfid || self.uid(req) != 0 { Err(Errno::EPERM) } else { Ok(()) }
     }
 
+    /// `setxattr(<any inode>, glusterfs.georep.origin, <volume id>)`: the changes this mount
+    /// makes from now on were first made on that volume (16 bytes); recorded so, so that no
+    /// session sends them back there.
+    pub(super) fn origin_request(&self, req: &Request, value: &[u8]) -> R<()> {
+        self.privileged(req)?;
+        let v: [u8; 16] = value.try_into().map_err(|_| Errno::EINVAL)?;
+        self.set_origin(crate::types::VolumeId(v));
+        Ok(())
+    }
+
     /// `setxattr(<inode>, glusterfs.georep.xattrs, list)`: the inode's replicated xattrs become
     /// exactly the list (the others removed, the differing ones set), as root.
     pub(super) fn set_xattrs_request(&self, req: &Request, inode: &Arc<Inode>, value: &[u8]) -> R<()> {
@@ -214,7 +224,7 @@ impl OverlayFs {
             // too, recorded with its creation in one write.
             Some(rec) if e.content.is_some() => {
                 let detail = Self::entry_detail(Some(&st), (parent.gfid, &e.name), None, None);
-                rec.whole_file(op, e.gfid, detail, self.origin).map_err(|err| {
+                rec.whole_file(op, e.gfid, detail, self.origin()).map_err(|err| {
                     log::error!("changelog: {err}");
                     Errno::EIO
                 })?

@@ -87,7 +87,7 @@ impl OverlayFs {
                 let _creating = me.creating(parent.ino, name);
                 let (g, new) = ensure_gfid_new(fd.as_fd(), &me.brick.gfids)?;
                 if new {
-                    me.record_found(pgfid, name, fd.as_fd(), &st, g, me.origin)?;
+                    me.record_found(pgfid, name, fd.as_fd(), &st, g, me.origin())?;
                 }
                 Ok((fd, g))
             })
@@ -331,8 +331,8 @@ impl OverlayFs {
         self.mark(np);
         if let Some(rec) = &self.recorder {
             let r = match &dst {
-                None => rec.rename(src, (p.gfid, name), (np.gfid, newname), self.origin),
-                Some((dst, _)) => rec.exchange(src, (p.gfid, name), *dst, (np.gfid, newname), self.origin),
+                None => rec.rename(src, (p.gfid, name), (np.gfid, newname), self.origin()),
+                Some((dst, _)) => rec.exchange(src, (p.gfid, name), *dst, (np.gfid, newname), self.origin()),
             };
             r.map_err(|_| Errno::EIO)?;
         }

@@ -53,7 +53,7 @@ impl OverlayFs {
         if let Some(rec) = &self.recorder {
             let op = if flags & libc::O_TRUNC != 0 { Op::Truncate } else { Op::Open };
             self.mark(inode);
-            rec.open_writer(inode.gfid, op, self.origin).map_err(|_| Errno::EIO)?;
+            rec.open_writer(inode.gfid, op, self.origin()).map_err(|_| Errno::EIO)?;
         }
         Ok(())
     }
@@ -111,7 +111,8 @@ impl OverlayFs {
         let (file, inode, writer) = opened;
         let flags = self.open_flags(&inode, writer);
         let backing = self.backing(&inode, &file, |f| reply.open_backing(f.as_fd()));
-        let fh = self.handles.insert(Handle::File { file, inode, writer, _backing: backing.clone() });
+        let fh =
+            self.handles.insert(Handle::File { file, inode, writer, origin: self.origin(), _backing: backing.clone() });
         match backing {
             Some(b) => reply.opened_passthrough(FileHandle(fh), flags, &b),
             None => reply.opened(FileHandle(fh), flags),
@@ -164,7 +165,8 @@ impl OverlayFs {
         let attr = to_attr(inode.ino, &st);
         let flags = self.open_flags(&inode, writer);
         let backing = self.backing(&inode, &file, |f| reply.open_backing(f.as_fd()));
-        let fh = self.handles.insert(Handle::File { file, inode, writer, _backing: backing.clone() });
+        let fh =
+            self.handles.insert(Handle::File { file, inode, writer, origin: self.origin(), _backing: backing.clone() });
         match backing {
             Some(b) => reply.created_passthrough(&self.opts.ttl, &attr, GEN, FileHandle(fh), flags, &b),
             None => reply.created(&self.opts.ttl, &attr, GEN, FileHandle(fh), flags),
@@ -198,11 +200,11 @@ impl OverlayFs {
 
     pub(crate) fn do_release(&self, fh: u64) -> R<()> {
         if let Some(h) = self.handles.remove(fh)
-            && let Handle::File { inode, writer: true, .. } = &*h
+            && let Handle::File { inode, writer: true, origin, .. } = &*h
             && let Some(rec) = &self.recorder
         {
             self.mark(inode);
-            rec.close_writer(inode.gfid, self.origin).map_err(|_| Errno::EIO)?;
+            rec.close_writer(inode.gfid, *origin).map_err(|_| Errno::EIO)?;
         }
         Ok(())
     }
@@ -267,7 +269,7 @@ impl OverlayFs {
             Ok(h) => h,
             Err(e) => return reply.error(e),
         };
-        let (recorder, xtime, origin) = (self.recorder.clone(), self.xtime.clone(), self.origin);
+        let (recorder, xtime, origin) = (self.recorder.clone(), self.xtime.clone(), self.origin());
         self.slow.run(move || {
             let (fi, _) = Self::file_parts(&hi);
             let (fo, inode) = Self::file_parts(&ho);

@@ -136,7 +136,7 @@ impl OverlayFs {
             return Ok(());
         };
         let detail = Self::entry_detail(st, entry, new_entry, target);
-        rec.entry(op, gfid, detail, self.origin).map_err(|e| {
+        rec.entry(op, gfid, detail, self.origin()).map_err(|e| {
             log::error!("changelog: {e}");
             Errno::EIO
         })
@@ -161,7 +161,7 @@ impl OverlayFs {
     }
 
     fn rec_data(&self, op: Op, inode: &Arc<Inode>) -> R<()> {
-        record_data(&self.recorder, &self.xtime, op, inode, self.origin)
+        record_data(&self.recorder, &self.xtime, op, inode, self.origin())
     }
 
     fn rec_meta(&self, op: Op, inode: &Arc<Inode>) -> R<()> {
@@ -169,7 +169,7 @@ impl OverlayFs {
             return Ok(());
         };
         self.mark(inode);
-        rec.meta(op, inode.gfid, self.origin).map_err(|_| Errno::EIO)
+        rec.meta(op, inode.gfid, self.origin()).map_err(|_| Errno::EIO)
     }
 
     fn mark(&self, inode: &Arc<Inode>) {
@@ -623,7 +623,13 @@ impl Filesystem for OverlayFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        use crate::fs::newentry::{XATTR_LINK, XATTR_NEWFILE, XATTR_SET_XATTRS};
+        use crate::fs::newentry::{XATTR_LINK, XATTR_NEWFILE, XATTR_ORIGIN, XATTR_SET_XATTRS};
+        if name.as_bytes() == XATTR_ORIGIN.as_bytes() {
+            return match self.origin_request(req, value) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            };
+        }
         let r = if name.as_bytes() == XATTR_SET_XATTRS.as_bytes() {
             self.inode(ino).and_then(|i| self.set_xattrs_request(req, &i, value))
         } else if name.as_bytes() == XATTR_LINK.as_bytes() {
