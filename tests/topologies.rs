@@ -87,3 +87,60 @@ fn two_way_sessions_never_send_a_change_back() {
         assert!(all.iter().all(|r| matches!(r.origin(), Origin::User) || r.origin() == Origin::Received(other)));
     }
 }
+
+/// Writes `n` files `<dir>/f<i>` on the mount, until told to stop or the mount fails.
+fn writer(
+    dir: std::path::PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u32> {
+    std::thread::spawn(move || {
+        let _ = std::fs::create_dir_all(&dir);
+        let mut i = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if std::fs::write(dir.join(format!("f{i}")), format!("{i}\n")).is_err() {
+                break;
+            }
+            i += 1;
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        i
+    })
+}
+
+#[test]
+fn dr_drill_failover_refuses_the_stale_primary() {
+    let mut s = Sites::new("dr", 77, &["a", "b"]);
+    create_data(&s[0].mnt, "before");
+    s.session(0, 1);
+    s.assert_converged(0, 1, SYNC);
+    // A secondary's users read, and may not write.
+    assert!(s[1].p("before_f1").exists());
+    let e = std::fs::write(s[1].p("user_on_secondary"), "x").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e}");
+
+    // A dies in the middle of writing.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let w = writer(s[0].p("inflight"), stop.clone());
+    std::thread::sleep(Duration::from_millis(700));
+    s[0].die();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = w.join().unwrap();
+    assert!(written > 10, "the writer wrote {written} files");
+
+    // Failover on B: B's users write.
+    let a_vol = s[0].vol.clone();
+    let url = s.url(1);
+    let out = s[1].cli(&format!("volume geo-replication {a_vol} {url} failover")).ok().to_string();
+    assert!(out.contains("Failover successful"), "{out}");
+    assert!(s[1].cli(&format!("volume geo-replication {a_vol} {url} failover")).refused().contains("already promoted"));
+    std::fs::write(s[1].p("after_failover"), "written on B\n").unwrap();
+
+    // A comes back: its worker is refused, with the reason in its status.
+    s[0].revive();
+    let refused = || {
+        s.rows(0, 1).first().is_some_and(|r| r[6] == "Faulty") && s.worker_log(0, 1).contains("promoted by a failover")
+    };
+    assert!(common::wait_until(SYNC, refused), "{:?}\n{}", s.rows(0, 1), s.worker_log(0, 1));
+    assert!(!s[0].b("after_failover").exists());
+    assert_eq!(std::fs::read_to_string(s[1].b("after_failover")).unwrap(), "written on B\n");
+}

@@ -38,6 +38,12 @@ pub enum Request {
     /// carries a descriptor of the mount's root (SCM_RIGHTS), the only way into it.
     AuxMount {
         volume: String,
+        /// The primary volume whose changes the receiver applies (UUID), and its name
+        /// (`volume@node`): what the volume accepts or refuses (`daemon::roles`).
+        #[serde(default)]
+        primary: String,
+        #[serde(default)]
+        primary_name: String,
     },
     /// `georep system mount <LABEL> <ARG>...`: a mountbroker mount left in place; the answer is
     /// its cookie (`<mount-root>/mb_hive/mntXXXXXX`).

@@ -7,6 +7,7 @@ pub mod bricks;
 pub mod broker;
 pub mod control;
 pub mod dirs;
+pub mod roles;
 pub mod sessions;
 pub mod store;
 pub mod supervisor;
@@ -96,6 +97,8 @@ pub struct Daemon {
     pub supervisor: supervisor::Supervisor,
     /// The brick servers of this node's started volumes.
     pub bricks: bricks::Bricks,
+    /// The receivers running on this node (what a failover ends).
+    pub receivers: roles::Receivers,
     /// Serialises the commands that change things.
     pub(crate) big_lock: Mutex<()>,
     /// The `georep` binary (workers, receivers) and the mount helper.
@@ -145,6 +148,7 @@ impl Daemon {
         let d = Arc::new(Daemon {
             supervisor: supervisor::Supervisor::default(),
             bricks: bricks::Bricks::default(),
+            receivers: Default::default(),
             dirs,
             node,
             store,
@@ -183,8 +187,8 @@ impl Daemon {
     fn handle_conn(&self, conn: std::os::unix::net::UnixStream) {
         use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
         use std::os::fd::AsFd;
-        let uid = match getsockopt(&conn, PeerCredentials) {
-            Ok(c) => c.uid(),
+        let (uid, pid) = match getsockopt(&conn, PeerCredentials) {
+            Ok(c) => (c.uid(), c.pid()),
             Err(e) => {
                 log::warn!("control socket: no peer credentials: {e}");
                 return;
@@ -198,7 +202,7 @@ impl Daemon {
                 return;
             }
         };
-        let (resp, fd) = match self.handle_as(uid, req) {
+        let (resp, fd) = match self.handle_as(uid, pid, req) {
             Ok((resp, fd)) => (resp, fd),
             Err(e) => (Response::Err(format!("{e:#}")), None),
         };
@@ -207,12 +211,19 @@ impl Daemon {
 
     /// A request from `uid`: root may ask anything; other users the mountbroker's requests
     /// and `Ping`.
-    fn handle_as(&self, uid: u32, req: Request) -> anyhow::Result<(Response, Option<std::os::fd::OwnedFd>)> {
+    fn handle_as(&self, uid: u32, pid: i32, req: Request) -> anyhow::Result<(Response, Option<std::os::fd::OwnedFd>)> {
         match req {
-            Request::AuxMount { volume } if uid == 0 => Ok((Response::Mount, Some(volumes::aux_mount(self, &volume)?))),
-            Request::AuxMount { volume } => {
-                let caller = broker::Caller::from_uid(uid)?;
-                Ok((Response::Mount, Some(broker::aux_mount(self, &caller, &volume)?)))
+            Request::AuxMount { volume, primary, primary_name } => {
+                // Only a volume that takes this primary's changes is mounted for them.
+                let primary: crate::types::VolumeId = primary.parse().unwrap_or_default();
+                roles::accept(self, &volume, primary, &primary_name)?;
+                let fd = if uid == 0 {
+                    volumes::aux_mount(self, &volume)?
+                } else {
+                    broker::aux_mount(self, &broker::Caller::from_uid(uid)?, &volume)?
+                };
+                self.receivers.add(&volume, &primary.to_string(), pid);
+                Ok((Response::Mount, Some(fd)))
             }
             Request::Mount { label, args } => {
                 let caller = broker::Caller::from_uid(uid)?;

@@ -186,6 +186,10 @@ pub fn handle(d: &Daemon, primary: &str, secondary: &SecondaryUrl, cmd: SessionC
     if let SessionCmd::Create { push_pem, no_verify, force, ssh_port } = cmd {
         return create(d, primary, &secondary, push_pem, no_verify, force, ssh_port);
     }
+    // On the secondary's node, where the session itself is not kept.
+    if let SessionCmd::Failover = cmd {
+        return super::roles::failover(d, primary, &secondary.volume);
+    }
     let _g = d.big_lock.lock();
     let Some(mut s) = d.store.get_json::<Session>(&skey)? else {
         bail!(
@@ -194,7 +198,7 @@ pub fn handle(d: &Daemon, primary: &str, secondary: &SecondaryUrl, cmd: SessionC
     };
     let who = format!("geo-replication session between {primary} & {secondary}");
     match cmd {
-        SessionCmd::Create { .. } => unreachable!("handled above"),
+        SessionCmd::Create { .. } | SessionCmd::Failover => unreachable!("handled above"),
         SessionCmd::Start { force } => {
             let v = volumes::get(d, primary)?;
             if !v.started() {

@@ -18,6 +18,7 @@ pub mod inode;
 pub mod mount;
 pub mod newentry;
 mod ops;
+pub mod role;
 pub mod server;
 mod sessions;
 mod slow;
@@ -27,7 +28,7 @@ pub mod xtime;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -109,6 +110,9 @@ pub struct BrickFs {
     creating: Box<[Mutex<()>]>,
     /// The brick-wide options it was opened with (recording, changelog timing).
     pub opts: FsOptions,
+    /// Users' mounts may not change the volume (a secondary's), and why (`role`).
+    users_read_only: parking_lot::RwLock<Option<String>>,
+    users_ro: AtomicBool,
 }
 
 /// One FUSE session of a brick server (one mount): its options, its open files, and the
@@ -191,7 +195,10 @@ impl BrickFs {
             sessions: sessions::Sessions::default(),
             creating: (0..CREATING_STRIPES).map(|_| Mutex::new(())).collect(),
             opts,
+            users_read_only: Default::default(),
+            users_ro: AtomicBool::new(false),
         }))
+        .inspect(|fs| fs.reload_role())
     }
 
     /// A new FUSE session of this brick with the session's own options (`aux_gfid`,
@@ -224,6 +231,31 @@ impl BrickFs {
     }
 
     /// How many FUSE sessions are attached.
+    /// Reads the brick's role file again (georepd changed it).
+    pub fn reload_role(&self) {
+        let role = match role::Role::load(&self.brick.layout.role_file()) {
+            Ok(r) => r,
+            Err(e) => {
+                // Unreadable: the safe side for a secondary is read-only.
+                log::error!("{}: {e}; users' mounts are read-only", self.brick.layout.role_file().display());
+                role::Role { read_only: Some(format!("the role file is unreadable: {e}")) }
+            }
+        };
+        if *self.users_read_only.read() != role.read_only {
+            match &role.read_only {
+                Some(why) => log::info!("users' mounts are read-only: {why}"),
+                None => log::info!("users' mounts are writable"),
+            }
+        }
+        self.users_ro.store(role.read_only.is_some(), Ordering::Release);
+        *self.users_read_only.write() = role.read_only;
+    }
+
+    /// Why users' mounts may not change the volume, if they may not.
+    pub fn users_read_only(&self) -> Option<String> {
+        self.users_read_only.read().clone()
+    }
+
     pub fn session_count(&self) -> usize {
         self.sessions.count()
     }

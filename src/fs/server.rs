@@ -125,6 +125,8 @@ enum Request {
     Adopt {
         path: PathBuf,
     },
+    /// Read the brick's role file again (`fs::role`): georepd changed it.
+    ReloadRole,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -143,6 +145,9 @@ pub struct ServerStatus {
     pub brick: PathBuf,
     pub volume: String,
     pub mounts: Vec<MountInfo>,
+    /// Why users' mounts may not change the volume, if they may not (`fs::role`).
+    #[serde(default)]
+    pub users_read_only: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -271,6 +276,7 @@ impl Server {
             brick: self.core.brick().layout.root.clone(),
             volume: self.core.brick().volume.to_string(),
             mounts: self.mounts.lock().iter().map(|(_, m, _)| m.clone()).collect(),
+            users_read_only: self.core.users_read_only(),
         }
     }
 
@@ -318,6 +324,10 @@ impl Server {
     fn handle(self: &Arc<Self>, conn: UnixStream) {
         let answer = match unixmsg::recv::<Request>(&conn) {
             Ok(Some((Request::Status, _))) => Answer::Status(self.status()),
+            Ok(Some((Request::ReloadRole, _))) => {
+                self.core.reload_role();
+                Answer::Status(self.status())
+            }
             Ok(Some((Request::Adopt { path }, _))) => match self.core.adopt(&path) {
                 Ok(g) => Answer::Adopted(g.to_string()),
                 Err(e) => Answer::Err(format!("adopt {}: {e}", path.display())),
@@ -451,6 +461,18 @@ pub fn adopt(run: &Path, root: &Path, rel: &Path) -> anyhow::Result<crate::types
         }
         Some((Answer::Err(e), _)) => bail!("{e}"),
         other => bail!("the brick server answered {other:?}"),
+    }
+}
+
+/// Tells the server at `socket` that the brick's role file changed; `Ok(false)` if nobody
+/// answers there (a server that starts reads it anyway).
+pub fn reload_role(socket: &Path) -> anyhow::Result<bool> {
+    let Ok(conn) = connect(socket, Duration::from_secs(10)) else { return Ok(false) };
+    unixmsg::send(&conn, &Request::ReloadRole, None)?;
+    match unixmsg::recv::<Answer>(&conn)? {
+        Some((Answer::Status(_), _)) => Ok(true),
+        None => Ok(false),
+        Some((other, _)) => bail!("the brick server answered {other:?}"),
     }
 }
 

@@ -683,7 +683,13 @@ pub enum Target<'a> {
     Daemon(&'a crate::daemon::dirs::Dirs),
 }
 
-fn open_target(target: &Target<'_>, volume: &str) -> anyhow::Result<Receiver> {
+/// Who a receiver works for: the primary volume (UUID and `volume@node`) its worker names.
+struct For<'a> {
+    primary: VolumeId,
+    name: &'a str,
+}
+
+fn open_target(target: &Target<'_>, volume: &str, sender: &For<'_>) -> anyhow::Result<Receiver> {
     use crate::daemon::control::{self, Request, Response};
     match target {
         Target::Mount(p) => {
@@ -695,7 +701,12 @@ fn open_target(target: &Target<'_>, volume: &str) -> anyhow::Result<Receiver> {
             if volume.is_empty() {
                 bail!("the worker named no secondary volume");
             }
-            let (resp, fd) = control::call_with_fd(dirs, &Request::AuxMount { volume: volume.to_string() })?;
+            let req = Request::AuxMount {
+                volume: volume.to_string(),
+                primary: sender.primary.to_string(),
+                primary_name: sender.name.to_string(),
+            };
+            let (resp, fd) = control::call_with_fd(dirs, &req)?;
             match (resp, fd) {
                 (Response::Mount, Some(fd)) => {
                     nix::unistd::fchdir(&fd).context("enter the secondary volume's mount")?;
@@ -711,8 +722,13 @@ fn open_target(target: &Target<'_>, volume: &str) -> anyhow::Result<Receiver> {
 /// A data stream's receiver (`sync-jobs`): a mount of its own of the volume (another session
 /// of the volume's brick server, which serves the first receiver's too), which must be the
 /// volume the first receiver has (`Join`; its pid is not needed).
-fn open_joined(target: &Target<'_>, volume: &str, j: &crate::proto::Join) -> anyhow::Result<Receiver> {
-    let rx = open_target(target, volume)?;
+fn open_joined(
+    target: &Target<'_>,
+    volume: &str,
+    sender: &For<'_>,
+    j: &crate::proto::Join,
+) -> anyhow::Result<Receiver> {
+    let rx = open_target(target, volume, sender)?;
     if rx.volume()? != j.volume {
         bail!("the secondary volume is not {} (the first receiver's)", j.volume);
     }
@@ -745,16 +761,17 @@ pub fn serve(target: Target<'_>, input: impl Read, output: impl Write, level: i3
         w.flush()?;
         bail!("{message}")
     };
-    let (volume, join, primary) = match proto::read_frame(&mut r)? {
-        Some(Msg::Hello { version, secondary_volume, join, primary, .. }) if version == PROTOCOL_VERSION => {
-            (secondary_volume, join, primary)
+    let (volume, join, primary, primary_name) = match proto::read_frame(&mut r)? {
+        Some(Msg::Hello { version, secondary_volume, join, primary, primary_name }) if version == PROTOCOL_VERSION => {
+            (secondary_volume, join, primary, primary_name)
         }
         Some(Msg::Hello { version, .. }) => return refuse(&mut w, format!("unsupported protocol version {version}")),
         other => bail!("expected hello, got {other:?}"),
     };
+    let sender = For { primary, name: &primary_name };
     let opened = match join {
-        None => open_target(&target, &volume).and_then(|mut rx| rx.lock().map(|_| rx)),
-        Some(j) => open_joined(&target, &volume, &j),
+        None => open_target(&target, &volume, &sender).and_then(|mut rx| rx.lock().map(|_| rx)),
+        Some(j) => open_joined(&target, &volume, &sender, &j),
     };
     let mut rx = match opened {
         Ok(rx) => rx,

@@ -60,13 +60,30 @@ pub enum ConfigAction {
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SessionCmd {
-    Create { ssh_port: Option<u16>, push_pem: bool, no_verify: bool, force: bool },
-    Start { force: bool },
-    Stop { force: bool },
-    Pause { force: bool },
-    Resume { force: bool },
-    Delete { reset_sync_time: bool },
+    Create {
+        ssh_port: Option<u16>,
+        push_pem: bool,
+        no_verify: bool,
+        force: bool,
+    },
+    Start {
+        force: bool,
+    },
+    Stop {
+        force: bool,
+    },
+    Pause {
+        force: bool,
+    },
+    Resume {
+        force: bool,
+    },
+    Delete {
+        reset_sync_time: bool,
+    },
     Config(ConfigAction),
+    /// On the secondary's node: promote the secondary volume (SPEC 11).
+    Failover,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -226,7 +243,7 @@ fn parse_volume(sub: &str, args: &[String]) -> Result<VolumeCmd, GrammarError> {
     })
 }
 
-const USAGE: &str = "usage: georep volume geo-replication [<PVOL> [<SECONDARY>]] {create|start|stop|pause|resume|delete|status|config} ...";
+const USAGE: &str = "usage: georep volume geo-replication [<PVOL> [<SECONDARY>]] {create|start|stop|pause|resume|delete|status|config|failover} ...";
 
 /// Parses the words after `georep`.
 pub fn parse(args: &[String]) -> Result<Command, GrammarError> {
@@ -274,7 +291,7 @@ pub fn parse(args: &[String]) -> Result<Command, GrammarError> {
     }
     let rest: Vec<&String> = it.collect();
     // `status` may come first, second (after PVOL) or third (after PVOL SECONDARY).
-    let verbs = ["create", "start", "stop", "pause", "resume", "delete", "config", "status"];
+    let verbs = ["create", "start", "stop", "pause", "resume", "delete", "config", "status", "failover"];
     let is_status = |w: &str| matches!(word(w, &verbs), Ok(Some("status")));
     let at = (0..rest.len().min(3)).find(|&i| is_status(rest[i]));
     if let Some(i) = at {
@@ -333,6 +350,10 @@ pub fn parse(args: &[String]) -> Result<Command, GrammarError> {
         "stop" => SessionCmd::Stop { force: force_only(opts)? },
         "pause" => SessionCmd::Pause { force: force_only(opts)? },
         "resume" => SessionCmd::Resume { force: force_only(opts)? },
+        "failover" => match opts {
+            [] => SessionCmd::Failover,
+            _ => return Err(GrammarError::Usage("usage: ... failover".into())),
+        },
         "delete" => SessionCmd::Delete {
             reset_sync_time: match opts {
                 [] => false,

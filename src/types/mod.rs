@@ -136,6 +136,11 @@ impl BrickLayout {
         self.private().join("gfid.idx")
     }
     /// xtime marks (see `fs::xtime`).
+    /// The volume's role as a secondary (`fs::role`): written by georepd, read by the brick
+    /// server.
+    pub fn role_file(&self) -> PathBuf {
+        self.private().join("role")
+    }
     pub fn xtime_file(&self) -> PathBuf {
         self.private().join("xtime.log")
     }

@@ -56,6 +56,25 @@ impl Site {
     pub fn cli(&self, words: &str) -> Out {
         self.node.cli(words)
     }
+
+    /// The site goes down at once: its georepd (and with it its workers) and its brick server
+    /// SIGKILLed, its users' mount gone.
+    pub fn die(&mut self) {
+        self.node.kill9();
+        let _ = Command::new("pkill").arg("-9").arg("-f").arg(format!("--serve {}", self.brick.display())).status();
+        let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+    }
+
+    /// The site comes back: its georepd (which starts the brick server and the workers the
+    /// store says run) and its users' mount.
+    pub fn revive(&mut self) {
+        self.node.start();
+        let vol = self.vol.clone();
+        assert!(
+            wait_until(Duration::from_secs(30), || self.mount_at(&self.mnt, "").status.success()),
+            "mount {vol} after revival"
+        );
+    }
 }
 
 pub struct Sites {
@@ -70,6 +89,12 @@ impl std::ops::Index<usize> for Sites {
     type Output = Site;
     fn index(&self, i: usize) -> &Site {
         &self.sites[i]
+    }
+}
+
+impl std::ops::IndexMut<usize> for Sites {
+    fn index_mut(&mut self, i: usize) -> &mut Site {
+        &mut self.sites[i]
     }
 }
 

@@ -117,6 +117,9 @@ impl OverlayFs {
 
     /// Refuses changes up front once recording has failed: a change must not happen unrecorded.
     fn writable(&self) -> R<()> {
+        if !self.opts.aux_gfid && self.users_ro.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(Errno::EROFS);
+        }
         match &self.recorder {
             Some(rec) if rec.is_failed() => Err(Errno::EIO),
             _ => Ok(()),

@@ -1,0 +1,70 @@
+//! A volume's role as seen by its brick server: whether users may change it. A secondary
+//! volume (one that receives a session's changes, not promoted by a failover) is read-only to
+//! its users' mounts: only receivers (aux-gfid mounts) change it, so that it stays what its
+//! primary has (SPEC 11). georepd decides (`daemon::roles`) and writes the brick's role file
+//! (`.georep/role`, `key=value` lines); the server reads it when it opens the brick and when
+//! georepd says it changed.
+
+use std::path::Path;
+
+/// What the brick server needs of the role.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Role {
+    /// Users' mounts may not change the volume; why (for the log and `volume status`).
+    pub read_only: Option<String>,
+}
+
+impl Role {
+    /// The role file's text.
+    pub fn encode(&self) -> String {
+        match &self.read_only {
+            None => "version=1\nusers-read-only=0\n".into(),
+            Some(why) => format!("version=1\nusers-read-only=1\nreason={}\n", why.replace('\n', " ")),
+        }
+    }
+
+    /// Reads the role file; a brick without one has no role (writable).
+    pub fn load(path: &Path) -> std::io::Result<Role> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Role::default()),
+            Err(e) => return Err(e),
+        };
+        let (mut ro, mut why) = (false, String::new());
+        for line in text.lines() {
+            match line.split_once('=') {
+                Some(("users-read-only", v)) => ro = v.trim() == "1",
+                Some(("reason", v)) => why = v.to_string(),
+                _ => {}
+            }
+        }
+        Ok(Role { read_only: ro.then_some(why) })
+    }
+
+    /// Writes the role file atomically (durable before it replaces the old one).
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        use std::io::Write;
+        let tmp = path.with_extension("tmp");
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(self.encode().as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_defaults_to_writable() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("role");
+        assert_eq!(Role::load(&p).unwrap(), Role::default());
+        let r = Role { read_only: Some("secondary of avol@a".into()) };
+        r.save(&p).unwrap();
+        assert_eq!(Role::load(&p).unwrap(), r);
+        Role::default().save(&p).unwrap();
+        assert_eq!(Role::load(&p).unwrap().read_only, None);
+    }
+}
