@@ -90,6 +90,17 @@ fn msg() -> impl Strategy<Value = Msg> {
                 primary_name,
             }),
         any::<[u8; 16]>().prop_map(|v| Msg::Origin { volume: VolumeId(v) }),
+        any::<u64>().prop_map(|applied_ms| Msg::TailRequest { applied_ms }),
+        any::<u64>().prop_map(|stime_ms| Msg::Synced { stime_ms }),
+        (
+            any::<u64>(),
+            proptest::collection::vec(gfid(), 0..10),
+            proptest::collection::vec(gfid(), 0..10),
+            proptest::collection::vec(".{0,30}", 0..5)
+        )
+            .prop_map(|(since_ms, inodes, dirs, lines)| Msg::Tail { since_ms, inodes, dirs, lines }),
+        Just(Msg::Restore),
+        ".{0,40}".prop_map(|message| Msg::Restored { message }),
         (any::<u16>(), any::<[u8; 16]>(), any::<bool>(), any::<u64>(), any::<u64>(), any::<u32>()).prop_map(
             |(version, v, empty, total_bytes, avail_bytes, pid)| Msg::Welcome {
                 version,

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::datasets::{create_data, tricky_sequences};
+use common::datasets::{create_data, sh, tricky_sequences};
 use common::sites::Sites;
 use georep::changelog::Origin;
 
@@ -53,41 +53,6 @@ fn cascade_carries_every_kind_of_change_to_the_third_site() {
     }
 }
 
-/// Counts the records of a site's brick.
-fn records(site: &common::sites::Site) -> usize {
-    georep::changelog::brick_records(&georep::types::BrickLayout::new(&site.brick)).unwrap().len()
-}
-
-#[test]
-fn two_way_sessions_never_send_a_change_back() {
-    let s = Sites::new("two", 75, &["a", "b"]);
-    s.session(0, 1);
-    s.session(1, 0);
-    // Past their first (Hybrid) crawls, whose prune makes each secondary what its primary was.
-    for (from, to) in [(0, 1), (1, 0)] {
-        let live = || s.rows(from, to).first().is_some_and(|r| r[7] == "Changelog Crawl");
-        assert!(common::wait_until(SYNC, live), "{:?}", s.rows(from, to));
-    }
-    create_data(&s[0].mnt, "on_a");
-    create_data(&s[1].mnt, "on_b");
-    tricky_sequences(&s[0].mnt, "on_a");
-    s.assert_converged(0, 1, SYNC);
-    // Each change crossed once: nothing comes back, so the changelogs stop growing.
-    let settled = |s: &Sites| {
-        let before = (records(&s[0]), records(&s[1]));
-        std::thread::sleep(Duration::from_secs(2));
-        before == (records(&s[0]), records(&s[1]))
-    };
-    assert!(common::wait_until(SYNC, || settled(&s)), "changes keep travelling between the sites");
-    s.assert_converged(0, 1, SYNC);
-    let a = georep::fs::brick::volume_of(&s[0].brick).unwrap().unwrap();
-    let b = georep::fs::brick::volume_of(&s[1].brick).unwrap().unwrap();
-    for (site, other) in [(&s[0], b), (&s[1], a)] {
-        let all = georep::changelog::brick_records(&georep::types::BrickLayout::new(&site.brick)).unwrap();
-        assert!(all.iter().all(|r| matches!(r.origin(), Origin::User) || r.origin() == Origin::Received(other)));
-    }
-}
-
 /// Writes `n` files `<dir>/f<i>` on the mount, until told to stop or the mount fails.
 fn writer(
     dir: std::path::PathBuf,
@@ -107,16 +72,38 @@ fn writer(
     })
 }
 
+/// Counts the records of a site's brick.
+fn records(site: &common::sites::Site) -> usize {
+    georep::changelog::brick_records(&georep::types::BrickLayout::new(&site.brick)).unwrap().len()
+}
+
+/// A session's worker status (files and bytes synced), as the worker reports it.
+fn synced(s: &Sites, from: usize, to: usize) -> (u64, u64) {
+    let key = format!("{}_{}_{}", s[from].vol, s[to].host.addr, s[to].vol);
+    let p = s[from].node.root.join(format!("state/geo-replication/{key}/brick-status.json"));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    (v["files_synced"].as_u64().unwrap(), v["bytes_synced"].as_u64().unwrap())
+}
+
+fn erofs(r: std::io::Result<()>) -> bool {
+    r.is_err_and(|e| e.raw_os_error() == Some(libc::EROFS))
+}
+
+/// The drill of SPEC 11: A -> B running; A dies mid-write; failover to B; users write on B;
+/// A comes back and its stale worker is refused (and its users write there meanwhile, a tail
+/// it never ships); failback with the report of A's tail; roles restored; both sites equal,
+/// nothing echoed, and the failback moved the changed files only.
 #[test]
-fn dr_drill_failover_refuses_the_stale_primary() {
+fn dr_drill_failover_failback_restore() {
     let mut s = Sites::new("dr", 77, &["a", "b"]);
+    // 64 files of 256 KiB: what a full copy would move, and the failback must not.
+    sh(&s[0].mnt, "mkdir big && for i in $(seq 1 64); do head -c 262144 /dev/urandom > big/f$i; done");
     create_data(&s[0].mnt, "before");
     s.session(0, 1);
     s.assert_converged(0, 1, SYNC);
     // A secondary's users read, and may not write.
     assert!(s[1].p("before_f1").exists());
-    let e = std::fs::write(s[1].p("user_on_secondary"), "x").unwrap_err();
-    assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e}");
+    assert!(erofs(std::fs::write(s[1].p("user_on_secondary"), "x")));
 
     // A dies in the middle of writing.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -128,19 +115,66 @@ fn dr_drill_failover_refuses_the_stale_primary() {
     assert!(written > 10, "the writer wrote {written} files");
 
     // Failover on B: B's users write.
-    let a_vol = s[0].vol.clone();
-    let url = s.url(1);
-    let out = s[1].cli(&format!("volume geo-replication {a_vol} {url} failover")).ok().to_string();
-    assert!(out.contains("Failover successful"), "{out}");
-    assert!(s[1].cli(&format!("volume geo-replication {a_vol} {url} failover")).refused().contains("already promoted"));
+    let (a_url, b_url) = (s.url(0), s.url(1));
+    let (avol, bvol) = (s[0].vol.clone(), s[1].vol.clone());
+    let out = s[1].cli(&format!("volume geo-replication {avol} {b_url} failover")).ok().to_string();
+    assert!(out.contains("Failover successful") && out.contains("applied here up to"), "{out}");
+    assert!(
+        s[1].cli(&format!("volume geo-replication {avol} {b_url} failover")).refused().contains("already promoted")
+    );
     std::fs::write(s[1].p("after_failover"), "written on B\n").unwrap();
+    std::fs::write(s[1].p("big/f1"), "changed on B\n").unwrap();
 
-    // A comes back: its worker is refused, with the reason in its status.
+    // A comes back: its worker is refused, with the reason; A's users (who do not know yet)
+    // change things there, which A never ships.
     s[0].revive();
     let refused = || {
         s.rows(0, 1).first().is_some_and(|r| r[6] == "Faulty") && s.worker_log(0, 1).contains("promoted by a failover")
     };
     assert!(common::wait_until(SYNC, refused), "{:?}\n{}", s.rows(0, 1), s.worker_log(0, 1));
+    sh(&s[0].mnt, "echo stale > stale_on_a && echo stale > before_f1 && rm -r before_d1_ನನ್ನ && mv big/f2 big/f2.moved");
     assert!(!s[0].b("after_failover").exists());
-    assert_eq!(std::fs::read_to_string(s[1].b("after_failover")).unwrap(), "written on B\n");
+
+    // Failback from B: A's tail reported and discarded; A takes B's state.
+    let out = s[1].cli(&format!("volume geo-replication {bvol} {a_url} failback")).ok().to_string();
+    for what in ["stale_on_a", "before_d1_ನನ್ನ", "big/f2 -> big/f2.moved", "inflight/"] {
+        assert!(out.contains(what), "the tail report names {what}: {out}");
+    }
+    s.assert_converged(0, 1, SYNC);
+    assert_eq!(std::fs::read_to_string(s[0].b("after_failover")).unwrap(), "written on B\n");
+    assert!(!s[0].b("stale_on_a").exists() && s[0].b("big/f2").exists());
+    // Meanwhile A is B's secondary: its users read only; B's users' changes reach it.
+    assert!(erofs(std::fs::write(s[0].p("user_on_a"), "x")));
+    std::fs::write(s[1].p("during_failback"), "B again\n").unwrap();
+    s.assert_converged(0, 1, SYNC);
+    // Only what changed moved: no full copy of big/ (16 MiB).
+    let (files, bytes) = synced(&s, 1, 0);
+    eprintln!("the failback moved {files} files, {bytes} bytes");
+    assert!(files < 16 && bytes < 2 << 20, "the failback moved {files} files, {bytes} bytes");
+    // Nothing A had sent B before it died came back.
+    let echoed = georep::changelog::brick_records(&georep::types::BrickLayout::new(&s[0].brick))
+        .unwrap()
+        .iter()
+        .filter(|r| r.entry.as_ref().is_some_and(|e| e.entry.name.to_string_lossy().starts_with("inflight")))
+        .filter(|r| r.origin() != Origin::User)
+        .count();
+    assert_eq!(echoed, 0, "changes first made on A came back to A");
+
+    // Restore: A is the primary again, B its secondary; A -> B goes on from now.
+    let out = s[1].cli(&format!("volume geo-replication {bvol} {a_url} restore")).ok().to_string();
+    assert!(out.contains("Roles restored"), "{out}");
+    assert!(erofs(std::fs::write(s[1].p("user_on_b_again"), "x")));
+    std::fs::write(s[0].p("after_restore"), "A again\n").unwrap();
+    s.assert_converged(0, 1, SYNC);
+    assert!(s[1].b("after_restore").exists());
+    let row = &s.rows(0, 1)[0];
+    assert_eq!(row[6], "Active", "{row:?}\n{}", s.worker_log(0, 1));
+    // Nothing travels back and forth: the changelogs stop growing.
+    let settled = |s: &Sites| {
+        let before = (records(&s[0]), records(&s[1]));
+        std::thread::sleep(Duration::from_secs(2));
+        before == (records(&s[0]), records(&s[1]))
+    };
+    assert!(common::wait_until(SYNC, || settled(&s)), "changes keep travelling between the sites");
+    assert!(s.geo(1, 0, "status").code != 0 || s.rows(1, 0).is_empty(), "the failback session is gone");
 }

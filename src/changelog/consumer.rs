@@ -211,6 +211,17 @@ impl Consumer {
         Ok(())
     }
 
+    /// Moves the progress mark to `t_ms`: changelogs that end by then count as processed,
+    /// the next scan starts after them (a failback starts from its promotion point; the
+    /// restored session from the moment the roles came back).
+    pub fn resume_from(&mut self, t_ms: u64) -> Result<(), ConsumerError> {
+        write_atomic(&self.state, &format!("{t_ms}\n"))
+            .map_err(|source| ConsumerError::Io { path: self.state.clone(), source })?;
+        self.processed_ms = t_ms;
+        self.pending.clear();
+        Ok(())
+    }
+
     /// Changelogs handed out by the last `scan` and not yet done.
     pub fn processing(&self) -> &[ChangelogRef] {
         &self.pending

@@ -23,6 +23,14 @@ pub use writer::{ChangelogConfig, Recorder};
 pub fn brick_records(
     brick: &crate::types::BrickLayout,
 ) -> Result<Vec<Record>, Box<dyn std::error::Error + Send + Sync>> {
+    brick_records_since(brick, 0)
+}
+
+/// As `brick_records`, from the first changelog holding changes after `t_ms` on.
+pub fn brick_records_since(
+    brick: &crate::types::BrickLayout,
+    t_ms: u64,
+) -> Result<Vec<Record>, Box<dyn std::error::Error + Send + Sync>> {
     let dir = brick.changelog_dir();
     let index = dir.join("history.idx");
     loop {
@@ -34,7 +42,7 @@ pub fn brick_records(
             .collect();
         actives.sort();
         let mut out = Vec::new();
-        for e in &snap.entries {
+        for e in &snap.entries[snap.first_after(t_ms)..] {
             let p = history::changelog_path(&dir, e.end_ms);
             match ChangelogFile::open(&p) {
                 Ok(f) => {

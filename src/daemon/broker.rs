@@ -94,6 +94,19 @@ fn mount_for(d: &Daemon, caller: &Caller, label: &str, args: &[String]) -> anyho
     Ok((mtpt, hive))
 }
 
+/// Whether the user `uid` may run a receiver for `volume`: root, or a user the mountbroker
+/// lets mount it.
+pub fn may_receive(d: &Daemon, uid: u32, volume: &str) -> anyhow::Result<()> {
+    if uid == 0 {
+        return Ok(());
+    }
+    let caller = Caller::from_uid(uid)?;
+    let conf = Config::load(&Config::path(&d.dirs.config))?;
+    let args = ["aux-gfid-mount".to_string(), format!("user-map-root={}", caller.name), format!("volfile-id={volume}")];
+    mountbroker::check_mount_args(&conf, &caller.name, &args).map_err(anyhow::Error::msg)?;
+    Ok(())
+}
+
 /// A receiver's mount: `volume` for the calling user, detached at once; its root descriptor.
 pub fn aux_mount(d: &Daemon, caller: &Caller, volume: &str) -> anyhow::Result<OwnedFd> {
     let args = ["aux-gfid-mount".to_string(), format!("user-map-root={}", caller.name), format!("volfile-id={volume}")];

@@ -45,6 +45,22 @@ pub enum Request {
         #[serde(default)]
         primary_name: String,
     },
+    /// For a receiver at a failback: what `volume` changed and never shipped to the volume
+    /// (UUID) `toward` (`daemon::roles::tail`).
+    Tail {
+        volume: String,
+        toward: String,
+        /// What `toward` had applied of `volume`'s changes (ms, this node's clock; 0: not
+        /// known): the tail starts after it if that is later than the session's stime.
+        #[serde(default)]
+        after_ms: u64,
+    },
+    /// For a receiver at the end of a failback: `volume` is a primary again
+    /// (`daemon::roles::restore`).
+    Restore {
+        volume: String,
+        from: String,
+    },
     /// `georep system mount <LABEL> <ARG>...`: a mountbroker mount left in place; the answer is
     /// its cookie (`<mount-root>/mb_hive/mntXXXXXX`).
     Mount {
@@ -79,6 +95,7 @@ pub enum Response {
     },
     /// The aux mount's root comes with it as a descriptor.
     Mount,
+    Tail(super::roles::Tail),
 }
 
 /// A volume as `volume info` shows it.

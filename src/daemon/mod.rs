@@ -7,6 +7,7 @@ pub mod bricks;
 pub mod broker;
 pub mod control;
 pub mod dirs;
+pub mod failback;
 pub mod roles;
 pub mod sessions;
 pub mod store;
@@ -225,6 +226,16 @@ impl Daemon {
                 self.receivers.add(&volume, &primary.to_string(), pid);
                 Ok((Response::Mount, Some(fd)))
             }
+            // A receiver's questions about the volume it serves: root's, or a user's the
+            // mountbroker lets receive for that volume.
+            Request::Tail { volume, toward, after_ms } => {
+                broker::may_receive(self, uid, &volume)?;
+                Ok((Response::Tail(roles::tail(self, &volume, &toward, after_ms)?), None))
+            }
+            Request::Restore { volume, from } => {
+                broker::may_receive(self, uid, &volume)?;
+                Ok((Response::Ok(roles::restore(self, &volume, &from)?), None))
+            }
             Request::Mount { label, args } => {
                 let caller = broker::Caller::from_uid(uid)?;
                 Ok((Response::Value(broker::mount(self, &caller, &label, &args)?), None))
@@ -248,9 +259,11 @@ impl Daemon {
             Request::Session { primary, secondary, cmd } => sessions::handle(self, &primary, &secondary, cmd),
             Request::Status { primary, secondary } => sessions::status(self, primary.as_deref(), secondary.as_ref()),
             Request::ResolveVolume { name } => volumes::resolve(self, &name),
-            Request::AuxMount { .. } | Request::Mount { .. } | Request::Umount { .. } => {
-                Err(anyhow::anyhow!("a mount is asked for through handle_as"))
-            }
+            Request::AuxMount { .. }
+            | Request::Mount { .. }
+            | Request::Umount { .. }
+            | Request::Tail { .. }
+            | Request::Restore { .. } => Err(anyhow::anyhow!("a mount is asked for through handle_as")),
         };
         r.unwrap_or_else(|e| Response::Err(format!("{e:#}")))
     }

@@ -26,6 +26,9 @@ pub struct Session {
     /// `Created`, `Started`, `Paused` or `Stopped`.
     pub state: String,
     pub config: SessionConfig,
+    /// A failback's reverse session (`daemon::failback`).
+    #[serde(default)]
+    pub failback: Option<super::failback::Failback>,
 }
 
 impl Session {
@@ -82,7 +85,25 @@ pub fn running_of(d: &Daemon, primary: &str) -> anyhow::Result<usize> {
     Ok(all_of(d, primary)?.iter().filter(|s| s.running()).count())
 }
 
-fn save(d: &Daemon, s: &Session) -> anyhow::Result<()> {
+/// The session between `primary` and `secondary`, if there is one.
+pub(crate) fn get(d: &Daemon, primary: &str, secondary: &SecondaryUrl) -> anyhow::Result<Option<Session>> {
+    d.store.get_json(&store_key(primary, &normalize(secondary)))
+}
+
+/// Forgets a session: its workers stopped, its progress mark, its store record and files.
+pub(crate) fn delete_session(d: &Daemon, s: &Session) -> anyhow::Result<()> {
+    d.supervisor.stop(&s.key());
+    if let Ok(v) = volumes::get(d, &s.primary)
+        && let Some(brick) = v.local_brick(d)
+    {
+        crate::changelog::Consumer::remove(&crate::types::BrickLayout::new(&brick), &s.consumer())?;
+    }
+    d.store.delete(&store_key(&s.primary, &s.secondary))?;
+    let _ = std::fs::remove_dir_all(d.dirs.session(&s.key()));
+    Ok(())
+}
+
+pub(crate) fn save(d: &Daemon, s: &Session) -> anyhow::Result<()> {
     d.store.put_json(&store_key(&s.primary, &s.secondary), s)
 }
 
@@ -151,6 +172,7 @@ fn write_spec(d: &Daemon, s: &Session, v: &Volume) -> anyhow::Result<Option<Path
         transport: transport(d, &s.secondary, &s.config)?,
         config: s.config.clone(),
         status_file: dir.join("brick-status.json"),
+        failback: s.failback.as_ref().map(|_| dir.join("failback.json")),
     };
     let path = dir.join("worker.json");
     let tmp = path.with_extension("tmp");
@@ -159,7 +181,7 @@ fn write_spec(d: &Daemon, s: &Session, v: &Volume) -> anyhow::Result<Option<Path
     Ok(Some(path))
 }
 
-fn start_workers(d: &Daemon, s: &Session) -> anyhow::Result<()> {
+pub(crate) fn start_workers(d: &Daemon, s: &Session) -> anyhow::Result<()> {
     let v = volumes::get(d, &s.primary)?;
     if let Some(spec) = write_spec(d, s, &v)? {
         let log = d.dirs.session_log(&s.key()).join("gsyncd.log");
@@ -186,9 +208,12 @@ pub fn handle(d: &Daemon, primary: &str, secondary: &SecondaryUrl, cmd: SessionC
     if let SessionCmd::Create { push_pem, no_verify, force, ssh_port } = cmd {
         return create(d, primary, &secondary, push_pem, no_verify, force, ssh_port);
     }
-    // On the secondary's node, where the session itself is not kept.
-    if let SessionCmd::Failover = cmd {
-        return super::roles::failover(d, primary, &secondary.volume);
+    match cmd {
+        // On the secondary's node, where the session itself is not kept.
+        SessionCmd::Failover => return super::roles::failover(d, primary, &secondary.volume),
+        SessionCmd::Failback => return super::failback::failback(d, primary, &secondary),
+        SessionCmd::Restore => return super::failback::restore(d, primary, &secondary),
+        _ => {}
     }
     let _g = d.big_lock.lock();
     let Some(mut s) = d.store.get_json::<Session>(&skey)? else {
@@ -198,7 +223,9 @@ pub fn handle(d: &Daemon, primary: &str, secondary: &SecondaryUrl, cmd: SessionC
     };
     let who = format!("geo-replication session between {primary} & {secondary}");
     match cmd {
-        SessionCmd::Create { .. } | SessionCmd::Failover => unreachable!("handled above"),
+        SessionCmd::Create { .. } | SessionCmd::Failover | SessionCmd::Failback | SessionCmd::Restore => {
+            unreachable!("handled above")
+        }
         SessionCmd::Start { force } => {
             let v = volumes::get(d, primary)?;
             if !v.started() {
@@ -293,7 +320,7 @@ fn config(d: &Daemon, mut s: Session, action: ConfigAction) -> anyhow::Result<Re
 }
 
 #[allow(clippy::too_many_arguments)]
-fn create(
+pub(crate) fn create(
     d: &Daemon,
     primary: &str,
     secondary: &SecondaryUrl,
@@ -389,6 +416,7 @@ fn create(
         secondary_volume_id: remote.volume.to_string(),
         state: "Created".into(),
         config,
+        failback: None,
     };
     save(d, &s)?;
     std::fs::create_dir_all(d.dirs.session(&s.key()))?;

@@ -231,6 +231,14 @@ impl BrickFs {
     }
 
     /// How many FUSE sessions are attached.
+    /// Publishes the active changelog now, if it holds records.
+    pub fn rollover(&self) -> anyhow::Result<()> {
+        match &self.recorder {
+            Some(r) => r.rollover().map_err(|e| anyhow::anyhow!("{e}")),
+            None => Ok(()),
+        }
+    }
+
     /// Reads the brick's role file again (georepd changed it).
     pub fn reload_role(&self) {
         let role = match role::Role::load(&self.brick.layout.role_file()) {

@@ -46,6 +46,12 @@
 //!
 //! - `glusterfs.georep.origin` on any inode of the mount: a volume id (16 bytes).
 //!
+//! And one says how far the volume has applied a primary's changes (a failover's promotion
+//! point):
+//!
+//! - `glusterfs.georep.applied` on any inode of the mount: the primary's volume id (16 bytes),
+//!   then its stime (u64 little-endian, ms).
+//!
 //! Pure: no I/O. Decoding validates everything and never panics.
 
 use std::ffi::{OsStr, OsString};
@@ -61,6 +67,9 @@ pub const XATTR_SET_XATTRS: &str = "glusterfs.georep.xattrs";
 pub const XATTR_LINK: &str = "glusterfs.georep.link";
 /// The volume where the changes an aux-gfid mount makes next were first made (16 bytes).
 pub const XATTR_ORIGIN: &str = "glusterfs.georep.origin";
+/// A primary's changes are applied up to a time: its volume id (16 bytes), then the stime
+/// (u64 little-endian, ms by the primary's clock).
+pub const XATTR_APPLIED: &str = "glusterfs.georep.applied";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewEntry {

@@ -52,6 +52,34 @@ impl Role {
     }
 }
 
+/// How far a secondary volume has applied each primary's changes: per primary volume, the
+/// stime (the primary's clock) its worker said is applied and durable here (`.georep/applied`,
+/// one `<volume id> <ms>` line each). A lower bound: written without a sync, a crash may keep
+/// an older value, never a newer one.
+pub fn load_applied(path: &Path) -> std::collections::BTreeMap<crate::types::VolumeId, u64> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let (v, ms) = l.split_once(' ')?;
+            Some((v.parse().ok()?, ms.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// Records that `primary`'s changes up to `stime_ms` are applied (never moving back).
+pub fn note_applied(path: &Path, primary: crate::types::VolumeId, stime_ms: u64) -> std::io::Result<()> {
+    let mut all = load_applied(path);
+    let e = all.entry(primary).or_insert(0);
+    if *e >= stime_ms {
+        return Ok(());
+    }
+    *e = stime_ms;
+    let text: String = all.iter().map(|(v, ms)| format!("{v} {ms}\n")).collect();
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +94,18 @@ mod tests {
         assert_eq!(Role::load(&p).unwrap(), r);
         Role::default().save(&p).unwrap();
         assert_eq!(Role::load(&p).unwrap().read_only, None);
+    }
+
+    #[test]
+    fn applied_points_only_move_forward() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("applied");
+        let (a, b) = (crate::types::VolumeId([1; 16]), crate::types::VolumeId([2; 16]));
+        assert!(load_applied(&p).is_empty());
+        note_applied(&p, a, 100).unwrap();
+        note_applied(&p, b, 50).unwrap();
+        note_applied(&p, a, 90).unwrap();
+        assert_eq!(load_applied(&p).get(&a), Some(&100));
+        assert_eq!(load_applied(&p).get(&b), Some(&50));
     }
 }

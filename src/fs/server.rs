@@ -127,6 +127,9 @@ enum Request {
     },
     /// Read the brick's role file again (`fs::role`): georepd changed it.
     ReloadRole,
+    /// Publish the active changelog now (if it holds records): what was recorded so far is
+    /// then in the history a worker reads.
+    Rollover,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -324,6 +327,10 @@ impl Server {
     fn handle(self: &Arc<Self>, conn: UnixStream) {
         let answer = match unixmsg::recv::<Request>(&conn) {
             Ok(Some((Request::Status, _))) => Answer::Status(self.status()),
+            Ok(Some((Request::Rollover, _))) => match self.core.rollover() {
+                Ok(()) => Answer::Status(self.status()),
+                Err(e) => Answer::Err(format!("rollover: {e}")),
+            },
             Ok(Some((Request::ReloadRole, _))) => {
                 self.core.reload_role();
                 Answer::Status(self.status())
@@ -473,6 +480,17 @@ pub fn reload_role(socket: &Path) -> anyhow::Result<bool> {
         Some((Answer::Status(_), _)) => Ok(true),
         None => Ok(false),
         Some((other, _)) => bail!("the brick server answered {other:?}"),
+    }
+}
+
+/// Asks the server at `socket` to publish its active changelog now.
+pub fn rollover(socket: &Path) -> anyhow::Result<()> {
+    let conn = connect(socket, Duration::from_secs(30)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    unixmsg::send(&conn, &Request::Rollover, None)?;
+    match unixmsg::recv::<Answer>(&conn)? {
+        Some((Answer::Status(_), _)) => Ok(()),
+        Some((Answer::Err(e), _)) => bail!("{e}"),
+        other => bail!("the brick server answered {other:?}"),
     }
 }
 

@@ -146,6 +146,11 @@ const K_SIGNATURE_REQUEST: u8 = 12;
 const K_SIGNATURE: u8 = 13;
 const K_PATCH: u8 = 14;
 const K_ORIGIN: u8 = 15;
+const K_TAIL_REQUEST: u8 = 16;
+const K_TAIL: u8 = 17;
+const K_RESTORE: u8 = 18;
+const K_RESTORED: u8 = 19;
+const K_SYNCED: u8 = 20;
 
 fn write_meta(w: &mut W, m: &MetaOp) {
     w.gfid(&m.gfid);
@@ -205,6 +210,33 @@ fn encode_payload(m: &Msg) -> (u8, Vec<u8>) {
         Msg::Origin { volume } => {
             w.0.extend_from_slice(&volume.0);
             K_ORIGIN
+        }
+        Msg::TailRequest { applied_ms } => {
+            w.u64(*applied_ms);
+            K_TAIL_REQUEST
+        }
+        Msg::Synced { stime_ms } => {
+            w.u64(*stime_ms);
+            K_SYNCED
+        }
+        Msg::Tail { since_ms, inodes, dirs, lines } => {
+            w.u64(*since_ms);
+            for set in [inodes, dirs] {
+                w.u32(set.len() as u32);
+                for g in set {
+                    w.gfid(g);
+                }
+            }
+            w.u32(lines.len() as u32);
+            for l in lines {
+                w.bytes(l.as_bytes());
+            }
+            K_TAIL
+        }
+        Msg::Restore => K_RESTORE,
+        Msg::Restored { message } => {
+            w.bytes(message.as_bytes());
+            K_RESTORED
         }
         Msg::Welcome { version, volume, empty, total_bytes, avail_bytes, pid } => {
             w.u16(*version);
@@ -386,6 +418,11 @@ fn decode_payload(kind: u8, b: &[u8]) -> Result<Msg, DecodeError> {
         K_SIGNATURE => "signature",
         K_PATCH => "patch",
         K_ORIGIN => "origin",
+        K_TAIL_REQUEST => "tail request",
+        K_TAIL => "tail",
+        K_RESTORE => "restore",
+        K_RESTORED => "restored",
+        K_SYNCED => "synced",
         k => return Err(DecodeError::Kind(k)),
     };
     let mut r = R { b, what };
@@ -401,6 +438,30 @@ fn decode_payload(kind: u8, b: &[u8]) -> Result<Msg, DecodeError> {
             Msg::Hello { version, secondary_volume, join, primary, primary_name: string(&mut r)? }
         }
         K_ORIGIN => Msg::Origin { volume: VolumeId(r.take(16)?.try_into().unwrap()) },
+        K_TAIL_REQUEST => Msg::TailRequest { applied_ms: r.u64()? },
+        K_SYNCED => Msg::Synced { stime_ms: r.u64()? },
+        K_TAIL => {
+            let since_ms = r.u64()?;
+            let mut sets = [Vec::new(), Vec::new()];
+            for set in &mut sets {
+                let n = r.count(16)?;
+                for _ in 0..n {
+                    set.push(r.gfid()?);
+                }
+            }
+            let n = r.count(4)?;
+            if n > crate::proto::MAX_TAIL_LINES {
+                return Err(r.err());
+            }
+            let mut lines = Vec::with_capacity(n);
+            for _ in 0..n {
+                lines.push(string(&mut r)?);
+            }
+            let [inodes, dirs] = sets;
+            Msg::Tail { since_ms, inodes, dirs, lines }
+        }
+        K_RESTORE => Msg::Restore,
+        K_RESTORED => Msg::Restored { message: string(&mut r)? },
         K_WELCOME => Msg::Welcome {
             version: r.u16()?,
             volume: VolumeId(r.take(16)?.try_into().unwrap()),

@@ -9,5 +9,6 @@ mod msg;
 
 pub use codec::{DecodeError, FRAME_MAGIC, MAX_FRAME, decode_frame, encode_frame, read_frame, write_frame};
 pub use msg::{
-    EntryOp, Failure, FileSums, Inline, Join, MetaOp, Msg, PROTOCOL_VERSION, ROLLING_MAX, SumsAsk, XattrSet,
+    EntryOp, Failure, FileSums, Inline, Join, MAX_TAIL_LINES, MetaOp, Msg, PROTOCOL_VERSION, ROLLING_MAX, SumsAsk,
+    XattrSet,
 };

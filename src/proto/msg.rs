@@ -4,7 +4,8 @@ use std::ffi::OsString;
 
 use crate::types::{Gfid, VolumeId};
 
-/// 4 added the primary volume to `Hello` and the `Origin` message.
+/// 4 added the primary volume to `Hello`, and the `Origin`, `TailRequest`/`Tail` and
+/// `Restore`/`Restored` messages.
 pub const PROTOCOL_VERSION: u16 = 4;
 
 /// A namespace operation, applied by GFID on the secondary.
@@ -46,6 +47,9 @@ pub enum EntryOp {
         dir: bool,
     },
 }
+
+/// Lines a `Tail` carries at most (the counts are whole).
+pub const MAX_TAIL_LINES: usize = 1000;
 
 /// Files up to this size may go by a rolling delta (`SignatureRequest`, `Patch`): both ends
 /// hold one whole in memory for it.
@@ -141,6 +145,35 @@ pub enum Msg {
     /// secondary records them so, and no session sends them back there.
     Origin {
         volume: VolumeId,
+    },
+    /// Worker -> receiver, after a batch: everything the primary recorded before `stime_ms`
+    /// (the primary's clock) is applied here and durable. Not answered; recorded with the
+    /// volume (a failover's promotion point).
+    Synced {
+        stime_ms: u64,
+    },
+    /// Worker -> receiver, at a failback (the worker's volume was promoted in place of the
+    /// receiver's): what did the receiver's volume record and never ship to the worker's
+    /// before it failed, after `applied_ms` (what the worker's volume had applied of it, by
+    /// the receiver's clock; 0: not known)? Answered with `Tail`.
+    TailRequest {
+        applied_ms: u64,
+    },
+    /// Receiver -> worker: the inodes the receiver's volume changed after its last sync to
+    /// the worker's volume (`since_ms`, its session's stime), the directories whose names
+    /// changed, and one line per change for the operator (at most `MAX_TAIL_LINES`).
+    Tail {
+        since_ms: u64,
+        inodes: Vec<Gfid>,
+        dirs: Vec<Gfid>,
+        lines: Vec<String>,
+    },
+    /// Worker side -> receiver, at the end of a failback: the receiver's volume is the primary
+    /// again (writable; its session to the worker's volume resumes from now). Answered with
+    /// `Restored`.
+    Restore,
+    Restored {
+        message: String,
     },
     /// Either way: a fatal error; the connection ends.
     Error {

@@ -90,6 +90,14 @@ impl Receiver {
         xattr::set(&self.root, XATTR_ORIGIN, &volume.0).context("set the origin of the changes on the mount")
     }
 
+    /// `primary`'s changes up to `stime_ms` are applied here (and durable: the worker says so
+    /// after a commit).
+    pub fn applied(&mut self, primary: VolumeId, stime_ms: u64) -> anyhow::Result<()> {
+        let mut v = primary.0.to_vec();
+        v.extend_from_slice(&stime_ms.to_le_bytes());
+        xattr::set(&self.root, crate::fs::newentry::XATTR_APPLIED, &v).context("record how far the volume is applied")
+    }
+
     /// The secondary volume's id, from the mount.
     pub fn volume(&self) -> anyhow::Result<VolumeId> {
         let v = xattr::get(&self.root, "georep.volume-id")
@@ -735,6 +743,33 @@ fn open_joined(
     Ok(rx)
 }
 
+/// What this node's volume changed and never shipped to the worker's volume `toward`, from
+/// the node's georepd (a failback).
+fn failback_tail(target: &Target<'_>, volume: &str, toward: VolumeId, applied_ms: u64) -> anyhow::Result<Msg> {
+    use crate::daemon::control::{self, Request, Response};
+    let Target::Daemon(dirs) = target else { bail!("a receiver on a given mount has no georepd to ask") };
+    let req = Request::Tail { volume: volume.to_string(), toward: toward.to_string(), after_ms: applied_ms };
+    match control::call(dirs, &req)? {
+        Response::Tail(t) => {
+            let gfids = |v: &[String]| v.iter().filter_map(|g| g.parse().ok()).collect::<Vec<Gfid>>();
+            Ok(Msg::Tail { since_ms: t.since_ms, inodes: gfids(&t.inodes), dirs: gfids(&t.dirs), lines: t.lines })
+        }
+        Response::Err(e) => bail!("{e}"),
+        other => bail!("georepd: unexpected answer {other:?}"),
+    }
+}
+
+/// The end of a failback: this node's volume is the primary again (its georepd).
+fn failback_restore(target: &Target<'_>, volume: &str, from: VolumeId) -> anyhow::Result<String> {
+    use crate::daemon::control::{self, Request, Response};
+    let Target::Daemon(dirs) = target else { bail!("a receiver on a given mount has no georepd to ask") };
+    match control::call(dirs, &Request::Restore { volume: volume.to_string(), from: from.to_string() })? {
+        Response::Ok(m) => Ok(m),
+        Response::Err(e) => bail!("{e}"),
+        other => bail!("georepd: unexpected answer {other:?}"),
+    }
+}
+
 /// Sends one answer to the worker, now.
 fn answer(w: &mut impl Write, m: &Msg, level: i32) -> anyhow::Result<()> {
     proto::write_frame(w, m, level).context("answer the worker")?;
@@ -799,6 +834,21 @@ pub fn serve(target: Target<'_>, input: impl Read, output: impl Write, level: i3
             Msg::Meta { ops, .. } => ops.iter().for_each(|m| rx.apply_meta(m)),
             Msg::Prune { pgfid, keep, .. } => rx.apply_prune(pgfid, &keep),
             Msg::Origin { volume } => rx.set_origin(volume)?,
+            Msg::Synced { stime_ms } => rx.applied(primary, stime_ms)?,
+            Msg::TailRequest { applied_ms } => {
+                let m = match failback_tail(&target, &volume, primary, applied_ms) {
+                    Ok(m) => m,
+                    Err(e) => Msg::Error { message: format!("{e:#}") },
+                };
+                answer(&mut w, &m, level)?;
+            }
+            Msg::Restore => {
+                let m = match failback_restore(&target, &volume, primary) {
+                    Ok(message) => Msg::Restored { message },
+                    Err(e) => Msg::Error { message: format!("{e:#}") },
+                };
+                answer(&mut w, &m, level)?;
+            }
             Msg::SumsRequest { batch, files } => {
                 let files = files.iter().map(|a| rx.sums(a)).collect();
                 answer(&mut w, &Msg::Sums { batch, files }, level)?;

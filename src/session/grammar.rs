@@ -84,6 +84,10 @@ pub enum SessionCmd {
     Config(ConfigAction),
     /// On the secondary's node: promote the secondary volume (SPEC 11).
     Failover,
+    /// On the promoted volume's node, toward its old primary: the reverse session.
+    Failback,
+    /// The end of a failback: the roles back as they were.
+    Restore,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -243,7 +247,7 @@ fn parse_volume(sub: &str, args: &[String]) -> Result<VolumeCmd, GrammarError> {
     })
 }
 
-const USAGE: &str = "usage: georep volume geo-replication [<PVOL> [<SECONDARY>]] {create|start|stop|pause|resume|delete|status|config|failover} ...";
+const USAGE: &str = "usage: georep volume geo-replication [<PVOL> [<SECONDARY>]] {create|start|stop|pause|resume|delete|status|config|failover|failback|restore} ...";
 
 /// Parses the words after `georep`.
 pub fn parse(args: &[String]) -> Result<Command, GrammarError> {
@@ -291,7 +295,8 @@ pub fn parse(args: &[String]) -> Result<Command, GrammarError> {
     }
     let rest: Vec<&String> = it.collect();
     // `status` may come first, second (after PVOL) or third (after PVOL SECONDARY).
-    let verbs = ["create", "start", "stop", "pause", "resume", "delete", "config", "status", "failover"];
+    let verbs =
+        ["create", "start", "stop", "pause", "resume", "delete", "config", "status", "failover", "failback", "restore"];
     let is_status = |w: &str| matches!(word(w, &verbs), Ok(Some("status")));
     let at = (0..rest.len().min(3)).find(|&i| is_status(rest[i]));
     if let Some(i) = at {
@@ -350,10 +355,12 @@ pub fn parse(args: &[String]) -> Result<Command, GrammarError> {
         "stop" => SessionCmd::Stop { force: force_only(opts)? },
         "pause" => SessionCmd::Pause { force: force_only(opts)? },
         "resume" => SessionCmd::Resume { force: force_only(opts)? },
-        "failover" => match opts {
-            [] => SessionCmd::Failover,
-            _ => return Err(GrammarError::Usage("usage: ... failover".into())),
-        },
+        "failover" | "failback" | "restore" if !opts.is_empty() => {
+            return Err(GrammarError::Usage(format!("usage: ... {verb}")));
+        }
+        "failover" => SessionCmd::Failover,
+        "failback" => SessionCmd::Failback,
+        "restore" => SessionCmd::Restore,
         "delete" => SessionCmd::Delete {
             reset_sync_time: match opts {
                 [] => false,

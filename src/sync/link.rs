@@ -266,6 +266,17 @@ impl Link {
         Ok(())
     }
 
+    /// Sends `m` and returns the receiver's answer (an `Error` answer is an error).
+    pub fn ask(&mut self, m: &Msg) -> anyhow::Result<Msg> {
+        self.send(m)?;
+        self.w.flush()?;
+        match self.answer()? {
+            Some(Msg::Error { message }) => bail!("{message}"),
+            Some(a) => Ok(a),
+            None => bail!("the receiver closed the connection"),
+        }
+    }
+
     pub fn send(&mut self, m: &Msg) -> anyhow::Result<()> {
         self.send_at(m, self.level).map(drop)
     }

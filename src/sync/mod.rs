@@ -10,6 +10,7 @@
 
 pub mod link;
 pub mod origin;
+pub mod recover;
 pub mod ssh;
 pub mod worker;
 
@@ -73,6 +74,8 @@ pub struct WorkerOptions {
     /// Delta transfer (`sync-method rsync`): a file the secondary already has is compared
     /// block by block and only the blocks that differ are sent. Else whole files (`tarssh`).
     pub delta: bool,
+    /// Files from this size on go by delta (smaller ones whole).
+    pub delta_min: u64,
     /// Changelogs per batch at most.
     pub changelogs_per_batch: usize,
     /// `change-detector xsync`: no changelogs, a Hybrid crawl every `change_interval`.
@@ -90,6 +93,7 @@ impl Default for WorkerOptions {
             sync_acls: true,
             ignore_deletes: false,
             delta: true,
+            delta_min: DELTA_MIN,
             changelogs_per_batch: 64,
             xsync: false,
             retries: 10,
@@ -583,7 +587,7 @@ fn send_files(
     // blocks; only the fine blocks that differ travel.
     let mut delta: Vec<(Gfid, u8, u64)> = Vec::new();
     for (g, size) in files {
-        if opts.delta && *size >= DELTA_MIN {
+        if opts.delta && *size >= opts.delta_min {
             delta.push((*g, block_log2(*size), *size));
         } else {
             link.set_origin(labels.of(g))?;
@@ -1082,6 +1086,7 @@ pub fn changelog_pass(
             consumer.done(c)?;
             done += 1;
         }
+        link.send(&Msg::Synced { stime_ms: consumer.processed_ms() })?;
         progress.synced(consumer.processed_ms(), stats);
     }
     Ok(done)
@@ -1110,6 +1115,7 @@ fn crawl(
             consumer.done(&c)?;
         }
     }
+    link.send(&Msg::Synced { stime_ms: consumer.processed_ms().max(started) })?;
     progress.synced(consumer.processed_ms().max(started), stats);
     Ok(())
 }

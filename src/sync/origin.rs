@@ -71,3 +71,41 @@ impl Labels {
         self.of.clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::changelog::{Op, Origin};
+
+    fn record(gfid: u8, op: Op, origin: Origin) -> Record {
+        Record {
+            seq: 0,
+            op,
+            gfid: Gfid([gfid; 16]),
+            entry: None,
+            xattr: None,
+            flags: origin.flags(),
+            from: origin.volume(),
+        }
+    }
+
+    #[test]
+    fn changes_from_the_target_stay_and_labels_prefer_here() {
+        let (here, target, third) = (VolumeId([1; 16]), VolumeId([2; 16]), VolumeId([3; 16]));
+        let mut l = Labels::new(here, target);
+        // Made on the target: not sent back.
+        assert_eq!(l.admit(&record(9, Op::Write, Origin::Received(target))), None);
+        assert_eq!(l.skipped, 1);
+        // Made here, or first elsewhere: sent, labelled so.
+        assert_eq!(l.admit(&record(7, Op::Write, Origin::User)), Some(here));
+        assert_eq!(l.admit(&record(8, Op::Write, Origin::Received(third))), Some(third));
+        assert_eq!(l.of(&Gfid([8; 16])), third);
+        // An inode changed here too is this volume's.
+        l.admit(&record(8, Op::Setattr, Origin::User));
+        assert_eq!(l.of(&Gfid([8; 16])), here);
+        l.admit(&record(8, Op::Write, Origin::Received(third)));
+        assert_eq!(l.of(&Gfid([8; 16])), here);
+        // Not known where (an older changelog): sent, and said unknown.
+        assert_eq!(l.admit(&record(6, Op::Write, Origin::Received(VolumeId::NIL))), Some(VolumeId::NIL));
+    }
+}

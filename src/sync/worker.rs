@@ -35,6 +35,9 @@ pub struct WorkerSpec {
     pub transport: Transport,
     pub config: SessionConfig,
     pub status_file: PathBuf,
+    /// A failback's reverse session: its first pass's plan (`sync::recover`), done once.
+    #[serde(default)]
+    pub failback: Option<PathBuf>,
 }
 
 impl WorkerSpec {
@@ -54,6 +57,7 @@ impl WorkerSpec {
             sync_acls: c.get_bool("sync-acls"),
             ignore_deletes: c.get_bool("ignore-deletes"),
             delta: c.get("sync-method").map(|v| v == "rsync").unwrap_or(true),
+            delta_min: super::DELTA_MIN,
             changelogs_per_batch: per_batch,
             xsync: c.get("change-detector").map(|v| v == "xsync").unwrap_or(false),
             retries: c.get_int("max-rsync-retries").clamp(0, 1000) as u32,
@@ -91,6 +95,17 @@ impl Reporter {
         };
         r.checkpoint_from(spec);
         r
+    }
+
+    /// Counts a finished pass's work (a failback's first) as done before this run's.
+    fn fold(&mut self, stats: &Stats) {
+        for st in [&mut self.base, &mut self.status] {
+            st.failures += stats.failures;
+            st.files_synced += stats.files;
+            st.bytes_synced += stats.bytes;
+            st.entries_synced += stats.entries;
+        }
+        self.save();
     }
 
     fn save(&mut self) {
@@ -214,6 +229,17 @@ fn work(spec: &WorkerSpec, rep: &mut Reporter) -> anyhow::Result<()> {
     log::info!("connected to {} (volume {})", spec.secondary, link.welcome.volume);
     rep.status.worker_status = "Active".into();
     rep.save();
+    if let Some(plan) = &spec.failback {
+        // Once: until it is done the session has never synced.
+        let mut consumer = crate::changelog::Consumer::register(&src.layout, &spec.consumer)?;
+        if consumer.processed_ms() == 0 {
+            let plan = super::recover::Plan::load(plan)?;
+            let stats = super::recover::recover(&mut src, &mut link, &plan, &opts, rep)?;
+            rep.fold(&stats);
+            // What this volume changed since its promotion is in the changelogs after it.
+            consumer.resume_from(plan.promoted_ms)?;
+        }
+    }
     let stats = super::replicate(&mut src, &mut link, &spec.consumer, false, false, &opts, rep)?;
     log::info!("worker ended: {stats:?}");
     Ok(())

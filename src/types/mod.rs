@@ -82,7 +82,7 @@ pub fn xtime_xattr(vol: &VolumeId) -> String {
 }
 
 /// A volume's UUID (for a standalone brick, the brick's own id).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct VolumeId(pub [u8; 16]);
 
 impl VolumeId {
@@ -140,6 +140,10 @@ impl BrickLayout {
     /// server.
     pub fn role_file(&self) -> PathBuf {
         self.private().join("role")
+    }
+    /// How far this volume applied each primary's changes (`fs::role::note_applied`).
+    pub fn applied_file(&self) -> PathBuf {
+        self.private().join("applied")
     }
     pub fn xtime_file(&self) -> PathBuf {
         self.private().join("xtime.log")

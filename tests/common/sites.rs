@@ -61,7 +61,8 @@ impl Site {
     /// SIGKILLed, its users' mount gone.
     pub fn die(&mut self) {
         self.node.kill9();
-        let _ = Command::new("pkill").arg("-9").arg("-f").arg(format!("--serve {}", self.brick.display())).status();
+        let _ =
+            Command::new("pkill").args(["-9", "-f", "--"]).arg(format!("--serve {}", self.brick.display())).status();
         let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
     }
 

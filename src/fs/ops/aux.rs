@@ -96,6 +96,18 @@ impl OverlayFs {
         Ok(())
     }
 
+    /// `setxattr(<any inode>, glusterfs.georep.applied, <volume id><stime>)`: that primary's
+    /// changes are applied here up to the stime (`fs::role::note_applied`).
+    pub(super) fn applied_request(&self, req: &Request, value: &[u8]) -> R<()> {
+        self.privileged(req)?;
+        if value.len() != 24 {
+            return Err(Errno::EINVAL);
+        }
+        let v = crate::types::VolumeId(value[..16].try_into().map_err(|_| Errno::EINVAL)?);
+        let ms = u64::from_le_bytes(value[16..].try_into().map_err(|_| Errno::EINVAL)?);
+        crate::fs::role::note_applied(&self.brick.layout.applied_file(), v, ms).map_err(errno)
+    }
+
     /// `setxattr(<inode>, glusterfs.georep.xattrs, list)`: the inode's replicated xattrs become
     /// exactly the list (the others removed, the differing ones set), as root.
     pub(super) fn set_xattrs_request(&self, req: &Request, inode: &Arc<Inode>, value: &[u8]) -> R<()> {

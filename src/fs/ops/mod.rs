@@ -626,9 +626,14 @@ impl Filesystem for OverlayFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        use crate::fs::newentry::{XATTR_LINK, XATTR_NEWFILE, XATTR_ORIGIN, XATTR_SET_XATTRS};
-        if name.as_bytes() == XATTR_ORIGIN.as_bytes() {
-            return match self.origin_request(req, value) {
+        use crate::fs::newentry::{XATTR_APPLIED, XATTR_LINK, XATTR_NEWFILE, XATTR_ORIGIN, XATTR_SET_XATTRS};
+        if name.as_bytes() == XATTR_ORIGIN.as_bytes() || name.as_bytes() == XATTR_APPLIED.as_bytes() {
+            let r = if name.as_bytes() == XATTR_ORIGIN.as_bytes() {
+                self.origin_request(req, value)
+            } else {
+                self.applied_request(req, value)
+            };
+            return match r {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(e),
             };
