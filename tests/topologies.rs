@@ -178,3 +178,54 @@ fn dr_drill_failover_failback_restore() {
     assert!(common::wait_until(SYNC, || settled(&s)), "changes keep travelling between the sites");
     assert!(s.geo(1, 0, "status").code != 0 || s.rows(1, 0).is_empty(), "the failback session is gone");
 }
+
+/// `verify` finds each planted difference, over the session's connection, and none on
+/// identical volumes; incremental runs skip what did not change.
+#[test]
+fn verify_finds_every_planted_difference() {
+    let s = Sites::new("ver", 79, &["a", "b"]);
+    create_data(&s[0].mnt, "v");
+    sh(
+        &s[0].mnt,
+        "mkdir -p deep/er tick && echo same-size > deep/er/f && echo owned > owned && touch tagged && setfattr -n user.k -v one tagged",
+    );
+    s.session(0, 1);
+    s.assert_converged(0, 1, SYNC);
+    // The stime must pass the last change for nothing to be set aside (a change in another
+    // directory moves it on).
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write(s[0].p("tick/later"), "x").unwrap();
+    s.assert_converged(0, 1, SYNC);
+    std::thread::sleep(Duration::from_millis(1000));
+    let verify = |args: &str| s.geo(0, 1, &format!("verify {args}"));
+    let out = verify("--checksum");
+    assert_eq!(out.code, 0, "identical volumes: {out:?}");
+    assert!(out.stdout.contains(" 0 differences"), "{}", out.stdout);
+
+    // Differences planted on the secondary's brick, behind georep's back.
+    let b = &s[1];
+    std::fs::remove_file(b.b("v_f4")).unwrap();
+    std::fs::write(b.b("extra"), "x").unwrap();
+    std::os::unix::fs::chown(b.b("owned"), Some(1234), None).unwrap();
+    xattr::set(b.b("tagged"), "user.k", b"two").unwrap();
+    // Same size, same mtime: only the content tells.
+    let f = b.b("deep/er/f");
+    let mtime = std::fs::metadata(&f).unwrap().modified().unwrap();
+    std::fs::write(&f, "SAME-SIZE\n").unwrap();
+    std::fs::File::options().write(true).open(&f).unwrap().set_modified(mtime).unwrap();
+
+    let out = verify("--full");
+    assert_eq!(out.code, 1, "{out:?}");
+    for want in [
+        "missing on the secondary: v_f4",
+        "extra on the secondary: extra",
+        "owned: owner",
+        "tagged: xattrs differ (user.k)",
+    ] {
+        assert!(out.stdout.contains(want), "{want}: {}", out.stdout);
+    }
+    assert!(!out.stdout.contains("deep/er/f"), "without --checksum equal metadata is equal: {}", out.stdout);
+    let out = verify("--checksum --full");
+    assert!(out.stdout.contains("deep/er/f: content differs"), "{}", out.stdout);
+    assert!(out.stdout.contains(" 5 differences"), "{}", out.stdout);
+}

@@ -78,6 +78,10 @@ pub fn run(args: &[String]) -> anyhow::Result<i32> {
             println!("{v}");
             Ok(0)
         }
+        Response::Report { text, differences } => {
+            println!("{text}");
+            Ok(if differences == 0 { 0 } else { 1 })
+        }
         Response::Config(kv) => {
             for (k, v) in kv {
                 println!("{k}:{v}");

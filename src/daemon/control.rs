@@ -96,6 +96,11 @@ pub enum Response {
     /// The aux mount's root comes with it as a descriptor.
     Mount,
     Tail(super::roles::Tail),
+    /// A report printed whole on stdout; the command fails if `differences` is not 0.
+    Report {
+        text: String,
+        differences: u64,
+    },
 }
 
 /// A volume as `volume info` shows it.

@@ -20,11 +20,10 @@ use serde::{Deserialize, Serialize};
 use super::Daemon;
 use super::control::Response;
 use super::roles;
-use super::sessions::{self, Session};
+use super::sessions;
 use super::volumes;
 use crate::proto::Msg;
 use crate::session::grammar::SecondaryUrl;
-use crate::sync::link::{Ends, Link};
 
 /// How long `restore` waits for the reverse session to ship what its volume recorded.
 const CATCH_UP: Duration = Duration::from_secs(120);
@@ -36,18 +35,6 @@ pub struct Failback {
     pub promoted_ms: u64,
     /// The secondary's volume UUID (the old primary).
     pub to: String,
-}
-
-/// Greets the receiver of `s`'s secondary as `s`'s worker would.
-fn connect(d: &Daemon, s: &Session) -> anyhow::Result<Link> {
-    let v = volumes::get(d, &s.primary)?;
-    let ends = Ends {
-        secondary_volume: s.secondary.volume.clone(),
-        primary: v.id.parse().unwrap_or_default(),
-        primary_name: format!("{}@{}", s.primary, d.node.name),
-    };
-    Link::connect(&sessions::transport(d, &s.secondary, &s.config)?, &ends, 0)
-        .with_context(|| format!("connect to {}", s.secondary))
 }
 
 /// The promotion of `volume` in place of the volume named `old`.
@@ -77,7 +64,7 @@ pub fn failback(d: &Daemon, primary: &str, secondary: &SecondaryUrl) -> anyhow::
     }
     // Its receiver makes the old primary this volume's secondary (its users read-only), and
     // tells what it changed and never shipped.
-    let mut link = connect(d, &s)?;
+    let mut link = sessions::connect_receiver(d, &s)?;
     let tail = match link.ask(&Msg::TailRequest { applied_ms: up.applied_ms.unwrap_or(0) })? {
         Msg::Tail { since_ms, inodes, dirs, lines } => (since_ms, inodes, dirs, lines),
         other => bail!("the receiver answered {other:?}"),
@@ -158,7 +145,7 @@ pub fn restore(d: &Daemon, primary: &str, secondary: &SecondaryUrl) -> anyhow::R
     }
     d.supervisor.stop(&s.key());
     // The old primary takes its role back.
-    let mut link = connect(d, &s)?;
+    let mut link = sessions::connect_receiver(d, &s)?;
     let said = match link.ask(&Msg::Restore)? {
         Msg::Restored { message } => message,
         other => bail!("the receiver answered {other:?}"),

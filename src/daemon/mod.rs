@@ -12,6 +12,7 @@ pub mod roles;
 pub mod sessions;
 pub mod store;
 pub mod supervisor;
+pub mod verify;
 pub mod volumes;
 
 use std::collections::HashMap;

@@ -85,6 +85,18 @@ pub fn running_of(d: &Daemon, primary: &str) -> anyhow::Result<usize> {
     Ok(all_of(d, primary)?.iter().filter(|s| s.running()).count())
 }
 
+/// Greets the receiver of `s`'s secondary as `s`'s worker would.
+pub(crate) fn connect_receiver(d: &Daemon, s: &Session) -> anyhow::Result<Link> {
+    let v = volumes::get(d, &s.primary)?;
+    let ends = crate::sync::link::Ends {
+        secondary_volume: s.secondary.volume.clone(),
+        primary: v.id.parse().unwrap_or_default(),
+        primary_name: format!("{}@{}", s.primary, d.node.name),
+    };
+    Link::connect(&transport(d, &s.secondary, &s.config)?, &ends, 0)
+        .with_context(|| format!("connect to {}", s.secondary))
+}
+
 /// The session between `primary` and `secondary`, if there is one.
 pub(crate) fn get(d: &Daemon, primary: &str, secondary: &SecondaryUrl) -> anyhow::Result<Option<Session>> {
     d.store.get_json(&store_key(primary, &normalize(secondary)))
@@ -291,6 +303,10 @@ pub fn handle(d: &Daemon, primary: &str, secondary: &SecondaryUrl, cmd: SessionC
             Ok(Response::Ok(format!("Deleting {who} has been successful")))
         }
         SessionCmd::Config(action) => config(d, s, action),
+        SessionCmd::Verify { checksum, full } => {
+            drop(_g);
+            super::verify::verify(d, &s, checksum, full)
+        }
     }
 }
 

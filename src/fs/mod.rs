@@ -15,6 +15,7 @@ mod dentry;
 pub mod gfid_index;
 mod handles;
 pub mod inode;
+pub mod listing;
 pub mod mount;
 pub mod newentry;
 mod ops;

@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
-use super::msg::{EntryOp, Failure, FileSums, Inline, Join, MetaOp, Msg, SumsAsk};
+use super::msg::{DirListing, EntryOp, Failure, FileSums, Inline, Join, ListEntry, MetaOp, Msg, SumsAsk};
 use crate::types::{Gfid, VolumeId};
 
 /// Sent once by each side before its first frame.
@@ -151,6 +151,8 @@ const K_TAIL: u8 = 17;
 const K_RESTORE: u8 = 18;
 const K_RESTORED: u8 = 19;
 const K_SYNCED: u8 = 20;
+const K_LIST_REQUEST: u8 = 21;
+const K_LISTING: u8 = 22;
 
 fn write_meta(w: &mut W, m: &MetaOp) {
     w.gfid(&m.gfid);
@@ -189,6 +191,80 @@ fn read_meta(r: &mut R<'_>) -> Result<MetaOp, DecodeError> {
     Ok(MetaOp { gfid, mode, uid, gid, atime_ns, mtime_ns, xattrs })
 }
 
+fn write_list_entry(w: &mut W, e: &ListEntry) {
+    w.name(&e.name);
+    w.gfid(&e.gfid);
+    w.u32(e.mode);
+    w.u32(e.uid);
+    w.u32(e.gid);
+    w.u32(e.nlink);
+    w.u64(e.size);
+    w.i64(e.mtime_ns);
+    w.i64(e.ctime_ns);
+    w.opt_name(&e.target);
+    w.u32(e.xattrs.len() as u32);
+    for (k, v) in &e.xattrs {
+        w.name(k);
+        w.bytes(v);
+    }
+    match e.hash {
+        None => w.u8(0),
+        Some(h) => {
+            w.u8(1);
+            w.0.extend_from_slice(&h.to_le_bytes());
+        }
+    }
+}
+
+fn read_list_entry(r: &mut R<'_>) -> Result<ListEntry, DecodeError> {
+    let (name, gfid) = (r.name()?, r.gfid()?);
+    let (mode, uid, gid, nlink) = (r.u32()?, r.u32()?, r.u32()?, r.u32()?);
+    let (size, mtime_ns, ctime_ns) = (r.u64()?, r.i64()?, r.i64()?);
+    let target = r.opt_name()?;
+    let k = r.count(8)?;
+    let mut xattrs = Vec::with_capacity(k);
+    for _ in 0..k {
+        xattrs.push((r.name()?, r.bytes()?.to_vec()));
+    }
+    let hash = match r.u8()? {
+        0 => None,
+        1 => Some(u128::from_le_bytes(r.take(16)?.try_into().unwrap())),
+        _ => return Err(r.err()),
+    };
+    Ok(ListEntry { name, gfid, mode, uid, gid, nlink, size, mtime_ns, ctime_ns, target, xattrs, hash })
+}
+
+/// A directory's entries and where to go on from, as one value (the aux-gfid mount's
+/// listing request, `fs::listing`).
+pub fn encode_entries(entries: &[ListEntry], next: u64) -> Vec<u8> {
+    let mut w = W(Vec::new());
+    w.u64(next);
+    w.u32(entries.len() as u32);
+    for e in entries {
+        write_list_entry(&mut w, e);
+    }
+    w.0
+}
+
+/// The encoded size of one entry (for budgets).
+pub fn entry_len(e: &ListEntry) -> usize {
+    let mut w = W(Vec::new());
+    write_list_entry(&mut w, e);
+    w.0.len()
+}
+
+pub fn decode_entries(b: &[u8]) -> Result<(Vec<ListEntry>, u64), DecodeError> {
+    let mut r = R { b, what: "listing" };
+    let next = r.u64()?;
+    let n = r.count(60)?;
+    let mut entries = Vec::with_capacity(n);
+    for _ in 0..n {
+        entries.push(read_list_entry(&mut r)?);
+    }
+    r.end()?;
+    Ok((entries, next))
+}
+
 fn encode_payload(m: &Msg) -> (u8, Vec<u8>) {
     let mut w = W(Vec::new());
     let kind = match m {
@@ -218,6 +294,33 @@ fn encode_payload(m: &Msg) -> (u8, Vec<u8>) {
         Msg::Synced { stime_ms } => {
             w.u64(*stime_ms);
             K_SYNCED
+        }
+        Msg::ListRequest { dirs, checksum } => {
+            w.u32(dirs.len() as u32);
+            for (g, cookie) in dirs {
+                w.gfid(g);
+                w.u64(*cookie);
+            }
+            w.u8(*checksum as u8);
+            K_LIST_REQUEST
+        }
+        Msg::Listing { dirs } => {
+            w.u32(dirs.len() as u32);
+            for d in dirs {
+                w.gfid(&d.gfid);
+                w.u64(d.next);
+                match &d.entries {
+                    None => w.u8(0),
+                    Some(es) => {
+                        w.u8(1);
+                        w.u32(es.len() as u32);
+                        for e in es {
+                            write_list_entry(&mut w, e);
+                        }
+                    }
+                }
+            }
+            K_LISTING
         }
         Msg::Tail { since_ms, inodes, dirs, lines } => {
             w.u64(*since_ms);
@@ -423,6 +526,8 @@ fn decode_payload(kind: u8, b: &[u8]) -> Result<Msg, DecodeError> {
         K_RESTORE => "restore",
         K_RESTORED => "restored",
         K_SYNCED => "synced",
+        K_LIST_REQUEST => "list request",
+        K_LISTING => "listing",
         k => return Err(DecodeError::Kind(k)),
     };
     let mut r = R { b, what };
@@ -440,6 +545,35 @@ fn decode_payload(kind: u8, b: &[u8]) -> Result<Msg, DecodeError> {
         K_ORIGIN => Msg::Origin { volume: VolumeId(r.take(16)?.try_into().unwrap()) },
         K_TAIL_REQUEST => Msg::TailRequest { applied_ms: r.u64()? },
         K_SYNCED => Msg::Synced { stime_ms: r.u64()? },
+        K_LIST_REQUEST => {
+            let n = r.count(24)?;
+            let mut dirs = Vec::with_capacity(n);
+            for _ in 0..n {
+                dirs.push((r.gfid()?, r.u64()?));
+            }
+            Msg::ListRequest { dirs, checksum: bool8(&mut r)? }
+        }
+        K_LISTING => {
+            let n = r.count(25)?;
+            let mut dirs = Vec::with_capacity(n);
+            for _ in 0..n {
+                let (gfid, next) = (r.gfid()?, r.u64()?);
+                let entries = match r.u8()? {
+                    0 => None,
+                    1 => {
+                        let k = r.count(60)?;
+                        let mut es = Vec::with_capacity(k);
+                        for _ in 0..k {
+                            es.push(read_list_entry(&mut r)?);
+                        }
+                        Some(es)
+                    }
+                    _ => return Err(r.err()),
+                };
+                dirs.push(DirListing { gfid, entries, next });
+            }
+            Msg::Listing { dirs }
+        }
         K_TAIL => {
             let since_ms = r.u64()?;
             let mut sets = [Vec::new(), Vec::new()];

@@ -7,8 +7,11 @@
 mod codec;
 mod msg;
 
-pub use codec::{DecodeError, FRAME_MAGIC, MAX_FRAME, decode_frame, encode_frame, read_frame, write_frame};
+pub use codec::{
+    DecodeError, FRAME_MAGIC, MAX_FRAME, decode_entries, decode_frame, encode_entries, encode_frame, entry_len,
+    read_frame, write_frame,
+};
 pub use msg::{
-    EntryOp, Failure, FileSums, Inline, Join, MAX_TAIL_LINES, MetaOp, Msg, PROTOCOL_VERSION, ROLLING_MAX, SumsAsk,
-    XattrSet,
+    DirListing, EntryOp, Failure, FileSums, Inline, Join, ListEntry, MAX_TAIL_LINES, MetaOp, Msg, PROTOCOL_VERSION,
+    ROLLING_MAX, SumsAsk, XattrSet,
 };

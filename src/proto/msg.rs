@@ -107,6 +107,37 @@ pub struct MetaOp {
     pub xattrs: Option<XattrSet>,
 }
 
+/// One entry of a directory as `verify` compares it (`fs::listing`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListEntry {
+    pub name: OsString,
+    /// `Gfid::NULL` if it has none.
+    pub gfid: Gfid,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub nlink: u32,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    pub target: Option<OsString>,
+    /// The replicated xattrs, sorted by name.
+    pub xattrs: XattrSet,
+    /// XXH3-128 of a regular file's content (`verify --checksum`).
+    pub hash: Option<u128>,
+}
+
+/// A directory's entries from a position on (`cookie`: 0 from the start, else where the
+/// last listing stopped).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirListing {
+    pub gfid: Gfid,
+    /// `None`: no such directory.
+    pub entries: Option<Vec<ListEntry>>,
+    /// Where to go on from (0: the directory is listed to its end).
+    pub next: u64,
+}
+
 /// A change the receiver could not apply.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failure {
@@ -167,6 +198,17 @@ pub enum Msg {
         inodes: Vec<Gfid>,
         dirs: Vec<Gfid>,
         lines: Vec<String>,
+    },
+    /// Verify -> receiver: these directories' entries, each from its cookie on (0: from the
+    /// start), with content hashes if `checksum`. Answered with `Listing`.
+    ListRequest {
+        dirs: Vec<(Gfid, u64)>,
+        checksum: bool,
+    },
+    /// Receiver -> verify: the directories asked for, in order, as many as fit one answer
+    /// (the rest are asked again; a directory may come in parts, `next`).
+    Listing {
+        dirs: Vec<DirListing>,
     },
     /// Worker side -> receiver, at the end of a failback: the receiver's volume is the primary
     /// again (writable; its session to the worker's volume resumes from now). Answered with

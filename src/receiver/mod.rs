@@ -90,6 +90,56 @@ impl Receiver {
         xattr::set(&self.root, XATTR_ORIGIN, &volume.0).context("set the origin of the changes on the mount")
     }
 
+    /// The directories asked for (`verify`), each from its cookie on, as many as fit one
+    /// answer (4 MiB of entries); a directory that is not here has no entries.
+    pub fn listing(&mut self, dirs: &[(Gfid, u64)], checksum: bool) -> Vec<crate::proto::DirListing> {
+        use crate::fs::listing::XATTR_LIST;
+        const BUDGET: usize = 4 << 20;
+        let mut out = Vec::new();
+        let mut used = 0usize;
+        let mut buf = vec![0u8; 64 << 10];
+        'dirs: for &(gfid, mut cookie) in dirs {
+            let Ok(dir) = File::open(self.by_gfid(&gfid)).and_then(|d| {
+                if d.metadata()?.is_dir() { Ok(d) } else { Err(io::Error::from_raw_os_error(libc::ENOTDIR)) }
+            }) else {
+                out.push(crate::proto::DirListing { gfid, entries: None, next: 0 });
+                continue;
+            };
+            let mut entries = Vec::new();
+            loop {
+                let name = std::ffi::OsString::from(format!("{XATTR_LIST}{cookie}"));
+                let got = crate::fs::sys::getxattr_fd(dir.as_fd(), &name, &mut buf)
+                    .and_then(|n| crate::proto::decode_entries(&buf[..n]).map_err(|e| einval(&e.to_string())));
+                let (mut part, next) = match got {
+                    Ok(p) => p,
+                    Err(e) => {
+                        log::warn!("verify: cannot list {gfid}: {e}");
+                        out.push(crate::proto::DirListing { gfid, entries: None, next: 0 });
+                        continue 'dirs;
+                    }
+                };
+                if checksum {
+                    for e in part.iter_mut().filter(|e| e.mode & libc::S_IFMT == libc::S_IFREG && !e.gfid.is_null()) {
+                        e.hash = File::open(self.by_gfid(&e.gfid))
+                            .and_then(|f| crate::fs::listing::hash_file(f.as_fd()))
+                            .ok();
+                    }
+                }
+                used += part.iter().map(crate::proto::entry_len).sum::<usize>();
+                entries.append(&mut part);
+                cookie = next;
+                if next == 0 || used >= BUDGET {
+                    break;
+                }
+            }
+            out.push(crate::proto::DirListing { gfid, entries: Some(entries), next: cookie });
+            if used >= BUDGET {
+                break;
+            }
+        }
+        out
+    }
+
     /// `primary`'s changes up to `stime_ms` are applied here (and durable: the worker says so
     /// after a commit).
     pub fn applied(&mut self, primary: VolumeId, stime_ms: u64) -> anyhow::Result<()> {
@@ -835,6 +885,10 @@ pub fn serve(target: Target<'_>, input: impl Read, output: impl Write, level: i3
             Msg::Prune { pgfid, keep, .. } => rx.apply_prune(pgfid, &keep),
             Msg::Origin { volume } => rx.set_origin(volume)?,
             Msg::Synced { stime_ms } => rx.applied(primary, stime_ms)?,
+            Msg::ListRequest { dirs, checksum } => {
+                let dirs = rx.listing(&dirs, checksum);
+                answer(&mut w, &Msg::Listing { dirs }, level)?;
+            }
             Msg::TailRequest { applied_ms } => {
                 let m = match failback_tail(&target, &volume, primary, applied_ms) {
                     Ok(m) => m,

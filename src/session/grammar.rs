@@ -88,6 +88,11 @@ pub enum SessionCmd {
     Failback,
     /// The end of a failback: the roles back as they were.
     Restore,
+    /// Compare both sides (SPEC 11).
+    Verify {
+        checksum: bool,
+        full: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -247,7 +252,7 @@ fn parse_volume(sub: &str, args: &[String]) -> Result<VolumeCmd, GrammarError> {
     })
 }
 
-const USAGE: &str = "usage: georep volume geo-replication [<PVOL> [<SECONDARY>]] {create|start|stop|pause|resume|delete|status|config|failover|failback|restore} ...";
+const USAGE: &str = "usage: georep volume geo-replication [<PVOL> [<SECONDARY>]] {create|start|stop|pause|resume|delete|status|config|failover|failback|restore|verify} ...";
 
 /// Parses the words after `georep`.
 pub fn parse(args: &[String]) -> Result<Command, GrammarError> {
@@ -295,8 +300,10 @@ pub fn parse(args: &[String]) -> Result<Command, GrammarError> {
     }
     let rest: Vec<&String> = it.collect();
     // `status` may come first, second (after PVOL) or third (after PVOL SECONDARY).
-    let verbs =
-        ["create", "start", "stop", "pause", "resume", "delete", "config", "status", "failover", "failback", "restore"];
+    let verbs = [
+        "create", "start", "stop", "pause", "resume", "delete", "config", "status", "failover", "failback", "restore",
+        "verify",
+    ];
     let is_status = |w: &str| matches!(word(w, &verbs), Ok(Some("status")));
     let at = (0..rest.len().min(3)).find(|&i| is_status(rest[i]));
     if let Some(i) = at {
@@ -357,6 +364,21 @@ pub fn parse(args: &[String]) -> Result<Command, GrammarError> {
         "resume" => SessionCmd::Resume { force: force_only(opts)? },
         "failover" | "failback" | "restore" if !opts.is_empty() => {
             return Err(GrammarError::Usage(format!("usage: ... {verb}")));
+        }
+        "verify" => {
+            let (mut checksum, mut full) = (false, false);
+            for w in opts {
+                match w.trim_start_matches("--") {
+                    "checksum" => checksum = true,
+                    "full" => full = true,
+                    _ => {
+                        return Err(GrammarError::Usage(format!(
+                            "unexpected {w:?}; usage: ... verify [--checksum] [--full]"
+                        )));
+                    }
+                }
+            }
+            SessionCmd::Verify { checksum, full }
         }
         "failover" => SessionCmd::Failover,
         "failback" => SessionCmd::Failback,

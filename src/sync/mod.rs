@@ -12,6 +12,7 @@ pub mod link;
 pub mod origin;
 pub mod recover;
 pub mod ssh;
+pub mod verify;
 pub mod worker;
 
 use std::collections::{BTreeSet, HashMap};

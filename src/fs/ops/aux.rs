@@ -108,6 +108,27 @@ impl OverlayFs {
         crate::fs::role::note_applied(&self.brick.layout.applied_file(), v, ms).map_err(errno)
     }
 
+    /// `getxattr(.gfid/<dir>, glusterfs.georep.list.<cookie>)`: the directory's entries from
+    /// the cookie on as `verify` compares them (`fs::listing`), with the cookie to go on from.
+    pub(super) fn list_request(
+        &self,
+        req: &Request,
+        inode: &Arc<Inode>,
+        cookie: &[u8],
+        size: u32,
+    ) -> R<super::xattr::Sized> {
+        self.privileged(req)?;
+        if !inode.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        let cookie: u64 = std::str::from_utf8(cookie).ok().and_then(|c| c.parse().ok()).ok_or(Errno::EINVAL)?;
+        let fd = inode.fd().map_err(errno)?;
+        let (entries, next) =
+            crate::fs::listing::list(fd.as_fd(), cookie, crate::fs::listing::ANSWER_MAX, inode.gfid == Gfid::ROOT)
+                .map_err(errno)?;
+        super::xattr::sized(crate::proto::encode_entries(&entries, next), size)
+    }
+
     /// `setxattr(<inode>, glusterfs.georep.xattrs, list)`: the inode's replicated xattrs become
     /// exactly the list (the others removed, the differing ones set), as root.
     pub(super) fn set_xattrs_request(&self, req: &Request, inode: &Arc<Inode>, value: &[u8]) -> R<()> {

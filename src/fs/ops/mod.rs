@@ -665,8 +665,12 @@ impl Filesystem for OverlayFs {
         }
     }
 
-    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        match self.inode(ino).and_then(|i| self.do_getxattr(&i, name, size)) {
+    fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let r = match name.as_bytes().strip_prefix(crate::fs::listing::XATTR_LIST.as_bytes()) {
+            Some(cookie) => self.inode(ino).and_then(|i| self.list_request(req, &i, cookie, size)),
+            None => self.inode(ino).and_then(|i| self.do_getxattr(&i, name, size)),
+        };
+        match r {
             Ok(xattr::Sized::Size(n)) => reply.size(n),
             Ok(xattr::Sized::Data(d)) => reply.data(&d),
             Err(e) => reply.error(e),

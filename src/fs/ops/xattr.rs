@@ -28,7 +28,7 @@ pub(crate) enum Sized {
     Data(Vec<u8>),
 }
 
-fn sized(v: Vec<u8>, size: u32) -> R<Sized> {
+pub(super) fn sized(v: Vec<u8>, size: u32) -> R<Sized> {
     if size == 0 {
         Ok(Sized::Size(v.len() as u32))
     } else if v.len() > size as usize {
