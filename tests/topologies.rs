@@ -229,3 +229,53 @@ fn verify_finds_every_planted_difference() {
     assert!(out.stdout.contains("deep/er/f: content differs"), "{}", out.stdout);
     assert!(out.stdout.contains(" 5 differences"), "{}", out.stdout);
 }
+
+/// How long after its write each of `n` small files, written every 200 ms on site `from`,
+/// appears on `to`'s brick; the longest.
+fn lag(s: &Sites, from: usize, to: usize, tag: &str, n: usize) -> Duration {
+    let mut worst = Duration::ZERO;
+    for i in 0..n {
+        let name = format!("{tag}{i}");
+        std::fs::write(s[from].p(&name), "x").unwrap();
+        let t = std::time::Instant::now();
+        assert!(common::wait_until(SYNC, || s[to].b(&name).exists()), "{name} never reached {}", s[to].vol);
+        worst = worst.max(t.elapsed());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    worst
+}
+
+/// Fan-out: one primary, two secondaries. One cut off, then one out of space, never holds up
+/// the other; both converge after, with nothing skipped.
+#[test]
+fn fan_out_one_secondary_in_trouble_never_holds_up_the_other() {
+    let s = Sites::with_small_bricks("fan", 81, &["a", "b", "c"], &[(2, 48)]);
+    create_data(&s[0].mnt, "base");
+    s.session(0, 1);
+    // (C is smaller than A: create says so, unless forced.)
+    s.session_created_with(0, 2, "create push-pem force");
+    s.assert_converged(0, 1, SYNC);
+    s.assert_converged(0, 2, SYNC);
+
+    // B cut off: C stays current.
+    s[1].host.link(false);
+    let c_lag = lag(&s, 0, 2, "while_b_is_cut_", 10);
+    eprintln!("lag to C while B is cut off: {c_lag:?} at worst");
+    assert!(c_lag < Duration::from_secs(5), "{c_lag:?}");
+    s[1].host.link(true);
+    s.assert_converged(0, 1, SYNC);
+
+    // C out of space: B stays current; C waits, skipping nothing.
+    sh(&s[0].mnt, "head -c 64M /dev/urandom > huge");
+    let b_lag = lag(&s, 0, 1, "while_c_is_full_", 10);
+    eprintln!("lag to B while C is full: {b_lag:?} at worst");
+    assert!(b_lag < Duration::from_secs(5), "{b_lag:?}");
+    let full = || s.worker_log(0, 2).contains("out of space");
+    assert!(common::wait_until(SYNC, full), "{:?}\n{}", s.rows(0, 2), s.worker_log(0, 2));
+    // Room again: C catches up with everything, the small files included.
+    std::fs::remove_file(s[0].p("huge")).unwrap();
+    s.assert_converged(0, 1, SYNC);
+    s.assert_converged(0, 2, SYNC);
+    let row = &s.rows(0, 2)[0];
+    assert_eq!(row[12], "0", "nothing skipped: {row:?}");
+}

@@ -613,6 +613,13 @@ impl Receiver {
 
     pub fn apply_data(&mut self, gfid: Gfid, size: u64, offset: u64, bytes: &[u8]) {
         if let Err(e) = self.data(gfid, size, offset, bytes) {
+            if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+                && let Some((_, f)) = &self.data
+            {
+                // A file that does not fit keeps none of the space others need; it comes
+                // again whole once there is room.
+                let _ = f.set_len(0);
+            }
             self.data = None;
             self.fail(gfid, &e, "data");
         }

@@ -34,6 +34,10 @@ pub struct BrickStatus {
     pub checkpoint_completion_ms: u64,
     /// Why the worker stopped, when it did.
     pub last_error: String,
+    /// What the operator should know while it runs (it fell behind the changelog retention
+    /// and crawls, say); empty if nothing.
+    #[serde(default)]
+    pub note: String,
     /// Hybrid crawl progress: entries sent so far, of about `crawl_total`.
     pub crawl_entries: u64,
     pub crawl_total: u64,
@@ -83,6 +87,9 @@ pub struct StatusRow {
     pub checkpoint_completion_time: String,
     pub checkpoint_completion_time_utc: String,
     pub last_error: String,
+    /// What the operator should know while the worker runs (`BrickStatus::note`).
+    #[serde(default)]
+    pub note: String,
     pub lag_seconds: f64,
     pub files_synced: u64,
     pub bytes_synced: u64,
@@ -141,6 +148,7 @@ impl StatusRow {
         }
         let Some(b) = b else { return };
         self.last_error = b.last_error.clone();
+        self.note = b.note.clone();
         self.files_synced = b.files_synced;
         self.bytes_synced = b.bytes_synced;
         if status != "Active" {

@@ -121,6 +121,8 @@ pub trait Progress {
     fn idle(&mut self, _stime_ms: u64) {}
     /// A Hybrid crawl has sent `done` entries of about `total`.
     fn crawl_progress(&mut self, _done: u64, _total: u64) {}
+    /// Something the operator should know about the session (empty: nothing).
+    fn note(&mut self, _note: &str) {}
 }
 
 /// Tells nobody.
@@ -799,6 +801,14 @@ fn commit(
         send_data_and_meta(src, link, b, (&data, &meta), labels, opts, &mut scratch)?;
         failures = unsettled(src, link.commit(b)?);
     }
+    // Out of space is not the change's fault: nothing is skipped, the batch comes again
+    // (its changelogs stay unprocessed) once there is room.
+    let full = failures.iter().filter(|f| f.errno == libc::ENOSPC || f.errno == libc::EDQUOT).count();
+    if full > 0 {
+        anyhow::bail!(
+            "the secondary is out of space ({full} changes could not be applied): the batch is retried until there is room"
+        );
+    }
     report(src, failures, stats);
     Ok(())
 }
@@ -1147,8 +1157,8 @@ pub fn replicate(
             std::thread::sleep(opts.change_interval);
         }
     }
-    let processed = consumer.processed_ms();
-    if full || processed == 0 || !consumer.history(processed)?.complete {
+    // (History lost to retention is found below, and said.)
+    if full || consumer.processed_ms() == 0 {
         crawl(src, link, &mut consumer, opts, &mut stats, progress)?;
     }
     progress.crawl("History Crawl");
@@ -1156,6 +1166,16 @@ pub fn replicate(
         if consumer.scan()?.iter().any(|c| c.entry.is_unclean()) {
             log::warn!("changelogs after an unclean stop of the primary may miss changes: crawling");
             crawl(src, link, &mut consumer, opts, &mut stats, progress)?;
+        }
+        if !consumer.history(consumer.processed_ms())?.complete {
+            let note = format!(
+                "fell behind the primary's changelog retention (changelogs after {} were removed unprocessed): catching up by a Hybrid crawl",
+                crate::session::status::format_time((consumer.processed_ms() / 1000) as i64, false)
+            );
+            log::warn!("{note}");
+            progress.note(&note);
+            crawl(src, link, &mut consumer, opts, &mut stats, progress)?;
+            progress.note("");
         }
         let n = changelog_pass(src, link, &mut consumer, opts, &mut stats, progress)?;
         if n == 0 {

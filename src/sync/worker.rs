@@ -173,6 +173,11 @@ impl Progress for Reporter {
         self.save();
     }
 
+    fn note(&mut self, note: &str) {
+        self.status.note = note.to_string();
+        self.save();
+    }
+
     fn crawl_progress(&mut self, done: u64, total: u64) {
         (self.status.crawl_entries, self.status.crawl_total) = (done, total);
         self.save();

@@ -103,6 +103,12 @@ impl Sites {
     /// Sites named `names` (at most 9), each up with its volume started and mounted and its
     /// session key made; namespaces `georep-<tag><name>` at 10.231.`<net + i>`.2.
     pub fn new(tag: &str, net: u8, names: &[&str]) -> Sites {
+        Sites::with_small_bricks(tag, net, names, &[])
+    }
+
+    /// As `new`, the bricks of the sites `small` lists (index, MiB) on a tmpfs of that size
+    /// (a disk that fills).
+    pub fn with_small_bricks(tag: &str, net: u8, names: &[&str], small: &[(usize, u32)]) -> Sites {
         require_root();
         let dir = tempfile::Builder::new().prefix("georep-sites-").tempdir().unwrap();
         let user = RootAlias::new(dir.path(), &format!("georep{tag}"));
@@ -125,6 +131,15 @@ impl Sites {
             node.start();
             let vol = format!("{name}vol");
             let brick = node.root.join("brick");
+            if let Some((_, mib)) = small.iter().find(|(n, _)| *n == i) {
+                std::fs::create_dir_all(&brick).unwrap();
+                let o = Command::new("mount")
+                    .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+                    .arg(&brick)
+                    .output()
+                    .unwrap();
+                assert!(o.status.success(), "tmpfs: {}", String::from_utf8_lossy(&o.stderr));
+            }
             let mnt = node.root.join("mnt");
             std::fs::create_dir_all(&mnt).unwrap();
             node.cli(&format!("volume create {vol} {name}:{}", brick.display())).ok();
@@ -150,7 +165,12 @@ impl Sites {
 
     /// Creates (push-pem) and starts the session `from` → `to`.
     pub fn session(&self, from: usize, to: usize) {
-        self.geo(from, to, "create push-pem").ok();
+        self.session_created_with(from, to, "create push-pem");
+    }
+
+    /// As `session`, created with `create` (its options: `create push-pem force`).
+    pub fn session_created_with(&self, from: usize, to: usize, create: &str) {
+        self.geo(from, to, create).ok();
         self.sessions.borrow_mut().push((from, to));
         self.geo(from, to, "start").ok();
     }
