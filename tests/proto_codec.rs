@@ -90,7 +90,7 @@ fn msg() -> impl Strategy<Value = Msg> {
                 primary_name,
             }),
         any::<[u8; 16]>().prop_map(|v| Msg::Origin { volume: VolumeId(v) }),
-        any::<u64>().prop_map(|applied_ms| Msg::TailRequest { applied_ms }),
+        (any::<u64>(), any::<bool>()).prop_map(|(applied_ms, keep)| Msg::TailRequest { applied_ms, keep }),
         any::<u64>().prop_map(|stime_ms| Msg::Synced { stime_ms }),
         (
             any::<u64>(),

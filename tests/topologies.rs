@@ -135,12 +135,16 @@ fn dr_drill_failover_failback_restore() {
     sh(&s[0].mnt, "echo stale > stale_on_a && echo stale > before_f1 && rm -r before_d1_ನನ್ನ && mv big/f2 big/f2.moved");
     assert!(!s[0].b("after_failover").exists());
 
-    // Failback from B: A's tail reported and discarded; A takes B's state.
-    let out = s[1].cli(&format!("volume geo-replication {bvol} {a_url} failback")).ok().to_string();
+    // Failback from B: A's tail reported, kept aside, and discarded; A takes B's state.
+    let out = s[1].cli(&format!("volume geo-replication {bvol} {a_url} failback keep-conflicts")).ok().to_string();
     for what in ["stale_on_a", "before_d1_ನನ್ನ", "big/f2 -> big/f2.moved", "inflight/"] {
         assert!(out.contains(what), "the tail report names {what}: {out}");
     }
     s.assert_converged(0, 1, SYNC);
+    let kept = s[0].node.root.join("state/conflicts/avol");
+    let kept = std::fs::read_dir(&kept).unwrap().next().unwrap().unwrap().path();
+    assert_eq!(std::fs::read_to_string(kept.join("stale_on_a")).unwrap(), "stale\n", "{out}");
+    assert!(kept.join("big/f2.moved").exists(), "{out}");
     assert_eq!(std::fs::read_to_string(s[0].b("after_failover")).unwrap(), "written on B\n");
     assert!(!s[0].b("stale_on_a").exists() && s[0].b("big/f2").exists());
     // Meanwhile A is B's secondary: its users read only; B's users' changes reach it.
@@ -267,6 +271,7 @@ fn fan_out_one_secondary_in_trouble_never_holds_up_the_other() {
 
     // C out of space: B stays current; C waits, skipping nothing.
     sh(&s[0].mnt, "head -c 64M /dev/urandom > huge");
+    s.assert_converged(0, 1, SYNC);
     let b_lag = lag(&s, 0, 1, "while_c_is_full_", 10);
     eprintln!("lag to B while C is full: {b_lag:?} at worst");
     assert!(b_lag < Duration::from_secs(5), "{b_lag:?}");

@@ -54,6 +54,9 @@ pub enum Request {
         /// known): the tail starts after it if that is later than the session's stime.
         #[serde(default)]
         after_ms: u64,
+        /// Copy what the tail changed aside first (`failback keep-conflicts`).
+        #[serde(default)]
+        keep: bool,
     },
     /// For a receiver at the end of a failback: `volume` is a primary again
     /// (`daemon::roles::restore`).

@@ -46,7 +46,7 @@ fn promotion(d: &Daemon, volume: &str, old: &str) -> anyhow::Result<roles::Upstr
         .with_context(|| format!("{volume} was not promoted by a failover from a volume {old}: nothing to fail back"))
 }
 
-pub fn failback(d: &Daemon, primary: &str, secondary: &SecondaryUrl) -> anyhow::Result<Response> {
+pub fn failback(d: &Daemon, primary: &str, secondary: &SecondaryUrl, keep: bool) -> anyhow::Result<Response> {
     let up = promotion(d, primary, &secondary.volume)?;
     let promoted_ms = up.promoted_ms.unwrap_or_default();
     if sessions::get(d, primary, secondary)?.is_none() {
@@ -65,7 +65,7 @@ pub fn failback(d: &Daemon, primary: &str, secondary: &SecondaryUrl) -> anyhow::
     // Its receiver makes the old primary this volume's secondary (its users read-only), and
     // tells what it changed and never shipped.
     let mut link = sessions::connect_receiver(d, &s)?;
-    let tail = match link.ask(&Msg::TailRequest { applied_ms: up.applied_ms.unwrap_or(0) })? {
+    let tail = match link.ask(&Msg::TailRequest { applied_ms: up.applied_ms.unwrap_or(0), keep })? {
         Msg::Tail { since_ms, inodes, dirs, lines } => (since_ms, inodes, dirs, lines),
         other => bail!("the receiver answered {other:?}"),
     };
@@ -88,10 +88,11 @@ pub fn failback(d: &Daemon, primary: &str, secondary: &SecondaryUrl) -> anyhow::
         sessions::start_workers(d, &s)?;
     }
     let mut out = format!(
-        "Failback of {primary} to {secondary} started: {secondary} takes {primary}'s state.\n{} changed {} paths after its last sync to {primary} ({}); discarded:",
+        "Failback of {primary} to {secondary} started: {secondary} takes {primary}'s state.\n{} changed {} paths after its last sync to {primary} ({}); {}:",
         up.name,
-        lines.len(),
-        crate::session::status::format_time((since_ms / 1000) as i64, false)
+        lines.iter().filter(|l| !l.starts_with("kept ")).count(),
+        crate::session::status::format_time((since_ms / 1000) as i64, false),
+        if keep { "discarded from the volume, kept as conflict copies" } else { "discarded" }
     );
     for l in &lines {
         out.push_str(&format!("\n  {l}"));

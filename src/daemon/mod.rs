@@ -229,9 +229,9 @@ impl Daemon {
             }
             // A receiver's questions about the volume it serves: root's, or a user's the
             // mountbroker lets receive for that volume.
-            Request::Tail { volume, toward, after_ms } => {
+            Request::Tail { volume, toward, after_ms, keep } => {
                 broker::may_receive(self, uid, &volume)?;
-                Ok((Response::Tail(roles::tail(self, &volume, &toward, after_ms)?), None))
+                Ok((Response::Tail(roles::tail(self, &volume, &toward, after_ms, keep)?), None))
             }
             Request::Restore { volume, from } => {
                 broker::may_receive(self, uid, &volume)?;

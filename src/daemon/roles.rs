@@ -247,7 +247,7 @@ fn session_toward(d: &Daemon, volume: &str, toward: &str) -> anyhow::Result<supe
 /// At a failback to `volume` from the volume `toward` promoted in its place: what `volume`
 /// changed after its session to `toward` last synced (its unshipped tail), which the failback
 /// discards.
-pub fn tail(d: &Daemon, volume: &str, toward: &str, after_ms: u64) -> anyhow::Result<Tail> {
+pub fn tail(d: &Daemon, volume: &str, toward: &str, after_ms: u64, keep: bool) -> anyhow::Result<Tail> {
     use crate::changelog::{Consumer, Kind};
     let s = session_toward(d, volume, toward)?;
     let v = volumes::get(d, volume)?;
@@ -310,9 +310,47 @@ pub fn tail(d: &Daemon, volume: &str, toward: &str, after_ms: u64) -> anyhow::Re
         .take(crate::proto::MAX_TAIL_LINES)
         .map(|(p, ops)| format!("{} {p}", ops.join(",")))
         .collect();
+    if keep {
+        let dir = d.dirs.state.join("conflicts").join(volume).join(
+            crate::session::status::format_time((EpochMs::now().0 / 1000) as i64, false)
+                .replace(' ', "T")
+                .replace(':', ""),
+        );
+        let mut kept = 0;
+        for g in &inodes {
+            let rel = path_of(g);
+            if rel.is_empty() || rel.starts_with("<gfid:") {
+                continue;
+            }
+            match keep_copy(&brick.join(&rel), &dir.join(&rel)) {
+                Ok(true) => kept += 1,
+                Ok(false) => {}
+                Err(e) => log::warn!("failback: cannot keep a copy of {rel}: {e}"),
+            }
+        }
+        t.lines.insert(0, format!("kept {kept} files as they were in {}", dir.display()));
+    }
     t.inodes = inodes.iter().map(|g| g.to_string()).collect();
     t.dirs = dirs.iter().map(|g| g.to_string()).collect();
     Ok(t)
+}
+
+/// Copies a file or symlink of the brick to `to` (its owner, mode and times kept); false if it
+/// is neither.
+fn keep_copy(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::symlink_metadata(from)?;
+    std::fs::create_dir_all(to.parent().unwrap_or(to))?;
+    if md.file_type().is_symlink() {
+        std::os::unix::fs::symlink(std::fs::read_link(from)?, to)?;
+    } else if md.is_file() {
+        std::fs::copy(from, to)?;
+        std::fs::File::options().write(true).open(to)?.set_modified(md.modified()?)?;
+    } else {
+        return Ok(false);
+    }
+    std::os::unix::fs::lchown(to, Some(md.uid()), Some(md.gid()))?;
+    Ok(true)
 }
 
 fn join(dir: &str, name: &std::ffi::OsStr) -> String {

@@ -223,7 +223,9 @@ pub fn handle(d: &Daemon, primary: &str, secondary: &SecondaryUrl, cmd: SessionC
     match cmd {
         // On the secondary's node, where the session itself is not kept.
         SessionCmd::Failover => return super::roles::failover(d, primary, &secondary.volume),
-        SessionCmd::Failback => return super::failback::failback(d, primary, &secondary),
+        SessionCmd::Failback { keep_conflicts } => {
+            return super::failback::failback(d, primary, &secondary, keep_conflicts);
+        }
         SessionCmd::Restore => return super::failback::restore(d, primary, &secondary),
         _ => {}
     }
@@ -235,7 +237,7 @@ pub fn handle(d: &Daemon, primary: &str, secondary: &SecondaryUrl, cmd: SessionC
     };
     let who = format!("geo-replication session between {primary} & {secondary}");
     match cmd {
-        SessionCmd::Create { .. } | SessionCmd::Failover | SessionCmd::Failback | SessionCmd::Restore => {
+        SessionCmd::Create { .. } | SessionCmd::Failover | SessionCmd::Failback { .. } | SessionCmd::Restore => {
             unreachable!("handled above")
         }
         SessionCmd::Start { force } => {

@@ -287,8 +287,9 @@ fn encode_payload(m: &Msg) -> (u8, Vec<u8>) {
             w.0.extend_from_slice(&volume.0);
             K_ORIGIN
         }
-        Msg::TailRequest { applied_ms } => {
+        Msg::TailRequest { applied_ms, keep } => {
             w.u64(*applied_ms);
+            w.u8(*keep as u8);
             K_TAIL_REQUEST
         }
         Msg::Synced { stime_ms } => {
@@ -543,7 +544,7 @@ fn decode_payload(kind: u8, b: &[u8]) -> Result<Msg, DecodeError> {
             Msg::Hello { version, secondary_volume, join, primary, primary_name: string(&mut r)? }
         }
         K_ORIGIN => Msg::Origin { volume: VolumeId(r.take(16)?.try_into().unwrap()) },
-        K_TAIL_REQUEST => Msg::TailRequest { applied_ms: r.u64()? },
+        K_TAIL_REQUEST => Msg::TailRequest { applied_ms: r.u64()?, keep: bool8(&mut r)? },
         K_SYNCED => Msg::Synced { stime_ms: r.u64()? },
         K_LIST_REQUEST => {
             let n = r.count(24)?;

@@ -189,6 +189,9 @@ pub enum Msg {
     /// the receiver's clock; 0: not known)? Answered with `Tail`.
     TailRequest {
         applied_ms: u64,
+        /// Keep what the tail changed as conflict copies (outside the volume) before it is
+        /// discarded.
+        keep: bool,
     },
     /// Receiver -> worker: the inodes the receiver's volume changed after its last sync to
     /// the worker's volume (`since_ms`, its session's stime), the directories whose names

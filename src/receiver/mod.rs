@@ -802,10 +802,16 @@ fn open_joined(
 
 /// What this node's volume changed and never shipped to the worker's volume `toward`, from
 /// the node's georepd (a failback).
-fn failback_tail(target: &Target<'_>, volume: &str, toward: VolumeId, applied_ms: u64) -> anyhow::Result<Msg> {
+fn failback_tail(
+    target: &Target<'_>,
+    volume: &str,
+    toward: VolumeId,
+    applied_ms: u64,
+    keep: bool,
+) -> anyhow::Result<Msg> {
     use crate::daemon::control::{self, Request, Response};
     let Target::Daemon(dirs) = target else { bail!("a receiver on a given mount has no georepd to ask") };
-    let req = Request::Tail { volume: volume.to_string(), toward: toward.to_string(), after_ms: applied_ms };
+    let req = Request::Tail { volume: volume.to_string(), toward: toward.to_string(), after_ms: applied_ms, keep };
     match control::call(dirs, &req)? {
         Response::Tail(t) => {
             let gfids = |v: &[String]| v.iter().filter_map(|g| g.parse().ok()).collect::<Vec<Gfid>>();
@@ -896,8 +902,8 @@ pub fn serve(target: Target<'_>, input: impl Read, output: impl Write, level: i3
                 let dirs = rx.listing(&dirs, checksum);
                 answer(&mut w, &Msg::Listing { dirs }, level)?;
             }
-            Msg::TailRequest { applied_ms } => {
-                let m = match failback_tail(&target, &volume, primary, applied_ms) {
+            Msg::TailRequest { applied_ms, keep } => {
+                let m = match failback_tail(&target, &volume, primary, applied_ms, keep) {
                     Ok(m) => m,
                     Err(e) => Msg::Error { message: format!("{e:#}") },
                 };

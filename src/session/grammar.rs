@@ -84,8 +84,11 @@ pub enum SessionCmd {
     Config(ConfigAction),
     /// On the secondary's node: promote the secondary volume (SPEC 11).
     Failover,
-    /// On the promoted volume's node, toward its old primary: the reverse session.
-    Failback,
+    /// On the promoted volume's node, toward its old primary: the reverse session; with
+    /// `keep_conflicts`, the old primary's unshipped changes are copied aside first.
+    Failback {
+        keep_conflicts: bool,
+    },
     /// The end of a failback: the roles back as they were.
     Restore,
     /// Compare both sides (SPEC 11).
@@ -362,7 +365,14 @@ pub fn parse(args: &[String]) -> Result<Command, GrammarError> {
         "stop" => SessionCmd::Stop { force: force_only(opts)? },
         "pause" => SessionCmd::Pause { force: force_only(opts)? },
         "resume" => SessionCmd::Resume { force: force_only(opts)? },
-        "failover" | "failback" | "restore" if !opts.is_empty() => {
+        "failback" => match opts {
+            [] => SessionCmd::Failback { keep_conflicts: false },
+            [w] if word(w, &["keep-conflicts"])? == Some("keep-conflicts") => {
+                SessionCmd::Failback { keep_conflicts: true }
+            }
+            _ => return Err(GrammarError::Usage("usage: ... failback [keep-conflicts]".into())),
+        },
+        "failover" | "restore" if !opts.is_empty() => {
             return Err(GrammarError::Usage(format!("usage: ... {verb}")));
         }
         "verify" => {
@@ -381,7 +391,6 @@ pub fn parse(args: &[String]) -> Result<Command, GrammarError> {
             SessionCmd::Verify { checksum, full }
         }
         "failover" => SessionCmd::Failover,
-        "failback" => SessionCmd::Failback,
         "restore" => SessionCmd::Restore,
         "delete" => SessionCmd::Delete {
             reset_sync_time: match opts {

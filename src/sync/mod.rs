@@ -781,6 +781,7 @@ fn commit(
     stats: &mut Stats,
 ) -> anyhow::Result<()> {
     let mut failures = unsettled(src, link.commit(batch)?);
+    out_of_space(&failures)?;
     let mut attempt = 0u32;
     while !failures.is_empty() && attempt < opts.retries {
         attempt += 1;
@@ -810,6 +811,20 @@ fn commit(
         );
     }
     report(src, failures, stats);
+    Ok(())
+}
+
+/// Out of space is not the changes' fault: nothing is skipped, and nothing is tried again at
+/// once (it would send the same data again for nothing, taking what the other sessions
+/// need): the worker stops with this error, and the batch comes again (its changelogs stay
+/// unprocessed) with the worker's backoff, until there is room.
+fn out_of_space(failures: &[Failure]) -> anyhow::Result<()> {
+    let full = failures.iter().filter(|f| f.errno == libc::ENOSPC || f.errno == libc::EDQUOT).count();
+    if full > 0 {
+        anyhow::bail!(
+            "the secondary is out of space ({full} changes could not be applied): the batch is retried until there is room"
+        );
+    }
     Ok(())
 }
 
