@@ -50,6 +50,8 @@ fn cascade_carries_every_kind_of_change_to_the_third_site() {
     for (from, to) in [(0, 1), (1, 2)] {
         let row = &s.rows(from, to)[0];
         assert_eq!(row[12], "0", "no failures {from}->{to}: {row:?}\n{}", s.worker_log(from, to));
+        let v = s.geo(from, to, "verify --checksum");
+        assert_eq!(v.code, 0, "{from}->{to}: {v:?}");
     }
 }
 
@@ -181,6 +183,9 @@ fn dr_drill_failover_failback_restore() {
     };
     assert!(common::wait_until(SYNC, || settled(&s)), "changes keep travelling between the sites");
     assert!(s.geo(1, 0, "status").code != 0 || s.rows(1, 0).is_empty(), "the failback session is gone");
+    // And the session's own check agrees.
+    let v = s.geo(0, 1, "verify --checksum");
+    assert_eq!(v.code, 0, "{v:?}");
 }
 
 /// `verify` finds each planted difference, over the session's connection, and none on

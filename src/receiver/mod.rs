@@ -107,7 +107,8 @@ impl Receiver {
             };
             let mut entries = Vec::new();
             loop {
-                let name = std::ffi::OsString::from(format!("{XATTR_LIST}{cookie}"));
+                let name =
+                    std::ffi::OsString::from(format!("{XATTR_LIST}{cookie}{}", if checksum { ".sum" } else { "" }));
                 let got = crate::fs::sys::getxattr_fd(dir.as_fd(), &name, &mut buf)
                     .and_then(|n| crate::proto::decode_entries(&buf[..n]).map_err(|e| einval(&e.to_string())));
                 let (mut part, next) = match got {
@@ -119,10 +120,12 @@ impl Receiver {
                     }
                 };
                 if checksum {
-                    for e in part.iter_mut().filter(|e| e.mode & libc::S_IFMT == libc::S_IFREG && !e.gfid.is_null()) {
-                        e.hash = File::open(self.by_gfid(&e.gfid))
-                            .and_then(|f| crate::fs::listing::hash_file(f.as_fd()))
-                            .ok();
+                    // What the mount did not hash (big files) is read through it.
+                    let unhashed = |e: &&mut crate::proto::ListEntry| {
+                        e.mode & libc::S_IFMT == libc::S_IFREG && !e.gfid.is_null() && e.hash.is_none()
+                    };
+                    for e in part.iter_mut().filter(unhashed) {
+                        e.hash = File::open(self.by_gfid(&e.gfid)).and_then(|f| crate::fs::listing::hash_open(&f)).ok();
                     }
                 }
                 used += part.iter().map(crate::proto::entry_len).sum::<usize>();

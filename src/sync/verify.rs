@@ -78,15 +78,13 @@ fn shown(p: &Path) -> String {
 fn ours(src: &mut Source, gfid: &Gfid, checksum: bool) -> anyhow::Result<Option<Vec<ListEntry>>> {
     let Some(fd) = src.open_gfid(gfid)? else { return Ok(None) };
     let dir = crate::fs::sys::reopen(fd.as_fd(), libc::O_RDONLY | libc::O_DIRECTORY)?;
-    let (mut entries, _) = crate::fs::listing::list(dir.as_fd(), 0, usize::MAX, *gfid == Gfid::ROOT)?;
-    if checksum {
-        for e in entries.iter_mut().filter(|e| e.mode & libc::S_IFMT == libc::S_IFREG) {
-            let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK;
-            e.hash = crate::fs::sys::openat(dir.as_fd(), &e.name, flags, 0)
-                .and_then(|f| crate::fs::listing::hash_file(f.as_fd()))
-                .ok();
-        }
-    }
+    let want = crate::fs::listing::Want {
+        budget: usize::MAX,
+        root: *gfid == Gfid::ROOT,
+        hash_max: if checksum { u64::MAX } else { 0 },
+        hash_budget: u64::MAX,
+    };
+    let (entries, _) = crate::fs::listing::list(dir.as_fd(), 0, want)?;
     Ok(Some(entries))
 }
 
@@ -210,10 +208,17 @@ pub fn verify(src: &mut Source, link: &mut Link, o: &VerifyOptions) -> anyhow::R
     while !queue.is_empty() {
         let group: Vec<(Gfid, PathBuf, i64)> = queue.drain(..queue.len().min(DIRS_PER_REQUEST)).collect();
         let gfids: Vec<Gfid> = group.iter().map(|g| g.0).collect();
-        let mut there = theirs(link, &gfids, o.checksum)?;
-        for (gfid, path, ctime) in group {
+        // This side's listings (and hashes) are read while the secondary makes its own.
+        let (here_all, there) = std::thread::scope(|sc| {
+            let mine = sc.spawn(|| gfids.iter().map(|g| ours(src, g, o.checksum)).collect::<anyhow::Result<Vec<_>>>());
+            let there = theirs(link, &gfids, o.checksum);
+            (mine.join(), there)
+        });
+        let here_all = here_all.map_err(|_| anyhow::anyhow!("the listing thread panicked"))??;
+        let mut there = there?;
+        for ((gfid, path, ctime), here) in group.into_iter().zip(here_all) {
             let changed = ctime > stime_ns;
-            let Some(here) = ours(src, &gfid, o.checksum)? else { continue };
+            let Some(here) = here else { continue };
             let Some(Some(there)) = there.remove(&gfid) else {
                 if changed {
                     r.set_aside += 1;

@@ -108,8 +108,9 @@ impl OverlayFs {
         crate::fs::role::note_applied(&self.brick.layout.applied_file(), v, ms).map_err(errno)
     }
 
-    /// `getxattr(.gfid/<dir>, glusterfs.georep.list.<cookie>)`: the directory's entries from
-    /// the cookie on as `verify` compares them (`fs::listing`), with the cookie to go on from.
+    /// `getxattr(.gfid/<dir>, glusterfs.georep.list.<cookie>[.sum])`: the directory's entries
+    /// from the cookie on as `verify` compares them (`fs::listing`), with the cookie to go on
+    /// from; with `.sum`, small files' content hashes.
     pub(super) fn list_request(
         &self,
         req: &Request,
@@ -121,11 +122,14 @@ impl OverlayFs {
         if !inode.is_dir() {
             return Err(Errno::ENOTDIR);
         }
+        let (cookie, sums) = match cookie.strip_suffix(b".sum") {
+            Some(c) => (c, true),
+            None => (cookie, false),
+        };
         let cookie: u64 = std::str::from_utf8(cookie).ok().and_then(|c| c.parse().ok()).ok_or(Errno::EINVAL)?;
         let fd = inode.fd().map_err(errno)?;
-        let (entries, next) =
-            crate::fs::listing::list(fd.as_fd(), cookie, crate::fs::listing::ANSWER_MAX, inode.gfid == Gfid::ROOT)
-                .map_err(errno)?;
+        let want = crate::fs::listing::Want::request(inode.gfid == Gfid::ROOT, sums);
+        let (entries, next) = crate::fs::listing::list(fd.as_fd(), cookie, want).map_err(errno)?;
         super::xattr::sized(crate::proto::encode_entries(&entries, next), size)
     }
 
