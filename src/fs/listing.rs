@@ -20,80 +20,74 @@ pub const XATTR_LIST: &str = "glusterfs.georep.list.";
 /// What a listing includes.
 #[derive(Clone, Copy, Debug)]
 pub struct Want {
-    /// About this many bytes of encoded entries at most.
-    pub budget: usize,
+    /// Entries read at most (from the cookie on, in the directory's order).
+    pub count: usize,
     /// The directory is the brick's root (its private directory is left out).
     pub root: bool,
     /// Hash the content of regular files up to this size (0: none) ...
     pub hash_max: u64,
-    /// ... and of this many bytes of them in all; the listing stops there.
+    /// ... and of this many bytes of them in all; the files after that have no hash.
     pub hash_budget: u64,
 }
 
 impl Want {
-    /// What the aux-gfid mount's request answers: 60 KiB of entries; with `sums`, the
-    /// content hashes of files up to 1 MiB, 16 MiB of them at most (a request must not hold
-    /// its thread long; bigger files are hashed by the caller through the mount).
+    /// What the aux-gfid mount's request answers: a few hundred entries (within
+    /// `ANSWER_MAX`); with `sums`, the content hashes of files up to 1 MiB, 16 MiB of them at
+    /// most (a request must not hold its thread long; the caller hashes the rest through the
+    /// mount).
     pub fn request(root: bool, sums: bool) -> Want {
-        Want { budget: ANSWER_MAX, root, hash_max: if sums { 1 << 20 } else { 0 }, hash_budget: 16 << 20 }
+        Want { count: 400, root, hash_max: if sums { 1 << 20 } else { 0 }, hash_budget: 16 << 20 }
     }
 }
 
 /// What one listing request answers at most (a getxattr value is at most 64 KiB).
 pub const ANSWER_MAX: usize = 60 << 10;
 
-/// The entries of the directory `dir` from `cookie` on (0: the start), sorted by name, until
-/// about `budget` bytes of encoded entries; and the cookie to go on from (0: the end). The
-/// brick's private directory is left out when `root`.
+/// Up to `want.count` entries of the directory `dir` from `cookie` on (0: the start), sorted
+/// by name; and the cookie to go on from (0: the end). The entries are read in inode order,
+/// not the directory's (on ext4, its hash order): the inodes and blocks of files made one
+/// after another lie one after another, and a cold listing reads them so.
 pub fn list(dir: BorrowedFd<'_>, cookie: u64, want: Want) -> std::io::Result<(Vec<ListEntry>, u64)> {
     let mut stream = sys::DirStream::open(dir)?;
     if cookie != 0 {
         stream.seek(cookie);
     }
-    let base = PathBuf::from(format!("/proc/self/fd/{}", stream.fd().as_raw_fd()));
-    let mut out = Vec::new();
-    let mut used = 0usize;
-    let mut hashed = 0u64;
+    let mut names: Vec<(u64, std::ffi::OsString)> = Vec::new();
     let mut next = 0u64;
-    loop {
-        let (name, after) = match stream.next_entry()? {
-            None => {
-                next = 0;
-                break;
-            }
-            Some(e) => (e.name.to_os_string(), e.next_off),
+    while names.len() < want.count {
+        let Some(e) = stream.next_entry()? else {
+            next = 0;
+            break;
         };
-        if name.as_bytes() == b"."
-            || name.as_bytes() == b".."
-            || (want.root && name.as_bytes() == PRIVATE_DIR.as_bytes())
-        {
-            next = after;
+        next = e.next_off;
+        let n = e.name.as_bytes();
+        if n == b"." || n == b".." || (want.root && n == PRIVATE_DIR.as_bytes()) {
             continue;
         }
+        names.push((e.ino, e.name.to_os_string()));
+    }
+    if names.len() == want.count && stream.next_entry()?.is_none() {
+        next = 0;
+    }
+    names.sort_unstable_by_key(|(ino, _)| *ino);
+    let base = PathBuf::from(format!("/proc/self/fd/{}", stream.fd().as_raw_fd()));
+    let mut out = Vec::with_capacity(names.len());
+    let mut hashed = 0u64;
+    for (_, name) in names {
         let st = match sys::fstatat(stream.fd(), &name, libc::AT_SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             // Gone meanwhile.
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                next = after;
-                continue;
-            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
             Err(e) => return Err(e),
         };
         let mut e = entry(&base.join(&name), &name, &st)?;
-        let len = crate::proto::entry_len(&e);
-        let file = st.st_mode & libc::S_IFMT == libc::S_IFREG && (st.st_size as u64) <= want.hash_max;
-        if (used + len > want.budget || (file && hashed > want.hash_budget)) && !out.is_empty() {
-            // `next` is where this entry began.
-            break;
-        }
-        if file {
+        let size = st.st_size as u64;
+        if st.st_mode & libc::S_IFMT == libc::S_IFREG && size <= want.hash_max && hashed + size <= want.hash_budget {
             let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOATIME;
             e.hash = sys::openat(stream.fd(), &name, flags, 0).and_then(|f| hash_open(&std::fs::File::from(f))).ok();
-            hashed += st.st_size as u64;
+            hashed += size;
         }
-        used += len;
         out.push(e);
-        next = after;
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok((out, next))

@@ -79,7 +79,7 @@ fn ours(src: &mut Source, gfid: &Gfid, checksum: bool) -> anyhow::Result<Option<
     let Some(fd) = src.open_gfid(gfid)? else { return Ok(None) };
     let dir = crate::fs::sys::reopen(fd.as_fd(), libc::O_RDONLY | libc::O_DIRECTORY)?;
     let want = crate::fs::listing::Want {
-        budget: usize::MAX,
+        count: usize::MAX,
         root: *gfid == Gfid::ROOT,
         hash_max: if checksum { u64::MAX } else { 0 },
         hash_budget: u64::MAX,

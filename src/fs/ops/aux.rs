@@ -128,9 +128,19 @@ impl OverlayFs {
         };
         let cookie: u64 = std::str::from_utf8(cookie).ok().and_then(|c| c.parse().ok()).ok_or(Errno::EINVAL)?;
         let fd = inode.fd().map_err(errno)?;
-        let want = crate::fs::listing::Want::request(inode.gfid == Gfid::ROOT, sums);
-        let (entries, next) = crate::fs::listing::list(fd.as_fd(), cookie, want).map_err(errno)?;
-        super::xattr::sized(crate::proto::encode_entries(&entries, next), size)
+        // Fewer entries when they do not fit one answer (big xattrs).
+        let mut want = crate::fs::listing::Want::request(inode.gfid == Gfid::ROOT, sums);
+        loop {
+            let (entries, next) = crate::fs::listing::list(fd.as_fd(), cookie, want).map_err(errno)?;
+            let v = crate::proto::encode_entries(&entries, next);
+            if v.len() <= crate::fs::listing::ANSWER_MAX {
+                return super::xattr::sized(v, size);
+            }
+            if want.count == 1 {
+                return Err(Errno::E2BIG);
+            }
+            want.count = (want.count / 4).max(1);
+        }
     }
 
     /// `setxattr(<inode>, glusterfs.georep.xattrs, list)`: the inode's replicated xattrs become
