@@ -835,6 +835,28 @@ fn adopt(root: &Path, path: &Path) -> anyhow::Result<Gfid> {
     crate::fs::server::adopt(&crate::daemon::dirs::Dirs::from_env().run, root, rel)
 }
 
+/// The entry operation that makes an entry as the brick has it (`md`).
+fn create_op(
+    gfid: Gfid,
+    pgfid: Gfid,
+    name: std::ffi::OsString,
+    md: &std::fs::Metadata,
+    target: Option<std::ffi::OsString>,
+    inline: Option<Box<Inline>>,
+) -> EntryOp {
+    EntryOp::Create {
+        gfid,
+        pgfid,
+        name,
+        mode: md.mode(),
+        uid: md.uid(),
+        gid: md.gid(),
+        rdev: md.rdev(),
+        target,
+        inline,
+    }
+}
+
 /// The Hybrid crawl: the whole brick, parents before children, hard links as links.
 pub fn hybrid_crawl(
     src: &mut Source,
@@ -929,17 +951,7 @@ pub fn hybrid_crawl(
                 stats.bytes += i.content.len() as u64;
                 stats.meta += 1;
             }
-            let op = EntryOp::Create {
-                gfid,
-                pgfid,
-                name: name.clone(),
-                mode: md.mode(),
-                uid: md.uid(),
-                gid: md.gid(),
-                rdev: md.rdev(),
-                target,
-                inline,
-            };
+            let op = create_op(gfid, pgfid, name.clone(), &md, target, inline);
             ops_bytes += entry_bytes(&op);
             sent.push((src.volume, retained(&op)));
             ops.push(op);

@@ -8,15 +8,14 @@
 
 use std::collections::BTreeSet;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use super::link::Link;
 use super::origin::Labels;
-use super::{Labelled, Progress, Source, Stats, WorkerOptions, commit, send_data_and_meta, send_entries};
-use crate::proto::{EntryOp, Msg};
+use super::{Labelled, Progress, Source, Stats, WorkerOptions, commit, create_op, send_data_and_meta, send_entries};
+use crate::proto::Msg;
 use crate::types::{Gfid, PRIVATE_DIR, XATTR_GFID};
 
 /// What the reverse session's first pass works from: written by georepd at `failback`.
@@ -85,20 +84,7 @@ pub fn recover(
             };
             let target =
                 if md.file_type().is_symlink() { Some(std::fs::read_link(&p)?.into_os_string()) } else { None };
-            ops.push((
-                src.volume,
-                EntryOp::Create {
-                    gfid,
-                    pgfid: *pgfid,
-                    name: name.clone(),
-                    mode: md.mode(),
-                    uid: md.uid(),
-                    gid: md.gid(),
-                    rdev: md.rdev(),
-                    target,
-                    inline: None,
-                },
-            ));
+            ops.push((src.volume, create_op(gfid, *pgfid, name.clone(), &md, target, None)));
             keep.push(name);
         }
         stats.entries += ops.len() as u64;
