@@ -4,6 +4,7 @@
 //! changed, on disk) -> `fs` (the FUSE overlay that records changes) -> `cli` (the `georep`
 //! command). See ARCHITECTURE.md for the map and the invariants of each module.
 
+pub mod api;
 pub mod changelog;
 pub mod cli;
 pub mod daemon;

@@ -42,6 +42,13 @@ struct Args {
     /// The command the session keys are restricted to on secondaries
     #[arg(long, default_value = "georep receiver")]
     remote_receiver: String,
+    /// The REST API's address (`ADDR:PORT`; port 0: any free one, written to
+    /// `<run>/api.addr`), or `none`
+    #[arg(long, default_value = "127.0.0.1:9900")]
+    listen: String,
+    /// Serve the API over plain HTTP on an address other than loopback
+    #[arg(long)]
+    insecure_http: bool,
 }
 
 fn run() -> anyhow::Result<()> {
@@ -76,7 +83,9 @@ fn run() -> anyhow::Result<()> {
         operator_key: a.operator_key,
         remote_receiver: a.remote_receiver,
     };
+    let api = georep::api::ApiConfig::parse(&a.listen, a.insecure_http)?;
     let d = Daemon::open(dirs, opts)?;
+    georep::api::spawn(d.clone(), &api)?;
     d.serve()
 }
 

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
     name = "georep",
     version,
     about = "georep: geo-replication of directory trees over SSH",
-    after_help = "GlusterFS-style commands (carried out by georepd):\n  georep volume create <VOL> [replica <N>] <NODE>:<BRICK>... [force]\n  georep volume start|stop|delete <VOL>; georep volume info [<VOL>] | list [--json]\n  georep volume geo-replication <PVOL> [<SUSER>@]<SHOST>::<SVOL> create [ssh-port <N>] [push-pem|no-verify] [force]\n  georep volume geo-replication <PVOL> <SECONDARY> start|stop|pause|resume [force] | delete [reset-sync-time]\n  georep volume geo-replication [<PVOL> [<SECONDARY>]] status [detail] [--json|--xml]\n  georep volume geo-replication <PVOL> <SECONDARY> config [[!]<key> [<value>]] | config checkpoint now"
+    after_help = "GlusterFS-style commands (carried out by georepd):\n  georep volume create <VOL> [replica <N>] <NODE>:<BRICK>... [force]\n  georep volume start|stop|delete <VOL>; georep volume info [<VOL>] | list [--json]\n  georep volume geo-replication <PVOL> [<SUSER>@]<SHOST>::<SVOL> create [ssh-port <N>] [push-pem|no-verify] [force]\n  georep volume geo-replication <PVOL> <SECONDARY> start|stop|pause|resume [force] | delete [reset-sync-time]\n  georep volume geo-replication [<PVOL> [<SECONDARY>]] status [detail] [--json|--xml]\n  georep volume geo-replication <PVOL> <SECONDARY> config [[!]<key> [<value>]] | config checkpoint now\n  georep volume geo-replication <PVOL> <SECONDARY> verify [--checksum] [--full] | failover | failback [keep-conflicts] | restore"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -34,6 +34,12 @@ pub enum Command {
     /// A session's worker, as georepd runs it
     #[command(hide = true)]
     Worker { spec: std::path::PathBuf },
+    /// Print this node's REST API bearer token (made at georepd's first start)
+    ApiToken {
+        /// Replace it with a new one (the old one stops working at once)
+        #[arg(long)]
+        rotate: bool,
+    },
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -43,5 +49,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Receiver(a) => replicate::receiver(a),
         Command::Replicate(a) => replicate::replicate(a),
         Command::Worker { spec } => crate::sync::worker::run(&spec),
+        Command::ApiToken { rotate } => {
+            let state = crate::daemon::dirs::Dirs::from_env().state;
+            let t = if rotate { crate::api::rotate_token(&state)? } else { crate::api::ensure_token(&state)? };
+            println!("{t}");
+            Ok(())
+        }
     }
 }

@@ -107,7 +107,7 @@ pub enum Response {
 }
 
 /// A volume as `volume info` shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VolumeInfo {
     pub name: String,
     pub id: String,

@@ -63,7 +63,7 @@ impl BrickStatus {
 }
 
 /// One row of `status`: one brick of one session.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StatusRow {
     pub primary_node: String,
     pub primary_node_uuid: String,

@@ -76,6 +76,10 @@ impl Node {
             c.arg("--local-peer").arg(format!("{h}={}", d.display()));
         }
         c.args(&self.extra);
+        // Several nodes on this machine: each API on a port of its own.
+        if !self.extra.iter().any(|a| a == "--listen") {
+            c.args(["--listen", "127.0.0.1:0"]);
+        }
         self.child = Some(c.spawn().unwrap());
         let sock = self.run_dir().join("georepd.sock");
         assert!(
@@ -83,6 +87,11 @@ impl Node {
             "georepd {} did not come up",
             self.name
         );
+    }
+
+    /// The address its API listens on.
+    pub fn api_addr(&self) -> String {
+        std::fs::read_to_string(self.run_dir().join("api.addr")).unwrap().trim().to_string()
     }
 
     pub fn pid(&self) -> Option<u32> {

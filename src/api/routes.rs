@@ -1,0 +1,332 @@
+//! The routes of `/api/v1`, each a `control::Request` to the daemon core, and the OpenAPI
+//! document made from them (`utoipa`: the paths, parameters and schemas are this code's).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, Request as HttpRequest, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response as HttpResponse};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+use super::auth::Token;
+use crate::daemon::Daemon;
+use crate::daemon::control::{Request, Response, VolumeInfo};
+use crate::session::grammar::{ConfigAction, SecondaryUrl, SessionCmd, VolumeCmd};
+use crate::session::status::StatusRow;
+
+/// A refusal or a failure: `error` says which kind (`bad_input`, `not_found`, `refused`,
+/// `unauthorized`, `forbidden`, `failed`), `message` is the CLI's line.
+#[derive(Serialize, ToSchema)]
+pub struct ApiError {
+    error: &'static str,
+    message: String,
+}
+
+fn error(status: StatusCode, kind: &'static str, message: impl Into<String>) -> HttpResponse {
+    (status, Json(ApiError { error: kind, message: message.into() })).into_response()
+}
+
+/// A body that is not what the route takes: 413 if too big, else 400 naming the field.
+fn rejected(e: axum::extract::rejection::JsonRejection) -> HttpResponse {
+    let status = if e.status() == StatusCode::PAYLOAD_TOO_LARGE { e.status() } else { StatusCode::BAD_REQUEST };
+    error(status, "bad_input", e.body_text())
+}
+
+/// The status of a refusal, from the daemon's message (GlusterFS's texts, shared with the CLI).
+fn refusal(message: String) -> HttpResponse {
+    let m = message.to_lowercase();
+    let (status, kind) = if m.contains("does not exist") || m.contains("has no brick") || m.contains("no such") {
+        (StatusCode::NOT_FOUND, "not_found")
+    } else if m.starts_with("usage:")
+        || m.contains("invalid")
+        || m.contains("unknown")
+        || m.contains("unexpected")
+        || m.contains("must be")
+    {
+        (StatusCode::BAD_REQUEST, "bad_input")
+    } else if m.contains("permission denied") {
+        (StatusCode::FORBIDDEN, "forbidden")
+    } else {
+        (StatusCode::CONFLICT, "refused")
+    };
+    error(status, kind, message)
+}
+
+/// A message for the user (what the CLI prints).
+#[derive(Serialize, ToSchema)]
+pub struct Done {
+    message: String,
+}
+
+/// `verify`'s report.
+#[derive(Serialize, ToSchema)]
+pub struct VerifyReport {
+    differences: u64,
+    report: String,
+}
+
+/// One session option and its value.
+#[derive(Serialize, ToSchema)]
+pub struct OptionValue {
+    name: String,
+    value: String,
+}
+
+/// The daemon core's answer, as HTTP.
+fn answer(r: Response) -> HttpResponse {
+    match r {
+        Response::Ok(message) => Json(Done { message }).into_response(),
+        Response::Err(message) => refusal(message),
+        Response::Status(rows) => Json(rows).into_response(),
+        Response::Volumes(v) => Json(v).into_response(),
+        Response::Config(kv) => {
+            Json(kv.into_iter().map(|(name, value)| OptionValue { name, value }).collect::<Vec<_>>()).into_response()
+        }
+        Response::Value(value) => Json(serde_json::json!({ "value": value })).into_response(),
+        Response::Report { text, differences } => Json(VerifyReport { differences, report: text }).into_response(),
+        other => error(StatusCode::INTERNAL_SERVER_ERROR, "failed", format!("unexpected answer {other:?}")),
+    }
+}
+
+/// Hands `req` to the daemon core on a blocking thread.
+async fn call(d: Arc<Daemon>, req: Request) -> HttpResponse {
+    match tokio::task::spawn_blocking(move || d.handle(req)).await {
+        Ok(r) => answer(r),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "failed", format!("the request's thread failed: {e}")),
+    }
+}
+
+fn secondary(s: &str) -> Result<SecondaryUrl, HttpResponse> {
+    SecondaryUrl::parse(s).map_err(|e| error(StatusCode::BAD_REQUEST, "bad_input", format!("secondary: {e}")))
+}
+
+async fn session_cmd(d: Arc<Daemon>, volume: String, sec: &str, cmd: SessionCmd) -> HttpResponse {
+    match secondary(sec) {
+        Ok(s) => call(d, Request::Session { primary: volume, secondary: s, cmd }).await,
+        Err(e) => e,
+    }
+}
+
+/// The daemon is up (no token needed).
+#[utoipa::path(get, path = "/api/v1/health", responses((status = 200, body = Done)))]
+async fn health(State(d): State<Arc<Daemon>>) -> HttpResponse {
+    Json(Done { message: format!("georepd {} on {} is up", crate::VERSION, d.node.name) }).into_response()
+}
+
+/// Every volume, as `volume info` shows them.
+#[utoipa::path(get, path = "/api/v1/volumes", responses((status = 200, body = [VolumeInfo])))]
+async fn volumes(State(d): State<Arc<Daemon>>) -> HttpResponse {
+    call(d, Request::Volume(VolumeCmd::Info { name: None })).await
+}
+
+/// One volume.
+#[utoipa::path(get, path = "/api/v1/volumes/{volume}", params(("volume" = String, Path)),
+    responses((status = 200, body = [VolumeInfo]), (status = 404, body = ApiError)))]
+async fn volume(State(d): State<Arc<Daemon>>, Path(volume): Path<String>) -> HttpResponse {
+    call(d, Request::Volume(VolumeCmd::Info { name: Some(volume) })).await
+}
+
+/// The brick rows of every session of the volume (`status detail`).
+#[utoipa::path(get, path = "/api/v1/volumes/{volume}/sessions", params(("volume" = String, Path)),
+    responses((status = 200, body = [StatusRow])))]
+async fn sessions(State(d): State<Arc<Daemon>>, Path(volume): Path<String>) -> HttpResponse {
+    call(d, Request::Status { primary: Some(volume), secondary: None }).await
+}
+
+/// A new session (`create`).
+#[derive(Deserialize, ToSchema)]
+pub struct NewSession {
+    /// `[user@]host::volume`
+    secondary: String,
+    #[serde(default)]
+    force: bool,
+    #[serde(default)]
+    push_pem: bool,
+    ssh_port: Option<u16>,
+}
+
+#[utoipa::path(post, path = "/api/v1/volumes/{volume}/sessions", params(("volume" = String, Path)),
+    request_body = NewSession,
+    responses((status = 200, body = Done), (status = 400, body = ApiError), (status = 409, body = ApiError)))]
+async fn create_session(
+    State(d): State<Arc<Daemon>>,
+    Path(volume): Path<String>,
+    body: Result<Json<NewSession>, axum::extract::rejection::JsonRejection>,
+) -> HttpResponse {
+    let Json(b) = match body {
+        Ok(b) => b,
+        Err(e) => return rejected(e),
+    };
+    let cmd = SessionCmd::Create { ssh_port: b.ssh_port, push_pem: b.push_pem, no_verify: false, force: b.force };
+    session_cmd(d, volume, &b.secondary, cmd).await
+}
+
+/// One session's brick rows (`status detail`).
+#[utoipa::path(get, path = "/api/v1/volumes/{volume}/sessions/{secondary}",
+    params(("volume" = String, Path), ("secondary" = String, Path, description = "[user@]host::volume")),
+    responses((status = 200, body = [StatusRow]), (status = 400, body = ApiError)))]
+async fn session(State(d): State<Arc<Daemon>>, Path((volume, sec)): Path<(String, String)>) -> HttpResponse {
+    match secondary(&sec) {
+        Ok(s) => call(d, Request::Status { primary: Some(volume), secondary: Some(s) }).await,
+        Err(e) => e,
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct Flags {
+    #[serde(default)]
+    force: bool,
+    #[serde(default)]
+    reset_sync_time: bool,
+    #[serde(default)]
+    checksum: bool,
+    #[serde(default)]
+    full: bool,
+    #[serde(default)]
+    keep_conflicts: bool,
+}
+
+/// `delete` (`?reset_sync_time=true`).
+#[utoipa::path(delete, path = "/api/v1/volumes/{volume}/sessions/{secondary}",
+    params(("volume" = String, Path), ("secondary" = String, Path), Flags),
+    responses((status = 200, body = Done), (status = 409, body = ApiError)))]
+async fn delete_session(
+    State(d): State<Arc<Daemon>>,
+    Path((volume, sec)): Path<(String, String)>,
+    Query(f): Query<Flags>,
+) -> HttpResponse {
+    session_cmd(d, volume, &sec, SessionCmd::Delete { reset_sync_time: f.reset_sync_time }).await
+}
+
+/// A session's lifecycle, DR and check actions: `start`, `stop`, `pause`, `resume`
+/// (`?force=true`), `checkpoint`, `verify` (`?checksum=true&full=true`), `failover`,
+/// `failback` (`?keep_conflicts=true`), `restore`.
+#[utoipa::path(post, path = "/api/v1/volumes/{volume}/sessions/{secondary}/{action}",
+    params(("volume" = String, Path), ("secondary" = String, Path), ("action" = String, Path), Flags),
+    responses((status = 200, body = Done), (status = 200, body = VerifyReport),
+        (status = 400, body = ApiError), (status = 404, body = ApiError), (status = 409, body = ApiError)))]
+async fn action(
+    State(d): State<Arc<Daemon>>,
+    Path((volume, sec, action)): Path<(String, String, String)>,
+    Query(f): Query<Flags>,
+) -> HttpResponse {
+    let cmd = match action.as_str() {
+        "start" => SessionCmd::Start { force: f.force },
+        "stop" => SessionCmd::Stop { force: f.force },
+        "pause" => SessionCmd::Pause { force: f.force },
+        "resume" => SessionCmd::Resume { force: f.force },
+        "checkpoint" => SessionCmd::Config(ConfigAction::CheckpointNow),
+        "verify" => SessionCmd::Verify { checksum: f.checksum, full: f.full },
+        "failover" => SessionCmd::Failover,
+        "failback" => SessionCmd::Failback { keep_conflicts: f.keep_conflicts },
+        "restore" => SessionCmd::Restore,
+        other => return error(StatusCode::NOT_FOUND, "not_found", format!("action: no action {other:?}")),
+    };
+    session_cmd(d, volume, &sec, cmd).await
+}
+
+/// A session's options with their values.
+#[utoipa::path(get, path = "/api/v1/volumes/{volume}/sessions/{secondary}/options",
+    params(("volume" = String, Path), ("secondary" = String, Path)),
+    responses((status = 200, body = [OptionValue]), (status = 404, body = ApiError)))]
+async fn options(State(d): State<Arc<Daemon>>, Path((volume, sec)): Path<(String, String)>) -> HttpResponse {
+    session_cmd(d, volume, &sec, SessionCmd::Config(ConfigAction::GetAll)).await
+}
+
+/// A new value for an option.
+#[derive(Deserialize, ToSchema)]
+pub struct NewValue {
+    value: String,
+}
+
+/// Sets an option (the rules of `config`).
+#[utoipa::path(put, path = "/api/v1/volumes/{volume}/sessions/{secondary}/options/{name}",
+    params(("volume" = String, Path), ("secondary" = String, Path), ("name" = String, Path)),
+    request_body = NewValue,
+    responses((status = 200, body = Done), (status = 400, body = ApiError)))]
+async fn set_option(
+    State(d): State<Arc<Daemon>>,
+    Path((volume, sec, name)): Path<(String, String, String)>,
+    body: Result<Json<NewValue>, axum::extract::rejection::JsonRejection>,
+) -> HttpResponse {
+    let Json(b) = match body {
+        Ok(b) => b,
+        Err(e) => return rejected(e),
+    };
+    session_cmd(d, volume, &sec, SessionCmd::Config(ConfigAction::Set(name, b.value))).await
+}
+
+/// Resets an option to its default.
+#[utoipa::path(delete, path = "/api/v1/volumes/{volume}/sessions/{secondary}/options/{name}",
+    params(("volume" = String, Path), ("secondary" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = Done), (status = 400, body = ApiError)))]
+async fn reset_option(
+    State(d): State<Arc<Daemon>>,
+    Path((volume, sec, name)): Path<(String, String, String)>,
+) -> HttpResponse {
+    session_cmd(d, volume, &sec, SessionCmd::Config(ConfigAction::Reset(name))).await
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "georep", description = "The georepd REST API (SPEC 9). Bearer token: `georep api-token`."),
+    paths(
+        health,
+        volumes,
+        volume,
+        sessions,
+        create_session,
+        session,
+        delete_session,
+        action,
+        options,
+        set_option,
+        reset_option
+    ),
+    components(schemas(ApiError, Done, VerifyReport, OptionValue, NewSession, NewValue, VolumeInfo, StatusRow))
+)]
+struct Doc;
+
+/// The OpenAPI 3 document of this API.
+async fn openapi() -> HttpResponse {
+    Json(Doc::openapi()).into_response()
+}
+
+/// Every path but health needs the bearer token.
+async fn auth(State(token): State<Token>, req: HttpRequest, next: Next) -> HttpResponse {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !token.accepts(given) {
+        return error(StatusCode::UNAUTHORIZED, "unauthorized", "a bearer token is needed (georep api-token)");
+    }
+    next.run(req).await
+}
+
+pub fn router(d: Arc<Daemon>, token: Token) -> Router {
+    let api = Router::new()
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/volumes", get(volumes))
+        .route("/api/v1/volumes/{volume}", get(volume))
+        .route("/api/v1/volumes/{volume}/sessions", get(sessions).post(create_session))
+        .route("/api/v1/volumes/{volume}/sessions/{secondary}", get(session).delete(delete_session))
+        .route("/api/v1/volumes/{volume}/sessions/{secondary}/options", get(options))
+        .route(
+            "/api/v1/volumes/{volume}/sessions/{secondary}/options/{name}",
+            axum::routing::put(set_option).delete(reset_option),
+        )
+        .route("/api/v1/volumes/{volume}/sessions/{secondary}/{action}", post(action))
+        .route_layer(axum::middleware::from_fn_with_state(token, auth));
+    Router::new()
+        .route("/api/v1/health", get(health))
+        .merge(api)
+        .layer(axum::extract::DefaultBodyLimit::max(64 << 10))
+        .with_state(d)
+}

@@ -1,0 +1,120 @@
+//! The REST API (SPEC 9) against real daemons: the bearer token, and the API beside the CLI
+//! for the same cases (same refusals, same messages, same effects), spoken with curl.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::cluster::*;
+
+/// `curl` against a node's API: (HTTP status, body).
+fn http(node: &Node, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, serde_json::Value) {
+    let mut c = Command::new("curl");
+    c.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method]);
+    if let Some(t) = token {
+        c.arg("-H").arg(format!("Authorization: Bearer {t}"));
+    }
+    if body.is_some() {
+        c.args(["-H", "Content-Type: application/json", "--data-binary", "@-"]);
+    }
+    c.arg(format!("http://{}{path}", node.api_addr()));
+    let mut child = c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        let _ = stdin.write_all(body.unwrap_or("").as_bytes());
+    }
+    let o = child.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let (body, code) = out.rsplit_once('\n').unwrap();
+    (code.parse().unwrap(), serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.into())))
+}
+
+fn token(node: &Node) -> String {
+    node.cli("api-token").ok().trim().to_string()
+}
+
+#[test]
+fn token_guards_everything_but_health() {
+    let c = Cluster::new(false);
+    let t = token(&c.pri);
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(c.pri.root.join("state/api-token")).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(http(&c.pri, "GET", "/api/v1/health", None, None).0, 200);
+    for path in ["/api/v1/volumes", "/api/v1/openapi.json", "/api/v1/volumes/pvol/sessions"] {
+        let (code, body) = http(&c.pri, "GET", path, None, None);
+        assert_eq!(code, 401, "{path}: {body}");
+        assert_eq!(body["error"], "unauthorized");
+        assert_eq!(http(&c.pri, "GET", path, Some("wrong"), None).0, 401);
+    }
+    // Another node's token is not this one's.
+    assert_eq!(http(&c.pri, "GET", "/api/v1/volumes", Some(&token(&c.sec)), None).0, 401);
+    let (code, vols) = http(&c.pri, "GET", "/api/v1/volumes", Some(&t), None);
+    assert_eq!(code, 200);
+    assert_eq!(vols[0]["name"], "pvol");
+    // Rotated: the old one stops working at once.
+    let n = c.pri.cli("api-token --rotate").ok().trim().to_string();
+    assert_ne!(n, t);
+    assert_eq!(http(&c.pri, "GET", "/api/v1/volumes", Some(&t), None).0, 401);
+    assert_eq!(http(&c.pri, "GET", "/api/v1/volumes", Some(&n), None).0, 200);
+    // The document describes the paths.
+    let (code, doc) = http(&c.pri, "GET", "/api/v1/openapi.json", Some(&n), None);
+    assert_eq!(code, 200);
+    assert!(doc["paths"]["/api/v1/volumes/{volume}/sessions/{secondary}/{action}"]["post"].is_object(), "{doc}");
+}
+
+#[test]
+fn api_and_cli_are_one_core() {
+    let c = Cluster::new(true);
+    let t = token(&c.pri);
+    let base = "/api/v1/volumes/pvol/sessions";
+    let s = format!("{base}/sec::svol");
+    // The same refusal, the same words.
+    let cli = c.geo("start").refused().to_string();
+    let (code, body) = http(&c.pri, "POST", &format!("{s}/start"), Some(&t), None);
+    assert_eq!((code, body["message"].as_str().unwrap()), (404, cli.as_str()), "{body}");
+    // Bad input names the field.
+    let (code, body) = http(&c.pri, "POST", base, Some(&t), Some(r#"{"secondary": 7}"#));
+    assert_eq!(code, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("secondary"), "{body}");
+    let (code, body) = http(&c.pri, "POST", base, Some(&t), Some(r#"{"secondary": "no-colons"}"#));
+    assert_eq!((code, body["error"].as_str()), (400, Some("bad_input")), "{body}");
+    // Create and start through the API; the CLI sees the session run.
+    let (code, body) = http(&c.pri, "POST", base, Some(&t), Some(r#"{"secondary": "sec::svol", "push_pem": true}"#));
+    assert_eq!(code, 200, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("has been successful"));
+    assert_eq!(http(&c.pri, "POST", &format!("{s}/start"), Some(&t), None).0, 200);
+    assert!(c.geo("status").ok().contains("svol"));
+    std::fs::write(c.p("through-api"), "x").unwrap();
+    c.assert_converged(Duration::from_secs(60));
+    let (code, rows) = http(&c.pri, "GET", &s, Some(&t), None);
+    assert_eq!(code, 200);
+    assert_eq!(rows[0]["secondary"], "ssh://sec::svol", "{rows}");
+    // A lifecycle rule: started twice is refused as the CLI refuses it.
+    let cli = c.geo("start").refused().to_string();
+    let (code, body) = http(&c.pri, "POST", &format!("{s}/start"), Some(&t), None);
+    assert_eq!((code, body["message"].as_str().unwrap()), (409, cli.as_str()));
+    // Options: the config rules, both ways.
+    let (code, body) = http(&c.pri, "PUT", &format!("{s}/options/sync-jobs"), Some(&t), Some(r#"{"value": "x"}"#));
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(body["message"].as_str().unwrap(), c.geo("config sync-jobs x").refused());
+    assert_eq!(http(&c.pri, "PUT", &format!("{s}/options/sync-jobs"), Some(&t), Some(r#"{"value": "2"}"#)).0, 200);
+    assert_eq!(c.geo("config sync-jobs").ok().trim(), "2");
+    // verify through the API.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (code, body) = http(&c.pri, "POST", &format!("{s}/verify?checksum=true"), Some(&t), None);
+    assert_eq!((code, body["differences"].as_u64()), (200, Some(0)), "{body}");
+    // Unknown action, unknown volume.
+    assert_eq!(http(&c.pri, "POST", &format!("{s}/explode"), Some(&t), None).0, 404);
+    assert_eq!(http(&c.pri, "GET", "/api/v1/volumes/nosuch", Some(&t), None).0, 404);
+    // A huge body is refused before anything.
+    let big = format!(r#"{{"secondary": "{}"}}"#, "x".repeat(200 << 10));
+    assert_eq!(http(&c.pri, "POST", base, Some(&t), Some(&big)).0, 413);
+    // Stop and delete through the API.
+    assert_eq!(http(&c.pri, "POST", &format!("{s}/stop"), Some(&t), None).0, 200);
+    assert_eq!(http(&c.pri, "DELETE", &s, Some(&t), None).0, 200);
+    assert!(c.geo("status").stdout.lines().count() < 4);
+}
