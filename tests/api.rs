@@ -113,6 +113,32 @@ fn api_and_cli_are_one_core() {
     // A huge body is refused before anything.
     let big = format!(r#"{{"secondary": "{}"}}"#, "x".repeat(200 << 10));
     assert_eq!(http(&c.pri, "POST", base, Some(&t), Some(&big)).0, 413);
+    // Prometheus's view: this session's series, with the status' values.
+    let o = Command::new("curl")
+        .args(["-s", "-H", &format!("Authorization: Bearer {t}")])
+        .arg(format!("http://{}/metrics", c.pri.api_addr()))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    let series = |name: &str, extra: &str| -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name}{{")) && l.contains("secondary=\"sec::svol\"") && l.contains(extra))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    };
+    assert_eq!(series("georep_session_worker_status", "state=\"active\""), Some(1.0), "{text}");
+    assert_eq!(series("georep_session_worker_status", "state=\"faulty\""), Some(0.0), "{text}");
+    assert!(series("georep_session_files_synced_total", "").is_some_and(|v| v >= 1.0), "{text}");
+    assert!(series("georep_session_lag_seconds", "").is_some(), "{text}");
+    assert_eq!(
+        Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .arg(format!("http://{}/metrics", c.pri.api_addr()))
+            .output()
+            .unwrap()
+            .stdout,
+        b"401"
+    );
     // Stop and delete through the API.
     assert_eq!(http(&c.pri, "POST", &format!("{s}/stop"), Some(&t), None).0, 200);
     assert_eq!(http(&c.pri, "DELETE", &s, Some(&t), None).0, 200);

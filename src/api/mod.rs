@@ -7,6 +7,7 @@
 //! Every path but `/api/v1/health` needs the node's bearer token (`auth`).
 
 mod auth;
+mod metrics;
 mod routes;
 
 use std::net::SocketAddr;
@@ -49,6 +50,7 @@ impl ApiConfig {
 pub fn spawn(d: Arc<Daemon>, cfg: &ApiConfig) -> anyhow::Result<Option<SocketAddr>> {
     let Some(addr) = cfg.listen else { return Ok(None) };
     let token = auth::Token::load(&d.dirs.state)?;
+    metrics::handle()?;
     let listener = std::net::TcpListener::bind(addr).with_context(|| format!("API: bind {addr}"))?;
     listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;

@@ -296,6 +296,22 @@ async fn openapi() -> HttpResponse {
     Json(Doc::openapi()).into_response()
 }
 
+/// Prometheus's scrape: every session's series of this node (`api::metrics`).
+async fn metrics(State(d): State<Arc<Daemon>>) -> HttpResponse {
+    let node = d.node.name.clone();
+    let rows =
+        match tokio::task::spawn_blocking(move || d.handle(Request::Status { primary: None, secondary: None })).await {
+            Ok(Response::Status(rows)) => rows,
+            Ok(Response::Err(e)) => return refusal(e),
+            _ => return error(StatusCode::INTERNAL_SERVER_ERROR, "failed", "no status"),
+        };
+    match super::metrics::handle() {
+        Ok(h) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], super::metrics::render(h, &node, &rows))
+            .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "failed", format!("{e:#}")),
+    }
+}
+
 /// Every path but health needs the bearer token.
 async fn auth(State(token): State<Token>, req: HttpRequest, next: Next) -> HttpResponse {
     let given = req
@@ -313,6 +329,7 @@ async fn auth(State(token): State<Token>, req: HttpRequest, next: Next) -> HttpR
 pub fn router(d: Arc<Daemon>, token: Token) -> Router {
     let api = Router::new()
         .route("/api/v1/openapi.json", get(openapi))
+        .route("/metrics", get(metrics))
         .route("/api/v1/volumes", get(volumes))
         .route("/api/v1/volumes/{volume}", get(volume))
         .route("/api/v1/volumes/{volume}/sessions", get(sessions).post(create_session))
