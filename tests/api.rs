@@ -144,3 +144,26 @@ fn api_and_cli_are_one_core() {
     assert_eq!(http(&c.pri, "DELETE", &s, Some(&t), None).0, 200);
     assert!(c.geo("status").stdout.lines().count() < 4);
 }
+
+#[test]
+fn volumes_through_the_api() {
+    let c = Cluster::new(false);
+    let t = token(&c.pri);
+    let brick = c.dir.path().join("apibrick");
+    let body = format!(r#"{{"name": "apivol", "bricks": ["pri:{}"]}}"#, brick.display());
+    let (code, b) = http(&c.pri, "POST", "/api/v1/volumes", Some(&t), Some(&body));
+    assert_eq!(code, 200, "{b}");
+    // The same rule as the CLI's, the same words.
+    let cli = c.pri.cli(&format!("volume create apivol pri:{}", brick.display())).refused().to_string();
+    let (code, b) = http(&c.pri, "POST", "/api/v1/volumes", Some(&t), Some(&body));
+    assert_eq!((code, b["message"].as_str().unwrap()), (409, cli.as_str()), "{b}");
+    let (code, b) = http(&c.pri, "POST", "/api/v1/volumes", Some(&t), Some(r#"{"name": "x", "bricks": ["nocolon"]}"#));
+    assert_eq!(code, 400, "{b}");
+    assert!(b["message"].as_str().unwrap().starts_with("bricks:"), "{b}");
+    assert_eq!(http(&c.pri, "POST", "/api/v1/volumes/apivol/start", Some(&t), None).0, 200);
+    assert!(c.pri.cli("volume info apivol").ok().contains("Started"));
+    assert_eq!(http(&c.pri, "POST", "/api/v1/volumes/apivol/stop", Some(&t), None).0, 200);
+    assert_eq!(http(&c.pri, "DELETE", "/api/v1/volumes/apivol", Some(&t), None).0, 200);
+    assert_eq!(http(&c.pri, "GET", "/api/v1/volumes/apivol", Some(&t), None).0, 404);
+    assert_eq!(http(&c.pri, "POST", "/api/v1/volumes/apivol/start", Some(&t), None).0, 404);
+}

@@ -130,6 +130,71 @@ async fn volume(State(d): State<Arc<Daemon>>, Path(volume): Path<String>) -> Htt
     call(d, Request::Volume(VolumeCmd::Info { name: Some(volume) })).await
 }
 
+/// A new volume (`volume create`).
+#[derive(Deserialize, ToSchema)]
+pub struct NewVolume {
+    name: String,
+    /// `NODE:/path`, one per node hosting the brick.
+    bricks: Vec<String>,
+    #[serde(default)]
+    replica: Option<u32>,
+    #[serde(default)]
+    force: bool,
+}
+
+#[utoipa::path(post, path = "/api/v1/volumes", request_body = NewVolume,
+    responses((status = 200, body = Done), (status = 400, body = ApiError), (status = 409, body = ApiError)))]
+async fn create_volume(
+    State(d): State<Arc<Daemon>>,
+    body: Result<Json<NewVolume>, axum::extract::rejection::JsonRejection>,
+) -> HttpResponse {
+    let Json(b) = match body {
+        Ok(b) => b,
+        Err(e) => return rejected(e),
+    };
+    let mut bricks = Vec::new();
+    for brick in &b.bricks {
+        match brick.split_once(':') {
+            Some((node, path)) if !node.is_empty() && path.starts_with('/') => {
+                bricks.push((node.to_string(), path.to_string()))
+            }
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_input",
+                    format!("bricks: {brick:?} is not NODE:/absolute/path"),
+                );
+            }
+        }
+    }
+    let replica = b.replica.unwrap_or(bricks.len().max(1) as u32);
+    call(d, Request::Volume(VolumeCmd::Create { name: b.name, replica, bricks, force: b.force })).await
+}
+
+/// `volume start` / `volume stop` (`?force=true`).
+#[utoipa::path(post, path = "/api/v1/volumes/{volume}/{action}",
+    params(("volume" = String, Path), ("action" = String, Path, description = "start or stop"), Flags),
+    responses((status = 200, body = Done), (status = 404, body = ApiError), (status = 409, body = ApiError)))]
+async fn volume_action(
+    State(d): State<Arc<Daemon>>,
+    Path((name, action)): Path<(String, String)>,
+    Query(f): Query<Flags>,
+) -> HttpResponse {
+    let cmd = match action.as_str() {
+        "start" => VolumeCmd::Start { name, force: f.force },
+        "stop" => VolumeCmd::Stop { name, force: f.force },
+        other => return error(StatusCode::NOT_FOUND, "not_found", format!("action: no action {other:?}")),
+    };
+    call(d, Request::Volume(cmd)).await
+}
+
+/// `volume delete`.
+#[utoipa::path(delete, path = "/api/v1/volumes/{volume}", params(("volume" = String, Path)),
+    responses((status = 200, body = Done), (status = 404, body = ApiError), (status = 409, body = ApiError)))]
+async fn delete_volume(State(d): State<Arc<Daemon>>, Path(name): Path<String>) -> HttpResponse {
+    call(d, Request::Volume(VolumeCmd::Delete { name })).await
+}
+
 /// The brick rows of every session of the volume (`status detail`).
 #[utoipa::path(get, path = "/api/v1/volumes/{volume}/sessions", params(("volume" = String, Path)),
     responses((status = 200, body = [StatusRow])))]
@@ -277,6 +342,9 @@ async fn reset_option(
     paths(
         health,
         volumes,
+        create_volume,
+        volume_action,
+        delete_volume,
         volume,
         sessions,
         create_session,
@@ -287,7 +355,17 @@ async fn reset_option(
         set_option,
         reset_option
     ),
-    components(schemas(ApiError, Done, VerifyReport, OptionValue, NewSession, NewValue, VolumeInfo, StatusRow))
+    components(schemas(
+        ApiError,
+        Done,
+        VerifyReport,
+        OptionValue,
+        NewSession,
+        NewValue,
+        NewVolume,
+        VolumeInfo,
+        StatusRow
+    ))
 )]
 struct Doc;
 
@@ -330,8 +408,9 @@ pub fn router(d: Arc<Daemon>, token: Token) -> Router {
     let api = Router::new()
         .route("/api/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
-        .route("/api/v1/volumes", get(volumes))
-        .route("/api/v1/volumes/{volume}", get(volume))
+        .route("/api/v1/volumes", get(volumes).post(create_volume))
+        .route("/api/v1/volumes/{volume}", get(volume).delete(delete_volume))
+        .route("/api/v1/volumes/{volume}/{action}", post(volume_action))
         .route("/api/v1/volumes/{volume}/sessions", get(sessions).post(create_session))
         .route("/api/v1/volumes/{volume}/sessions/{secondary}", get(session).delete(delete_session))
         .route("/api/v1/volumes/{volume}/sessions/{secondary}/options", get(options))
