@@ -103,6 +103,17 @@ fn api_and_cli_are_one_core() {
     assert_eq!(body["message"].as_str().unwrap(), c.geo("config sync-jobs x").refused());
     assert_eq!(http(&c.pri, "PUT", &format!("{s}/options/sync-jobs"), Some(&t), Some(r#"{"value": "2"}"#)).0, 200);
     assert_eq!(c.geo("config sync-jobs").ok().trim(), "2");
+    // Each option with its value, default, allowed values and description; the CLI says the same.
+    let (code, opts) = http(&c.pri, "GET", &format!("{s}/options"), Some(&t), None);
+    assert_eq!(code, 200);
+    let jobs = opts.as_array().unwrap().iter().find(|o| o["name"] == "sync-jobs").unwrap().clone();
+    assert_eq!(
+        (jobs["value"].as_str(), jobs["default"].as_str(), jobs["allowed"].as_str()),
+        (Some("2"), Some("3"), Some("1..100"))
+    );
+    assert!(!jobs["description"].as_str().unwrap().is_empty());
+    let described = c.geo("config --describe").ok().to_string();
+    assert!(described.lines().any(|l| l.starts_with("sync-jobs") && l.contains("(default 3; 1..100)")), "{described}");
     // verify through the API.
     std::thread::sleep(Duration::from_millis(1500));
     let (code, body) = http(&c.pri, "POST", &format!("{s}/verify?checksum=true"), Some(&t), None);

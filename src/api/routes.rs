@@ -15,6 +15,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use super::auth::Token;
 use crate::daemon::Daemon;
 use crate::daemon::control::{Request, Response, VolumeInfo};
+use crate::session::config::OptionInfo;
 use crate::session::grammar::{ConfigAction, SecondaryUrl, SessionCmd, VolumeCmd};
 use crate::session::status::StatusRow;
 
@@ -88,6 +89,7 @@ fn answer(r: Response) -> HttpResponse {
         }
         Response::Value(value) => Json(serde_json::json!({ "value": value })).into_response(),
         Response::Report { text, differences } => Json(VerifyReport { differences, report: text }).into_response(),
+        Response::Options(o) => Json(o).into_response(),
         other => error(StatusCode::INTERNAL_SERVER_ERROR, "failed", format!("unexpected answer {other:?}")),
     }
 }
@@ -294,12 +296,13 @@ async fn action(
     session_cmd(d, volume, &sec, cmd).await
 }
 
-/// A session's options with their values.
+/// A session's options: value, default, allowed values and description each
+/// (`config --describe`).
 #[utoipa::path(get, path = "/api/v1/volumes/{volume}/sessions/{secondary}/options",
     params(("volume" = String, Path), ("secondary" = String, Path)),
-    responses((status = 200, body = [OptionValue]), (status = 404, body = ApiError)))]
+    responses((status = 200, body = [OptionInfo]), (status = 404, body = ApiError)))]
 async fn options(State(d): State<Arc<Daemon>>, Path((volume, sec)): Path<(String, String)>) -> HttpResponse {
-    session_cmd(d, volume, &sec, SessionCmd::Config(ConfigAction::GetAll)).await
+    session_cmd(d, volume, &sec, SessionCmd::Config(ConfigAction::Describe)).await
 }
 
 /// A new value for an option.
@@ -356,6 +359,7 @@ async fn reset_option(
         reset_option
     ),
     components(schemas(
+        OptionInfo,
         ApiError,
         Done,
         VerifyReport,

@@ -78,6 +78,17 @@ pub fn run(args: &[String]) -> anyhow::Result<i32> {
             println!("{v}");
             Ok(0)
         }
+        Response::Options(opts) => {
+            if format == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&opts)?);
+            } else {
+                let w = opts.iter().map(|o| o.name.len()).max().unwrap_or(0);
+                for o in opts {
+                    println!("{:w$}  {}  (default {}; {})  {}", o.name, o.value, o.default, o.allowed, o.description);
+                }
+            }
+            Ok(0)
+        }
         Response::Report { text, differences } => {
             println!("{text}");
             Ok(if differences == 0 { 0 } else { 1 })

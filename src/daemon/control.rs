@@ -99,6 +99,8 @@ pub enum Response {
     /// The aux mount's root comes with it as a descriptor.
     Mount,
     Tail(super::roles::Tail),
+    /// Every option of a session, described (`config --describe`).
+    Options(Vec<crate::session::config::OptionInfo>),
     /// A report printed whole on stdout; the command fails if `differences` is not 0.
     Report {
         text: String,

@@ -319,6 +319,7 @@ fn now_unix() -> u64 {
 fn config(d: &Daemon, mut s: Session, action: ConfigAction) -> anyhow::Result<Response> {
     let change = match action {
         ConfigAction::GetAll => return Ok(Response::Config(s.config.get_all())),
+        ConfigAction::Describe => return Ok(Response::Options(s.config.describe())),
         ConfigAction::Get(k) => return Ok(Response::Value(s.config.get(&k)?)),
         ConfigAction::Set(k, v) => s.config.set(&k, &v, now_unix())?,
         ConfigAction::Reset(k) => s.config.reset(&k)?,

@@ -28,33 +28,176 @@ struct Key {
     kind: Kind,
     /// A change restarts a running session's workers.
     restart: bool,
+    /// One line for the operator.
+    description: &'static str,
 }
 
 const LEVELS: &[&str] = &["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"];
 
 const KEYS: &[Key] = &[
-    Key { name: "bandwidth-limit", default: "0", kind: Kind::Int(0, i64::MAX), restart: true },
-    Key { name: "change-detector", default: "changelog", kind: Kind::Choice(&["changelog", "xsync"]), restart: true },
-    Key { name: "change-interval", default: "1", kind: Kind::Secs(0.05, 3600.0), restart: true },
-    Key { name: "changelog-batch-size", default: "727040", kind: Kind::Int(4096, 1 << 40), restart: true },
-    Key { name: "checkpoint", default: "0", kind: Kind::UnixTime, restart: false },
-    Key { name: "compression", default: "3", kind: Kind::Int(0, 19), restart: true },
-    Key { name: "connection-timeout", default: "60", kind: Kind::Int(1, 86400), restart: true },
-    Key { name: "gfid-conflict-resolution", default: "true", kind: Kind::Bool, restart: true },
-    Key { name: "ignore-deletes", default: "false", kind: Kind::Bool, restart: true },
-    Key { name: "log-file", default: "", kind: Kind::Str, restart: true },
-    Key { name: "log-level", default: "INFO", kind: Kind::Level, restart: true },
-    Key { name: "max-rsync-retries", default: "10", kind: Kind::Int(1, 1000), restart: true },
-    Key { name: "rollover-time", default: "0.5", kind: Kind::Secs(0.05, 3600.0), restart: true },
-    Key { name: "rsync-options", default: "", kind: Kind::Str, restart: true },
-    Key { name: "secondary-timeout", default: "120", kind: Kind::Int(0, 86400), restart: true },
-    Key { name: "ssh-options", default: "", kind: Kind::SshOptions, restart: true },
-    Key { name: "ssh-port", default: "22", kind: Kind::Int(1, 65535), restart: true },
-    Key { name: "sync-acls", default: "true", kind: Kind::Bool, restart: true },
-    Key { name: "sync-jobs", default: "3", kind: Kind::Int(1, 100), restart: true },
-    Key { name: "sync-method", default: "rsync", kind: Kind::Choice(&["rsync", "tarssh"]), restart: true },
-    Key { name: "sync-xattrs", default: "true", kind: Kind::Bool, restart: true },
+    Key {
+        name: "bandwidth-limit",
+        default: "0",
+        kind: Kind::Int(0, i64::MAX),
+        restart: true,
+        description: "bytes a second the session sends at most, all its streams together (0: no limit)",
+    },
+    Key {
+        name: "change-detector",
+        default: "changelog",
+        kind: Kind::Choice(&["changelog", "xsync"]),
+        restart: true,
+        description: "changelog: follow the changelogs; xsync: a Hybrid crawl every change-interval",
+    },
+    Key {
+        name: "change-interval",
+        default: "1",
+        kind: Kind::Secs(0.05, 3600.0),
+        restart: true,
+        description: "seconds between crawls with change-detector xsync",
+    },
+    Key {
+        name: "changelog-batch-size",
+        default: "727040",
+        kind: Kind::Int(4096, 1 << 40),
+        restart: true,
+        description: "bytes of changelog (8 KiB each) one batch takes at most",
+    },
+    Key {
+        name: "checkpoint",
+        default: "0",
+        kind: Kind::UnixTime,
+        restart: false,
+        description: "a unix time (or now): complete once everything recorded before it is on the secondary",
+    },
+    Key {
+        name: "compression",
+        default: "3",
+        kind: Kind::Int(0, 19),
+        restart: true,
+        description: "zstd level of what travels (0: none)",
+    },
+    Key {
+        name: "connection-timeout",
+        default: "60",
+        kind: Kind::Int(1, 86400),
+        restart: true,
+        description: "seconds to reach the secondary's sshd",
+    },
+    Key {
+        name: "gfid-conflict-resolution",
+        default: "true",
+        kind: Kind::Bool,
+        restart: true,
+        description: "settle a name that holds another GFID on the secondary, the primary being the truth",
+    },
+    Key {
+        name: "ignore-deletes",
+        default: "false",
+        kind: Kind::Bool,
+        restart: true,
+        description: "the secondary keeps what the primary removes",
+    },
+    Key {
+        name: "log-file",
+        default: "",
+        kind: Kind::Str,
+        restart: true,
+        description: "the worker's log file (empty: the session's log directory)",
+    },
+    Key { name: "log-level", default: "INFO", kind: Kind::Level, restart: true, description: "the worker's log level" },
+    Key {
+        name: "max-rsync-retries",
+        default: "10",
+        kind: Kind::Int(1, 1000),
+        restart: true,
+        description: "tries of a change the secondary could not apply before it counts as a failure",
+    },
+    Key {
+        name: "rollover-time",
+        default: "0.5",
+        kind: Kind::Secs(0.05, 3600.0),
+        restart: true,
+        description: "seconds between changelog publications the session expects",
+    },
+    Key {
+        name: "rsync-options",
+        default: "",
+        kind: Kind::Str,
+        restart: true,
+        description: "kept for GlusterFS's scripts (georep's delta transfer is its own)",
+    },
+    Key {
+        name: "secondary-timeout",
+        default: "120",
+        kind: Kind::Int(0, 86400),
+        restart: true,
+        description: "seconds an answer of the secondary may take (0: no limit)",
+    },
+    Key {
+        name: "ssh-options",
+        default: "",
+        kind: Kind::SshOptions,
+        restart: true,
+        description: "ssh(1) options georep's SSH client honours (-i, -o Port, ServerAliveInterval, ...)",
+    },
+    Key {
+        name: "ssh-port",
+        default: "22",
+        kind: Kind::Int(1, 65535),
+        restart: true,
+        description: "the secondary's sshd port",
+    },
+    Key { name: "sync-acls", default: "true", kind: Kind::Bool, restart: true, description: "replicate POSIX ACLs" },
+    Key {
+        name: "sync-jobs",
+        default: "3",
+        kind: Kind::Int(1, 100),
+        restart: true,
+        description: "parallel data streams per session",
+    },
+    Key {
+        name: "sync-method",
+        default: "rsync",
+        kind: Kind::Choice(&["rsync", "tarssh"]),
+        restart: true,
+        description: "rsync: delta transfer of files the secondary has; tarssh: whole files",
+    },
+    Key {
+        name: "sync-xattrs",
+        default: "true",
+        kind: Kind::Bool,
+        restart: true,
+        description: "replicate extended attributes (user, trusted, security)",
+    },
 ];
+
+/// An option as the API shows it: its value, default, allowed values and what it does.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct OptionInfo {
+    pub name: String,
+    pub value: String,
+    pub default: String,
+    /// The values it takes, in words (`true|false`, `1..100`, `rsync|tarssh`, ...).
+    pub allowed: String,
+    pub description: String,
+}
+
+impl Kind {
+    fn allowed(self) -> String {
+        match self {
+            Kind::Bool => "true|false".into(),
+            Kind::Int(lo, hi) if hi == i64::MAX => format!("{lo}.."),
+            Kind::Int(lo, hi) => format!("{lo}..{hi}"),
+            Kind::Choice(c) => c.join("|"),
+            Kind::Level => LEVELS.join("|"),
+            Kind::Secs(lo, hi) => format!("{lo}..{hi} seconds"),
+            Kind::UnixTime => "a unix time, now, or 0".into(),
+            Kind::SshOptions => "ssh options".into(),
+            Kind::Str => "text".into(),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -150,6 +293,22 @@ impl SessionConfig {
     pub fn get_all(&self) -> Vec<(String, String)> {
         let mut v: Vec<_> = KEYS.iter().map(|k| (k.name.replace('-', "_"), self.get(k.name).unwrap())).collect();
         v.sort();
+        v
+    }
+
+    /// Every option with its value, default, allowed values and description, sorted.
+    pub fn describe(&self) -> Vec<OptionInfo> {
+        let mut v: Vec<OptionInfo> = KEYS
+            .iter()
+            .map(|k| OptionInfo {
+                name: k.name.to_string(),
+                value: self.get(k.name).unwrap(),
+                default: k.default.to_string(),
+                allowed: k.kind.allowed(),
+                description: k.description.to_string(),
+            })
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }
 

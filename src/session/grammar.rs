@@ -52,6 +52,9 @@ impl SecondaryUrl {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ConfigAction {
     GetAll,
+    /// `config --describe`: every option with its value, default, allowed values and
+    /// description.
+    Describe,
     Get(String),
     Set(String, String),
     Reset(String),
@@ -401,6 +404,7 @@ pub fn parse(args: &[String]) -> Result<Command, GrammarError> {
         },
         "config" => SessionCmd::Config(match opts {
             [] => ConfigAction::GetAll,
+            [d] if *d == "--describe" => ConfigAction::Describe,
             [k, n] if *k == "checkpoint" && *n == "now" => ConfigAction::CheckpointNow,
             [k] if k.starts_with('!') => ConfigAction::Reset(k[1..].to_string()),
             [k] => ConfigAction::Get(k.to_string()),
