@@ -266,6 +266,14 @@ impl Link {
         Ok(())
     }
 
+    /// Sends `m` now (not left in the buffer until the next message): something the receiver
+    /// should know at once, such as how far it is synced.
+    pub fn tell(&mut self, m: &Msg) -> anyhow::Result<()> {
+        self.send(m)?;
+        self.w.flush()?;
+        Ok(())
+    }
+
     /// Sends `m` and returns the receiver's answer (an `Error` answer is an error).
     pub fn ask(&mut self, m: &Msg) -> anyhow::Result<Msg> {
         self.send(m)?;

@@ -1124,7 +1124,7 @@ pub fn changelog_pass(
             consumer.done(c)?;
             done += 1;
         }
-        link.send(&Msg::Synced { stime_ms: consumer.processed_ms() })?;
+        link.tell(&Msg::Synced { stime_ms: consumer.processed_ms() })?;
         progress.synced(consumer.processed_ms(), stats);
     }
     Ok(done)
@@ -1153,7 +1153,7 @@ fn crawl(
             consumer.done(&c)?;
         }
     }
-    link.send(&Msg::Synced { stime_ms: consumer.processed_ms().max(started) })?;
+    link.tell(&Msg::Synced { stime_ms: consumer.processed_ms().max(started) })?;
     progress.synced(consumer.processed_ms().max(started), stats);
     Ok(())
 }
