@@ -94,10 +94,13 @@ fn prometheus_sees_progress_and_a_faulty_worker() {
     assert!(query(port, "up{job=\"georep\"}") == Some(1.0));
     assert!(query(port, r#"georep_session_lag_seconds{volume="pvol"}"#).is_some());
     assert_eq!(query(port, r#"georep_session_worker_status{state="active"}"#), Some(1.0));
-    // The secondary goes (its daemon and its brick server): the worker loses its receiver,
-    // cannot get another, and turns Faulty.
+    // The secondary goes (its daemon, its brick server, the receiver): the worker cannot get
+    // another receiver, and turns Faulty.
     c.sec.kill9();
     let _ = Command::new("pkill").args(["-9", "-f", "--"]).arg(format!("--serve {}", c.sbrick.display())).status();
+    if let Some(r) = c.receiver_pid() {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(r), nix::sys::signal::Signal::SIGKILL);
+    }
     std::fs::write(c.p("g"), "pending").unwrap();
     let faulty = || query(port, r#"georep_session_worker_status{state="faulty"}"#) == Some(1.0);
     assert!(wait_until(Duration::from_secs(60), faulty), "{:?}\n{}", c.rows(true), log());

@@ -825,6 +825,13 @@ fn out_of_space(failures: &[Failure]) -> anyhow::Result<()> {
             "the secondary is out of space ({full} changes could not be applied): the batch is retried until there is room"
         );
     }
+    // So is a secondary volume whose brick server went away under the receiver.
+    let gone = failures.iter().filter(|f| f.errno == libc::ENOTCONN).count();
+    if gone > 0 {
+        anyhow::bail!(
+            "the secondary volume went away under the receiver ({gone} changes could not be applied: ENOTCONN): the batch is retried"
+        );
+    }
     Ok(())
 }
 
