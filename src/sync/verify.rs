@@ -58,6 +58,16 @@ impl Report {
             self.lines.push(line);
         }
     }
+
+    /// An entry of the directory `dir` that one side has and the other not: set aside if it
+    /// may be on its way, else a difference (`what`: which side lacks it).
+    fn only_on_one_side(&mut self, aside: bool, what: &str, dir: &Path, e: &ListEntry) {
+        if aside {
+            self.set_aside += 1;
+        } else {
+            self.differ(format!("{what}: {} ({})", shown(&dir.join(&e.name)), kind(e.mode)));
+        }
+    }
 }
 
 fn kind(mode: u32) -> &'static str {
@@ -237,28 +247,11 @@ pub fn verify(src: &mut Source, link: &mut Link, o: &VerifyOptions) -> anyhow::R
                 match ord {
                     std::cmp::Ordering::Less => {
                         let a = &here[i];
-                        if changed || a.ctime_ns > stime_ns {
-                            r.set_aside += 1;
-                        } else {
-                            r.differ(format!(
-                                "missing on the secondary: {} ({})",
-                                shown(&path.join(&a.name)),
-                                kind(a.mode)
-                            ));
-                        }
+                        r.only_on_one_side(changed || a.ctime_ns > stime_ns, "missing on the secondary", &path, a);
                         i += 1;
                     }
                     std::cmp::Ordering::Greater => {
-                        let b = &there[j];
-                        if changed {
-                            r.set_aside += 1;
-                        } else {
-                            r.differ(format!(
-                                "extra on the secondary: {} ({})",
-                                shown(&path.join(&b.name)),
-                                kind(b.mode)
-                            ));
-                        }
+                        r.only_on_one_side(changed, "extra on the secondary", &path, &there[j]);
                         j += 1;
                     }
                     std::cmp::Ordering::Equal => {
