@@ -8,15 +8,28 @@ use std::time::Duration;
 
 use common::cluster::*;
 
-/// `curl` against a node's API: (HTTP status, body).
+/// `curl` against a node's API: (HTTP status, body as JSON).
 fn http(node: &Node, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, serde_json::Value) {
+    let (code, body) = http_as(node, method, path, token, body, "application/json");
+    (code, serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)))
+}
+
+/// `curl` with a body and an `Accept` of type `mime`: (HTTP status, body text).
+fn http_as(
+    node: &Node,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+    mime: &str,
+) -> (u16, String) {
     let mut c = Command::new("curl");
-    c.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method]);
+    c.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method, "-H"]).arg(format!("Accept: {mime}"));
     if let Some(t) = token {
         c.arg("-H").arg(format!("Authorization: Bearer {t}"));
     }
     if body.is_some() {
-        c.args(["-H", "Content-Type: application/json", "--data-binary", "@-"]);
+        c.arg("-H").arg(format!("Content-Type: {mime}")).args(["--data-binary", "@-"]);
     }
     c.arg(format!("http://{}{path}", node.api_addr()));
     let mut child = c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
@@ -28,7 +41,7 @@ fn http(node: &Node, method: &str, path: &str, token: Option<&str>, body: Option
     let o = child.wait_with_output().unwrap();
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     let (body, code) = out.rsplit_once('\n').unwrap();
-    (code.parse().unwrap(), serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.into())))
+    (code.parse().unwrap(), body.to_string())
 }
 
 fn token(node: &Node) -> String {
@@ -44,7 +57,7 @@ fn token_guards_everything_but_health() {
     );
     assert_eq!(mode & 0o777, 0o600);
     assert_eq!(http(&c.pri, "GET", "/api/v1/health", None, None).0, 200);
-    for path in ["/api/v1/volumes", "/api/v1/openapi.json", "/api/v1/volumes/pvol/sessions"] {
+    for path in ["/api/v1/volumes", "/api/v1/openapi.json", "/api/v1/volumes/pvol/geo-replication-sessions"] {
         let (code, body) = http(&c.pri, "GET", path, None, None);
         assert_eq!(code, 401, "{path}: {body}");
         assert_eq!(body["error"], "unauthorized");
@@ -63,15 +76,22 @@ fn token_guards_everything_but_health() {
     // The document describes the paths.
     let (code, doc) = http(&c.pri, "GET", "/api/v1/openapi.json", Some(&n), None);
     assert_eq!(code, 200);
-    assert!(doc["paths"]["/api/v1/volumes/{volume}/sessions/{secondary}/{action}"]["post"].is_object(), "{doc}");
+    assert!(
+        doc["paths"]["/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}/{action}"]["post"].is_object(),
+        "{doc}"
+    );
 }
 
 #[test]
 fn api_and_cli_are_one_core() {
     let c = Cluster::new(true);
     let t = token(&c.pri);
-    let base = "/api/v1/volumes/pvol/sessions";
+    let base = "/api/v1/volumes/pvol/geo-replication-sessions";
     let s = format!("{base}/sec::svol");
+    // A volume without sessions has none; an unknown volume is not found; so is a session.
+    assert_eq!(http(&c.pri, "GET", base, Some(&t), None), (200, serde_json::json!([])));
+    assert_eq!(http(&c.pri, "GET", "/api/v1/volumes/nosuch/geo-replication-sessions", Some(&t), None).0, 404);
+    assert_eq!(http(&c.pri, "GET", &s, Some(&t), None).0, 404);
     // The same refusal, the same words.
     let cli = c.geo("start").refused().to_string();
     let (code, body) = http(&c.pri, "POST", &format!("{s}/start"), Some(&t), None);
@@ -90,9 +110,12 @@ fn api_and_cli_are_one_core() {
     assert!(c.geo("status").ok().contains("svol"));
     std::fs::write(c.p("through-api"), "x").unwrap();
     c.assert_converged(Duration::from_secs(60));
-    let (code, rows) = http(&c.pri, "GET", &s, Some(&t), None);
+    let (code, view) = http(&c.pri, "GET", &s, Some(&t), None);
     assert_eq!(code, 200);
-    assert_eq!(rows[0]["secondary"], "ssh://sec::svol", "{rows}");
+    assert_eq!((view["id"].as_str(), view["status"].as_str()), (Some("sec::svol"), Some("ACTIVE")), "{view}");
+    assert_eq!(view["bricks"][0]["secondary"], "ssh://sec::svol", "{view}");
+    assert_eq!(http(&c.pri, "GET", base, Some(&t), None).1[0]["id"], "sec::svol");
+    ovirt_paths(&c, &t);
     // A lifecycle rule: started twice is refused as the CLI refuses it.
     let cli = c.geo("start").refused().to_string();
     let (code, body) = http(&c.pri, "POST", &format!("{s}/start"), Some(&t), None);
@@ -154,6 +177,81 @@ fn api_and_cli_are_one_core() {
     assert_eq!(http(&c.pri, "POST", &format!("{s}/stop"), Some(&t), None).0, 200);
     assert_eq!(http(&c.pri, "DELETE", &s, Some(&t), None).0, 200);
     assert!(c.geo("status").stdout.lines().count() < 4);
+}
+
+/// The oVirt design's paths over the running session `pvol` -> `sec::svol`: its field names
+/// and status values, JSON and XML, the same rules as the CLI.
+fn ovirt_paths(c: &Cluster, t: &str) {
+    let id = std::fs::read_to_string(c.pri.root.join("state/node.id")).unwrap();
+    let cluster = id.trim().strip_prefix("UUID=").unwrap().to_string();
+    let base = format!("/api/clusters/{cluster}/glustervolumes/pvol/georeplication-sessions");
+    let s = format!("{base}/sec::svol");
+    let (code, list) = http(&c.pri, "GET", &base, Some(t), None);
+    assert_eq!(code, 200, "{list}");
+    let one = &list["georeplication_session"][0];
+    assert_eq!(
+        (one["slave_host_name"].as_str(), one["slave_volume_name"].as_str(), one["status"].as_str()),
+        (Some("sec"), Some("svol"), Some("ACTIVE")),
+        "{list}"
+    );
+    assert_eq!(one["session_key"].as_str().unwrap(), format!("{cluster}:ssh://sec::svol"));
+    let brick = &one["details"]["georeplication_session_detail"][0];
+    for field in ["checkpoint_status", "crawl_status", "last_synced_at"] {
+        assert!(brick[field].is_string(), "{field}: {brick}");
+    }
+    for field in ["files_synced", "files_pending", "bytes_pending", "deletes_pending", "files_skipped"] {
+        assert!(brick[field].is_u64(), "{field}: {brick}");
+    }
+    assert_eq!((brick["status"].as_str(), brick["crawl_status"].as_str()), (Some("ACTIVE"), Some("Changelog Crawl")));
+    assert!(brick["files_synced"].as_u64().unwrap() >= 1, "{brick}");
+    // The node's name names the cluster too; another cluster is not here.
+    assert_eq!(http(&c.pri, "GET", &base.replace(&cluster, "pri"), Some(t), None).0, 200);
+    let (code, fault) = http(&c.pri, "GET", &base.replace(&cluster, "elsewhere"), Some(t), None);
+    assert_eq!((code, fault["reason"].as_str()), (404, Some("not_found")), "{fault}");
+    // XML, as oVirt clients speak it.
+    let (code, xml) = http_as(&c.pri, "GET", &s, Some(t), None, "application/xml");
+    assert_eq!(code, 200, "{xml}");
+    assert!(xml.starts_with("<georeplication_session id=\"sec::svol\">"), "{xml}");
+    for tag in
+        ["<status>ACTIVE</status>", "<slave_volume_name>svol</slave_volume_name>", "<georeplication_session_detail>"]
+    {
+        assert!(xml.contains(tag), "{tag}: {xml}");
+    }
+    let create = "<georeplication_session><slave_host_name>sec</slave_host_name><slave_volume_name>svol</slave_volume_name></georeplication_session>";
+    let (code, xml) = http_as(&c.pri, "POST", &base, Some(t), Some(create), "application/xml");
+    assert_eq!(code, 409, "{xml}");
+    assert!(xml.contains("<reason>refused</reason>") && xml.contains("is already created"), "{xml}");
+    let (code, xml) = http_as(&c.pri, "POST", &base, Some(t), Some("<georeplication_session/>"), "application/xml");
+    assert_eq!(code, 400, "{xml}");
+    assert!(xml.contains("slave_host_name"), "{xml}");
+    // Options: the design's names; set and reset with the config rules.
+    let (code, opts) = http(&c.pri, "GET", &format!("{s}/options"), Some(t), None);
+    assert_eq!(code, 200);
+    let jobs =
+        opts["georeplication_option"].as_array().unwrap().iter().find(|o| o["config_key"] == "sync-jobs").unwrap();
+    assert_eq!((jobs["default_value"].as_str(), jobs["allowed_values"].as_str()), (Some("3"), Some("1..100")));
+    let set = |v: &str| {
+        http(
+            &c.pri,
+            "PUT",
+            &format!("{s}/options"),
+            Some(t),
+            Some(&format!(r#"{{"config_key": "connection-timeout", "config_value": "{v}"}}"#)),
+        )
+    };
+    let (code, fault) = set("soon");
+    assert_eq!((code, fault["detail"].as_str().unwrap()), (400, c.geo("config connection-timeout soon").refused()));
+    assert_eq!(set("77").0, 200);
+    assert_eq!(c.geo("config connection-timeout").ok().trim(), "77");
+    assert_eq!(http(&c.pri, "DELETE", &format!("{s}/options/connection-timeout"), Some(t), None).0, 200);
+    assert_eq!(c.geo("config connection-timeout").ok().trim(), "60");
+    // Pause and resume: the status follows; a rule refuses as the CLI does.
+    assert_eq!(http(&c.pri, "POST", &format!("{s}/pause"), Some(t), None).0, 200);
+    assert_eq!(http(&c.pri, "GET", &s, Some(t), None).1["status"], "PAUSED");
+    let cli = c.geo("pause").refused().to_string();
+    assert_eq!(http(&c.pri, "POST", &format!("{s}/pause"), Some(t), None).1["detail"].as_str().unwrap(), cli);
+    assert_eq!(http(&c.pri, "POST", &format!("{s}/resume"), Some(t), None).0, 200);
+    assert_eq!(http(&c.pri, "POST", &format!("{s}/jump"), Some(t), None).0, 404);
 }
 
 #[test]

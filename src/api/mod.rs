@@ -8,7 +8,9 @@
 
 mod auth;
 mod metrics;
+mod ovirt;
 mod routes;
+mod view;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

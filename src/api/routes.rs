@@ -13,8 +13,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use super::auth::Token;
+use super::view::{self, SessionView};
 use crate::daemon::Daemon;
 use crate::daemon::control::{Request, Response, VolumeInfo};
+use crate::daemon::refusal::{Kind, Refusal};
 use crate::session::config::OptionInfo;
 use crate::session::grammar::{ConfigAction, SecondaryUrl, SessionCmd, VolumeCmd};
 use crate::session::status::StatusRow;
@@ -37,24 +39,15 @@ fn rejected(e: axum::extract::rejection::JsonRejection) -> HttpResponse {
     error(status, "bad_input", e.body_text())
 }
 
-/// The status of a refusal, from the daemon's message (GlusterFS's texts, shared with the CLI).
-fn refusal(message: String) -> HttpResponse {
-    let m = message.to_lowercase();
-    let (status, kind) = if m.contains("does not exist") || m.contains("has no brick") || m.contains("no such") {
-        (StatusCode::NOT_FOUND, "not_found")
-    } else if m.starts_with("usage:")
-        || m.contains("invalid")
-        || m.contains("unknown")
-        || m.contains("unexpected")
-        || m.contains("must be")
-    {
-        (StatusCode::BAD_REQUEST, "bad_input")
-    } else if m.contains("permission denied") {
-        (StatusCode::FORBIDDEN, "forbidden")
-    } else {
-        (StatusCode::CONFLICT, "refused")
+/// A refusal of the daemon core, with the HTTP status of its kind.
+fn refusal(r: Refusal) -> HttpResponse {
+    let (status, kind) = match r.kind {
+        Kind::BadInput => (StatusCode::BAD_REQUEST, "bad_input"),
+        Kind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+        Kind::Refused => (StatusCode::CONFLICT, "refused"),
+        Kind::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
     };
-    error(status, kind, message)
+    error(status, kind, r.message)
 }
 
 /// A message for the user (what the CLI prints).
@@ -95,11 +88,15 @@ fn answer(r: Response) -> HttpResponse {
 }
 
 /// Hands `req` to the daemon core on a blocking thread.
-async fn call(d: Arc<Daemon>, req: Request) -> HttpResponse {
+pub(super) async fn ask(d: Arc<Daemon>, req: Request) -> Response {
     match tokio::task::spawn_blocking(move || d.handle(req)).await {
-        Ok(r) => answer(r),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "failed", format!("the request's thread failed: {e}")),
+        Ok(r) => r,
+        Err(e) => Response::Err(Refusal::new(Kind::Refused, format!("the request's thread failed: {e}"))),
     }
+}
+
+async fn call(d: Arc<Daemon>, req: Request) -> HttpResponse {
+    answer(ask(d, req).await)
 }
 
 fn secondary(s: &str) -> Result<SecondaryUrl, HttpResponse> {
@@ -197,11 +194,37 @@ async fn delete_volume(State(d): State<Arc<Daemon>>, Path(name): Path<String>) -
     call(d, Request::Volume(VolumeCmd::Delete { name })).await
 }
 
-/// The brick rows of every session of the volume (`status detail`).
-#[utoipa::path(get, path = "/api/v1/volumes/{volume}/sessions", params(("volume" = String, Path)),
-    responses((status = 200, body = [StatusRow])))]
+/// The sessions of the volume, each with its brick rows (`status detail`); none is `[]`.
+#[utoipa::path(get, path = "/api/v1/volumes/{volume}/geo-replication-sessions", params(("volume" = String, Path)),
+    responses((status = 200, body = [SessionView]), (status = 404, body = ApiError)))]
 async fn sessions(State(d): State<Arc<Daemon>>, Path(volume): Path<String>) -> HttpResponse {
-    call(d, Request::Status { primary: Some(volume), secondary: None }).await
+    match views_of(&d, &volume, None).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => refusal(e),
+    }
+}
+
+/// The sessions of `volume` (one, with `secondary`). A volume that exists may have none; a
+/// session asked for by name that does not exist is not found.
+pub(super) async fn views_of(
+    d: &Arc<Daemon>,
+    volume: &str,
+    secondary: Option<&str>,
+) -> Result<Vec<SessionView>, Refusal> {
+    if let Response::Err(e) = ask(d.clone(), Request::Volume(VolumeCmd::Info { name: Some(volume.into()) })).await {
+        return Err(e);
+    }
+    let secondary = match secondary.map(SecondaryUrl::parse).transpose() {
+        Ok(s) => s,
+        Err(e) => return Err(Refusal::new(Kind::BadInput, format!("secondary: {e}"))),
+    };
+    let one = secondary.is_some();
+    match ask(d.clone(), Request::Status { primary: Some(volume.into()), secondary }).await {
+        Response::Status(rows) => Ok(view::sessions(rows)),
+        Response::Err(e) if e.kind == Kind::NotFound && !one => Ok(Vec::new()),
+        Response::Err(e) => Err(e),
+        other => Err(Refusal::new(Kind::Refused, format!("unexpected answer {other:?}"))),
+    }
 }
 
 /// A new session (`create`).
@@ -216,7 +239,7 @@ pub struct NewSession {
     ssh_port: Option<u16>,
 }
 
-#[utoipa::path(post, path = "/api/v1/volumes/{volume}/sessions", params(("volume" = String, Path)),
+#[utoipa::path(post, path = "/api/v1/volumes/{volume}/geo-replication-sessions", params(("volume" = String, Path)),
     request_body = NewSession,
     responses((status = 200, body = Done), (status = 400, body = ApiError), (status = 409, body = ApiError)))]
 async fn create_session(
@@ -232,23 +255,24 @@ async fn create_session(
     session_cmd(d, volume, &b.secondary, cmd).await
 }
 
-/// One session's brick rows (`status detail`).
-#[utoipa::path(get, path = "/api/v1/volumes/{volume}/sessions/{secondary}",
+/// One session, with its brick rows (`status detail`).
+#[utoipa::path(get, path = "/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}",
     params(("volume" = String, Path), ("secondary" = String, Path, description = "[user@]host::volume")),
-    responses((status = 200, body = [StatusRow]), (status = 400, body = ApiError)))]
+    responses((status = 200, body = SessionView), (status = 400, body = ApiError), (status = 404, body = ApiError)))]
 async fn session(State(d): State<Arc<Daemon>>, Path((volume, sec)): Path<(String, String)>) -> HttpResponse {
-    match secondary(&sec) {
-        Ok(s) => call(d, Request::Status { primary: Some(volume), secondary: Some(s) }).await,
-        Err(e) => e,
+    match views_of(&d, &volume, Some(&sec)).await {
+        Ok(mut v) if !v.is_empty() => Json(v.swap_remove(0)).into_response(),
+        Ok(_) => error(StatusCode::NOT_FOUND, "not_found", format!("no session between {volume} and {sec}")),
+        Err(e) => refusal(e),
     }
 }
 
 #[derive(Deserialize, IntoParams)]
 pub struct Flags {
     #[serde(default)]
-    force: bool,
+    pub(super) force: bool,
     #[serde(default)]
-    reset_sync_time: bool,
+    pub(super) reset_sync_time: bool,
     #[serde(default)]
     checksum: bool,
     #[serde(default)]
@@ -258,7 +282,7 @@ pub struct Flags {
 }
 
 /// `delete` (`?reset_sync_time=true`).
-#[utoipa::path(delete, path = "/api/v1/volumes/{volume}/sessions/{secondary}",
+#[utoipa::path(delete, path = "/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}",
     params(("volume" = String, Path), ("secondary" = String, Path), Flags),
     responses((status = 200, body = Done), (status = 409, body = ApiError)))]
 async fn delete_session(
@@ -272,7 +296,7 @@ async fn delete_session(
 /// A session's lifecycle, DR and check actions: `start`, `stop`, `pause`, `resume`
 /// (`?force=true`), `checkpoint`, `verify` (`?checksum=true&full=true`), `failover`,
 /// `failback` (`?keep_conflicts=true`), `restore`.
-#[utoipa::path(post, path = "/api/v1/volumes/{volume}/sessions/{secondary}/{action}",
+#[utoipa::path(post, path = "/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}/{action}",
     params(("volume" = String, Path), ("secondary" = String, Path), ("action" = String, Path), Flags),
     responses((status = 200, body = Done), (status = 200, body = VerifyReport),
         (status = 400, body = ApiError), (status = 404, body = ApiError), (status = 409, body = ApiError)))]
@@ -298,7 +322,7 @@ async fn action(
 
 /// A session's options: value, default, allowed values and description each
 /// (`config --describe`).
-#[utoipa::path(get, path = "/api/v1/volumes/{volume}/sessions/{secondary}/options",
+#[utoipa::path(get, path = "/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}/options",
     params(("volume" = String, Path), ("secondary" = String, Path)),
     responses((status = 200, body = [OptionInfo]), (status = 404, body = ApiError)))]
 async fn options(State(d): State<Arc<Daemon>>, Path((volume, sec)): Path<(String, String)>) -> HttpResponse {
@@ -312,7 +336,7 @@ pub struct NewValue {
 }
 
 /// Sets an option (the rules of `config`).
-#[utoipa::path(put, path = "/api/v1/volumes/{volume}/sessions/{secondary}/options/{name}",
+#[utoipa::path(put, path = "/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}/options/{name}",
     params(("volume" = String, Path), ("secondary" = String, Path), ("name" = String, Path)),
     request_body = NewValue,
     responses((status = 200, body = Done), (status = 400, body = ApiError)))]
@@ -329,7 +353,7 @@ async fn set_option(
 }
 
 /// Resets an option to its default.
-#[utoipa::path(delete, path = "/api/v1/volumes/{volume}/sessions/{secondary}/options/{name}",
+#[utoipa::path(delete, path = "/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}/options/{name}",
     params(("volume" = String, Path), ("secondary" = String, Path), ("name" = String, Path)),
     responses((status = 200, body = Done), (status = 400, body = ApiError)))]
 async fn reset_option(
@@ -368,25 +392,29 @@ async fn reset_option(
         NewValue,
         NewVolume,
         VolumeInfo,
-        StatusRow
+        StatusRow,
+        SessionView,
+        view::Status
     ))
 )]
 struct Doc;
 
 /// The OpenAPI 3 document of this API.
 async fn openapi() -> HttpResponse {
-    Json(Doc::openapi()).into_response()
+    let mut doc = Doc::openapi();
+    doc.merge(super::ovirt::Doc::openapi());
+    Json(doc).into_response()
 }
 
 /// Prometheus's scrape: every session's series of this node (`api::metrics`).
 async fn metrics(State(d): State<Arc<Daemon>>) -> HttpResponse {
     let node = d.node.name.clone();
-    let rows =
-        match tokio::task::spawn_blocking(move || d.handle(Request::Status { primary: None, secondary: None })).await {
-            Ok(Response::Status(rows)) => rows,
-            Ok(Response::Err(e)) => return refusal(e),
-            _ => return error(StatusCode::INTERNAL_SERVER_ERROR, "failed", "no status"),
-        };
+    let rows = match ask(d, Request::Status { primary: None, secondary: None }).await {
+        Response::Status(rows) => rows,
+        Response::Err(e) if e.kind == Kind::NotFound => Vec::new(),
+        Response::Err(e) => return refusal(e),
+        other => return error(StatusCode::INTERNAL_SERVER_ERROR, "failed", format!("unexpected answer {other:?}")),
+    };
     match super::metrics::handle() {
         Ok(h) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], super::metrics::render(h, &node, &rows))
             .into_response(),
@@ -415,14 +443,15 @@ pub fn router(d: Arc<Daemon>, token: Token) -> Router {
         .route("/api/v1/volumes", get(volumes).post(create_volume))
         .route("/api/v1/volumes/{volume}", get(volume).delete(delete_volume))
         .route("/api/v1/volumes/{volume}/{action}", post(volume_action))
-        .route("/api/v1/volumes/{volume}/sessions", get(sessions).post(create_session))
-        .route("/api/v1/volumes/{volume}/sessions/{secondary}", get(session).delete(delete_session))
-        .route("/api/v1/volumes/{volume}/sessions/{secondary}/options", get(options))
+        .route("/api/v1/volumes/{volume}/geo-replication-sessions", get(sessions).post(create_session))
+        .route("/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}", get(session).delete(delete_session))
+        .route("/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}/options", get(options))
         .route(
-            "/api/v1/volumes/{volume}/sessions/{secondary}/options/{name}",
+            "/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}/options/{name}",
             axum::routing::put(set_option).delete(reset_option),
         )
-        .route("/api/v1/volumes/{volume}/sessions/{secondary}/{action}", post(action))
+        .route("/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}/{action}", post(action))
+        .merge(super::ovirt::router())
         .route_layer(axum::middleware::from_fn_with_state(token, auth));
     Router::new()
         .route("/api/v1/health", get(health))

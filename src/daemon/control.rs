@@ -84,8 +84,8 @@ pub enum Request {
 pub enum Response {
     /// Success, with text for the user (possibly empty).
     Ok(String),
-    /// Failure: one line for the user.
-    Err(String),
+    /// Failure: one line for the user, and its kind (`refusal`).
+    Err(super::refusal::Refusal),
     Status(Vec<StatusRow>),
     Volumes(Vec<VolumeInfo>),
     Config(Vec<(String, String)>),

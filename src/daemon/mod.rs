@@ -8,6 +8,7 @@ pub mod broker;
 pub mod control;
 pub mod dirs;
 pub mod failback;
+pub mod refusal;
 pub mod roles;
 pub mod sessions;
 pub mod store;
@@ -200,13 +201,13 @@ impl Daemon {
             Ok(Some(r)) => r,
             Ok(None) => return,
             Err(e) => {
-                let _ = control::write_response(&conn, &Response::Err(format!("{e:#}")), None);
+                let _ = control::write_response(&conn, &Response::Err(refusal::Refusal::from_error(&e)), None);
                 return;
             }
         };
         let (resp, fd) = match self.handle_as(uid, pid, req) {
             Ok((resp, fd)) => (resp, fd),
-            Err(e) => (Response::Err(format!("{e:#}")), None),
+            Err(e) => (Response::Err(refusal::Refusal::from_error(&e)), None),
         };
         let _ = control::write_response(&conn, &resp, fd.as_ref().map(|f| f.as_fd()));
     }
@@ -247,7 +248,7 @@ impl Daemon {
                 Ok((Response::Ok(String::new()), None))
             }
             Request::Ping => Ok((self.handle(Request::Ping), None)),
-            _ if uid != 0 => anyhow::bail!("permission denied: only root may ask georepd that (uid {uid})"),
+            _ if uid != 0 => crate::refuse!(Forbidden, "permission denied: only root may ask georepd that (uid {uid})"),
             req => Ok((self.handle(req), None)),
         }
     }
@@ -266,7 +267,7 @@ impl Daemon {
             | Request::Tail { .. }
             | Request::Restore { .. } => Err(anyhow::anyhow!("a mount is asked for through handle_as")),
         };
-        r.unwrap_or_else(|e| Response::Err(format!("{e:#}")))
+        r.unwrap_or_else(|e| Response::Err(refusal::Refusal::from_error(&e)))
     }
 
     /// Aux mounts left by a daemon killed between mount and detach.

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Daemon;
 use super::control::Response;
+use super::refusal::{Kind, Refusal};
 use super::store::StoreExt;
 use super::volumes::{self, Volume};
 use crate::session::config::{Change, SessionConfig};
@@ -135,7 +136,7 @@ pub fn transport(d: &Daemon, s: &SecondaryUrl, config: &SessionConfig) -> anyhow
     let timeout = Duration::from_secs(config.get_int("connection-timeout").max(1) as u64);
     let answer = config.get_int("secondary-timeout");
     let ssh_options = crate::session::config::SshOptions::parse(&config.get("ssh-options")?)
-        .map_err(|e| anyhow::anyhow!("ssh-options: {e}"))?;
+        .map_err(|e| Refusal::new(Kind::BadInput, format!("ssh-options: {e}")))?;
     Ok(Transport::Ssh {
         target: crate::sync::ssh::SshTarget {
             host: s.host.clone(),
@@ -231,7 +232,8 @@ pub fn handle(d: &Daemon, primary: &str, secondary: &SecondaryUrl, cmd: SessionC
     }
     let _g = d.big_lock.lock();
     let Some(mut s) = d.store.get_json::<Session>(&skey)? else {
-        bail!(
+        crate::refuse!(
+            NotFound,
             "Geo-replication session between {primary} and {secondary} does not exist. Please create session and retry."
         );
     };
@@ -512,11 +514,12 @@ pub fn status(d: &Daemon, primary: Option<&str>, secondary: Option<&SecondaryUrl
         }
     }
     if rows.is_empty() {
-        return Ok(Response::Err(match (primary, &secondary) {
+        let message = match (primary, &secondary) {
             (Some(p), Some(s)) => format!("No active geo-replication sessions between {p} and {s}"),
             (Some(p), None) => format!("No active geo-replication sessions for {p}"),
             _ => "No active geo-replication sessions".to_string(),
-        }));
+        };
+        return Ok(Response::Err(Refusal::new(Kind::NotFound, message)));
     }
     Ok(Response::Status(rows))
 }

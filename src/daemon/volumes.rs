@@ -31,7 +31,10 @@ pub fn key(name: &str) -> String {
 }
 
 pub fn get(d: &Daemon, name: &str) -> anyhow::Result<Volume> {
-    d.store.get_json(&key(name))?.with_context(|| format!("Volume {name} does not exist"))
+    match d.store.get_json(&key(name))? {
+        Some(v) => Ok(v),
+        None => crate::refuse!(NotFound, "Volume {name} does not exist"),
+    }
 }
 
 impl Volume {
@@ -78,7 +81,7 @@ pub fn handle(d: &Daemon, cmd: VolumeCmd) -> anyhow::Result<Response> {
     match cmd {
         VolumeCmd::Create { name, replica, bricks, force } => create(d, name, replica, bricks, force),
         VolumeCmd::Start { name, force } => {
-            let mut v = get(d, &name).map_err(|e| anyhow::anyhow!("volume start: {name}: failed: {e}"))?;
+            let mut v = get(d, &name).with_context(|| format!("volume start: {name}: failed"))?;
             if v.started() && !force {
                 bail!("volume start: {name}: failed: Volume {name} already started");
             }
@@ -90,7 +93,7 @@ pub fn handle(d: &Daemon, cmd: VolumeCmd) -> anyhow::Result<Response> {
             Ok(Response::Ok(format!("volume start: {name}: success")))
         }
         VolumeCmd::Stop { name, force } => {
-            let mut v = get(d, &name).map_err(|e| anyhow::anyhow!("volume stop: {name}: failed: {e}"))?;
+            let mut v = get(d, &name).with_context(|| format!("volume stop: {name}: failed"))?;
             if !v.started() && !force {
                 bail!("volume stop: {name}: failed: Volume {name} is not in the started state");
             }
@@ -119,7 +122,7 @@ pub fn handle(d: &Daemon, cmd: VolumeCmd) -> anyhow::Result<Response> {
             Ok(Response::Ok(format!("volume stop: {name}: success")))
         }
         VolumeCmd::Delete { name } => {
-            let v = get(d, &name).map_err(|e| anyhow::anyhow!("volume delete: {name}: failed: {e}"))?;
+            let v = get(d, &name).with_context(|| format!("volume delete: {name}: failed"))?;
             if v.started() {
                 bail!(
                     "volume delete: {name}: failed: Volume {name} has been started.Volume needs to be stopped before deletion."
@@ -227,7 +230,7 @@ pub fn resolve(d: &Daemon, name: &str) -> anyhow::Result<Response> {
         && !d.node.is_me(n)
         && !v.bricks.iter().any(|(b, _)| b == n)
     {
-        bail!("Volume {vol} has no brick on {n}");
+        crate::refuse!(NotFound, "Volume {vol} has no brick on {n}");
     }
     let path = v.local_brick(d).with_context(|| format!("Volume {vol} has no brick on this node"))?;
     Ok(Response::Brick { path, volume_id: v.id.clone(), started: v.started() })
