@@ -16,7 +16,9 @@ use super::auth::Token;
 use super::view::{self, SessionView};
 use crate::daemon::Daemon;
 use crate::daemon::control::{Request, Response, VolumeInfo};
+use crate::daemon::events::Event;
 use crate::daemon::refusal::{Kind, Refusal};
+use crate::daemon::webhooks::{Webhook, WebhookCmd};
 use crate::session::config::OptionInfo;
 use crate::session::grammar::{ConfigAction, SecondaryUrl, SessionCmd, VolumeCmd};
 use crate::session::status::StatusRow;
@@ -83,6 +85,7 @@ fn answer(r: Response) -> HttpResponse {
         Response::Value(value) => Json(serde_json::json!({ "value": value })).into_response(),
         Response::Report { text, differences } => Json(VerifyReport { differences, report: text }).into_response(),
         Response::Options(o) => Json(o).into_response(),
+        Response::Webhooks(w) => Json(w).into_response(),
         other => error(StatusCode::INTERNAL_SERVER_ERROR, "failed", format!("unexpected answer {other:?}")),
     }
 }
@@ -363,6 +366,83 @@ async fn reset_option(
     session_cmd(d, volume, &sec, SessionCmd::Config(ConfigAction::Reset(name))).await
 }
 
+/// Where the event stream starts: after the event `Last-Event-ID` names (or `?after=`), with
+/// the recent ones since; else from now.
+#[derive(Deserialize, IntoParams)]
+pub struct After {
+    after: Option<u64>,
+}
+
+/// The events as a server-sent event stream: each `event:` is the event's name, `id:` its id,
+/// `data:` the event as webhooks get it.
+#[utoipa::path(get, path = "/api/v1/events", params(After),
+    responses((status = 200, description = "text/event-stream of Event", body = Event)))]
+async fn events(State(d): State<Arc<Daemon>>, Query(q): Query<After>, h: axum::http::HeaderMap) -> HttpResponse {
+    use axum::response::sse::{Event as Sse, KeepAlive};
+    let last = h.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let (past, rx) = d.events.subscribe(last.or(q.after));
+    let sse = |e: &Event| Sse::default().id(e.id.to_string()).event(e.event.clone()).json_data(e);
+    let past = futures_util::stream::iter(past.into_iter().map(move |e| sse(&e)));
+    let live = futures_util::stream::unfold(rx, move |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(e) => return Some((sse(&e), rx)),
+                // A client too slow for the stream misses events; it can come back with its
+                // Last-Event-ID for the recent ones.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    axum::response::sse::Sse::new(futures_util::StreamExt::chain(past, live))
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// The webhooks (bearer tokens not shown).
+#[utoipa::path(get, path = "/api/v1/webhooks", responses((status = 200, body = [Webhook])))]
+async fn webhooks(State(d): State<Arc<Daemon>>) -> HttpResponse {
+    call(d, Request::Webhook(WebhookCmd::List)).await
+}
+
+/// Adds a webhook (`georep webhook add URL [--bearer TOKEN]`).
+#[utoipa::path(post, path = "/api/v1/webhooks", request_body = Webhook,
+    responses((status = 200, body = Done), (status = 400, body = ApiError), (status = 409, body = ApiError)))]
+async fn add_webhook(
+    State(d): State<Arc<Daemon>>,
+    body: Result<Json<Webhook>, axum::extract::rejection::JsonRejection>,
+) -> HttpResponse {
+    match body {
+        Ok(Json(w)) => call(d, Request::Webhook(WebhookCmd::Add { url: w.url, bearer: w.bearer })).await,
+        Err(e) => rejected(e),
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct WebhookUrl {
+    url: String,
+}
+
+/// Removes a webhook (`georep webhook del URL`).
+#[utoipa::path(delete, path = "/api/v1/webhooks", params(WebhookUrl),
+    responses((status = 200, body = Done), (status = 404, body = ApiError)))]
+async fn del_webhook(State(d): State<Arc<Daemon>>, Query(q): Query<WebhookUrl>) -> HttpResponse {
+    call(d, Request::Webhook(WebhookCmd::Del { url: q.url })).await
+}
+
+/// POSTs an empty body to the URL (`georep webhook test`): 200 if it answered 2xx.
+#[utoipa::path(post, path = "/api/v1/webhooks/test", request_body = Webhook,
+    responses((status = 200, body = Done), (status = 400, body = ApiError), (status = 409, body = ApiError)))]
+async fn test_webhook(
+    State(d): State<Arc<Daemon>>,
+    body: Result<Json<Webhook>, axum::extract::rejection::JsonRejection>,
+) -> HttpResponse {
+    match body {
+        Ok(Json(w)) => call(d, Request::Webhook(WebhookCmd::Test { url: w.url, bearer: w.bearer })).await,
+        Err(e) => rejected(e),
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "georep", description = "The georepd REST API (SPEC 9). Bearer token: `georep api-token`."),
@@ -380,7 +460,12 @@ async fn reset_option(
         action,
         options,
         set_option,
-        reset_option
+        reset_option,
+        events,
+        webhooks,
+        add_webhook,
+        del_webhook,
+        test_webhook
     ),
     components(schemas(
         OptionInfo,
@@ -394,7 +479,9 @@ async fn reset_option(
         VolumeInfo,
         StatusRow,
         SessionView,
-        view::Status
+        view::Status,
+        Event,
+        Webhook
     ))
 )]
 struct Doc;
@@ -451,6 +538,9 @@ pub fn router(d: Arc<Daemon>, token: Token) -> Router {
             axum::routing::put(set_option).delete(reset_option),
         )
         .route("/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}/{action}", post(action))
+        .route("/api/v1/events", get(events))
+        .route("/api/v1/webhooks", get(webhooks).post(add_webhook).delete(del_webhook))
+        .route("/api/v1/webhooks/test", post(test_webhook))
         .merge(super::ovirt::router())
         .route_layer(axum::middleware::from_fn_with_state(token, auth));
     Router::new()

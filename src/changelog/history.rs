@@ -143,6 +143,14 @@ pub fn read_index(path: &Path) -> Result<IndexSnapshot, IndexError> {
     parse(path, &b).map(|(s, _)| s)
 }
 
+/// When the first change after `after_ms` was recorded (the start of the first published
+/// changelog ending after it that holds records), if there is one: what a worker that is not
+/// running leaves pending.
+pub fn first_change_after(path: &Path, after_ms: u64) -> Option<u64> {
+    let snap = read_index(path).ok()?;
+    snap.entries[snap.first_after(after_ms)..].iter().find(|e| e.count > 0).map(|e| e.start_ms.max(after_ms))
+}
+
 /// The writer side, owned by the brick's mount daemon.
 pub struct IndexWriter {
     path: PathBuf,

@@ -34,12 +34,56 @@ pub enum Command {
     /// A session's worker, as georepd runs it
     #[command(hide = true)]
     Worker { spec: std::path::PathBuf },
+    /// Webhooks: URLs every event is POSTed to (GlusterFS's events API format)
+    #[command(subcommand)]
+    Webhook(WebhookArgs),
     /// Print this node's REST API bearer token (made at georepd's first start)
     ApiToken {
         /// Replace it with a new one (the old one stops working at once)
         #[arg(long)]
         rotate: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WebhookArgs {
+    /// Add a webhook
+    Add {
+        url: String,
+        /// Sent as `Authorization: Bearer <TOKEN>`
+        #[arg(long)]
+        bearer: Option<String>,
+    },
+    /// List the webhooks
+    List,
+    /// Remove a webhook
+    Del { url: String },
+    /// POST an empty body to the URL and say what came back
+    Test {
+        url: String,
+        #[arg(long)]
+        bearer: Option<String>,
+    },
+}
+
+/// A command carried out by georepd: its message printed, a refusal on stderr and exit 1.
+fn daemon_call(req: crate::daemon::control::Request) -> anyhow::Result<()> {
+    use crate::daemon::control::{Response, call};
+    match call(&crate::daemon::dirs::Dirs::from_env(), &req)? {
+        Response::Ok(m) => println!("{m}"),
+        Response::Webhooks(hooks) if hooks.is_empty() => println!("No webhooks registered"),
+        Response::Webhooks(hooks) => {
+            for h in hooks {
+                println!("{}{}", h.url, if h.bearer.is_some() { "  (bearer token set)" } else { "" });
+            }
+        }
+        Response::Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+        other => anyhow::bail!("georepd: unexpected answer {other:?}"),
+    }
+    Ok(())
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -49,6 +93,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Receiver(a) => replicate::receiver(a),
         Command::Replicate(a) => replicate::replicate(a),
         Command::Worker { spec } => crate::sync::worker::run(&spec),
+        Command::Webhook(w) => {
+            use crate::daemon::webhooks::WebhookCmd;
+            daemon_call(crate::daemon::control::Request::Webhook(match w {
+                WebhookArgs::Add { url, bearer } => WebhookCmd::Add { url, bearer },
+                WebhookArgs::List => WebhookCmd::List,
+                WebhookArgs::Del { url } => WebhookCmd::Del { url },
+                WebhookArgs::Test { url, bearer } => WebhookCmd::Test { url, bearer },
+            }))
+        }
         Command::ApiToken { rotate } => {
             let state = crate::daemon::dirs::Dirs::from_env().state;
             let t = if rotate { crate::api::rotate_token(&state)? } else { crate::api::ensure_token(&state)? };

@@ -75,6 +75,8 @@ pub enum Request {
         path: String,
         lazy: bool,
     },
+    /// `georep webhook add|list|del|test`.
+    Webhook(super::webhooks::WebhookCmd),
     /// `georep system execute gsec_create` / `georep sshkey generate`.
     GsecCreate,
     Ping,
@@ -101,6 +103,7 @@ pub enum Response {
     Tail(super::roles::Tail),
     /// Every option of a session, described (`config --describe`).
     Options(Vec<crate::session::config::OptionInfo>),
+    Webhooks(Vec<super::webhooks::Webhook>),
     /// A report printed whole on stdout; the command fails if `differences` is not 0.
     Report {
         text: String,

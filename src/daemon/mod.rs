@@ -7,6 +7,7 @@ pub mod bricks;
 pub mod broker;
 pub mod control;
 pub mod dirs;
+pub mod events;
 pub mod failback;
 pub mod refusal;
 pub mod roles;
@@ -15,6 +16,7 @@ pub mod store;
 pub mod supervisor;
 pub mod verify;
 pub mod volumes;
+pub mod webhooks;
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
@@ -102,6 +104,8 @@ pub struct Daemon {
     pub bricks: bricks::Bricks,
     /// The receivers running on this node (what a failover ends).
     pub receivers: roles::Receivers,
+    /// The event stream and the webhooks (`events`).
+    pub events: events::Events,
     /// Serialises the commands that change things.
     pub(crate) big_lock: Mutex<()>,
     /// The `georep` binary (workers, receivers) and the mount helper.
@@ -152,6 +156,7 @@ impl Daemon {
             supervisor: supervisor::Supervisor::default(),
             bricks: bricks::Bricks::default(),
             receivers: Default::default(),
+            events: events::Events::new(&node.id),
             dirs,
             node,
             store,
@@ -177,6 +182,9 @@ impl Daemon {
         self.clean_aux_mounts();
         volumes::start_bricks(self);
         sessions::resume_all(self)?;
+        self.events.webhooks.load(webhooks::all(self)?);
+        let d = Arc::clone(self);
+        std::thread::Builder::new().name("events".into()).spawn(move || events::watch(d))?;
         log::info!("georepd {} (node {} {}) serving {}", crate::VERSION, self.node.name, self.node.id, sock.display());
         for conn in listener.incoming() {
             let Ok(conn) = conn else { continue };
@@ -258,7 +266,14 @@ impl Daemon {
             Request::GsecCreate => sessions::gsec_create(self),
             Request::Ping => Ok(Response::Ok(format!("{} {}", self.node.name, self.node.id))),
             Request::Volume(cmd) => volumes::handle(self, cmd),
-            Request::Session { primary, secondary, cmd } => sessions::handle(self, &primary, &secondary, cmd),
+            Request::Session { primary, secondary, cmd } => {
+                let r = sessions::handle(self, &primary, &secondary, cmd.clone());
+                if let Ok(Response::Ok(_)) = &r {
+                    self.events.command(&primary, &secondary, &cmd);
+                }
+                r
+            }
+            Request::Webhook(cmd) => webhooks::handle(self, cmd),
             Request::Status { primary, secondary } => sessions::status(self, primary.as_deref(), secondary.as_ref()),
             Request::ResolveVolume { name } => volumes::resolve(self, &name),
             Request::AuxMount { .. }

@@ -78,6 +78,11 @@ fn normalize(s: &SecondaryUrl) -> SecondaryUrl {
     s
 }
 
+/// Every session of this node's store.
+pub fn all(d: &Daemon) -> anyhow::Result<Vec<Session>> {
+    d.store.list_json("sessions/")
+}
+
 pub fn all_of(d: &Daemon, primary: &str) -> anyhow::Result<Vec<Session>> {
     d.store.list_json(&format!("sessions/{primary}/"))
 }
@@ -505,6 +510,17 @@ pub fn status(d: &Daemon, primary: Option<&str>, secondary: Option<&SecondaryUrl
                 row.secondary_node = crate::session::status::NA.into();
             }
             row.fill(&shown, file.as_ref());
+            // A worker that should run but does not (Faulty, starting) reports no lag; what
+            // the brick recorded after the stime is how far behind the secondary is.
+            if matches!(shown.as_str(), "Faulty" | "Initializing...")
+                && let Some(brick) = v.local_brick(d)
+            {
+                let stime = file.as_ref().map_or(0, |f| f.last_synced_ms);
+                let index = crate::types::BrickLayout::new(&brick).changelog_dir().join("history.idx");
+                if let Some(since) = crate::changelog::history::first_change_after(&index, stime) {
+                    row.lag_seconds = crate::types::EpochMs::now().0.saturating_sub(since) as f64 / 1000.0;
+                }
+            }
             if shown == "Faulty"
                 && let Some(reason) = d.supervisor.last_error(&s.key())
             {

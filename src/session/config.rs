@@ -99,6 +99,13 @@ const KEYS: &[Key] = &[
         description: "the secondary keeps what the primary removes",
     },
     Key {
+        name: "lag-threshold",
+        default: "300",
+        kind: Kind::Int(0, 86400 * 30),
+        restart: false,
+        description: "seconds of lag above which the LAG_HIGH event is sent, LAG_OK when back under (0: never)",
+    },
+    Key {
         name: "log-file",
         default: "",
         kind: Kind::Str,

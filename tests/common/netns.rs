@@ -114,6 +114,16 @@ impl Host {
         self.start_sshd();
     }
 
+    /// Stops the OpenSSH server and every connection it serves (`false`), or starts it again.
+    pub fn sshd(&mut self, up: bool) {
+        if up {
+            self.start_sshd();
+        } else {
+            self.stop_sshd();
+            self.kill_matching("sshd");
+        }
+    }
+
     /// SIGKILLs the processes of the namespace whose command line contains `pattern`;
     /// returns how many.
     pub fn kill_matching(&self, pattern: &str) -> usize {

@@ -1,0 +1,202 @@
+//! The management plane against real daemons and a real SSH secondary (a network namespace
+//! with its own sshd): events on the API's stream and to webhooks, a dead webhook slowing
+//! nothing.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::sites::Sites;
+use common::wait_until;
+
+/// One POST a webhook received: its Authorization header, its body, when.
+#[derive(Clone, Debug)]
+struct Got {
+    auth: String,
+    body: serde_json::Value,
+    at: Instant,
+}
+
+/// A webhook receiver on loopback: every POST recorded, answered 200.
+fn webhook_receiver() -> (String, Arc<Mutex<Vec<Got>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/listen", l.local_addr().unwrap());
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut r = BufReader::new(conn.try_clone().unwrap());
+            let (mut len, mut auth) = (0usize, String::new());
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                if lower.starts_with("authorization:") {
+                    auth = line["authorization:".len()..].trim().to_string();
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = r.read_exact(&mut body);
+            let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+            g.lock().unwrap().push(Got { auth, body, at: Instant::now() });
+            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK");
+        }
+    });
+    (url, got)
+}
+
+/// A webhook that takes the connection and never answers.
+fn dead_webhook() -> (String, TcpListener) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    (format!("http://{}/hang", l.local_addr().unwrap()), l)
+}
+
+fn names(got: &[Got]) -> Vec<String> {
+    got.iter().map(|g| g.body["event"].as_str().unwrap_or("").to_string()).collect()
+}
+
+/// The first event called `name` the receiver got (after `skip` of them).
+fn find(got: &Arc<Mutex<Vec<Got>>>, name: &str, within: Duration) -> Got {
+    let mut found = None;
+    wait_until(within, || {
+        found = got.lock().unwrap().iter().find(|g| g.body["event"] == name).cloned();
+        found.is_some()
+    });
+    found.unwrap_or_else(|| panic!("no {name} within {within:?}; got {:?}", names(&got.lock().unwrap())))
+}
+
+#[test]
+fn events_reach_the_stream_and_webhooks_and_a_dead_one_slows_nothing() {
+    let mut s = Sites::new("ev", 85, &["a", "b"]);
+    let (live, got) = webhook_receiver();
+    let (dead, _hold) = dead_webhook();
+    // The webhook commands: add (a bearer token), list, bad input, duplicates, test.
+    s[0].cli(&format!("webhook add {live} --bearer s3cret")).ok();
+    s[0].cli(&format!("webhook add {dead}")).ok();
+    let list = s[0].cli("webhook list").ok().to_string();
+    assert!(list.contains(&live) && list.contains("(bearer token set)") && !list.contains("s3cret"), "{list}");
+    let o = s[0].cli(&format!("webhook add {live}"));
+    assert_eq!((o.code, o.stderr.trim()), (1, format!("Webhook {live} already exists").as_str()));
+    let o = s[0].cli("webhook add ftp://x/y");
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.trim().starts_with("url: ") && o.stderr.lines().count() == 1, "{}", o.stderr);
+    assert!(s[0].cli(&format!("webhook test {live}")).ok().contains("OK (HTTP 200)"));
+    assert!(got.lock().unwrap().iter().any(|g| g.body.is_null()), "the test POST is empty");
+    let o = s[0].cli("webhook test http://127.0.0.1:1/x");
+    assert!(o.code == 1 && o.stderr.contains("NOT OK"), "{o:?}");
+    let o = s[0].cli("webhook del http://127.0.0.1:1/x");
+    assert_eq!(o.code, 1);
+
+    // The API's event stream, read by curl as a browser would.
+    let token = s[0].cli("api-token").ok().trim().to_string();
+    let mut curl = Command::new("curl")
+        .args(["-s", "-N", "-H", &format!("Authorization: Bearer {token}")])
+        .arg(format!("http://{}/api/v1/events", s[0].node.api_addr()))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stream = Arc::new(Mutex::new(Vec::<String>::new()));
+    {
+        let out = curl.stdout.take().unwrap();
+        let st = stream.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                st.lock().unwrap().push(line);
+            }
+        });
+    }
+    std::thread::sleep(Duration::from_millis(300));
+
+    // Create and start: the commands' events, then the worker's ACTIVE, promptly though the
+    // dead webhook holds each of its POSTs for its whole timeout.
+    let t0 = Instant::now();
+    s.session(0, 1);
+    assert!(t0.elapsed() < Duration::from_secs(30));
+    let create = find(&got, "GEOREP_CREATE", Duration::from_secs(10));
+    assert_eq!(create.auth, "Bearer s3cret");
+    assert_eq!(create.body["message"]["master"], "avol");
+    assert_eq!(create.body["message"]["slave"], s.url(1));
+    assert_eq!(create.body["message"]["push_pem"], "true");
+    let start = find(&got, "GEOREP_START", Duration::from_secs(10));
+    let active = find(&got, "GEOREP_ACTIVE", Duration::from_secs(30));
+    assert_eq!(active.body["message"]["master_volume"], "avol");
+    assert_eq!(active.body["message"]["slave_host"], s[1].host.addr.as_str());
+    assert_eq!(active.body["message"]["slave_volume"], "bvol");
+    assert!(start.at.duration_since(t0) < Duration::from_secs(5), "START took {:?}", start.at - t0);
+    std::fs::write(s[0].p("f1"), "one").unwrap();
+    s.assert_converged(0, 1, Duration::from_secs(30));
+
+    // A checkpoint: CONFIG_SET at once, CHECKPOINT_COMPLETED once the secondary has it.
+    s.geo(0, 1, "config checkpoint now").ok();
+    std::fs::write(s[0].p("f2"), "two").unwrap();
+    let set = find(&got, "GEOREP_CONFIG_SET", Duration::from_secs(5));
+    assert_eq!(
+        (set.body["message"]["option"].as_str(), set.body["message"]["value"].as_str()),
+        (Some("checkpoint"), Some("now"))
+    );
+    let done = find(&got, "GEOREP_CHECKPOINT_COMPLETED", Duration::from_secs(30));
+    assert!(!done.body["message"]["checkpoint_completion_time"].as_str().unwrap_or("").is_empty(), "{:?}", done.body);
+
+    // The secondary's sshd stops: the worker goes Faulty, says why; the lag passes the
+    // session's threshold. The sshd back: Active, lag OK.
+    s.geo(0, 1, "config lag-threshold 2").ok();
+    s[1].host.sshd(false);
+    std::fs::write(s[0].p("f3"), "three").unwrap();
+    let faulty = find(&got, "GEOREP_FAULTY", Duration::from_secs(60));
+    assert_eq!(faulty.body["message"]["slave_host"], s[1].host.addr.as_str());
+    assert!(!faulty.body["message"]["last_error"].as_str().unwrap_or("").is_empty(), "{:?}", faulty.body);
+    let high = find(&got, "GEOREP_LAG_HIGH", Duration::from_secs(30));
+    assert_eq!(high.body["message"]["threshold_seconds"], "2");
+    s[1].host.sshd(true);
+    s.assert_converged(0, 1, Duration::from_secs(90));
+    find(&got, "GEOREP_LAG_OK", Duration::from_secs(30));
+    let events = names(&got.lock().unwrap());
+    let actives = events.iter().filter(|e| *e == "GEOREP_ACTIVE").count();
+    assert!(actives >= 2, "ACTIVE again after the Faulty: {events:?}");
+
+    // Stop and delete: their events; every POST of the live webhook came while the dead one
+    // still held its first.
+    s.geo(0, 1, "stop").ok();
+    s.geo(0, 1, "delete").ok();
+    find(&got, "GEOREP_DELETE", Duration::from_secs(5));
+    assert!(s[0].cli(&format!("webhook del {dead}")).ok().contains("deleted"));
+
+    // The stream saw what the webhook saw, as `event:`/`id:`/`data:` lines.
+    let lines = stream.lock().unwrap().clone();
+    let _ = curl.kill();
+    let _ = curl.wait();
+    let seen: Vec<&str> = lines.iter().filter_map(|l| l.strip_prefix("event: ")).collect();
+    for e in [
+        "GEOREP_CREATE",
+        "GEOREP_START",
+        "GEOREP_ACTIVE",
+        "GEOREP_CHECKPOINT_COMPLETED",
+        "GEOREP_FAULTY",
+        "GEOREP_DELETE",
+    ] {
+        assert!(seen.contains(&e), "{e} not on the stream: {seen:?}");
+    }
+    assert!(lines.iter().any(|l| l.starts_with("id: ")), "{lines:?}");
+    let data: serde_json::Value =
+        serde_json::from_str(lines.iter().find_map(|l| l.strip_prefix("data: ")).unwrap()).unwrap();
+    assert!(data["nodeid"].is_string() && data["ts"].is_u64() && data["message"].is_object(), "{data}");
+    // A client coming back with Last-Event-ID gets what came after.
+    let o = Command::new("curl")
+        .args(["-s", "-N", "--max-time", "2", "-H", &format!("Authorization: Bearer {token}")])
+        .args(["-H", &format!("Last-Event-ID: {}", data["id"])])
+        .arg(format!("http://{}/api/v1/events", s[0].node.api_addr()))
+        .output()
+        .unwrap();
+    let replay = String::from_utf8_lossy(&o.stdout);
+    assert!(replay.contains("event: GEOREP_DELETE") && !replay.contains(&format!("id: {}\n", data["id"])), "{replay}");
+}
