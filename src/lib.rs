@@ -8,6 +8,7 @@ pub mod api;
 pub mod changelog;
 pub mod cli;
 pub mod daemon;
+pub mod durable;
 pub mod fs;
 pub mod logging;
 pub mod mapped;

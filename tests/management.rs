@@ -200,3 +200,86 @@ fn events_reach_the_stream_and_webhooks_and_a_dead_one_slows_nothing() {
     let replay = String::from_utf8_lossy(&o.stdout);
     assert!(replay.contains("event: GEOREP_DELETE") && !replay.contains(&format!("id: {}\n", data["id"])), "{replay}");
 }
+
+/// The FAILURES column's changes listed (CLI and API) and retried once the cause is fixed: the
+/// secondary's copy of a file made immutable refuses its next change.
+#[test]
+fn failed_changes_are_listed_and_retried_once_the_cause_is_fixed() {
+    use common::cluster::Cluster;
+    let c = Cluster::new(true);
+    c.geo("create push-pem").ok();
+    c.geo("start").ok();
+    std::fs::write(c.p("f"), "one").unwrap();
+    std::fs::write(c.p("g"), "fine").unwrap();
+    c.assert_converged(Duration::from_secs(30));
+    assert_eq!(c.geo("failures").ok().trim(), "No failed changes");
+    let chattr = |flag: &str| {
+        let o = Command::new("chattr").arg(flag).arg(c.s("f")).output().unwrap();
+        assert!(o.status.success(), "chattr {flag}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    chattr("+i");
+    let _undo = Undo(c.s("f"));
+    std::fs::write(c.p("f"), "two, longer").unwrap();
+    let listed = || -> Vec<serde_json::Value> {
+        let o = c.geo("failures --json");
+        serde_json::from_str::<Vec<serde_json::Value>>(&o.stdout).unwrap_or_default()
+    };
+    assert!(wait_until(Duration::from_secs(60), || !listed().is_empty()), "nothing listed: {}", c.worker_log());
+    let f = listed()[0].clone();
+    assert_eq!(f["path"], "f", "{f}");
+    assert!(["DATA", "DATA,META"].contains(&f["op"].as_str().unwrap()), "{f}\n{}", c.worker_log());
+    assert_eq!(f["errno"], libc::EPERM, "{f}");
+    assert!(f["attempts"].as_u64().unwrap() >= 1 && f["first_seen_ms"].as_u64().unwrap() > 0, "{f}");
+    let gfid = f["gfid"].as_str().unwrap().to_string();
+    let table = c.geo("failures").ok().to_string();
+    assert!(table.starts_with("GFID") && table.contains(&gfid) && table.contains("not permitted"), "{table}");
+    assert_eq!(c.rows(true)[0][12], "1", "FAILURES column: {:?}", c.rows(true));
+    // The API lists the same.
+    let t = c.pri.cli("api-token").ok().trim().to_string();
+    let api = |method: &str, path: &str| -> (u16, String) {
+        let o = Command::new("curl")
+            .args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method, "-H", &format!("Authorization: Bearer {t}")])
+            .arg(format!("http://{}/api/v1/volumes/pvol/geo-replication-sessions/sec::svol{path}", c.pri.api_addr()))
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        let (body, code) = out.rsplit_once('\n').unwrap();
+        (code.parse().unwrap(), body.to_string())
+    };
+    let (code, body) = api("GET", "/failures");
+    assert_eq!(code, 200);
+    assert!(body.contains(&gfid), "{body}");
+    // Retried while the cause remains: still listed, tried once more.
+    let said = c.geo("failures retry").ok().to_string();
+    assert!(said.contains("1 failed change(s) recorded again"), "{said}");
+    assert!(
+        wait_until(Duration::from_secs(60), || listed()
+            .first()
+            .is_some_and(|x| x["attempts"].as_u64() > f["attempts"].as_u64())),
+        "{:?}",
+        listed()
+    );
+    // Bad input and an unknown GFID, as the CLI and the API say them.
+    assert_eq!(c.geo("failures retry not-a-gfid").code, 1);
+    let other = "00000000-0000-0000-0000-00000000abcd";
+    assert!(c.geo(&format!("failures retry {other}")).refused().contains("is not among the failed changes"));
+    assert_eq!(api("POST", &format!("/failures/{other}/retry")).0, 404);
+    assert_eq!(api("POST", "/failures/xyz/retry").0, 400);
+    // The cause fixed, one retry (by its GFID, through the API): applied, off the list.
+    chattr("-i");
+    let (code, body) = api("POST", &format!("/failures/{gfid}/retry"));
+    assert_eq!(code, 200, "{body}");
+    assert!(wait_until(Duration::from_secs(60), || listed().is_empty()), "{:?}", listed());
+    c.assert_converged(Duration::from_secs(30));
+    assert_eq!(std::fs::read_to_string(c.s("f")).unwrap(), "two, longer");
+    assert_eq!(c.rows(true)[0][12], "0");
+}
+
+/// Takes the immutable flag off a file, whatever happens to the test.
+struct Undo(std::path::PathBuf);
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).output();
+    }
+}

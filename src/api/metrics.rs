@@ -43,7 +43,8 @@ pub fn render(handle: &PrometheusHandle, node: &str, rows: &[StatusRow]) -> Stri
         gauge!("georep_session_lag_seconds", &labels).set(r.lag_seconds);
         counter!("georep_session_files_synced_total", &labels).absolute(r.files_synced);
         counter!("georep_session_bytes_synced_total", &labels).absolute(r.bytes_synced);
-        counter!("georep_session_failures_total", &labels).absolute(num(&r.failures) as u64);
+        counter!("georep_session_failures_total", &labels).absolute(r.failures_total);
+        gauge!("georep_session_failed_changes", &labels).set(num(&r.failures));
         for (kind, v) in [("entry", &r.entry), ("data", &r.data), ("meta", &r.meta)] {
             let mut l = labels.to_vec();
             l.push(("kind", kind.to_string()));

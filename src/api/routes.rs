@@ -22,6 +22,7 @@ use crate::daemon::webhooks::{Webhook, WebhookCmd};
 use crate::session::config::OptionInfo;
 use crate::session::grammar::{ConfigAction, SecondaryUrl, SessionCmd, VolumeCmd};
 use crate::session::status::StatusRow;
+use crate::sync::failures::FailedChange;
 
 /// A refusal or a failure: `error` says which kind (`bad_input`, `not_found`, `refused`,
 /// `unauthorized`, `forbidden`, `failed`), `message` is the CLI's line.
@@ -86,6 +87,7 @@ fn answer(r: Response) -> HttpResponse {
         Response::Report { text, differences } => Json(VerifyReport { differences, report: text }).into_response(),
         Response::Options(o) => Json(o).into_response(),
         Response::Webhooks(w) => Json(w).into_response(),
+        Response::Failures(f) => Json(f).into_response(),
         other => error(StatusCode::INTERNAL_SERVER_ERROR, "failed", format!("unexpected answer {other:?}")),
     }
 }
@@ -366,6 +368,37 @@ async fn reset_option(
     session_cmd(d, volume, &sec, SessionCmd::Config(ConfigAction::Reset(name))).await
 }
 
+/// The changes the secondary could not apply, each with its path, GFID, operation, error,
+/// attempts, first and last seen (`failures`).
+#[utoipa::path(get, path = "/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}/failures",
+    params(("volume" = String, Path), ("secondary" = String, Path)),
+    responses((status = 200, body = [FailedChange]), (status = 404, body = ApiError)))]
+async fn failures(State(d): State<Arc<Daemon>>, Path((volume, sec)): Path<(String, String)>) -> HttpResponse {
+    session_cmd(d, volume, &sec, SessionCmd::Failures { retry: false, gfid: None }).await
+}
+
+/// Sends every listed change again (`failures retry`).
+#[utoipa::path(post, path = "/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}/failures/retry",
+    params(("volume" = String, Path), ("secondary" = String, Path)),
+    responses((status = 200, body = Done), (status = 404, body = ApiError), (status = 409, body = ApiError)))]
+async fn retry_all(State(d): State<Arc<Daemon>>, Path((volume, sec)): Path<(String, String)>) -> HttpResponse {
+    session_cmd(d, volume, &sec, SessionCmd::Failures { retry: true, gfid: None }).await
+}
+
+/// Sends one listed change again (`failures retry <GFID>`).
+#[utoipa::path(post, path = "/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}/failures/{gfid}/retry",
+    params(("volume" = String, Path), ("secondary" = String, Path), ("gfid" = String, Path)),
+    responses((status = 200, body = Done), (status = 400, body = ApiError), (status = 404, body = ApiError)))]
+async fn retry_one(
+    State(d): State<Arc<Daemon>>,
+    Path((volume, sec, gfid)): Path<(String, String, String)>,
+) -> HttpResponse {
+    if gfid.parse::<crate::types::Gfid>().is_err() {
+        return error(StatusCode::BAD_REQUEST, "bad_input", format!("gfid: {gfid:?} is not a GFID"));
+    }
+    session_cmd(d, volume, &sec, SessionCmd::Failures { retry: true, gfid: Some(gfid) }).await
+}
+
 /// Where the event stream starts: after the event `Last-Event-ID` names (or `?after=`), with
 /// the recent ones since; else from now.
 #[derive(Deserialize, IntoParams)]
@@ -461,6 +494,9 @@ async fn test_webhook(
         options,
         set_option,
         reset_option,
+        failures,
+        retry_all,
+        retry_one,
         events,
         webhooks,
         add_webhook,
@@ -481,7 +517,8 @@ async fn test_webhook(
         SessionView,
         view::Status,
         Event,
-        Webhook
+        Webhook,
+        FailedChange
     ))
 )]
 struct Doc;
@@ -538,6 +575,9 @@ pub fn router(d: Arc<Daemon>, token: Token) -> Router {
             axum::routing::put(set_option).delete(reset_option),
         )
         .route("/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}/{action}", post(action))
+        .route("/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}/failures", get(failures))
+        .route("/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}/failures/retry", post(retry_all))
+        .route("/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}/failures/{gfid}/retry", post(retry_one))
         .route("/api/v1/events", get(events))
         .route("/api/v1/webhooks", get(webhooks).post(add_webhook).delete(del_webhook))
         .route("/api/v1/webhooks/test", post(test_webhook))

@@ -92,11 +92,7 @@ fn read_u64(path: &Path) -> Option<u64> {
 }
 
 fn write_atomic(path: &Path, text: &str) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, text)?;
-    fs::File::open(&tmp)?.sync_all()?;
-    fs::rename(&tmp, path)?;
-    fs::File::open(path.parent().unwrap())?.sync_all()
+    crate::durable::replace(path, text.as_bytes())
 }
 
 impl Consumer {

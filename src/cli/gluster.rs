@@ -89,6 +89,16 @@ pub fn run(args: &[String]) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
+        Response::Failures(list) => {
+            if format == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if list.is_empty() {
+                println!("No failed changes");
+            } else {
+                print!("{}", render_failures(&list));
+            }
+            Ok(0)
+        }
         Response::Report { text, differences } => {
             println!("{text}");
             Ok(if differences == 0 { 0 } else { 1 })
@@ -110,6 +120,32 @@ pub fn run(args: &[String]) -> anyhow::Result<i32> {
         }
         other => bail!("georepd: unexpected answer {other:?}"),
     }
+}
+
+/// The failures list as a table, one change per line.
+fn render_failures(list: &[crate::sync::failures::FailedChange]) -> String {
+    let time = |ms: u64| status::format_time((ms / 1000) as i64, false);
+    let mut rows =
+        vec![["GFID", "PATH", "OP", "ERROR", "ATTEMPTS", "FIRST SEEN", "LAST SEEN"].map(String::from).to_vec()];
+    for c in list {
+        rows.push(vec![
+            c.gfid.clone(),
+            if c.path.is_empty() { "(gone)".into() } else { c.path.clone() },
+            c.op.clone(),
+            c.error.clone(),
+            c.attempts.to_string(),
+            time(c.first_seen_ms),
+            time(c.last_seen_ms),
+        ]);
+    }
+    let widths: Vec<usize> = (0..7).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for r in &rows {
+        let line: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:w$}")).collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// `status --watch`: the table redrawn every second, with a progress bar under it for each

@@ -104,6 +104,8 @@ pub enum Response {
     /// Every option of a session, described (`config --describe`).
     Options(Vec<crate::session::config::OptionInfo>),
     Webhooks(Vec<super::webhooks::Webhook>),
+    /// The changes a session lists as failed (`failures`).
+    Failures(Vec<crate::sync::failures::FailedChange>),
     /// A report printed whole on stdout; the command fails if `differences` is not 0.
     Report {
         text: String,

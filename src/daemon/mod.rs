@@ -9,6 +9,7 @@ pub mod control;
 pub mod dirs;
 pub mod events;
 pub mod failback;
+pub mod failures;
 pub mod refusal;
 pub mod roles;
 pub mod sessions;

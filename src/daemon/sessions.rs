@@ -316,6 +316,11 @@ pub fn handle(d: &Daemon, primary: &str, secondary: &SecondaryUrl, cmd: SessionC
             drop(_g);
             super::verify::verify(d, &s, checksum, full)
         }
+        SessionCmd::Failures { retry: false, .. } => super::failures::list(d, &s),
+        SessionCmd::Failures { retry: true, gfid } => {
+            drop(_g);
+            super::failures::retry(d, &s, gfid.as_deref())
+        }
     }
 }
 
@@ -510,6 +515,10 @@ pub fn status(d: &Daemon, primary: Option<&str>, secondary: Option<&SecondaryUrl
                 row.secondary_node = crate::session::status::NA.into();
             }
             row.fill(&shown, file.as_ref());
+            row.failures_total = file.as_ref().map_or(0, |f| f.failures);
+            if shown == "Active" {
+                row.failures = super::failures::count(d, &s).to_string();
+            }
             // A worker that should run but does not (Faulty, starting) reports no lag; what
             // the brick recorded after the stime is how far behind the secondary is.
             if matches!(shown.as_str(), "Faulty" | "Initializing...")

@@ -278,6 +278,8 @@ impl BrickFs {
     /// it was made on the brick while nothing recorded (a server killed between making an
     /// entry and recording it, or a write straight into the brick). Its ENTRY, DATA and META
     /// records carry it to the secondaries like any new entry.
+    /// Records the inode behind `fd` (named `name` in `pgfid`) as created now, with its data
+    /// and metadata: what a worker then sends whole.
     pub(crate) fn record_found(
         &self,
         pgfid: crate::types::Gfid,
@@ -298,10 +300,6 @@ impl BrickFs {
         };
         let target = if ifmt == libc::S_IFLNK { Some(sys::readlink_fd(fd)?) } else { None };
         let target = target.as_deref().map(|t| std::path::Path::new(OsStr::from_bytes(t)));
-        log::warn!(
-            "{} in {pgfid}: had no GFID (made while nothing recorded); recorded as created now, {gfid}",
-            name.display()
-        );
         rec.entry(op, gfid, OverlayFs::entry_detail(Some(st), (pgfid, name), None, target), origin)?;
         if ifmt == libc::S_IFREG {
             rec.data(Op::Write, gfid, origin)?;
@@ -335,6 +333,10 @@ impl BrickFs {
             let st = sys::fstat(fd.as_fd())?;
             let (g, new) = brick::ensure_gfid_new(fd.as_fd(), &self.brick.gfids)?;
             if new {
+                log::warn!(
+                    "{} in {dir_gfid}: had no GFID (made while nothing recorded); recorded as created now, {g}",
+                    name.display()
+                );
                 self.record_found(dir_gfid, name, fd.as_fd(), &st, g, Origin::User)?;
             }
             gfid = g;
@@ -347,6 +349,52 @@ impl BrickFs {
             }
         }
         Ok(gfid)
+    }
+
+    /// Records the inode with GFID `gfid` again as created now, with its data and metadata, so
+    /// that the sessions send it whole as it is (`failures retry`); returns its path
+    /// (relative to the brick). `ENOENT` if it has no name left.
+    pub fn resend(&self, gfid: crate::types::Gfid) -> std::io::Result<std::path::PathBuf> {
+        use std::os::fd::AsFd;
+        let enoent = || std::io::Error::from_raw_os_error(libc::ENOENT);
+        let root = self.brick.root_fd();
+        if gfid == crate::types::Gfid::ROOT {
+            if let Some(rec) = &self.recorder {
+                rec.meta(crate::changelog::Op::Setattr, gfid, Origin::User)?;
+            }
+            return Ok(std::path::PathBuf::new());
+        }
+        let h = self.brick.gfids.handle(&gfid).ok_or_else(enoent)?;
+        let fd = match self.inodes.open_handle(&h) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ESTALE) => return Err(enoent()),
+            Err(e) => return Err(e),
+        };
+        let st = sys::fstat(fd.as_fd())?;
+        if st.st_nlink == 0 || brick::read_gfid(fd.as_fd())? != Some(gfid) {
+            return Err(enoent());
+        }
+        let at = |fd: std::os::fd::BorrowedFd<'_>| {
+            std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd)))
+        };
+        let (me, top) = (at(fd.as_fd())?, at(root)?);
+        let rel = me
+            .strip_prefix(&top)
+            .map_err(|_| std::io::Error::other(format!("{} is not under {}", me.display(), top.display())))?
+            .to_path_buf();
+        let (Some(dir), Some(name)) = (rel.parent(), rel.file_name()) else { return Err(enoent()) };
+        let pfd = if dir.as_os_str().is_empty() {
+            sys::reopen(root, libc::O_PATH | libc::O_DIRECTORY)?
+        } else {
+            sys::openat(root, dir.as_os_str(), libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0)?
+        };
+        let pgfid = if dir.as_os_str().is_empty() {
+            crate::types::Gfid::ROOT
+        } else {
+            brick::read_gfid(pfd.as_fd())?.ok_or_else(enoent)?
+        };
+        self.record_found(pgfid, name, fd.as_fd(), &st, gfid, Origin::User)?;
+        Ok(rel)
     }
 
     /// Publishes what is recorded and stops recording (the server's clean exit).

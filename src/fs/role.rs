@@ -43,12 +43,7 @@ impl Role {
 
     /// Writes the role file atomically (durable before it replaces the old one).
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        use std::io::Write;
-        let tmp = path.with_extension("tmp");
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(self.encode().as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        crate::durable::replace(path, self.encode().as_bytes())
     }
 }
 

@@ -125,6 +125,10 @@ enum Request {
     Adopt {
         path: PathBuf,
     },
+    /// Record the inode with this GFID again as created now (`BrickFs::resend`).
+    Resend {
+        gfid: String,
+    },
     /// Read the brick's role file again (`fs::role`): georepd changed it.
     ReloadRole,
     /// Publish the active changelog now (if it holds records): what was recorded so far is
@@ -138,6 +142,8 @@ enum Answer {
     Status(ServerStatus),
     /// The GFID, as text.
     Adopted(String),
+    /// The path (relative to the brick) of the inode recorded again.
+    Resent(String),
     Err(String),
 }
 
@@ -335,6 +341,14 @@ impl Server {
                 self.core.reload_role();
                 Answer::Status(self.status())
             }
+            Ok(Some((Request::Resend { gfid }, _))) => match gfid.parse() {
+                Ok(g) => match self.core.resend(g) {
+                    Ok(p) => Answer::Resent(p.display().to_string()),
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Answer::Err("ENOENT".into()),
+                    Err(e) => Answer::Err(format!("resend {gfid}: {e}")),
+                },
+                Err(_) => Answer::Err(format!("resend: {gfid:?} is not a GFID")),
+            },
             Ok(Some((Request::Adopt { path }, _))) => match self.core.adopt(&path) {
                 Ok(g) => Answer::Adopted(g.to_string()),
                 Err(e) => Answer::Err(format!("adopt {}: {e}", path.display())),
@@ -466,6 +480,19 @@ pub fn adopt(run: &Path, root: &Path, rel: &Path) -> anyhow::Result<crate::types
         Some((Answer::Adopted(g), _)) => {
             g.parse().map_err(|_| anyhow::anyhow!("the brick server sent a bad GFID {g:?}"))
         }
+        Some((Answer::Err(e), _)) => bail!("{e}"),
+        other => bail!("the brick server answered {other:?}"),
+    }
+}
+
+/// Asks the server at `socket` to record the inode `gfid` again as created now; returns its
+/// path relative to the brick, `None` if it no longer exists.
+pub fn resend(socket: &Path, gfid: &crate::types::Gfid) -> anyhow::Result<Option<PathBuf>> {
+    let conn = connect(socket, Duration::from_secs(30)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    unixmsg::send(&conn, &Request::Resend { gfid: gfid.to_string() }, None)?;
+    match unixmsg::recv::<Answer>(&conn)? {
+        Some((Answer::Resent(p), _)) => Ok(Some(PathBuf::from(p))),
+        Some((Answer::Err(e), _)) if e == "ENOENT" => Ok(None),
         Some((Answer::Err(e), _)) => bail!("{e}"),
         other => bail!("the brick server answered {other:?}"),
     }

@@ -94,6 +94,13 @@ pub enum SessionCmd {
     },
     /// The end of a failback: the roles back as they were.
     Restore,
+    /// The changes the secondary could not apply (`failures`), or have them sent again
+    /// (`failures retry [<GFID>]`: all, or one).
+    Failures {
+        retry: bool,
+        /// Only this one (a GFID), with `retry`.
+        gfid: Option<String>,
+    },
     /// Compare both sides (SPEC 11).
     Verify {
         checksum: bool,
@@ -258,7 +265,7 @@ fn parse_volume(sub: &str, args: &[String]) -> Result<VolumeCmd, GrammarError> {
     })
 }
 
-const USAGE: &str = "usage: georep volume geo-replication [<PVOL> [<SECONDARY>]] {create|start|stop|pause|resume|delete|status|config|failover|failback|restore|verify} ...";
+const USAGE: &str = "usage: georep volume geo-replication [<PVOL> [<SECONDARY>]] {create|start|stop|pause|resume|delete|status|config|failover|failback|restore|verify|failures} ...";
 
 /// Parses the words after `georep`.
 pub fn parse(args: &[String]) -> Result<Command, GrammarError> {
@@ -308,7 +315,7 @@ pub fn parse(args: &[String]) -> Result<Command, GrammarError> {
     // `status` may come first, second (after PVOL) or third (after PVOL SECONDARY).
     let verbs = [
         "create", "start", "stop", "pause", "resume", "delete", "config", "status", "failover", "failback", "restore",
-        "verify",
+        "verify", "failures",
     ];
     let is_status = |w: &str| matches!(word(w, &verbs), Ok(Some("status")));
     let at = (0..rest.len().min(3)).find(|&i| is_status(rest[i]));
@@ -395,6 +402,15 @@ pub fn parse(args: &[String]) -> Result<Command, GrammarError> {
         }
         "failover" => SessionCmd::Failover,
         "restore" => SessionCmd::Restore,
+        "failures" => match opts {
+            [] => SessionCmd::Failures { retry: false, gfid: None },
+            [r] if word(r, &["retry"])? == Some("retry") => SessionCmd::Failures { retry: true, gfid: None },
+            [r, g] if word(r, &["retry"])? == Some("retry") => match g.parse::<crate::types::Gfid>() {
+                Ok(gfid) => SessionCmd::Failures { retry: true, gfid: Some(gfid.to_string()) },
+                Err(_) => return Err(GrammarError::Usage(format!("invalid GFID {g:?}"))),
+            },
+            _ => return Err(GrammarError::Usage("usage: ... failures [retry [<GFID>]]".into())),
+        },
         "delete" => SessionCmd::Delete {
             reset_sync_time: match opts {
                 [] => false,
@@ -463,6 +479,16 @@ mod tests {
                 cmd: SessionCmd::Delete { reset_sync_time: true }
             }
         );
+        let failures = |w: &str| match p(&format!("volume geo-replication pvol snode::svol {w}")) {
+            Ok(Command::Session { cmd: SessionCmd::Failures { retry, gfid }, .. }) => Ok((retry, gfid)),
+            other => Err(format!("{other:?}")),
+        };
+        assert_eq!(failures("failures"), Ok((false, None)));
+        assert_eq!(failures("failu retry"), Ok((true, None)));
+        let g = "f6fc2573-c394-407a-a647-84284fd6cb97";
+        assert_eq!(failures(&format!("failures retry {g}")), Ok((true, Some(g.to_string()))));
+        assert!(failures("failures retry nope").is_err());
+        assert!(failures("failures again").is_err());
         assert_eq!(p("system execute gsec_create").unwrap(), Command::GsecCreate);
         assert_eq!(p("sshkey generate").unwrap(), Command::GsecCreate);
         assert_eq!(

@@ -49,16 +49,9 @@ impl BrickStatus {
         serde_json::from_slice(&std::fs::read(path).ok()?).ok()
     }
 
-    /// Replaces the file atomically (write, fsync, rename): a reader never sees half of it.
+    /// Replaces the file atomically: a reader never sees half of it.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        let tmp = path.with_extension("tmp");
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&serde_json::to_vec(self).map_err(std::io::Error::other)?)?;
-            f.sync_data()?;
-        }
-        std::fs::rename(&tmp, path)
+        crate::durable::swap(path, &serde_json::to_vec(self).map_err(std::io::Error::other)?)
     }
 }
 
@@ -91,6 +84,10 @@ pub struct StatusRow {
     #[serde(default)]
     pub note: String,
     pub lag_seconds: f64,
+    /// Changes the secondary could not apply, since the session began (`failures` is how
+    /// many of them are still listed: `failures` command).
+    #[serde(default)]
+    pub failures_total: u64,
     pub files_synced: u64,
     pub bytes_synced: u64,
     pub files_skipped: u64,

@@ -8,6 +8,7 @@
 //! The worker reads the primary brick directly (as root), resolving GFIDs through the brick's
 //! GFID index; it never writes to the brick.
 
+pub mod failures;
 pub mod link;
 pub mod origin;
 pub mod recover;
@@ -162,6 +163,8 @@ pub struct Source {
     handles: HashMap<Gfid, FileHandle>,
     /// Whether `handles` holds the whole index (else only what was prefetched).
     full: bool,
+    /// Where what still fails after the retries is listed (a session's worker's).
+    pub ledger: Option<failures::Ledger>,
 }
 
 impl Source {
@@ -172,7 +175,7 @@ impl Source {
             Some(v) if layout.gfid_index().exists() => v,
             _ => anyhow::bail!("{} is not a georep brick", brick.display()),
         };
-        Ok(Source { layout, volume, root, handles: HashMap::new(), full: false })
+        Ok(Source { layout, volume, root, handles: HashMap::new(), full: false, ledger: None })
     }
 
     /// Makes the handles of `gfids` known, with a scan of the index rather than a full load
@@ -750,6 +753,22 @@ fn send_data_and_meta(
     Ok(())
 }
 
+/// The name of an entry op, as the failures list shows it.
+fn op_name(op: &EntryOp) -> &'static str {
+    match op {
+        EntryOp::Create { mode, .. } => match *mode & libc::S_IFMT {
+            libc::S_IFDIR => "MKDIR",
+            libc::S_IFLNK => "SYMLINK",
+            libc::S_IFREG => "CREATE",
+            _ => "MKNOD",
+        },
+        EntryOp::Link { .. } => "LINK",
+        EntryOp::Rename { .. } => "RENAME",
+        EntryOp::Remove { dir: true, .. } => "RMDIR",
+        EntryOp::Remove { .. } => "UNLINK",
+    }
+}
+
 fn op_gfid(op: &EntryOp) -> Gfid {
     match op {
         EntryOp::Create { gfid, .. }
@@ -771,11 +790,13 @@ fn retained(op: &EntryOp) -> EntryOp {
 /// Commits `batch`; what the secondary could not apply is tried again, its entry ops (of
 /// `entries`, the batch's), then its data and metadata as the primary has them now, up to
 /// `opts.retries` times with a growing pause; what still fails is counted and logged.
+#[allow(clippy::too_many_arguments)]
 fn commit(
     src: &mut Source,
     link: &mut Link,
     batch: u64,
     entries: &[Labelled],
+    carried: (&BTreeSet<Gfid>, &[Gfid]),
     labels: &Labels,
     opts: &WorkerOptions,
     stats: &mut Stats,
@@ -810,7 +831,50 @@ fn commit(
             "the secondary is out of space ({full} changes could not be applied): the batch is retried until there is room"
         );
     }
+    settle(src, &failures, entries, carried)?;
     report(src, failures, stats);
+    Ok(())
+}
+
+/// The ledger after a batch: what still failed listed (or counted again), what the batch
+/// applied of what it listed taken off.
+fn settle(
+    src: &mut Source,
+    failures: &[Failure],
+    entries: &[Labelled],
+    (data, meta): (&BTreeSet<Gfid>, &[Gfid]),
+) -> anyhow::Result<()> {
+    if src.ledger.is_none() {
+        return Ok(());
+    }
+    let root = src.layout.root.clone();
+    // One line per change: a file whose data and metadata both failed is one failed change.
+    let mut failed: Vec<(Gfid, String, String, i32, String)> = Vec::new();
+    for f in failures {
+        // The receiver says which stage failed first in its message.
+        let stage = f.message.split(':').next().unwrap_or("");
+        let op = match stage {
+            "data" | "patch" => "DATA".to_string(),
+            "meta" => "META".to_string(),
+            _ => match entries.iter().find(|(_, op)| op_gfid(op) == f.gfid) {
+                Some((_, op)) => op_name(op).to_string(),
+                None => stage.to_uppercase(),
+            },
+        };
+        if let Some(known) = failed.iter_mut().find(|k| k.0 == f.gfid) {
+            if !known.2.split(',').any(|o| o == op) {
+                known.2 = format!("{},{op}", known.2);
+            }
+            continue;
+        }
+        let path = src.path_of(&f.gfid).and_then(|p| p.strip_prefix(&root).ok().map(|p| p.display().to_string()));
+        failed.push((f.gfid, path.unwrap_or_default(), op, f.errno, f.message.clone()));
+    }
+    let gfids: std::collections::HashSet<Gfid> = entries.iter().map(|(_, op)| op_gfid(op)).collect();
+    let applied = |g: &Gfid| gfids.contains(g) || data.contains(g) || meta.contains(g);
+    if let Some(ledger) = &src.ledger {
+        ledger.settle(&failed, &applied).context("the failures list")?;
+    }
     Ok(())
 }
 
@@ -994,7 +1058,7 @@ pub fn hybrid_crawl(
     dirs.push(Gfid::ROOT);
     others.extend(dirs);
     send_data_and_meta(src, link, batch, (&files, &others), &labels, opts, &mut stats)?;
-    commit(src, link, batch, &sent, &labels, opts, &mut stats)?;
+    commit(src, link, batch, &sent, (&files, &others), &labels, opts, &mut stats)?;
     Ok(stats)
 }
 
@@ -1126,7 +1190,7 @@ pub fn changelog_pass(
         let sent: Vec<Labelled> = ops.iter().map(|(from, op)| (*from, retained(op))).collect();
         send_entries(link, batch, ops)?;
         send_data_and_meta(src, link, batch, (&data, &meta), &labels, opts, stats)?;
-        commit(src, link, batch, &sent, &labels, opts, stats)?;
+        commit(src, link, batch, &sent, (&data, &meta), &labels, opts, stats)?;
         for c in group {
             consumer.done(c)?;
             done += 1;

@@ -108,7 +108,7 @@ pub fn recover(
     // Directories' times last, deepest first.
     meta.sort_by_key(|g| std::cmp::Reverse(here.iter().find(|(_, _, d)| d == g).map_or(usize::MAX, |h| h.0)));
     send_data_and_meta(src, link, batch, (&data, &meta), &labels, opts, &mut stats)?;
-    commit(src, link, batch, &sent, &labels, opts, &mut stats)?;
+    commit(src, link, batch, &sent, (&data, &meta), &labels, opts, &mut stats)?;
     log::info!(
         "failback: the secondary's tail put right ({} directories, {} inodes; {} entries, {} files, {} bytes sent)",
         here.len(),

@@ -206,10 +206,14 @@ pub fn run(spec_path: &Path) -> anyhow::Result<()> {
     result
 }
 
+/// The session's failures ledger, beside its status file (`sync::failures`).
+pub const FAILURES_FILE: &str = "failures.json";
+
 fn work(spec: &WorkerSpec, rep: &mut Reporter) -> anyhow::Result<()> {
     let opts = spec.options();
     let level = spec.config.get_int("compression") as i32;
     let mut src = Source::open(&spec.brick)?;
+    src.ledger = Some(super::failures::Ledger::new(&spec.status_file.with_file_name(FAILURES_FILE)));
     let ends = Ends {
         secondary_volume: spec.secondary.volume.clone(),
         primary: src.volume,
