@@ -283,3 +283,96 @@ impl Drop for Undo {
         let _ = Command::new("chattr").arg("-i").arg(&self.0).output();
     }
 }
+
+/// `ssh-keygen -l`'s SHA-256 fingerprint of a public key line.
+fn fingerprint(dir: &std::path::Path, key_line: &str) -> String {
+    let f = dir.join("key.pub");
+    std::fs::write(&f, format!("{key_line}\n")).unwrap();
+    let o = Command::new("ssh-keygen").args(["-l", "-E", "sha256", "-f"]).arg(&f).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).split_whitespace().nth(1).unwrap().to_string()
+}
+
+/// A session's rows as JSON.
+fn status_json(s: &Sites) -> Vec<serde_json::Value> {
+    serde_json::from_str(&s.geo(0, 1, "status detail --json").stdout).unwrap_or_default()
+}
+
+#[test]
+fn destinations_pin_the_host_key_test_in_stages_and_re_establish_only_when_told() {
+    let mut s = Sites::new("dst", 87, &["a", "b"]);
+    let host = s[1].host.addr.clone();
+    let user = s.user.name.clone();
+    let pinned = fingerprint(s.dir.path(), &s[1].host.host_key());
+    // Bad input: one line naming the field, nothing added.
+    let o = s[0].node.cli_args(&["destination", "add", "--", "-oProxyCommand=x"]);
+    assert_eq!((o.code, o.stderr.trim()), (1, "host: \"-oProxyCommand=x\" is not a host name or address"), "{o:?}");
+    let o = s[0].cli(&format!("destination add {host} --user a;b"));
+    assert_eq!((o.code, o.stderr.trim().starts_with("user: ")), (1, true), "{o:?}");
+    assert_eq!(s[0].cli("destination list").ok().trim(), "No destinations");
+
+    // Add: the fingerprint pinned is the host's; the keys installed.
+    let said = s[0].cli(&format!("destination add {host} --user {user} --push-keys")).ok().to_string();
+    assert!(said.contains(&pinned) && said.contains("session keys installed"), "{said}");
+    assert!(s[0].cli(&format!("destination add {host}")).refused().contains("already exists"));
+    let list = s[0].cli("destination list").ok().to_string();
+    assert!(
+        list.contains(&format!("{user}@{host}:22")) && list.contains(&pinned) && list.contains("Not tested"),
+        "{list}"
+    );
+
+    // Test: every stage passes, each said.
+    let o = s[0].cli(&format!("destination test {host}"));
+    assert_eq!(o.code, 0, "{o:?}");
+    let stages: Vec<&str> = o.stdout.lines().map(|l| l.split_whitespace().nth(1).unwrap_or("")).collect();
+    assert_eq!(stages, ["reachable", "host", "authentication", "georep", "volumes"], "{}", o.stdout);
+    assert!(o.stdout.lines().all(|l| l.starts_with("ok")), "{}", o.stdout);
+    assert!(o.stdout.contains("bvol (") && o.stdout.contains("georep "), "{}", o.stdout);
+    assert!(s[0].cli("destination list").ok().contains("Connected"));
+
+    // A session to it; the destination is in use.
+    s.session(0, 1);
+    std::fs::write(s[0].p("before"), "x").unwrap();
+    s.assert_converged(0, 1, Duration::from_secs(30));
+    let list: serde_json::Value = serde_json::from_str(s[0].cli("destination list --json").ok()).unwrap();
+    assert_eq!(list[0]["sessions"][0], format!("avol -> {}", s.url(1)), "{list}");
+    assert!(s[0].cli(&format!("destination remove {host}")).refused().contains("is used by avol -> "));
+
+    // The host key changes (a reinstalled server, or an attacker): the test fails at that
+    // stage, naming both keys; the session goes Faulty saying why.
+    s[1].host.sshd(false);
+    s[1].host.new_host_key();
+    let changed = fingerprint(s.dir.path(), &s[1].host.host_key());
+    assert_ne!(changed, pinned);
+    std::fs::write(s[0].p("during"), "y").unwrap();
+    let o = s[0].cli(&format!("destination test {host}"));
+    assert_eq!(o.code, 1, "{o:?}");
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert!(lines[0].starts_with("ok") && lines[1].starts_with("FAIL  host key"), "{}", o.stdout);
+    assert!(lines[1].contains(&format!("pinned {pinned}, now {changed}")), "{}", o.stdout);
+    assert_eq!(lines.len(), 2, "no stage after the one that failed: {}", o.stdout);
+    assert!(s[0].cli("destination list").ok().contains("Failed: host key"));
+    assert!(
+        wait_until(Duration::from_secs(60), || status_json(&s)
+            .first()
+            .is_some_and(|r| r["worker_status"] == "Faulty"
+                && r["last_error"].as_str().unwrap_or("").contains("host key changed"))),
+        "{:?}",
+        status_json(&s)
+    );
+    // Re-establish: refused unless the new key is named, then pinned; the session goes on.
+    let no = s[0].cli(&format!("destination re-establish {host}")).refused().to_string();
+    assert!(no.contains(&pinned) && no.contains(&changed) && no.contains("--accept"), "{no}");
+    let wrong = s[0].cli(&format!("destination re-establish {host} --accept {pinned}")).refused().to_string();
+    assert!(wrong.contains("changed"), "{wrong}");
+    let yes = s[0].cli(&format!("destination re-establish {host} --accept {changed}")).ok().to_string();
+    assert!(yes.contains(&format!("host key {changed} pinned (was {pinned})")), "{yes}");
+    assert_eq!(s[0].cli(&format!("destination test {host}")).code, 0);
+    s.assert_converged(0, 1, Duration::from_secs(120));
+
+    // Remove: refused while used; forced, gone (the session keeps its pin).
+    assert_eq!(s[0].cli(&format!("destination remove {host}")).code, 1);
+    assert!(s[0].cli(&format!("destination remove {host} --force")).ok().contains("removed"));
+    assert_eq!(s[0].cli("destination list").ok().trim(), "No destinations");
+    std::fs::write(s[0].p("after"), "z").unwrap();
+    s.assert_converged(0, 1, Duration::from_secs(30));
+}

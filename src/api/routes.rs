@@ -16,6 +16,7 @@ use super::auth::Token;
 use super::view::{self, SessionView};
 use crate::daemon::Daemon;
 use crate::daemon::control::{Request, Response, VolumeInfo};
+use crate::daemon::destinations::{DestinationCmd, DestinationView, TestReport};
 use crate::daemon::events::Event;
 use crate::daemon::refusal::{Kind, Refusal};
 use crate::daemon::webhooks::{Webhook, WebhookCmd};
@@ -88,6 +89,8 @@ fn answer(r: Response) -> HttpResponse {
         Response::Options(o) => Json(o).into_response(),
         Response::Webhooks(w) => Json(w).into_response(),
         Response::Failures(f) => Json(f).into_response(),
+        Response::Destinations(v) => Json(v).into_response(),
+        Response::DestinationTest(t) => Json(t).into_response(),
         other => error(StatusCode::INTERNAL_SERVER_ERROR, "failed", format!("unexpected answer {other:?}")),
     }
 }
@@ -399,6 +402,82 @@ async fn retry_one(
     session_cmd(d, volume, &sec, SessionCmd::Failures { retry: true, gfid: Some(gfid) }).await
 }
 
+/// The destinations: pinned fingerprint, connection status, the sessions that use each.
+#[utoipa::path(get, path = "/api/v1/destinations", responses((status = 200, body = [DestinationView])))]
+async fn destinations(State(d): State<Arc<Daemon>>) -> HttpResponse {
+    call(d, Request::Destination(DestinationCmd::List)).await
+}
+
+/// A new destination (`georep destination add`): its host key is pinned now.
+#[derive(Deserialize, ToSchema)]
+pub struct NewDestination {
+    host: String,
+    port: Option<u16>,
+    user: Option<String>,
+    /// Install this cluster's session keys there with the operator's SSH access.
+    #[serde(default)]
+    push_keys: bool,
+}
+
+#[utoipa::path(post, path = "/api/v1/destinations", request_body = NewDestination,
+    responses((status = 200, body = Done), (status = 400, body = ApiError), (status = 409, body = ApiError)))]
+async fn add_destination(
+    State(d): State<Arc<Daemon>>,
+    body: Result<Json<NewDestination>, axum::extract::rejection::JsonRejection>,
+) -> HttpResponse {
+    match body {
+        Ok(Json(n)) => {
+            let cmd = DestinationCmd::Add { host: n.host, port: n.port, user: n.user, push_keys: n.push_keys };
+            call(d, Request::Destination(cmd)).await
+        }
+        Err(e) => rejected(e),
+    }
+}
+
+/// Tests a destination stage by stage (200 with the report whether it passed or not).
+#[utoipa::path(post, path = "/api/v1/destinations/{host}/test", params(("host" = String, Path)),
+    responses((status = 200, body = TestReport), (status = 404, body = ApiError)))]
+async fn test_destination(State(d): State<Arc<Daemon>>, Path(host): Path<String>) -> HttpResponse {
+    call(d, Request::Destination(DestinationCmd::Test { host })).await
+}
+
+/// `re-establish`: accept a changed host key (`accept`: its new fingerprint, as the refusal
+/// shows it), and/or install the session keys again.
+#[derive(Deserialize, ToSchema)]
+pub struct ReEstablish {
+    accept: Option<String>,
+    #[serde(default)]
+    push_keys: bool,
+}
+
+#[utoipa::path(post, path = "/api/v1/destinations/{host}/re-establish", params(("host" = String, Path)),
+    request_body = ReEstablish,
+    responses((status = 200, body = Done), (status = 404, body = ApiError), (status = 409, body = ApiError)))]
+async fn reestablish_destination(
+    State(d): State<Arc<Daemon>>,
+    Path(host): Path<String>,
+    body: Result<Json<ReEstablish>, axum::extract::rejection::JsonRejection>,
+) -> HttpResponse {
+    match body {
+        Ok(Json(r)) => {
+            let cmd = DestinationCmd::ReEstablish { host, accept: r.accept, push_keys: r.push_keys };
+            call(d, Request::Destination(cmd)).await
+        }
+        Err(e) => rejected(e),
+    }
+}
+
+/// Removes a destination (`?force=true` while sessions use it).
+#[utoipa::path(delete, path = "/api/v1/destinations/{host}", params(("host" = String, Path), Flags),
+    responses((status = 200, body = Done), (status = 404, body = ApiError), (status = 409, body = ApiError)))]
+async fn remove_destination(
+    State(d): State<Arc<Daemon>>,
+    Path(host): Path<String>,
+    Query(f): Query<Flags>,
+) -> HttpResponse {
+    call(d, Request::Destination(DestinationCmd::Remove { host, force: f.force })).await
+}
+
 /// Where the event stream starts: after the event `Last-Event-ID` names (or `?after=`), with
 /// the recent ones since; else from now.
 #[derive(Deserialize, IntoParams)]
@@ -494,6 +573,11 @@ async fn test_webhook(
         options,
         set_option,
         reset_option,
+        destinations,
+        add_destination,
+        test_destination,
+        reestablish_destination,
+        remove_destination,
         failures,
         retry_all,
         retry_one,
@@ -518,7 +602,11 @@ async fn test_webhook(
         view::Status,
         Event,
         Webhook,
-        FailedChange
+        FailedChange,
+        DestinationView,
+        TestReport,
+        NewDestination,
+        ReEstablish
     ))
 )]
 struct Doc;
@@ -578,6 +666,10 @@ pub fn router(d: Arc<Daemon>, token: Token) -> Router {
         .route("/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}/failures", get(failures))
         .route("/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}/failures/retry", post(retry_all))
         .route("/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}/failures/{gfid}/retry", post(retry_one))
+        .route("/api/v1/destinations", get(destinations).post(add_destination))
+        .route("/api/v1/destinations/{host}", axum::routing::delete(remove_destination))
+        .route("/api/v1/destinations/{host}/test", post(test_destination))
+        .route("/api/v1/destinations/{host}/re-establish", post(reestablish_destination))
         .route("/api/v1/events", get(events))
         .route("/api/v1/webhooks", get(webhooks).post(add_webhook).delete(del_webhook))
         .route("/api/v1/webhooks/test", post(test_webhook))

@@ -34,6 +34,9 @@ pub enum Command {
     /// A session's worker, as georepd runs it
     #[command(hide = true)]
     Worker { spec: std::path::PathBuf },
+    /// Destinations: the secondary hosts attached to this cluster, their host keys pinned
+    #[command(subcommand)]
+    Destination(DestinationArgs),
     /// Webhooks: URLs every event is POSTed to (GlusterFS's events API format)
     #[command(subcommand)]
     Webhook(WebhookArgs),
@@ -42,6 +45,49 @@ pub enum Command {
         /// Replace it with a new one (the old one stops working at once)
         #[arg(long)]
         rotate: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DestinationArgs {
+    /// Attach a secondary host: its SSH host key is pinned now
+    Add {
+        host: String,
+        #[arg(long)]
+        port: Option<u16>,
+        /// The user sessions reach it as (root if not given)
+        #[arg(long)]
+        user: Option<String>,
+        /// Install this cluster's session keys there (as create push-pem does), with the
+        /// operator's own SSH access
+        #[arg(long)]
+        push_keys: bool,
+    },
+    /// List the destinations, their pinned fingerprint and connection status
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Test a destination stage by stage: reachable, host key, authentication, georep, volumes
+    Test {
+        host: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Accept a changed host key (only the one given) and/or install the session keys again
+    ReEstablish {
+        host: String,
+        /// The new key's fingerprint (SHA256:...), as the refusal shows it
+        #[arg(long)]
+        accept: Option<String>,
+        #[arg(long)]
+        push_keys: bool,
+    },
+    /// Detach a destination (refused while a session uses it, unless forced)
+    Remove {
+        host: String,
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -67,9 +113,32 @@ pub enum WebhookArgs {
 }
 
 /// A command carried out by georepd: its message printed, a refusal on stderr and exit 1.
-fn daemon_call(req: crate::daemon::control::Request) -> anyhow::Result<()> {
+fn daemon_call(req: crate::daemon::control::Request, json: bool) -> anyhow::Result<()> {
     use crate::daemon::control::{Response, call};
     match call(&crate::daemon::dirs::Dirs::from_env(), &req)? {
+        Response::Destinations(list) if json => println!("{}", serde_json::to_string_pretty(&list)?),
+        Response::Destinations(list) if list.is_empty() => println!("No destinations"),
+        Response::Destinations(list) => {
+            for v in list {
+                let d = &v.destination;
+                println!("{}@{}:{}  {}  {}", d.user, d.host, d.port, d.fingerprint, v.status);
+                for s in &v.sessions {
+                    println!("    session {s}");
+                }
+            }
+        }
+        Response::DestinationTest(t) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&t)?);
+            } else {
+                for s in &t.stages {
+                    println!("{:4}  {:14}  {}", if s.ok { "ok" } else { "FAIL" }, s.stage, s.detail);
+                }
+            }
+            if !t.ok {
+                std::process::exit(1);
+            }
+        }
         Response::Ok(m) => println!("{m}"),
         Response::Webhooks(hooks) if hooks.is_empty() => println!("No webhooks registered"),
         Response::Webhooks(hooks) => {
@@ -95,12 +164,28 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker { spec } => crate::sync::worker::run(&spec),
         Command::Webhook(w) => {
             use crate::daemon::webhooks::WebhookCmd;
-            daemon_call(crate::daemon::control::Request::Webhook(match w {
-                WebhookArgs::Add { url, bearer } => WebhookCmd::Add { url, bearer },
-                WebhookArgs::List => WebhookCmd::List,
-                WebhookArgs::Del { url } => WebhookCmd::Del { url },
-                WebhookArgs::Test { url, bearer } => WebhookCmd::Test { url, bearer },
-            }))
+            daemon_call(
+                crate::daemon::control::Request::Webhook(match w {
+                    WebhookArgs::Add { url, bearer } => WebhookCmd::Add { url, bearer },
+                    WebhookArgs::List => WebhookCmd::List,
+                    WebhookArgs::Del { url } => WebhookCmd::Del { url },
+                    WebhookArgs::Test { url, bearer } => WebhookCmd::Test { url, bearer },
+                }),
+                false,
+            )
+        }
+        Command::Destination(a) => {
+            use crate::daemon::destinations::DestinationCmd as C;
+            let (cmd, json) = match a {
+                DestinationArgs::Add { host, port, user, push_keys } => (C::Add { host, port, user, push_keys }, false),
+                DestinationArgs::List { json } => (C::List, json),
+                DestinationArgs::Test { host, json } => (C::Test { host }, json),
+                DestinationArgs::ReEstablish { host, accept, push_keys } => {
+                    (C::ReEstablish { host, accept, push_keys }, false)
+                }
+                DestinationArgs::Remove { host, force } => (C::Remove { host, force }, false),
+            };
+            daemon_call(crate::daemon::control::Request::Destination(cmd), json)
         }
         Command::ApiToken { rotate } => {
             let state = crate::daemon::dirs::Dirs::from_env().state;

@@ -75,6 +75,10 @@ pub enum Request {
         path: String,
         lazy: bool,
     },
+    /// For a receiver answering a probe: the volumes its user may receive for.
+    Inventory,
+    /// `georep destination add|list|test|re-establish|remove`.
+    Destination(super::destinations::DestinationCmd),
     /// `georep webhook add|list|del|test`.
     Webhook(super::webhooks::WebhookCmd),
     /// `georep system execute gsec_create` / `georep sshkey generate`.
@@ -104,6 +108,10 @@ pub enum Response {
     /// Every option of a session, described (`config --describe`).
     Options(Vec<crate::session::config::OptionInfo>),
     Webhooks(Vec<super::webhooks::Webhook>),
+    Inventory(Vec<crate::proto::RemoteVolume>),
+    Destinations(Vec<super::destinations::DestinationView>),
+    /// A destination's test, stage by stage; the command fails unless it passed.
+    DestinationTest(super::destinations::TestReport),
     /// The changes a session lists as failed (`failures`).
     Failures(Vec<crate::sync::failures::FailedChange>),
     /// A report printed whole on stdout; the command fails if `differences` is not 0.

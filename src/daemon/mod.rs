@@ -6,6 +6,7 @@
 pub mod bricks;
 pub mod broker;
 pub mod control;
+pub mod destinations;
 pub mod dirs;
 pub mod events;
 pub mod failback;
@@ -257,6 +258,7 @@ impl Daemon {
                 Ok((Response::Ok(String::new()), None))
             }
             Request::Ping => Ok((self.handle(Request::Ping), None)),
+            Request::Inventory => Ok((Response::Inventory(volumes::inventory(self, uid)?), None)),
             _ if uid != 0 => crate::refuse!(Forbidden, "permission denied: only root may ask georepd that (uid {uid})"),
             req => Ok((self.handle(req), None)),
         }
@@ -275,13 +277,15 @@ impl Daemon {
                 r
             }
             Request::Webhook(cmd) => webhooks::handle(self, cmd),
+            Request::Destination(cmd) => destinations::handle(self, cmd),
             Request::Status { primary, secondary } => sessions::status(self, primary.as_deref(), secondary.as_ref()),
             Request::ResolveVolume { name } => volumes::resolve(self, &name),
             Request::AuxMount { .. }
             | Request::Mount { .. }
             | Request::Umount { .. }
             | Request::Tail { .. }
-            | Request::Restore { .. } => Err(anyhow::anyhow!("a mount is asked for through handle_as")),
+            | Request::Restore { .. }
+            | Request::Inventory => Err(anyhow::anyhow!("asked for through handle_as, with the caller's uid")),
         };
         r.unwrap_or_else(|e| Response::Err(refusal::Refusal::from_error(&e)))
     }

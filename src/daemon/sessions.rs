@@ -414,6 +414,12 @@ pub(crate) fn create(
         .with_context(|| format!("Unable to fetch the volume details of {secondary}"))?;
     let remote = link.welcome.clone();
     link.close()?;
+    // The host's destination record, if it has none yet (its key is pinned now).
+    if let Transport::Ssh { target, .. } = &t
+        && let Err(e) = super::destinations::ensure(d, secondary, target.port)
+    {
+        log::warn!("destination {}: not recorded: {e:#}", secondary.host);
+    }
     if !no_verify && !force {
         if !remote.empty {
             bail!(
@@ -457,7 +463,7 @@ pub(crate) fn create(
 /// Installs this node's session keys for the secondary user, restricted to the receiver
 /// (`command="<receiver>",restrict <key>`), through the operator's own SSH access. Never adds
 /// a line twice.
-fn push_pem_keys(d: &Daemon, target: &crate::sync::ssh::SshTarget) -> anyhow::Result<()> {
+pub(crate) fn push_pem_keys(d: &Daemon, target: &crate::sync::ssh::SshTarget) -> anyhow::Result<()> {
     use crate::sync::ssh::{run, shell_quote};
     let Some(op_key) = d.opts.operator_key() else {
         bail!(

@@ -219,6 +219,26 @@ fn create(
     Ok(Response::Ok(format!("volume create: {name}: success: please start the volume to access data")))
 }
 
+/// The volumes of this node that `uid` may receive changes for (root: all; another user:
+/// those the mountbroker lets it mount), with their space (a `Probe`'s answer).
+pub fn inventory(d: &Daemon, uid: u32) -> anyhow::Result<Vec<crate::proto::RemoteVolume>> {
+    let mut out = Vec::new();
+    for v in d.store.list_json::<Volume>("volumes/")? {
+        if super::broker::may_receive(d, uid, &v.name).is_err() {
+            continue;
+        }
+        let (mut total_bytes, mut avail_bytes) = (0, 0);
+        if let Some(b) = v.local_brick(d)
+            && let Ok(st) = nix::sys::statvfs::statvfs(&b)
+        {
+            total_bytes = st.blocks() * st.fragment_size();
+            avail_bytes = st.blocks_available() * st.fragment_size();
+        }
+        out.push(crate::proto::RemoteVolume { started: v.started(), name: v.name, total_bytes, avail_bytes });
+    }
+    Ok(out)
+}
+
 /// `[NODE:]VOL` for a mount: this node's brick of the started volume.
 pub fn resolve(d: &Daemon, name: &str) -> anyhow::Result<Response> {
     let (node, vol) = match name.split_once(':') {

@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
-use super::msg::{DirListing, EntryOp, Failure, FileSums, Inline, Join, ListEntry, MetaOp, Msg, SumsAsk};
+use super::msg::{DirListing, EntryOp, Failure, FileSums, Inline, Join, ListEntry, MetaOp, Msg, RemoteVolume, SumsAsk};
 use crate::types::{Gfid, VolumeId};
 
 /// Sent once by each side before its first frame.
@@ -153,6 +153,8 @@ const K_RESTORED: u8 = 19;
 const K_SYNCED: u8 = 20;
 const K_LIST_REQUEST: u8 = 21;
 const K_LISTING: u8 = 22;
+const K_PROBE: u8 = 23;
+const K_INVENTORY: u8 = 24;
 
 fn write_meta(w: &mut W, m: &MetaOp) {
     w.gfid(&m.gfid);
@@ -338,6 +340,19 @@ fn encode_payload(m: &Msg) -> (u8, Vec<u8>) {
             K_TAIL
         }
         Msg::Restore => K_RESTORE,
+        Msg::Probe => K_PROBE,
+        Msg::Inventory { version, software, volumes } => {
+            w.u16(*version);
+            w.bytes(software.as_bytes());
+            w.u32(volumes.len() as u32);
+            for v in volumes {
+                w.bytes(v.name.as_bytes());
+                w.u8(v.started as u8);
+                w.u64(v.total_bytes);
+                w.u64(v.avail_bytes);
+            }
+            K_INVENTORY
+        }
         Msg::Restored { message } => {
             w.bytes(message.as_bytes());
             K_RESTORED
@@ -525,6 +540,8 @@ fn decode_payload(kind: u8, b: &[u8]) -> Result<Msg, DecodeError> {
         K_TAIL_REQUEST => "tail request",
         K_TAIL => "tail",
         K_RESTORE => "restore",
+        K_PROBE => "probe",
+        K_INVENTORY => "inventory",
         K_RESTORED => "restored",
         K_SYNCED => "synced",
         K_LIST_REQUEST => "list request",
@@ -596,6 +613,22 @@ fn decode_payload(kind: u8, b: &[u8]) -> Result<Msg, DecodeError> {
             Msg::Tail { since_ms, inodes, dirs, lines }
         }
         K_RESTORE => Msg::Restore,
+        K_PROBE => Msg::Probe,
+        K_INVENTORY => {
+            let version = r.u16()?;
+            let software = string(&mut r)?;
+            let n = r.count(21)?;
+            let mut volumes = Vec::with_capacity(n);
+            for _ in 0..n {
+                volumes.push(RemoteVolume {
+                    name: string(&mut r)?,
+                    started: r.u8()? != 0,
+                    total_bytes: r.u64()?,
+                    avail_bytes: r.u64()?,
+                });
+            }
+            Msg::Inventory { version, software, volumes }
+        }
         K_RESTORED => Msg::Restored { message: string(&mut r)? },
         K_WELCOME => Msg::Welcome {
             version: r.u16()?,

@@ -13,5 +13,5 @@ pub use codec::{
 };
 pub use msg::{
     DirListing, EntryOp, Failure, FileSums, Inline, Join, ListEntry, MAX_TAIL_LINES, MetaOp, Msg, PROTOCOL_VERSION,
-    ROLLING_MAX, SumsAsk, XattrSet,
+    ROLLING_MAX, RemoteVolume, SumsAsk, XattrSet,
 };

@@ -64,6 +64,15 @@ pub struct Join {
     pub volume: VolumeId,
 }
 
+/// A volume a receiver could apply changes to, as a `Probe` is answered.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct RemoteVolume {
+    pub name: String,
+    pub started: bool,
+    pub total_bytes: u64,
+    pub avail_bytes: u64,
+}
+
 /// Which block checksums of a file the worker asks for: blocks of `1 << block_log2` bytes
 /// from `offset` on, covering `len` bytes (or to the end of the file).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,6 +168,17 @@ pub enum Msg {
         /// the secondary accepts or refuses (after a failover, its old primary).
         primary: VolumeId,
         primary_name: String,
+    },
+    /// Worker -> receiver, first, instead of `Hello`: who are you, and what could you apply
+    /// changes to? Answered with `Inventory` (or `Error`), then the connection ends
+    /// (`georep destination test`).
+    Probe,
+    /// Receiver -> worker: its protocol version and software, and the volumes the user it
+    /// runs as may receive for, with their space.
+    Inventory {
+        version: u16,
+        software: String,
+        volumes: Vec<RemoteVolume>,
     },
     /// Receiver -> worker: accepted; the secondary volume, and what `create` checks of it.
     Welcome {

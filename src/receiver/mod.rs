@@ -825,6 +825,17 @@ fn failback_tail(
     }
 }
 
+/// The volumes this receiver's user may receive for, as its georepd knows them.
+fn inventory(target: &Target<'_>) -> anyhow::Result<Vec<proto::RemoteVolume>> {
+    use crate::daemon::control::{self, Request, Response};
+    let Target::Daemon(dirs) = target else { return Ok(Vec::new()) };
+    match control::call(dirs, &Request::Inventory)? {
+        Response::Inventory(v) => Ok(v),
+        Response::Err(e) => bail!("{e}"),
+        other => bail!("georepd: unexpected answer {other:?}"),
+    }
+}
+
 /// The end of a failback: this node's volume is the primary again (its georepd).
 fn failback_restore(target: &Target<'_>, volume: &str, from: VolumeId) -> anyhow::Result<String> {
     use crate::daemon::control::{self, Request, Response};
@@ -867,6 +878,17 @@ pub fn serve(target: Target<'_>, input: impl Read, output: impl Write, level: i3
             (secondary_volume, join, primary, primary_name)
         }
         Some(Msg::Hello { version, .. }) => return refuse(&mut w, format!("unsupported protocol version {version}")),
+        Some(Msg::Probe) => {
+            let m = match inventory(&target) {
+                Ok(volumes) => Msg::Inventory {
+                    version: PROTOCOL_VERSION,
+                    software: format!("georep {}", crate::VERSION),
+                    volumes,
+                },
+                Err(e) => Msg::Error { message: format!("{e:#}") },
+            };
+            return answer(&mut w, &m, 0);
+        }
         other => bail!("expected hello, got {other:?}"),
     };
     let sender = For { primary, name: &primary_name };

@@ -44,6 +44,14 @@ pub struct Welcome {
     pub pid: u32,
 }
 
+/// What a receiver answered a probe (`Link::probe`).
+#[derive(Clone, Debug)]
+pub struct Inventory {
+    pub version: u16,
+    pub software: String,
+    pub volumes: Vec<crate::proto::RemoteVolume>,
+}
+
 pub struct Link {
     child: Option<Child>,
     /// The SSH bridge's socket, shut down for writing at close.
@@ -69,6 +77,8 @@ pub struct Link {
     limit: Option<std::sync::Arc<RateLimit>>,
     /// Where the changes sent next were first made, as the receiver was last told.
     origin: VolumeId,
+    /// A probe's answer.
+    inventory: Option<Inventory>,
 }
 
 /// A rate limit on bytes sent, shared by all the streams of a worker: a token bucket that
@@ -135,6 +145,17 @@ impl Link {
                 }
             }
         }
+    }
+
+    /// Asks the receiver at the end of `t` what it is and which volumes it could receive for
+    /// (`georep destination test`). The session key's authentication and the receiver's
+    /// start are what it tests; nothing is mounted.
+    pub fn probe(t: &Transport) -> anyhow::Result<Inventory> {
+        let ends = Ends { secondary_volume: String::new(), primary: VolumeId::NIL, primary_name: String::new() };
+        let mut link = Link::connect(t, &ends, 0)?;
+        let inventory = link.inventory.take().context("the receiver did not answer the probe");
+        let _ = link.close();
+        inventory
     }
 
     /// Reaches the receiver of `ends.secondary_volume` over `t` and greets it.
@@ -210,6 +231,7 @@ impl Link {
             failures_elsewhere: Vec::new(),
             limit: None,
             origin: ends.primary,
+            inventory: None,
         };
         link.handshake(ends, join)?;
         Ok(link)
@@ -228,13 +250,18 @@ impl Link {
 
     fn handshake(&mut self, ends: &Ends, join: Option<Join>) -> anyhow::Result<()> {
         self.w.write_all(proto::FRAME_MAGIC)?;
-        self.send(&Msg::Hello {
-            version: PROTOCOL_VERSION,
-            secondary_volume: ends.secondary_volume.clone(),
-            join,
-            primary: ends.primary,
-            primary_name: ends.primary_name.clone(),
-        })?;
+        let probe = ends.secondary_volume.is_empty();
+        if probe {
+            self.send(&Msg::Probe)?;
+        } else {
+            self.send(&Msg::Hello {
+                version: PROTOCOL_VERSION,
+                secondary_volume: ends.secondary_volume.clone(),
+                join,
+                primary: ends.primary,
+                primary_name: ends.primary_name.clone(),
+            })?;
+        }
         self.w.flush()?;
         let mut magic = [0u8; 8];
         self.r.read_exact(&mut magic).context("the receiver closed the connection")?;
@@ -242,8 +269,12 @@ impl Link {
             bail!("the peer is not a georep receiver");
         }
         match self.answer()? {
-            Some(Msg::Welcome { volume, empty, total_bytes, avail_bytes, pid, .. }) => {
+            Some(Msg::Welcome { volume, empty, total_bytes, avail_bytes, pid, .. }) if !probe => {
                 self.welcome = Welcome { volume, empty, total_bytes, avail_bytes, pid };
+                Ok(())
+            }
+            Some(Msg::Inventory { version, software, volumes }) if probe => {
+                self.inventory = Some(Inventory { version, software, volumes });
                 Ok(())
             }
             Some(Msg::Error { message }) => bail!("{message}"),

@@ -282,6 +282,46 @@ pub fn run(t: &SshTarget, command: &str, learn: bool) -> Result<(u32, String), S
     })
 }
 
+/// Takes the server's host key and goes no further.
+struct KeyTaker(Arc<parking_lot::Mutex<Option<russh::keys::PublicKey>>>);
+
+impl client::Handler for KeyTaker {
+    type Error = anyhow::Error;
+
+    async fn check_server_key(&mut self, k: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+        if let PublicKeyOrCertificate::PublicKey { key, .. } = k {
+            *self.0.lock() = Some(key.clone());
+        }
+        Ok(false)
+    }
+}
+
+/// The host key `host:port`'s SSH server shows (nothing else is done on the connection).
+pub fn host_key(host: &str, port: u16, timeout: Duration) -> Result<russh::keys::PublicKey, SshError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| SshError::Other(e.to_string()))?;
+    let taken = Arc::new(parking_lot::Mutex::new(None));
+    let secs = timeout.as_secs();
+    rt.block_on(async {
+        let tcp = tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host, port)))
+            .await
+            .map_err(|_| SshError::Timeout { host: host.into(), port, secs })?
+            .map_err(|e| SshError::Unreachable { host: host.into(), port, why: e.to_string() })?;
+        let cfg = Arc::new(client::Config::default());
+        let _ = tokio::time::timeout(timeout, client::connect_stream(cfg, tcp, KeyTaker(Arc::clone(&taken)))).await;
+        Ok::<(), SshError>(())
+    })?;
+    let key = taken.lock().take();
+    key.ok_or_else(|| SshError::Other(format!("{host}:{port}: no SSH host key shown (is it an SSH server?)")))
+}
+
+/// `SHA256:<base64>`, as ssh-keygen -l shows a key's fingerprint.
+pub fn fingerprint(key: &russh::keys::PublicKey) -> String {
+    key.fingerprint(russh::keys::HashAlg::Sha256).to_string()
+}
+
 /// `s` quoted for a POSIX shell.
 pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
