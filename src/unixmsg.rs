@@ -21,7 +21,12 @@ pub fn send<T: Serialize>(s: &UnixStream, msg: &T, fd: Option<BorrowedFd<'_>>) -
     if let Some(fd) = fd {
         let fds = [fd.as_raw_fd()];
         let cmsg = [ControlMessage::ScmRights(&fds)];
-        off = sendmsg::<()>(s.as_raw_fd(), &[std::io::IoSlice::new(&line)], &cmsg, MsgFlags::empty(), None)?;
+        off = loop {
+            match sendmsg::<()>(s.as_raw_fd(), &[std::io::IoSlice::new(&line)], &cmsg, MsgFlags::empty(), None) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                r => break r?,
+            }
+        };
     }
     let mut w = s;
     w.write_all(&line[off..])?;
@@ -35,9 +40,13 @@ pub fn recv<T: DeserializeOwned>(s: &UnixStream) -> anyhow::Result<Option<(T, Op
     // the rest of the line follows with plain reads.
     let mut buf = vec![0u8; 64 << 10];
     let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-    let (n, fd) = {
+    // A signal (a paused worker's SIGCONT, say) may interrupt the wait: then wait again.
+    let (n, fd) = loop {
         let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-        let msg = recvmsg::<()>(s.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)?;
+        let msg = match recvmsg::<()>(s.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => r?,
+        };
         let mut fd = None;
         for c in msg.cmsgs().context("unreadable control data")? {
             if let ControlMessageOwned::ScmRights(fds) = c {
@@ -48,7 +57,7 @@ pub fn recv<T: DeserializeOwned>(s: &UnixStream) -> anyhow::Result<Option<(T, Op
                 }
             }
         }
-        (msg.bytes, fd)
+        break (msg.bytes, fd);
     };
     if n == 0 {
         return Ok(None);

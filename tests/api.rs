@@ -164,6 +164,15 @@ fn api_and_cli_are_one_core() {
     assert_eq!(series("georep_session_worker_status", "state=\"faulty\""), Some(0.0), "{text}");
     assert!(series("georep_session_files_synced_total", "").is_some_and(|v| v >= 1.0), "{text}");
     assert!(series("georep_session_lag_seconds", "").is_some(), "{text}");
+    assert!(series("georep_session_wire_bytes_total", "").is_some_and(|v| v >= 1.0), "{text}");
+    assert_eq!(series("georep_session_worker_restarts_total", ""), Some(0.0), "{}", c.worker_log());
+    assert_eq!(series("georep_session_secondary_connected", ""), Some(1.0), "{text}");
+    let plain = |name: &str| -> Option<f64> {
+        text.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
+    };
+    assert!(plain("georep_brick_changelog_rollovers_total{").is_some_and(|v| v >= 1.0), "{text}");
+    assert_eq!(plain("georep_node_store_up{"), Some(1.0), "{text}");
+    assert!(plain("georep_api_requests_total{").is_some_and(|v| v >= 1.0), "{text}");
     assert_eq!(
         Command::new("curl")
             .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])

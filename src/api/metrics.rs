@@ -29,9 +29,13 @@ pub fn handle() -> anyhow::Result<&'static PrometheusHandle> {
     Ok(HANDLE.get_or_init(|| h))
 }
 
-/// Sets every series from the rows, then renders the exposition text.
-pub fn render(handle: &PrometheusHandle, node: &str, rows: &[StatusRow]) -> String {
+/// Sets every series from the rows (`None`: the store could not be read), then renders the
+/// exposition text.
+pub fn render(handle: &PrometheusHandle, node: &str, rows: Option<&[StatusRow]>) -> String {
     gauge!("georep_node_up", "node" => node.to_string()).set(1.0);
+    gauge!("georep_node_store_up", "node" => node.to_string()).set(if rows.is_some() { 1.0 } else { 0.0 });
+    let rows = rows.unwrap_or_default();
+    let mut bricks = std::collections::BTreeSet::new();
     for r in rows {
         let labels = [
             ("volume", r.primary_volume.clone()),
@@ -43,6 +47,13 @@ pub fn render(handle: &PrometheusHandle, node: &str, rows: &[StatusRow]) -> Stri
         gauge!("georep_session_lag_seconds", &labels).set(r.lag_seconds);
         counter!("georep_session_files_synced_total", &labels).absolute(r.files_synced);
         counter!("georep_session_bytes_synced_total", &labels).absolute(r.bytes_synced);
+        counter!("georep_session_wire_bytes_total", &labels).absolute(r.wire_bytes);
+        counter!("georep_session_worker_restarts_total", &labels).absolute(r.worker_restarts);
+        let connected = matches!(r.worker_status.as_str(), "Active" | "Passive");
+        gauge!("georep_session_secondary_connected", &labels).set(if connected { 1.0 } else { 0.0 });
+        if r.primary_node == node {
+            bricks.insert((r.primary_volume.clone(), r.primary_brick.clone()));
+        }
         counter!("georep_session_failures_total", &labels).absolute(r.failures_total);
         gauge!("georep_session_failed_changes", &labels).set(num(&r.failures));
         for (kind, v) in [("entry", &r.entry), ("data", &r.data), ("meta", &r.meta)] {
@@ -70,6 +81,23 @@ pub fn render(handle: &PrometheusHandle, node: &str, rows: &[StatusRow]) -> Stri
         gauge!("georep_session_crawl_sent_entries", &labels).set(r.crawl_entries as f64);
         gauge!("georep_session_crawl_expected_entries", &labels).set(r.crawl_total as f64);
     }
+    // The changelogs each brick of this node published: one entry each in its history index.
+    for (volume, brick) in bricks {
+        let index = crate::types::BrickLayout::new(&brick).changelog_dir().join("history.idx");
+        let n = std::fs::metadata(&index).map_or(0, |m| {
+            m.len().saturating_sub(crate::changelog::history::HEADER_LEN as u64)
+                / crate::changelog::history::ENTRY_LEN as u64
+        });
+        counter!("georep_brick_changelog_rollovers_total", "volume" => volume, "brick" => brick).absolute(n);
+    }
     handle.run_upkeep();
     handle.render()
+}
+
+/// Counts an API request and its time (`georep_api_requests_total`,
+/// `georep_api_request_duration_seconds`): the API's own health.
+pub fn request(method: &str, status: u16, seconds: f64) {
+    let class = format!("{}xx", status / 100);
+    counter!("georep_api_requests_total", "method" => method.to_string(), "code" => class).increment(1);
+    metrics::histogram!("georep_api_request_duration_seconds", "method" => method.to_string()).record(seconds);
 }

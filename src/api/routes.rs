@@ -622,16 +622,26 @@ async fn openapi() -> HttpResponse {
 async fn metrics(State(d): State<Arc<Daemon>>) -> HttpResponse {
     let node = d.node.name.clone();
     let rows = match ask(d, Request::Status { primary: None, secondary: None }).await {
-        Response::Status(rows) => rows,
-        Response::Err(e) if e.kind == Kind::NotFound => Vec::new(),
-        Response::Err(e) => return refusal(e),
-        other => return error(StatusCode::INTERNAL_SERVER_ERROR, "failed", format!("unexpected answer {other:?}")),
+        Response::Status(rows) => Some(rows),
+        Response::Err(e) if e.kind == Kind::NotFound => Some(Vec::new()),
+        _ => None,
     };
     match super::metrics::handle() {
-        Ok(h) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], super::metrics::render(h, &node, &rows))
-            .into_response(),
+        Ok(h) => {
+            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], super::metrics::render(h, &node, rows.as_deref()))
+                .into_response()
+        }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "failed", format!("{e:#}")),
     }
+}
+
+/// Every request counted, with its time (the API's health in `/metrics`).
+async fn count(req: HttpRequest, next: Next) -> HttpResponse {
+    let method = req.method().to_string();
+    let t = std::time::Instant::now();
+    let r = next.run(req).await;
+    super::metrics::request(&method, r.status().as_u16(), t.elapsed().as_secs_f64());
+    r
 }
 
 /// Every path but health needs the bearer token.
@@ -679,5 +689,6 @@ pub fn router(d: Arc<Daemon>, token: Token) -> Router {
         .route("/api/v1/health", get(health))
         .merge(api)
         .layer(axum::extract::DefaultBodyLimit::max(64 << 10))
+        .layer(axum::middleware::from_fn(count))
         .with_state(d)
 }

@@ -522,6 +522,8 @@ pub fn status(d: &Daemon, primary: Option<&str>, secondary: Option<&SecondaryUrl
             }
             row.fill(&shown, file.as_ref());
             row.failures_total = file.as_ref().map_or(0, |f| f.failures);
+            row.wire_bytes = file.as_ref().map_or(0, |f| f.wire_bytes);
+            row.worker_restarts = d.supervisor.restarts(&s.key());
             if shown == "Active" {
                 row.failures = super::failures::count(d, &s).to_string();
             }

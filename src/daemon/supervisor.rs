@@ -128,6 +128,12 @@ impl Supervisor {
         })
     }
 
+    /// How many times the session's worker died and was started again (since the session was
+    /// started).
+    pub fn restarts(&self, key: &str) -> u64 {
+        self.monitors.lock().get(key).map_or(0, |m| m.state.lock().restarts)
+    }
+
     pub fn last_error(&self, key: &str) -> Option<String> {
         let m = self.monitors.lock().get(key).cloned()?;
         m.state.lock().faulty.clone()

@@ -88,6 +88,12 @@ pub struct StatusRow {
     /// many of them are still listed: `failures` command).
     #[serde(default)]
     pub failures_total: u64,
+    /// Bytes sent on the wire (after compression), against `bytes_synced` (file content).
+    #[serde(default)]
+    pub wire_bytes: u64,
+    /// How many times the worker died and was started again since the session was started.
+    #[serde(default)]
+    pub worker_restarts: u64,
     pub files_synced: u64,
     pub bytes_synced: u64,
     pub files_skipped: u64,

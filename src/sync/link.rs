@@ -60,8 +60,10 @@ pub struct Link {
     r: BufReader<Box<dyn Read + Send>>,
     level: i32,
     next_batch: u64,
-    /// Bytes sent on the wire (after compression) and before it.
+    /// Bytes sent on the wire (after compression).
     pub wire_bytes: u64,
+    /// How many of them `take_wire_bytes` counted already.
+    wire_taken: u64,
     pub welcome: Welcome,
     /// Entry messages (with inline file content) are compressed while that pays; when it
     /// does not, they go plain and compression is tried again every 16th message.
@@ -224,6 +226,7 @@ impl Link {
             level,
             next_batch: 1,
             wire_bytes: 0,
+            wire_taken: 0,
             welcome,
             entries_plain: 0,
             answer_timeout: None,
@@ -314,6 +317,13 @@ impl Link {
             Some(a) => Ok(a),
             None => bail!("the receiver closed the connection"),
         }
+    }
+
+    /// The bytes sent on the wire (after compression) by this link and its data streams since
+    /// the last call.
+    pub fn take_wire_bytes(&mut self) -> u64 {
+        let mine = self.wire_bytes - std::mem::replace(&mut self.wire_taken, self.wire_bytes);
+        mine + self.jobs.iter_mut().map(Link::take_wire_bytes).sum::<u64>()
     }
 
     pub fn send(&mut self, m: &Msg) -> anyhow::Result<()> {

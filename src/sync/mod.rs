@@ -141,6 +141,8 @@ pub struct Stats {
     pub delta_skipped: u64,
     pub meta: u64,
     pub failures: u64,
+    /// Bytes on the wire (frames, after compression).
+    pub wire_bytes: u64,
 }
 
 impl Stats {
@@ -151,6 +153,7 @@ impl Stats {
         self.delta_skipped += o.delta_skipped;
         self.meta += o.meta;
         self.failures += o.failures;
+        self.wire_bytes += o.wire_bytes;
     }
 }
 
@@ -833,6 +836,7 @@ fn commit(
     }
     settle(src, &failures, entries, carried)?;
     report(src, failures, stats);
+    stats.wire_bytes += link.take_wire_bytes();
     Ok(())
 }
 
@@ -1213,11 +1217,7 @@ fn crawl(
     progress.crawl("Hybrid Crawl");
     let started = EpochMs::now().0;
     let s = hybrid_crawl(src, link, opts, progress)?;
-    stats.entries += s.entries;
-    stats.files += s.files;
-    stats.bytes += s.bytes;
-    stats.meta += s.meta;
-    stats.failures += s.failures;
+    stats.add(&s);
     // Changelogs published before the crawl began hold nothing it did not see.
     for c in consumer.scan()?.to_vec() {
         if c.entry.end_ms <= started {

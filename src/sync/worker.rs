@@ -104,6 +104,7 @@ impl Reporter {
             st.files_synced += stats.files;
             st.bytes_synced += stats.bytes;
             st.entries_synced += stats.entries;
+            st.wire_bytes += stats.wire_bytes;
         }
         self.save();
     }
@@ -168,6 +169,7 @@ impl Progress for Reporter {
         self.status.files_synced = b.files_synced + stats.files;
         self.status.bytes_synced = b.bytes_synced + stats.bytes;
         self.status.entries_synced = b.entries_synced + stats.entries;
+        self.status.wire_bytes = b.wire_bytes + stats.wire_bytes;
         (self.status.entry, self.status.data, self.status.meta) = (0, 0, 0);
         self.status.lag_seconds = (EpochMs::now().0.saturating_sub(stime_ms)) as f64 / 1000.0;
         self.save();
