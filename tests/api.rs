@@ -285,3 +285,49 @@ fn volumes_through_the_api() {
     assert_eq!(http(&c.pri, "GET", "/api/v1/volumes/apivol", Some(&t), None).0, 404);
     assert_eq!(http(&c.pri, "POST", "/api/v1/volumes/apivol/start", Some(&t), None).0, 404);
 }
+
+/// `--tls-cert`/`--tls-key`: HTTPS on any address, the same API; plain HTTP off loopback only
+/// with `--insecure-http`; a bad certificate stops georepd at start with one line.
+#[test]
+fn https_with_a_certificate() {
+    common::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let o = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "openssl: {}", String::from_utf8_lossy(&o.stderr));
+    let mut n = Node::new(dir.path(), "tls");
+    n.extra = vec!["--tls-cert".into(), cert.display().to_string(), "--tls-key".into(), key.display().to_string()];
+    n.start();
+    let get = |url: String| -> String {
+        let o = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", "--cacert"])
+            .arg(&cert)
+            .arg(url)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    assert_eq!(get(format!("https://{}/api/v1/health", n.api_addr())), "200");
+    assert_eq!(get(format!("https://{}/api/v1/volumes", n.api_addr())), "401");
+    assert_eq!(get(format!("http://{}/api/v1/health", n.api_addr())), "000", "no plain HTTP beside TLS");
+    // Refused at start, one line each, nothing served.
+    let start = |args: &[&str]| {
+        let o = Command::new(georepd_bin()).args(args).envs(Node::new(dir.path(), "bad").envs()).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
+        assert!(!o.status.success() && err.lines().count() == 1, "{args:?}: {err}");
+        err
+    };
+    assert!(start(&["--listen", "0.0.0.0:0"]).contains("plain HTTP is served on loopback only"));
+    let no_key = start(&["--tls-cert", cert.to_str().unwrap()]);
+    assert!(no_key.contains("--tls-key"), "{no_key}");
+    let bad =
+        start(&["--listen", "127.0.0.1:0", "--tls-cert", key.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]);
+    assert!(bad.contains("--tls-cert"), "{bad}");
+}

@@ -13,6 +13,7 @@ mod routes;
 mod view;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -28,22 +29,34 @@ pub struct ApiConfig {
     pub listen: Option<SocketAddr>,
     /// Plain HTTP on an address other than loopback (`--insecure-http`).
     pub insecure: bool,
+    /// HTTPS with this certificate chain and key (PEM files: `--tls-cert`, `--tls-key`).
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl ApiConfig {
-    /// `--listen ADDR:PORT` or `none`.
-    pub fn parse(listen: &str, insecure: bool) -> anyhow::Result<ApiConfig> {
+    /// `--listen ADDR:PORT` or `none`, with `--tls-cert`/`--tls-key` (both or neither).
+    pub fn parse(
+        listen: &str,
+        insecure: bool,
+        cert: Option<PathBuf>,
+        key: Option<PathBuf>,
+    ) -> anyhow::Result<ApiConfig> {
+        let tls = match (cert, key) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+        };
         if listen == "none" {
-            return Ok(ApiConfig { listen: None, insecure });
+            return Ok(ApiConfig { listen: None, insecure, tls });
         }
         let addr: SocketAddr =
             listen.parse().with_context(|| format!("--listen {listen:?}: expected ADDR:PORT or none"))?;
-        if !addr.ip().is_loopback() && !insecure {
+        if !addr.ip().is_loopback() && !insecure && tls.is_none() {
             anyhow::bail!(
-                "--listen {listen}: plain HTTP is served on loopback only (TLS is not available yet; --insecure-http to serve it anyway)"
+                "--listen {listen}: plain HTTP is served on loopback only (--tls-cert/--tls-key for HTTPS, or --insecure-http)"
             );
         }
-        Ok(ApiConfig { listen: Some(addr), insecure })
+        Ok(ApiConfig { listen: Some(addr), insecure, tls })
     }
 }
 
@@ -57,22 +70,59 @@ pub fn spawn(d: Arc<Daemon>, cfg: &ApiConfig) -> anyhow::Result<Option<SocketAdd
     listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;
     std::fs::write(d.dirs.run.join("api.addr"), format!("{bound}\n"))?;
+    let tls = match &cfg.tls {
+        Some((cert, key)) => Some(tls_config(cert, key)?),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     std::thread::Builder::new().name("api".into()).spawn(move || {
         let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
             Ok(rt) => rt,
             Err(e) => return log::error!("API: no runtime: {e}"),
         };
         rt.block_on(async move {
-            let listener = match tokio::net::TcpListener::from_std(listener) {
-                Ok(l) => l,
-                Err(e) => return log::error!("API: {e}"),
-            };
             let app = routes::router(d, token);
-            if let Err(e) = axum::serve(listener, app).await {
+            let served = match tls {
+                Some(config) => {
+                    let config = axum_server::tls_rustls::RustlsConfig::from_config(config);
+                    axum_server::from_tcp_rustls(listener, config).serve(app.into_make_service()).await
+                }
+                None => match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => axum::serve(l, app).await,
+                    Err(e) => Err(e),
+                },
+            };
+            if let Err(e) = served {
                 log::error!("API: {e}");
             }
         })
     })?;
-    log::info!("API on http://{bound}/api/v1");
-    Ok(Some(bound))
+    log::info!("API on {scheme}://{bound}/api/v1");
+    return Ok(Some(bound));
+}
+
+/// The server's TLS: the certificate chain and key (PEM) read now, so that a bad file stops
+/// georepd at start with one line.
+fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|i| i.collect::<Result<_, _>>())
+        .map_err(|e| anyhow::anyhow!("--tls-cert {}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("--tls-cert {}: no certificate in it", cert.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| anyhow::anyhow!("--tls-key {}: {e}", key.display()))?;
+    // ring, as the rest of georep's crypto (russh, ureq): no second C crypto library to build.
+    // rustls deprecates it for want of post-quantum key exchange; for an admin API on a
+    // site's own network that is the trade made.
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("--tls-cert/--tls-key")?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }

@@ -49,6 +49,12 @@ struct Args {
     /// Serve the API over plain HTTP on an address other than loopback
     #[arg(long)]
     insecure_http: bool,
+    /// Serve the API over HTTPS with this certificate chain (PEM)
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM)
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
 }
 
 fn run() -> anyhow::Result<()> {
@@ -83,7 +89,7 @@ fn run() -> anyhow::Result<()> {
         operator_key: a.operator_key,
         remote_receiver: a.remote_receiver,
     };
-    let api = georep::api::ApiConfig::parse(&a.listen, a.insecure_http)?;
+    let api = georep::api::ApiConfig::parse(&a.listen, a.insecure_http, a.tls_cert, a.tls_key)?;
     let d = Daemon::open(dirs, opts)?;
     georep::api::spawn(d.clone(), &api)?;
     d.serve()
