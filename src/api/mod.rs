@@ -98,7 +98,7 @@ pub fn spawn(d: Arc<Daemon>, cfg: &ApiConfig) -> anyhow::Result<Option<SocketAdd
         })
     })?;
     log::info!("API on {scheme}://{bound}/api/v1");
-    return Ok(Some(bound));
+    Ok(Some(bound))
 }
 
 /// The server's TLS: the certificate chain and key (PEM) read now, so that a bad file stops
