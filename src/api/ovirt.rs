@@ -270,7 +270,7 @@ async fn list(State(d): State<Arc<Daemon>>, Path((c, volume)): Path<(String, Str
 
 /// One session with its bricks.
 #[utoipa::path(get, path = "/api/clusters/{cluster}/glustervolumes/{volume}/georeplication-sessions/{session}",
-    params(("cluster" = String, Path), ("volume" = String, Path), ("session" = String, Path, description = "[user@]host::volume")),
+    params(("cluster" = String, Path), ("volume" = String, Path), ("session" = String, Path, description = "[user@]host::volume", pattern = r"^([A-Za-z0-9._-]{1,255}@)?[A-Za-z0-9._-]{1,255}::[A-Za-z0-9._-]{1,255}$")),
     responses((status = 200, body = GeoRepSession), (status = 404, body = Fault)))]
 async fn details(
     State(d): State<Arc<Daemon>>,
@@ -327,7 +327,7 @@ async fn create(
 
 /// `start`, `stop`, `pause`, `resume` (`?force=true`), as the design's buttons.
 #[utoipa::path(post, path = "/api/clusters/{cluster}/glustervolumes/{volume}/georeplication-sessions/{session}/{action}",
-    params(("cluster" = String, Path), ("volume" = String, Path), ("session" = String, Path),
+    params(("cluster" = String, Path), ("volume" = String, Path), ("session" = String, Path, description = "[user@]host::volume", pattern = r"^([A-Za-z0-9._-]{1,255}@)?[A-Za-z0-9._-]{1,255}::[A-Za-z0-9._-]{1,255}$"),
         ("action" = String, Path, description = "start, stop, pause or resume"), Flags),
     responses((status = 200, body = Action), (status = 404, body = Fault), (status = 409, body = Fault)))]
 async fn action(
@@ -349,7 +349,7 @@ async fn action(
 
 /// Removes an inactive session (`delete`, `?reset_sync_time=true`).
 #[utoipa::path(delete, path = "/api/clusters/{cluster}/glustervolumes/{volume}/georeplication-sessions/{session}",
-    params(("cluster" = String, Path), ("volume" = String, Path), ("session" = String, Path), Flags),
+    params(("cluster" = String, Path), ("volume" = String, Path), ("session" = String, Path, description = "[user@]host::volume", pattern = r"^([A-Za-z0-9._-]{1,255}@)?[A-Za-z0-9._-]{1,255}::[A-Za-z0-9._-]{1,255}$"), Flags),
     responses((status = 200, body = Action), (status = 404, body = Fault), (status = 409, body = Fault)))]
 async fn remove(
     State(d): State<Arc<Daemon>>,
@@ -363,7 +363,7 @@ async fn remove(
 
 /// The session's options: value, default, allowed values, description.
 #[utoipa::path(get, path = "/api/clusters/{cluster}/glustervolumes/{volume}/georeplication-sessions/{session}/options",
-    params(("cluster" = String, Path), ("volume" = String, Path), ("session" = String, Path)),
+    params(("cluster" = String, Path), ("volume" = String, Path), ("session" = String, Path, description = "[user@]host::volume", pattern = r"^([A-Za-z0-9._-]{1,255}@)?[A-Za-z0-9._-]{1,255}::[A-Za-z0-9._-]{1,255}$")),
     responses((status = 200, body = GeoRepOptions), (status = 404, body = Fault)))]
 async fn options(
     State(d): State<Arc<Daemon>>,
@@ -391,7 +391,7 @@ async fn options(
 
 /// Sets an option (`config KEY VALUE`, the same validation).
 #[utoipa::path(put, path = "/api/clusters/{cluster}/glustervolumes/{volume}/georeplication-sessions/{session}/options",
-    params(("cluster" = String, Path), ("volume" = String, Path), ("session" = String, Path)),
+    params(("cluster" = String, Path), ("volume" = String, Path), ("session" = String, Path, description = "[user@]host::volume", pattern = r"^([A-Za-z0-9._-]{1,255}@)?[A-Za-z0-9._-]{1,255}::[A-Za-z0-9._-]{1,255}$")),
     request_body(content((SetGeoRepOption = "application/json"), (SetGeoRepOption = "application/xml"))),
     responses((status = 200, body = Action), (status = 400, body = Fault)))]
 async fn set_option(
@@ -411,7 +411,7 @@ async fn set_option(
 
 /// Resets an option to its default (`config !KEY`).
 #[utoipa::path(delete, path = "/api/clusters/{cluster}/glustervolumes/{volume}/georeplication-sessions/{session}/options/{key}",
-    params(("cluster" = String, Path), ("volume" = String, Path), ("session" = String, Path), ("key" = String, Path)),
+    params(("cluster" = String, Path), ("volume" = String, Path), ("session" = String, Path, description = "[user@]host::volume", pattern = r"^([A-Za-z0-9._-]{1,255}@)?[A-Za-z0-9._-]{1,255}::[A-Za-z0-9._-]{1,255}$"), ("key" = String, Path)),
     responses((status = 200, body = Action), (status = 400, body = Fault)))]
 async fn reset_option(
     State(d): State<Arc<Daemon>>,

@@ -265,7 +265,7 @@ async fn create_session(
 
 /// One session, with its brick rows (`status detail`).
 #[utoipa::path(get, path = "/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}",
-    params(("volume" = String, Path), ("secondary" = String, Path, description = "[user@]host::volume")),
+    params(("volume" = String, Path), ("secondary" = String, Path, description = "[user@]host::volume", pattern = r"^([A-Za-z0-9._-]{1,255}@)?[A-Za-z0-9._-]{1,255}::[A-Za-z0-9._-]{1,255}$")),
     responses((status = 200, body = SessionView), (status = 400, body = ApiError), (status = 404, body = ApiError)))]
 async fn session(State(d): State<Arc<Daemon>>, Path((volume, sec)): Path<(String, String)>) -> HttpResponse {
     match views_of(&d, &volume, Some(&sec)).await {
@@ -291,7 +291,7 @@ pub struct Flags {
 
 /// `delete` (`?reset_sync_time=true`).
 #[utoipa::path(delete, path = "/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}",
-    params(("volume" = String, Path), ("secondary" = String, Path), Flags),
+    params(("volume" = String, Path), ("secondary" = String, Path, description = "[user@]host::volume", pattern = r"^([A-Za-z0-9._-]{1,255}@)?[A-Za-z0-9._-]{1,255}::[A-Za-z0-9._-]{1,255}$"), Flags),
     responses((status = 200, body = Done), (status = 409, body = ApiError)))]
 async fn delete_session(
     State(d): State<Arc<Daemon>>,
@@ -305,7 +305,7 @@ async fn delete_session(
 /// (`?force=true`), `checkpoint`, `verify` (`?checksum=true&full=true`), `failover`,
 /// `failback` (`?keep_conflicts=true`), `restore`.
 #[utoipa::path(post, path = "/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}/{action}",
-    params(("volume" = String, Path), ("secondary" = String, Path), ("action" = String, Path), Flags),
+    params(("volume" = String, Path), ("secondary" = String, Path, description = "[user@]host::volume", pattern = r"^([A-Za-z0-9._-]{1,255}@)?[A-Za-z0-9._-]{1,255}::[A-Za-z0-9._-]{1,255}$"), ("action" = String, Path), Flags),
     responses((status = 200, body = Done), (status = 200, body = VerifyReport),
         (status = 400, body = ApiError), (status = 404, body = ApiError), (status = 409, body = ApiError)))]
 async fn action(
@@ -331,7 +331,7 @@ async fn action(
 /// A session's options: value, default, allowed values and description each
 /// (`config --describe`).
 #[utoipa::path(get, path = "/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}/options",
-    params(("volume" = String, Path), ("secondary" = String, Path)),
+    params(("volume" = String, Path), ("secondary" = String, Path, description = "[user@]host::volume", pattern = r"^([A-Za-z0-9._-]{1,255}@)?[A-Za-z0-9._-]{1,255}::[A-Za-z0-9._-]{1,255}$")),
     responses((status = 200, body = [OptionInfo]), (status = 404, body = ApiError)))]
 async fn options(State(d): State<Arc<Daemon>>, Path((volume, sec)): Path<(String, String)>) -> HttpResponse {
     session_cmd(d, volume, &sec, SessionCmd::Config(ConfigAction::Describe)).await
@@ -345,7 +345,7 @@ pub struct NewValue {
 
 /// Sets an option (the rules of `config`).
 #[utoipa::path(put, path = "/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}/options/{name}",
-    params(("volume" = String, Path), ("secondary" = String, Path), ("name" = String, Path)),
+    params(("volume" = String, Path), ("secondary" = String, Path, description = "[user@]host::volume", pattern = r"^([A-Za-z0-9._-]{1,255}@)?[A-Za-z0-9._-]{1,255}::[A-Za-z0-9._-]{1,255}$"), ("name" = String, Path)),
     request_body = NewValue,
     responses((status = 200, body = Done), (status = 400, body = ApiError)))]
 async fn set_option(
@@ -362,7 +362,7 @@ async fn set_option(
 
 /// Resets an option to its default.
 #[utoipa::path(delete, path = "/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}/options/{name}",
-    params(("volume" = String, Path), ("secondary" = String, Path), ("name" = String, Path)),
+    params(("volume" = String, Path), ("secondary" = String, Path, description = "[user@]host::volume", pattern = r"^([A-Za-z0-9._-]{1,255}@)?[A-Za-z0-9._-]{1,255}::[A-Za-z0-9._-]{1,255}$"), ("name" = String, Path)),
     responses((status = 200, body = Done), (status = 400, body = ApiError)))]
 async fn reset_option(
     State(d): State<Arc<Daemon>>,
@@ -374,7 +374,7 @@ async fn reset_option(
 /// The changes the secondary could not apply, each with its path, GFID, operation, error,
 /// attempts, first and last seen (`failures`).
 #[utoipa::path(get, path = "/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}/failures",
-    params(("volume" = String, Path), ("secondary" = String, Path)),
+    params(("volume" = String, Path), ("secondary" = String, Path, description = "[user@]host::volume", pattern = r"^([A-Za-z0-9._-]{1,255}@)?[A-Za-z0-9._-]{1,255}::[A-Za-z0-9._-]{1,255}$")),
     responses((status = 200, body = [FailedChange]), (status = 404, body = ApiError)))]
 async fn failures(State(d): State<Arc<Daemon>>, Path((volume, sec)): Path<(String, String)>) -> HttpResponse {
     session_cmd(d, volume, &sec, SessionCmd::Failures { retry: false, gfid: None }).await
@@ -382,7 +382,7 @@ async fn failures(State(d): State<Arc<Daemon>>, Path((volume, sec)): Path<(Strin
 
 /// Sends every listed change again (`failures retry`).
 #[utoipa::path(post, path = "/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}/failures/retry",
-    params(("volume" = String, Path), ("secondary" = String, Path)),
+    params(("volume" = String, Path), ("secondary" = String, Path, description = "[user@]host::volume", pattern = r"^([A-Za-z0-9._-]{1,255}@)?[A-Za-z0-9._-]{1,255}::[A-Za-z0-9._-]{1,255}$")),
     responses((status = 200, body = Done), (status = 404, body = ApiError), (status = 409, body = ApiError)))]
 async fn retry_all(State(d): State<Arc<Daemon>>, Path((volume, sec)): Path<(String, String)>) -> HttpResponse {
     session_cmd(d, volume, &sec, SessionCmd::Failures { retry: true, gfid: None }).await
@@ -390,7 +390,7 @@ async fn retry_all(State(d): State<Arc<Daemon>>, Path((volume, sec)): Path<(Stri
 
 /// Sends one listed change again (`failures retry <GFID>`).
 #[utoipa::path(post, path = "/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}/failures/{gfid}/retry",
-    params(("volume" = String, Path), ("secondary" = String, Path), ("gfid" = String, Path)),
+    params(("volume" = String, Path), ("secondary" = String, Path, description = "[user@]host::volume", pattern = r"^([A-Za-z0-9._-]{1,255}@)?[A-Za-z0-9._-]{1,255}::[A-Za-z0-9._-]{1,255}$"), ("gfid" = String, Path)),
     responses((status = 200, body = Done), (status = 400, body = ApiError), (status = 404, body = ApiError)))]
 async fn retry_one(
     State(d): State<Arc<Daemon>>,
@@ -611,10 +611,99 @@ async fn test_webhook(
 )]
 struct Doc;
 
+/// What every operation may answer besides its own: 400 for input it cannot take (a query or
+/// body that does not parse), 401 without the token (all but health), 404 for a name in its
+/// path that does not exist, 413 and 415 for a body too big or not JSON; and the bearer
+/// token as the security scheme.
+struct Refusals;
+
+impl utoipa::Modify for Refusals {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        use utoipa::openapi::{RefOr, ResponseBuilder, content::ContentBuilder, schema::Ref};
+        let refusal = |what: &str, schema: &str| {
+            ResponseBuilder::new()
+                .description(what)
+                .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name(schema))).build())
+                .build()
+        };
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let open = path == "/api/v1/health";
+            let has_params = path.contains('{');
+            // The oVirt paths refuse with faults, but for the token (checked before them).
+            let shape = if path.starts_with("/api/clusters/") { "Fault" } else { "ApiError" };
+            for op in [&mut item.get, &mut item.put, &mut item.post, &mut item.delete].into_iter().flatten() {
+                if open {
+                    // No token needed: an empty requirement.
+                    op.security = Some(vec![utoipa::openapi::security::SecurityRequirement::default()]);
+                }
+                let r = &mut op.responses.responses;
+                let mut add = |code: &str, what: &str| {
+                    let schema = if code == "401" { "ApiError" } else { shape };
+                    r.entry(code.to_string()).or_insert_with(|| RefOr::T(refusal(what, schema)));
+                };
+                add("400", "bad input: the message names the field");
+                if !open {
+                    add("401", "no bearer token, or not this node's");
+                }
+                if has_params {
+                    add("404", "what the path names does not exist");
+                }
+                if op.request_body.is_some() {
+                    add("413", "the body is over 64 KiB");
+                    add("415", "the body is not of a type the operation takes");
+                }
+            }
+        }
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        doc.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new("bearer", Vec::<String>::new())]);
+    }
+}
+
+/// Whatever refuses a request (axum's own extractors and routing too) answers JSON
+/// `{error, message}`: a refusal in any other form is made one.
+async fn json_errors(req: HttpRequest, next: Next) -> HttpResponse {
+    let ovirt = req.uri().path().starts_with("/api/clusters/");
+    let r = next.run(req).await;
+    let status = r.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return r;
+    }
+    let typed = r.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if typed.starts_with("application/json") || typed.starts_with("application/xml") {
+        return r;
+    }
+    let text = match axum::body::to_bytes(r.into_body(), 64 << 10).await {
+        Ok(b) => String::from_utf8_lossy(&b).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let kind = match status.as_u16() {
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 | 405 => "not_found",
+        409 => "refused",
+        400..=499 => "bad_input",
+        _ => "failed",
+    };
+    let message = if text.is_empty() { status.canonical_reason().unwrap_or("refused").to_string() } else { text };
+    // axum answers a body it could not read as JSON with 422; here that is bad input, 400.
+    let status = if status == StatusCode::UNPROCESSABLE_ENTITY { StatusCode::BAD_REQUEST } else { status };
+    if ovirt && status != StatusCode::UNAUTHORIZED {
+        // The oVirt paths' refusals are faults (`api::ovirt`).
+        return (status, Json(serde_json::json!({ "reason": kind, "detail": message }))).into_response();
+    }
+    error(status, kind, message)
+}
+
 /// The OpenAPI 3 document of this API.
 async fn openapi() -> HttpResponse {
     let mut doc = Doc::openapi();
     doc.merge(super::ovirt::Doc::openapi());
+    utoipa::Modify::modify(&Refusals, &mut doc);
     Json(doc).into_response()
 }
 
@@ -689,6 +778,7 @@ pub fn router(d: Arc<Daemon>, token: Token) -> Router {
         .route("/api/v1/health", get(health))
         .merge(api)
         .layer(axum::extract::DefaultBodyLimit::max(64 << 10))
+        .layer(axum::middleware::from_fn(json_errors))
         .layer(axum::middleware::from_fn(count))
         .with_state(d)
 }
