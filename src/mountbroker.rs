@@ -21,6 +21,42 @@ pub struct Config {
     pub users: BTreeMap<String, BTreeSet<String>>,
 }
 
+/// What `gluster-mountbroker status` shows, and the API's `/api/v1/mountbroker`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Status {
+    /// A mount root and group are set up.
+    pub configured: bool,
+    pub mount_root: Option<String>,
+    /// The mount root is as the mountbroker needs it (root's, 0711, its parents not writable
+    /// by others).
+    pub mount_root_ok: bool,
+    /// Why not, when it is not.
+    #[serde(default)]
+    pub mount_root_problem: String,
+    pub group: Option<String>,
+    pub group_ok: bool,
+    /// user -> the volumes it may have mounted.
+    pub users: BTreeMap<String, Vec<String>>,
+}
+
+impl Config {
+    pub fn status(&self) -> Status {
+        let root_check = self.root.as_deref().map(check_root);
+        Status {
+            configured: self.root.is_some() && self.group.is_some(),
+            mount_root: self.root.as_ref().map(|r| r.display().to_string()),
+            mount_root_ok: matches!(root_check, Some(Ok(()))),
+            mount_root_problem: match root_check {
+                Some(Err(e)) => e,
+                _ => String::new(),
+            },
+            group: self.group.clone(),
+            group_ok: self.group.as_deref().is_some_and(|g| nix::unistd::Group::from_name(g).ok().flatten().is_some()),
+            users: self.users.iter().map(|(u, v)| (u.clone(), v.iter().cloned().collect())).collect(),
+        }
+    }
+}
+
 fn valid_word(s: &str) -> bool {
     !s.is_empty() && s.len() <= 255 && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }

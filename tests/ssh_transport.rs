@@ -227,6 +227,17 @@ fn unprivileged_secondary_through_the_mountbroker() {
     assert!(mountbroker(&c, "add svol georepnr").ok().contains("OK"));
     let st = mountbroker(&c, "status").ok().to_string();
     assert!(st.contains(&format!("{}(OK)", root.display())) && st.contains("georepnr(svol)"), "{st}");
+    // The API says the same of the secondary's node.
+    let token = c.sec.cli("api-token").ok().trim().to_string();
+    let o = std::process::Command::new("curl")
+        .args(["-s", "-H", &format!("Authorization: Bearer {token}")])
+        .arg(format!("http://{}/api/v1/mountbroker", c.sec.api_addr()))
+        .output()
+        .unwrap();
+    let api: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((api["configured"].as_bool(), api["mount_root_ok"].as_bool()), (Some(true), Some(true)), "{api}");
+    assert_eq!(api["users"]["georepnr"], serde_json::json!(["svol"]), "{api}");
+    assert_eq!(api["group"], "georepnrg", "{api}");
 
     let op = operator_key(&c);
     user.authorize(&op.with_extension("pub"));

@@ -67,26 +67,20 @@ fn run(args: &[String]) -> anyhow::Result<()> {
             action_table("REMOVE");
         }
         ["status"] => {
-            let c = Config::load(&path)?;
-            let root = match &c.root {
-                Some(r) => format!("{}({})", r.display(), if check_root(r).is_ok() { "OK" } else { "NOT OK" }),
+            let st = Config::load(&path)?.status();
+            let ok = |good: bool| if good { "OK" } else { "NOT OK" };
+            let root = match &st.mount_root {
+                Some(r) => format!("{r}({})", ok(st.mount_root_ok)),
                 None => "None".into(),
             };
-            let group = match &c.group {
-                Some(g) => {
-                    let ok = nix::unistd::Group::from_name(g).ok().flatten().is_some();
-                    format!("{g}({})", if ok { "OK" } else { "NOT OK" })
-                }
+            let group = match &st.group {
+                Some(g) => format!("{g}({})", ok(st.group_ok)),
                 None => "None".into(),
             };
-            let users = if c.users.is_empty() {
+            let users = if st.users.is_empty() {
                 "None".into()
             } else {
-                c.users
-                    .iter()
-                    .map(|(u, v)| format!("{u}({})", v.iter().cloned().collect::<Vec<_>>().join(", ")))
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                st.users.iter().map(|(u, v)| format!("{u}({})", v.join(", "))).collect::<Vec<_>>().join(" ")
             };
             print!(
                 "{}",

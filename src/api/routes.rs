@@ -90,6 +90,7 @@ fn answer(r: Response) -> HttpResponse {
         Response::Webhooks(w) => Json(w).into_response(),
         Response::Failures(f) => Json(f).into_response(),
         Response::Destinations(v) => Json(v).into_response(),
+        Response::Mountbroker(m) => Json(m).into_response(),
         Response::DestinationTest(t) => Json(t).into_response(),
         other => error(StatusCode::INTERNAL_SERVER_ERROR, "failed", format!("unexpected answer {other:?}")),
     }
@@ -478,6 +479,13 @@ async fn remove_destination(
     call(d, Request::Destination(DestinationCmd::Remove { host, force: f.force })).await
 }
 
+/// The mountbroker on this node: its mount root and group (and whether they are as it needs
+/// them), and which users may have which volumes mounted (`gluster-mountbroker status`).
+#[utoipa::path(get, path = "/api/v1/mountbroker", responses((status = 200, body = crate::mountbroker::Status)))]
+async fn mountbroker(State(d): State<Arc<Daemon>>) -> HttpResponse {
+    call(d, Request::MountbrokerStatus).await
+}
+
 /// Where the event stream starts: after the event `Last-Event-ID` names (or `?after=`), with
 /// the recent ones since; else from now.
 #[derive(Deserialize, IntoParams)]
@@ -573,6 +581,7 @@ async fn test_webhook(
         options,
         set_option,
         reset_option,
+        mountbroker,
         destinations,
         add_destination,
         test_destination,
@@ -606,7 +615,8 @@ async fn test_webhook(
         DestinationView,
         TestReport,
         NewDestination,
-        ReEstablish
+        ReEstablish,
+        crate::mountbroker::Status
     ))
 )]
 struct Doc;
@@ -765,6 +775,7 @@ pub fn router(d: Arc<Daemon>, token: Token) -> Router {
         .route("/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}/failures", get(failures))
         .route("/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}/failures/retry", post(retry_all))
         .route("/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}/failures/{gfid}/retry", post(retry_one))
+        .route("/api/v1/mountbroker", get(mountbroker))
         .route("/api/v1/destinations", get(destinations).post(add_destination))
         .route("/api/v1/destinations/{host}", axum::routing::delete(remove_destination))
         .route("/api/v1/destinations/{host}/test", post(test_destination))

@@ -79,6 +79,8 @@ pub enum Request {
     Inventory,
     /// `georep destination add|list|test|re-establish|remove`.
     Destination(super::destinations::DestinationCmd),
+    /// The mountbroker's set-up on this node (`gluster-mountbroker status`).
+    MountbrokerStatus,
     /// `georep webhook add|list|del|test`.
     Webhook(super::webhooks::WebhookCmd),
     /// `georep system execute gsec_create` / `georep sshkey generate`.
@@ -109,6 +111,7 @@ pub enum Response {
     Options(Vec<crate::session::config::OptionInfo>),
     Webhooks(Vec<super::webhooks::Webhook>),
     Inventory(Vec<crate::proto::RemoteVolume>),
+    Mountbroker(crate::mountbroker::Status),
     Destinations(Vec<super::destinations::DestinationView>),
     /// A destination's test, stage by stage; the command fails unless it passed.
     DestinationTest(super::destinations::TestReport),

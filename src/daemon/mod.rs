@@ -278,6 +278,10 @@ impl Daemon {
             }
             Request::Webhook(cmd) => webhooks::handle(self, cmd),
             Request::Destination(cmd) => destinations::handle(self, cmd),
+            Request::MountbrokerStatus => {
+                crate::mountbroker::Config::load(&crate::mountbroker::Config::path(&self.dirs.config))
+                    .map(|c| Response::Mountbroker(c.status()))
+            }
             Request::Status { primary, secondary } => sessions::status(self, primary.as_deref(), secondary.as_ref()),
             Request::ResolveVolume { name } => volumes::resolve(self, &name),
             Request::AuxMount { .. }
