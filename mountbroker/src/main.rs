@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use georep::mountbroker::{Config, check_root, make_root, table};
+use georep::mountbroker::{Config, make_root, table};
 
 const USAGE: &str = "usage: gluster-mountbroker setup <MOUNT_ROOT> <GROUP> | add <VOLUME> <USER> | remove [--volume <VOLUME>] [--user <USER>] | status";
 
