@@ -213,6 +213,9 @@ async fn sessions(State(d): State<Arc<Daemon>>, Path(volume): Path<String>) -> H
     }
 }
 
+/// How old the brick rows the API shows may be (`Daemon::rows`).
+pub(super) const ROWS_MAX_AGE: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// The sessions of `volume` (one, with `secondary`). A volume that exists may have none; a
 /// session asked for by name that does not exist is not found.
 pub(super) async fn views_of(
@@ -220,20 +223,31 @@ pub(super) async fn views_of(
     volume: &str,
     secondary: Option<&str>,
 ) -> Result<Vec<SessionView>, Refusal> {
-    if let Response::Err(e) = ask(d.clone(), Request::Volume(VolumeCmd::Info { name: Some(volume.into()) })).await {
-        return Err(e);
-    }
     let secondary = match secondary.map(SecondaryUrl::parse).transpose() {
         Ok(s) => s,
         Err(e) => return Err(Refusal::new(Kind::BadInput, format!("secondary: {e}"))),
     };
-    let one = secondary.is_some();
-    match ask(d.clone(), Request::Status { primary: Some(volume.into()), secondary }).await {
-        Response::Status(rows) => Ok(view::sessions(rows)),
-        Response::Err(e) if e.kind == Kind::NotFound && !one => Ok(Vec::new()),
-        Response::Err(e) => Err(e),
-        other => Err(Refusal::new(Kind::Refused, format!("unexpected answer {other:?}"))),
-    }
+    let (d, volume) = (d.clone(), volume.to_string());
+    let rows = tokio::task::spawn_blocking(move || -> Result<Vec<StatusRow>, Refusal> {
+        let err = |e: anyhow::Error| Refusal::from_error(&e);
+        crate::daemon::volumes::get(&d, &volume).map_err(err)?;
+        let all = d.rows(ROWS_MAX_AGE).map_err(err)?;
+        Ok(all
+            .iter()
+            .filter(|r| r.primary_volume == volume)
+            .filter(|r| {
+                secondary.as_ref().is_none_or(|s| {
+                    let at = r.secondary.trim_start_matches("ssh://");
+                    let at = at.rsplit_once('@').map_or(at, |(_, h)| h);
+                    at == format!("{}::{}", s.host, s.volume)
+                })
+            })
+            .cloned()
+            .collect())
+    })
+    .await
+    .map_err(|e| Refusal::new(Kind::Refused, format!("the request's thread failed: {e}")))??;
+    Ok(view::sessions(rows))
 }
 
 /// A new session (`create`).
@@ -720,16 +734,13 @@ async fn openapi() -> HttpResponse {
 /// Prometheus's scrape: every session's series of this node (`api::metrics`).
 async fn metrics(State(d): State<Arc<Daemon>>) -> HttpResponse {
     let node = d.node.name.clone();
-    let rows = match ask(d, Request::Status { primary: None, secondary: None }).await {
-        Response::Status(rows) => Some(rows),
-        Response::Err(e) if e.kind == Kind::NotFound => Some(Vec::new()),
-        _ => None,
-    };
+    let rows = tokio::task::spawn_blocking(move || d.rows(ROWS_MAX_AGE).ok()).await.ok().flatten();
     match super::metrics::handle() {
-        Ok(h) => {
-            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], super::metrics::render(h, &node, rows.as_deref()))
-                .into_response()
-        }
+        Ok(h) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            super::metrics::render(h, &node, rows.as_deref().map(|r| r.as_slice())),
+        )
+            .into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "failed", format!("{e:#}")),
     }
 }

@@ -195,10 +195,7 @@ pub fn watch(d: Arc<Daemon>) {
     let mut seen: HashMap<(String, String, String), Seen> = HashMap::new();
     loop {
         std::thread::sleep(Duration::from_secs(1));
-        let rows = match super::sessions::status(&d, None, None) {
-            Ok(super::control::Response::Status(rows)) => rows,
-            _ => Vec::new(),
-        };
+        let rows = d.rows(Duration::ZERO).unwrap_or_default();
         let thresholds: HashMap<String, u64> = super::sessions::all(&d)
             .unwrap_or_default()
             .iter()
@@ -208,7 +205,7 @@ pub fn watch(d: Arc<Daemon>) {
             })
             .collect();
         let mut next = HashMap::new();
-        for row in &rows {
+        for row in rows.iter() {
             let key = (row.primary_volume.clone(), row.secondary.clone(), row.primary_brick.clone());
             let threshold = thresholds.get(&format!("{}\0{}", row.primary_volume, row.secondary)).copied().unwrap_or(0);
             let before = seen.get(&key);

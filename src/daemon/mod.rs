@@ -108,6 +108,8 @@ pub struct Daemon {
     pub receivers: roles::Receivers,
     /// The event stream and the webhooks (`events`).
     pub events: events::Events,
+    /// Every session's brick rows, and when they were made (`rows`).
+    rows: Mutex<Option<(std::time::Instant, Arc<Vec<crate::session::status::StatusRow>>)>>,
     /// Serialises the commands that change things.
     pub(crate) big_lock: Mutex<()>,
     /// The `georep` binary (workers, receivers) and the mount helper.
@@ -159,6 +161,7 @@ impl Daemon {
             bricks: bricks::Bricks::default(),
             receivers: Default::default(),
             events: events::Events::new(&node.id),
+            rows: Mutex::new(None),
             dirs,
             node,
             store,
@@ -265,6 +268,16 @@ impl Daemon {
     }
 
     pub fn handle(&self, req: Request) -> Response {
+        // A command may change what the rows show: the next read makes them again.
+        let changes = matches!(req, Request::Volume(_) | Request::Session { .. });
+        let r = self.answer(req);
+        if changes {
+            *self.rows.lock() = None;
+        }
+        r
+    }
+
+    fn answer(&self, req: Request) -> Response {
         let r = match req {
             Request::GsecCreate => sessions::gsec_create(self),
             Request::Ping => Ok(Response::Ok(format!("{} {}", self.node.name, self.node.id))),
@@ -292,6 +305,23 @@ impl Daemon {
             | Request::Inventory => Err(anyhow::anyhow!("asked for through handle_as, with the caller's uid")),
         };
         r.unwrap_or_else(|e| Response::Err(refusal::Refusal::from_error(&e)))
+    }
+
+    /// Every session's brick rows (what `status detail` shows of all), made again if those
+    /// at hand are older than `max_age`: the API's reads and the event watcher share them, so
+    /// that a busy API costs the sessions one status a quarter second, whatever its rate.
+    pub fn rows(&self, max_age: std::time::Duration) -> anyhow::Result<Arc<Vec<crate::session::status::StatusRow>>> {
+        if let Some((at, rows)) = &*self.rows.lock()
+            && at.elapsed() <= max_age
+        {
+            return Ok(Arc::clone(rows));
+        }
+        let rows = match sessions::status(self, None, None)? {
+            Response::Status(rows) => Arc::new(rows),
+            _ => Arc::new(Vec::new()),
+        };
+        *self.rows.lock() = Some((std::time::Instant::now(), Arc::clone(&rows)));
+        Ok(rows)
     }
 
     /// Aux mounts left by a daemon killed between mount and detach.
