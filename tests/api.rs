@@ -73,13 +73,31 @@ fn token_guards_everything_but_health() {
     assert_ne!(n, t);
     assert_eq!(http(&c.pri, "GET", "/api/v1/volumes", Some(&t), None).0, 401);
     assert_eq!(http(&c.pri, "GET", "/api/v1/volumes", Some(&n), None).0, 200);
-    // The document describes the paths.
+    // The document describes the paths; every one of them but health wants the token.
     let (code, doc) = http(&c.pri, "GET", "/api/v1/openapi.json", Some(&n), None);
     assert_eq!(code, 200);
     assert!(
         doc["paths"]["/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}/{action}"]["post"].is_object(),
         "{doc}"
     );
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, _) in item.as_object().unwrap() {
+            if path == "/api/v1/health" || path == "/api/v1/events" {
+                continue;
+            }
+            let concrete = path.replace("{cluster}", "x").replace('{', "").replace('}', "");
+            let (code, body) = http(&c.pri, &method.to_uppercase(), &concrete, None, Some("{}"));
+            assert_eq!(code, 401, "{method} {concrete}: {body}");
+        }
+    }
+    // Names that try to leave their place are names that do not exist; nothing is read.
+    for path in ["/api/v1/volumes/..%2F..%2Fetc%2Fpasswd", "/api/v1/volumes/%2E%2E/geo-replication-sessions"] {
+        let (code, body) = http(&c.pri, "GET", path, Some(&n), None);
+        assert_eq!(code, 404, "{path}: {body}");
+        assert!(!body.to_string().contains("root:"), "{body}");
+    }
+    let (code, _) = http(&c.pri, "GET", "/api/v1/../../etc/passwd", Some(&n), None);
+    assert_eq!(code, 404);
 }
 
 #[test]
