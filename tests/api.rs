@@ -85,7 +85,7 @@ fn token_guards_everything_but_health() {
             if path == "/api/v1/health" || path == "/api/v1/events" {
                 continue;
             }
-            let concrete = path.replace("{cluster}", "x").replace('{', "").replace('}', "");
+            let concrete = path.replace("{cluster}", "x").replace(['{', '}'], "");
             let (code, body) = http(&c.pri, &method.to_uppercase(), &concrete, None, Some("{}"));
             assert_eq!(code, 401, "{method} {concrete}: {body}");
         }
