@@ -193,6 +193,7 @@ fn fields(row: &StatusRow, event: &str, before: &Seen, threshold: u64) -> Vec<(&
 /// Watches the brick rows every second and sends the worker events (georepd's thread).
 pub fn watch(d: Arc<Daemon>) {
     let mut seen: HashMap<(String, String, String), Seen> = HashMap::new();
+    let mut first = true;
     loop {
         std::thread::sleep(Duration::from_secs(1));
         let rows = d.rows(Duration::ZERO).unwrap_or_default();
@@ -208,10 +209,12 @@ pub fn watch(d: Arc<Daemon>) {
         for row in rows.iter() {
             let key = (row.primary_volume.clone(), row.secondary.clone(), row.primary_brick.clone());
             let threshold = thresholds.get(&format!("{}\0{}", row.primary_volume, row.secondary)).copied().unwrap_or(0);
-            let before = seen.get(&key);
-            let (now, events) = changes(before.unwrap_or(&Seen::default()), row, threshold);
-            // First sight (a new session, or georepd's start) is what is, not a change.
-            if let Some(before) = before {
+            // A row first seen after georepd's start is a new session's: it changed from
+            // nothing. At georepd's start, what is found is what is, not a change.
+            let fresh = Seen::default();
+            let before = seen.get(&key).unwrap_or(&fresh);
+            let (now, events) = changes(before, row, threshold);
+            if !first {
                 for e in events {
                     d.events.emit(e, &fields(row, e, before, threshold));
                 }
@@ -219,6 +222,7 @@ pub fn watch(d: Arc<Daemon>) {
             next.insert(key, now);
         }
         seen = next;
+        first = false;
     }
 }
 

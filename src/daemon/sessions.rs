@@ -98,6 +98,7 @@ pub(crate) fn connect_receiver(d: &Daemon, s: &Session) -> anyhow::Result<Link> 
         secondary_volume: s.secondary.volume.clone(),
         primary: v.id.parse().unwrap_or_default(),
         primary_name: format!("{}@{}", s.primary, d.node.name),
+        probe: false,
     };
     Link::connect(&transport(d, &s.secondary, &s.config)?, &ends, 0)
         .with_context(|| format!("connect to {}", s.secondary))
@@ -409,6 +410,7 @@ pub(crate) fn create(
         secondary_volume: secondary.volume.clone(),
         primary: v.id.parse().unwrap_or_default(),
         primary_name: format!("{primary}@{}", d.node.name),
+        probe: false,
     };
     let link = Link::connect_learning(&t, &ends, 0, true, None)
         .with_context(|| format!("Unable to fetch the volume details of {secondary}"))?;

@@ -31,6 +31,8 @@ pub struct Ends {
     pub primary: VolumeId,
     /// `volume@node`, for the secondary's messages.
     pub primary_name: String,
+    /// Only ask the receiver what it is and holds (`Link::probe`), instead of greeting it.
+    pub probe: bool,
 }
 
 /// What the receiver said of its volume.
@@ -153,7 +155,7 @@ impl Link {
     /// (`georep destination test`). The session key's authentication and the receiver's
     /// start are what it tests; nothing is mounted.
     pub fn probe(t: &Transport) -> anyhow::Result<Inventory> {
-        let ends = Ends { secondary_volume: String::new(), primary: VolumeId::NIL, primary_name: String::new() };
+        let ends = Ends { probe: true, ..Ends::default() };
         let mut link = Link::connect(t, &ends, 0)?;
         let inventory = link.inventory.take().context("the receiver did not answer the probe");
         let _ = link.close();
@@ -253,7 +255,7 @@ impl Link {
 
     fn handshake(&mut self, ends: &Ends, join: Option<Join>) -> anyhow::Result<()> {
         self.w.write_all(proto::FRAME_MAGIC)?;
-        let probe = ends.secondary_volume.is_empty();
+        let probe = ends.probe;
         if probe {
             self.send(&Msg::Probe)?;
         } else {

@@ -220,6 +220,7 @@ fn work(spec: &WorkerSpec, rep: &mut Reporter) -> anyhow::Result<()> {
         secondary_volume: spec.secondary.volume.clone(),
         primary: src.volume,
         primary_name: spec.primary.clone(),
+        probe: false,
     };
     let mut link =
         Link::connect(&spec.transport, &ends, level).with_context(|| format!("connect to {}", spec.secondary))?;
