@@ -190,40 +190,49 @@ fn fields(row: &StatusRow, event: &str, before: &Seen, threshold: u64) -> Vec<(&
     f
 }
 
-/// Watches the brick rows every second and sends the worker events (georepd's thread).
-pub fn watch(d: Arc<Daemon>) {
-    let mut seen: HashMap<(String, String, String), Seen> = HashMap::new();
-    let mut first = true;
-    loop {
-        std::thread::sleep(Duration::from_secs(1));
-        let rows = d.rows(Duration::ZERO).unwrap_or_default();
-        let thresholds: HashMap<String, u64> = super::sessions::all(&d)
-            .unwrap_or_default()
-            .iter()
-            .map(|s| {
-                let t = s.config.get("lag-threshold").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
-                (format!("{}\0{}", s.primary, s.url()), t)
-            })
-            .collect();
-        let mut next = HashMap::new();
-        for row in rows.iter() {
-            let key = (row.primary_volume.clone(), row.secondary.clone(), row.primary_brick.clone());
-            let threshold = thresholds.get(&format!("{}\0{}", row.primary_volume, row.secondary)).copied().unwrap_or(0);
-            // A row first seen after georepd's start is a new session's: it changed from
-            // nothing. At georepd's start, what is found is what is, not a change.
-            let fresh = Seen::default();
-            let before = seen.get(&key).unwrap_or(&fresh);
-            let (now, events) = changes(before, row, threshold);
-            if !first {
-                for e in events {
-                    d.events.emit(e, &fields(row, e, before, threshold));
-                }
-            }
-            next.insert(key, now);
+type Seens = HashMap<(String, String, String), Seen>;
+
+/// Starts watching the brick rows (georepd's start, before it serves a command): what is
+/// found now is what is; from then on, each second, what changed is sent. A row first seen
+/// later is a new session's, changed from nothing.
+pub fn start(d: &Arc<Daemon>) -> std::io::Result<()> {
+    let mut seen = look(d, &Seens::new(), false);
+    let d = Arc::clone(d);
+    std::thread::Builder::new().name("events".into()).spawn(move || {
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+            seen = look(&d, &seen, true);
         }
-        seen = next;
-        first = false;
+    })?;
+    Ok(())
+}
+
+/// The rows now, against `seen`; their events sent if `send`.
+fn look(d: &Daemon, seen: &Seens, send: bool) -> Seens {
+    let rows = d.rows(Duration::ZERO).unwrap_or_default();
+    let thresholds: HashMap<String, u64> = super::sessions::all(d)
+        .unwrap_or_default()
+        .iter()
+        .map(|s| {
+            let t = s.config.get("lag-threshold").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+            (format!("{}\0{}", s.primary, s.url()), t)
+        })
+        .collect();
+    let mut next = Seens::new();
+    let fresh = Seen::default();
+    for row in rows.iter() {
+        let key = (row.primary_volume.clone(), row.secondary.clone(), row.primary_brick.clone());
+        let threshold = thresholds.get(&format!("{}\0{}", row.primary_volume, row.secondary)).copied().unwrap_or(0);
+        let before = seen.get(&key).unwrap_or(&fresh);
+        let (now, events) = changes(before, row, threshold);
+        if send {
+            for e in events {
+                d.events.emit(e, &fields(row, e, before, threshold));
+            }
+        }
+        next.insert(key, now);
     }
+    next
 }
 
 #[cfg(test)]

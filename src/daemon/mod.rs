@@ -188,8 +188,7 @@ impl Daemon {
         volumes::start_bricks(self);
         sessions::resume_all(self)?;
         self.events.webhooks.load(webhooks::all(self)?);
-        let d = Arc::clone(self);
-        std::thread::Builder::new().name("events".into()).spawn(move || events::watch(d))?;
+        events::start(self)?;
         log::info!("georepd {} (node {} {}) serving {}", crate::VERSION, self.node.name, self.node.id, sock.display());
         for conn in listener.incoming() {
             let Ok(conn) = conn else { continue };
