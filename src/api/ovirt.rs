@@ -158,12 +158,7 @@ impl Format {
     }
 
     fn fault(self, r: Refusal) -> HttpResponse {
-        let (status, reason) = match r.kind {
-            Kind::BadInput => (StatusCode::BAD_REQUEST, "bad_input"),
-            Kind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
-            Kind::Refused => (StatusCode::CONFLICT, "refused"),
-            Kind::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
-        };
+        let (status, reason) = super::routes::status_of(r.kind);
         self.reply(status, "fault", &Fault { reason, detail: r.message })
     }
 

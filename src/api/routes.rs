@@ -43,14 +43,19 @@ fn rejected(e: axum::extract::rejection::JsonRejection) -> HttpResponse {
     error(status, "bad_input", e.body_text())
 }
 
-/// A refusal of the daemon core, with the HTTP status of its kind.
-fn refusal(r: Refusal) -> HttpResponse {
-    let (status, kind) = match r.kind {
+/// The HTTP status of a refusal's kind, and the kind's name in the answer.
+pub(super) fn status_of(kind: Kind) -> (StatusCode, &'static str) {
+    match kind {
         Kind::BadInput => (StatusCode::BAD_REQUEST, "bad_input"),
         Kind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
         Kind::Refused => (StatusCode::CONFLICT, "refused"),
         Kind::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
-    };
+    }
+}
+
+/// A refusal of the daemon core, with the HTTP status of its kind.
+fn refusal(r: Refusal) -> HttpResponse {
+    let (status, kind) = status_of(r.kind);
     error(status, kind, r.message)
 }
 
