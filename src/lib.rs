@@ -18,6 +18,7 @@ pub mod receiver;
 pub mod session;
 pub mod sync;
 pub mod types;
+pub mod ui;
 pub mod unixmsg;
 
 /// The version printed by every program's `--version`.

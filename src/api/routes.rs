@@ -296,6 +296,31 @@ async fn session(State(d): State<Arc<Daemon>>, Path((volume, sec)): Path<(String
 }
 
 #[derive(Deserialize, IntoParams)]
+pub struct SampledAfter {
+    /// Only samples taken after this time (seconds since the epoch); none: the whole hour.
+    #[serde(default)]
+    after: u64,
+}
+
+/// The session's last hour: every 2 s its lag (its most lagging brick), files and bytes
+/// synced (its bricks' sum) and Faulty bricks, oldest first; kept in georepd's memory (the
+/// web UI's graphs).
+#[utoipa::path(get, path = "/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}/samples",
+    params(("volume" = String, Path), ("secondary" = String, Path, description = "[user@]host::volume", pattern = r"^([A-Za-z0-9._-]{1,255}@)?[A-Za-z0-9._-]{1,255}::[A-Za-z0-9._-]{1,255}$"), SampledAfter),
+    responses((status = 200, body = [crate::daemon::samples::Sample]), (status = 400, body = ApiError), (status = 404, body = ApiError)))]
+async fn samples(
+    State(d): State<Arc<Daemon>>,
+    Path((volume, sec)): Path<(String, String)>,
+    Query(q): Query<SampledAfter>,
+) -> HttpResponse {
+    match views_of(&d, &volume, Some(&sec)).await {
+        Ok(v) if !v.is_empty() => Json(d.samples.since(&volume, &v[0].secondary, q.after)).into_response(),
+        Ok(_) => error(StatusCode::NOT_FOUND, "not_found", format!("no session between {volume} and {sec}")),
+        Err(e) => refusal(e),
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
 pub struct Flags {
     #[serde(default)]
     pub(super) force: bool,
@@ -609,6 +634,7 @@ async fn test_webhook(
         failures,
         retry_all,
         retry_one,
+        samples,
         events,
         webhooks,
         add_webhook,
@@ -789,6 +815,7 @@ pub fn router(d: Arc<Daemon>, token: Token) -> Router {
         )
         .route("/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}/{action}", post(action))
         .route("/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}/failures", get(failures))
+        .route("/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}/samples", get(samples))
         .route("/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}/failures/retry", post(retry_all))
         .route("/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}/failures/{gfid}/retry", post(retry_one))
         .route("/api/v1/mountbroker", get(mountbroker))
@@ -804,6 +831,7 @@ pub fn router(d: Arc<Daemon>, token: Token) -> Router {
     Router::new()
         .route("/api/v1/health", get(health))
         .merge(api)
+        .merge(crate::ui::router())
         .layer(axum::extract::DefaultBodyLimit::max(64 << 10))
         .layer(axum::middleware::from_fn(json_errors))
         .layer(axum::middleware::from_fn(count))

@@ -210,6 +210,7 @@ pub fn start(d: &Arc<Daemon>) -> std::io::Result<()> {
 /// The rows now, against `seen`; their events sent if `send`.
 fn look(d: &Daemon, seen: &Seens, send: bool) -> Seens {
     let rows = d.rows(Duration::ZERO).unwrap_or_default();
+    d.samples.record(&rows);
     let thresholds: HashMap<String, u64> = super::sessions::all(d)
         .unwrap_or_default()
         .iter()

@@ -13,6 +13,7 @@ pub mod failback;
 pub mod failures;
 pub mod refusal;
 pub mod roles;
+pub mod samples;
 pub mod sessions;
 pub mod store;
 pub mod supervisor;
@@ -108,6 +109,8 @@ pub struct Daemon {
     pub receivers: roles::Receivers,
     /// The event stream and the webhooks (`events`).
     pub events: events::Events,
+    /// Every session's last hour of lag and progress, for the web UI's graphs (`samples`).
+    pub samples: samples::Samples,
     /// Every session's brick rows, and when they were made (`rows`).
     rows: Mutex<Option<(std::time::Instant, Arc<Vec<crate::session::status::StatusRow>>)>>,
     /// Serialises the commands that change things.
@@ -161,6 +164,7 @@ impl Daemon {
             bricks: bricks::Bricks::default(),
             receivers: Default::default(),
             events: events::Events::new(&node.id),
+            samples: samples::Samples::default(),
             rows: Mutex::new(None),
             dirs,
             node,

@@ -227,14 +227,17 @@ pub fn inventory(d: &Daemon, uid: u32) -> anyhow::Result<Vec<crate::proto::Remot
         if super::broker::may_receive(d, uid, &v.name).is_err() {
             continue;
         }
-        let (mut total_bytes, mut avail_bytes) = (0, 0);
+        let (mut total_bytes, mut avail_bytes, mut empty) = (0, 0, false);
         if let Some(b) = v.local_brick(d)
             && let Ok(st) = nix::sys::statvfs::statvfs(&b)
         {
             total_bytes = st.blocks() * st.fragment_size();
             avail_bytes = st.blocks_available() * st.fragment_size();
+            empty = std::fs::read_dir(&b)
+                .map(|mut rd| rd.all(|e| e.is_ok_and(|e| e.file_name() == crate::types::PRIVATE_DIR)))
+                .unwrap_or(false);
         }
-        out.push(crate::proto::RemoteVolume { started: v.started(), name: v.name, total_bytes, avail_bytes });
+        out.push(crate::proto::RemoteVolume { started: v.started(), empty, name: v.name, total_bytes, avail_bytes });
     }
     Ok(out)
 }

@@ -347,7 +347,7 @@ fn encode_payload(m: &Msg) -> (u8, Vec<u8>) {
             w.u32(volumes.len() as u32);
             for v in volumes {
                 w.bytes(v.name.as_bytes());
-                w.u8(v.started as u8);
+                w.u8(v.started as u8 | (v.empty as u8) << 1);
                 w.u64(v.total_bytes);
                 w.u64(v.avail_bytes);
             }
@@ -620,9 +620,12 @@ fn decode_payload(kind: u8, b: &[u8]) -> Result<Msg, DecodeError> {
             let n = r.count(21)?;
             let mut volumes = Vec::with_capacity(n);
             for _ in 0..n {
+                let name = string(&mut r)?;
+                let flags = r.u8()?;
                 volumes.push(RemoteVolume {
-                    name: string(&mut r)?,
-                    started: r.u8()? != 0,
+                    name,
+                    started: flags & 1 != 0,
+                    empty: flags & 2 != 0,
                     total_bytes: r.u64()?,
                     avail_bytes: r.u64()?,
                 });

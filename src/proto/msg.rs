@@ -69,6 +69,9 @@ pub struct Join {
 pub struct RemoteVolume {
     pub name: String,
     pub started: bool,
+    /// It holds nothing yet (a session to it needs no `force`).
+    #[serde(default)]
+    pub empty: bool,
     pub total_bytes: u64,
     pub avail_bytes: u64,
 }

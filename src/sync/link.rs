@@ -244,13 +244,21 @@ impl Link {
 
     /// The receiver's next message; an answer that does not come within the transport's
     /// `secondary-timeout` ends the connection.
-    fn answer(&mut self) -> anyhow::Result<Option<Msg>> {
-        proto::read_frame(&mut self.r).map_err(|e| match self.answer_timeout {
-            Some(t) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                anyhow::anyhow!("the secondary did not answer within {} s (secondary-timeout)", t.as_secs())
-            }
-            _ => e.into(),
-        })
+    /// A connection that ends is said in words: what went away is the receiver, its sshd or
+    /// the network between.
+    fn answer(&mut self) -> anyhow::Result<Msg> {
+        match proto::read_frame(&mut self.r) {
+            Ok(Some(m)) => Ok(m),
+            Ok(None) => bail!(
+                "the secondary closed the connection (its receiver or sshd stopped, or the network between went down)"
+            ),
+            Err(e) => Err(match self.answer_timeout {
+                Some(t) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                    anyhow::anyhow!("the secondary did not answer within {} s (secondary-timeout)", t.as_secs())
+                }
+                _ => anyhow::Error::from(e).context("the connection to the secondary failed"),
+            }),
+        }
     }
 
     fn handshake(&mut self, ends: &Ends, join: Option<Join>) -> anyhow::Result<()> {
@@ -274,15 +282,15 @@ impl Link {
             bail!("the peer is not a georep receiver");
         }
         match self.answer()? {
-            Some(Msg::Welcome { volume, empty, total_bytes, avail_bytes, pid, .. }) if !probe => {
+            Msg::Welcome { volume, empty, total_bytes, avail_bytes, pid, .. } if !probe => {
                 self.welcome = Welcome { volume, empty, total_bytes, avail_bytes, pid };
                 Ok(())
             }
-            Some(Msg::Inventory { version, software, volumes }) if probe => {
+            Msg::Inventory { version, software, volumes } if probe => {
                 self.inventory = Some(Inventory { version, software, volumes });
                 Ok(())
             }
-            Some(Msg::Error { message }) => bail!("{message}"),
+            Msg::Error { message } => bail!("{message}"),
             other => bail!("receiver: unexpected {other:?}"),
         }
     }
@@ -315,9 +323,8 @@ impl Link {
         self.send(m)?;
         self.w.flush()?;
         match self.answer()? {
-            Some(Msg::Error { message }) => bail!("{message}"),
-            Some(a) => Ok(a),
-            None => bail!("the receiver closed the connection"),
+            Msg::Error { message } => bail!("{message}"),
+            a => Ok(a),
         }
     }
 
@@ -380,8 +387,8 @@ impl Link {
         self.send(&Msg::SumsRequest { batch, files })?;
         self.w.flush()?;
         match self.answer()? {
-            Some(Msg::Sums { batch: b, files }) if b == batch && files.iter().map(|f| f.gfid).eq(asked) => Ok(files),
-            Some(Msg::Error { message }) => bail!("receiver: {message}"),
+            Msg::Sums { batch: b, files } if b == batch && files.iter().map(|f| f.gfid).eq(asked) => Ok(files),
+            Msg::Error { message } => bail!("receiver: {message}"),
             other => bail!("receiver: unexpected answer to a sums request: {other:?}"),
         }
     }
@@ -397,10 +404,10 @@ impl Link {
         self.send(&Msg::SignatureRequest { batch, gfid, block_size })?;
         self.w.flush()?;
         match self.answer()? {
-            Some(Msg::Signature { batch: b, gfid: g, size, signature }) if b == batch && g == gfid => {
+            Msg::Signature { batch: b, gfid: g, size, signature } if b == batch && g == gfid => {
                 Ok((size, signature))
             }
-            Some(Msg::Error { message }) => bail!("receiver: {message}"),
+            Msg::Error { message } => bail!("receiver: {message}"),
             other => bail!("receiver: unexpected answer to a signature request: {other:?}"),
         }
     }
@@ -410,11 +417,11 @@ impl Link {
         self.send(&Msg::Commit { batch })?;
         self.w.flush()?;
         match self.answer()? {
-            Some(Msg::Committed { batch: b, mut failures }) if b == batch => {
+            Msg::Committed { batch: b, mut failures } if b == batch => {
                 failures.append(&mut self.failures_elsewhere);
                 Ok(failures)
             }
-            Some(Msg::Error { message }) => bail!("receiver: {message}"),
+            Msg::Error { message } => bail!("receiver: {message}"),
             other => bail!("receiver: unexpected {other:?}"),
         }
     }
