@@ -1,6 +1,7 @@
 //! The load of `scripts/bench/api`: GETs at a steady rate on a georepd API, the given paths
-//! in turn, over one kept-alive connection each, until its standard input closes; then it
-//! prints every request's latency (seconds) per path as one JSON object, and the errors.
+//! in turn, over one kept-alive connection each, until its standard input closes (it says
+//! READY when it begins); then it prints every request's latency (seconds) per path as one
+//! JSON object, and the errors (`scripts/bench/lib/loaded_sync.py` reads both).
 //!
 //!     apiload ADDR TOKEN RATE PATH...
 //!
@@ -39,6 +40,7 @@ fn main() {
         .map(|_| ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).build().into())
         .collect();
     let bearer = format!("Bearer {token}");
+    println!("READY");
     let mut latencies: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
     let mut errors: Vec<String> = Vec::new();
     let period = Duration::from_secs_f64(1.0 / rate);

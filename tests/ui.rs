@@ -83,6 +83,7 @@ fn the_console_in_a_real_browser() {
             }
             "sshd-stop" => s[1].host.sshd(false),
             "sshd-start" => s[1].host.sshd(true),
+            "host-key-change" => s[1].host.new_host_key(),
             "make-failure" => {
                 std::fs::write(s[0].p("stuck"), "one").unwrap();
                 s.assert_converged(0, 1, Duration::from_secs(60));

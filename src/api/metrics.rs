@@ -22,8 +22,15 @@ pub fn handle() -> anyhow::Result<&'static PrometheusHandle> {
     if let Some(h) = HANDLE.get() {
         return Ok(h);
     }
+    // The API's request times as a histogram (buckets, which Prometheus can aggregate and
+    // which cost nothing to render), not a summary (quantiles computed at every scrape).
     let h = PrometheusBuilder::new()
         .idle_timeout(MetricKindMask::ALL, Some(Duration::from_secs(120)))
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full("georep_api_request_duration_seconds".into()),
+            &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0],
+        )
+        .map_err(|e| anyhow::anyhow!("metrics: {e}"))?
         .install_recorder()
         .map_err(|e| anyhow::anyhow!("metrics: {e}"))?;
     Ok(HANDLE.get_or_init(|| h))

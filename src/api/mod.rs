@@ -76,7 +76,9 @@ pub fn spawn(d: Arc<Daemon>, cfg: &ApiConfig) -> anyhow::Result<Option<SocketAdd
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     std::thread::Builder::new().name("api".into()).spawn(move || {
-        let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        // One thread serves every connection (the work is in spawn_blocking): no wake-ups
+        // across threads for each request, so that a busy API costs the node little.
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(rt) => rt,
             Err(e) => return log::error!("API: no runtime: {e}"),
         };

@@ -232,27 +232,35 @@ pub(super) async fn views_of(
         Ok(s) => s,
         Err(e) => return Err(Refusal::new(Kind::BadInput, format!("secondary: {e}"))),
     };
-    let (d, volume) = (d.clone(), volume.to_string());
-    let rows = tokio::task::spawn_blocking(move || -> Result<Vec<StatusRow>, Refusal> {
-        let err = |e: anyhow::Error| Refusal::from_error(&e);
-        crate::daemon::volumes::get(&d, &volume).map_err(err)?;
-        let all = d.rows(ROWS_MAX_AGE).map_err(err)?;
-        Ok(all
-            .iter()
-            .filter(|r| r.primary_volume == volume)
-            .filter(|r| {
-                secondary.as_ref().is_none_or(|s| {
-                    let at = r.secondary.trim_start_matches("ssh://");
-                    let at = at.rsplit_once('@').map_or(at, |(_, h)| h);
-                    at == format!("{}::{}", s.host, s.volume)
-                })
+    // A read of the store (redb: no waiting on writers) is done here; the rows are made on a
+    // blocking thread only when those at hand are too old.
+    crate::daemon::volumes::get(d, volume).map_err(|e| Refusal::from_error(&e))?;
+    let all = rows(d).await?;
+    let rows = all
+        .iter()
+        .filter(|r| r.primary_volume == volume)
+        .filter(|r| {
+            secondary.as_ref().is_none_or(|s| {
+                let at = r.secondary.trim_start_matches("ssh://");
+                let at = at.rsplit_once('@').map_or(at, |(_, h)| h);
+                at == format!("{}::{}", s.host, s.volume)
             })
-            .cloned()
-            .collect())
-    })
-    .await
-    .map_err(|e| Refusal::new(Kind::Refused, format!("the request's thread failed: {e}")))??;
+        })
+        .cloned()
+        .collect();
     Ok(view::sessions(rows))
+}
+
+/// Every session's brick rows, at most `ROWS_MAX_AGE` old (`Daemon::rows`).
+async fn rows(d: &Arc<Daemon>) -> Result<Arc<Vec<StatusRow>>, Refusal> {
+    if let Some(rows) = d.fresh_rows(ROWS_MAX_AGE) {
+        return Ok(rows);
+    }
+    let d = d.clone();
+    tokio::task::spawn_blocking(move || d.rows(ROWS_MAX_AGE))
+        .await
+        .map_err(|e| Refusal::new(Kind::Refused, format!("the request's thread failed: {e}")))?
+        .map_err(|e| Refusal::from_error(&e))
 }
 
 /// A new session (`create`).
@@ -765,7 +773,7 @@ async fn openapi() -> HttpResponse {
 /// Prometheus's scrape: every session's series of this node (`api::metrics`).
 async fn metrics(State(d): State<Arc<Daemon>>) -> HttpResponse {
     let node = d.node.name.clone();
-    let rows = tokio::task::spawn_blocking(move || d.rows(ROWS_MAX_AGE).ok()).await.ok().flatten();
+    let rows = rows(&d).await.ok();
     match super::metrics::handle() {
         Ok(h) => (
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -314,10 +314,8 @@ impl Daemon {
     /// at hand are older than `max_age`: the API's reads and the event watcher share them, so
     /// that a busy API costs the sessions one status a quarter second, whatever its rate.
     pub fn rows(&self, max_age: std::time::Duration) -> anyhow::Result<Arc<Vec<crate::session::status::StatusRow>>> {
-        if let Some((at, rows)) = &*self.rows.lock()
-            && at.elapsed() <= max_age
-        {
-            return Ok(Arc::clone(rows));
+        if let Some(rows) = self.fresh_rows(max_age) {
+            return Ok(rows);
         }
         let rows = match sessions::status(self, None, None)? {
             Response::Status(rows) => Arc::new(rows),
@@ -325,6 +323,15 @@ impl Daemon {
         };
         *self.rows.lock() = Some((std::time::Instant::now(), Arc::clone(&rows)));
         Ok(rows)
+    }
+
+    /// The rows at hand if they are at most `max_age` old: no work, no waiting (the API
+    /// answers from them on its own thread).
+    pub fn fresh_rows(&self, max_age: std::time::Duration) -> Option<Arc<Vec<crate::session::status::StatusRow>>> {
+        match &*self.rows.lock() {
+            Some((at, rows)) if at.elapsed() <= max_age => Some(Arc::clone(rows)),
+            _ => None,
+        }
     }
 
     /// Aux mounts left by a daemon killed between mount and detach.

@@ -246,8 +246,27 @@ async function run(page, context) {
   await dialog.getByRole('button', { name: 'Remove' }).click();
   await until('the session gone', async () => (await sessionRow.count()) === 0, 30000);
 
-  step('remove the destination');
+  step('the destination\'s host key changes: re-establish shows both, accepts only when told');
   await page.getByRole('link', { name: 'Destinations' }).click();
+  await destRow.waitFor();
+  const pinned = /SHA256:\S+/.exec(await destRow.innerText())[0];
+  await ask('host-key-change');
+  await destRow.click();
+  await page.getByRole('button', { name: 'Test' }).click();
+  await dialog.locator('li.failed[data-stage="host key"]').waitFor();
+  await screenshot(page, 'host-key-changed');
+  await dialog.getByRole('button', { name: 'Close' }).click();
+  await page.getByRole('button', { name: 'Re-establish' }).click();
+  await dialog.getByText('changed').first().waitFor();
+  const old = await dialog.locator('[data-fingerprint="old"]').innerText();
+  const now = await dialog.locator('[data-fingerprint="new"]').innerText();
+  assert(old === pinned && /^SHA256:/.test(now) && now !== old, `old ${old} (pinned ${pinned}), new ${now}`);
+  await screenshot(page, 're-establish');
+  await dialog.getByRole('button', { name: `Accept ${now}` }).click();
+  await dialog.waitFor({ state: 'hidden' });
+  await until('the new key pinned', async () => (await destRow.innerText()).includes(now));
+
+  step('remove the destination');
   await destRow.click();
   await page.getByRole('button', { name: 'Remove' }).click();
   await dialog.getByRole('button', { name: 'Remove' }).click();

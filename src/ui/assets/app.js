@@ -188,9 +188,9 @@ function chart(title, points, fmt) {
     svg.append(el('line', { class: 'grid', x1: L, x2: W, y1: y(v), y2: y(v) }));
     svg.append(el('text', { x: L - 4, y: y(v) + 3, 'text-anchor': 'end' }, fmt(v, true)));
   }
-  for (let i = 4; i >= 0; i--) {
-    const m = Math.round((span / 60) * (i / 4));
-    svg.append(el('text', { x: x(now - m * 60), y: H - 4, 'text-anchor': i === 0 ? 'end' : i === 4 ? 'start' : 'middle' }, m ? `-${m} min` : 'now'));
+  const step = [1, 2, 5, 10, 15, 20, 30].find((m) => span / 60 / m <= 5) || 30;
+  for (let m = 0; m * 60 <= span; m += step) {
+    svg.append(el('text', { x: x(now - m * 60), y: H - 4, 'text-anchor': m === 0 ? 'end' : 'middle' }, m ? `-${m} min` : 'now'));
   }
   const shown = points.filter((p) => p[0] >= x0);
   if (shown.length) {
@@ -619,7 +619,7 @@ async function sessionView(vol, id) {
   main.append(
     head,
     h('div', { class: 'panel' }, toolbar, facts, progress),
-    h('section', { class: 'panel', 'aria-label': 'Graphs' }, h('h2', {}, 'The last hour'), charts),
+    h('section', { class: 'panel', 'aria-label': 'Graphs' }, h('h2', {}, 'History (the last hour at most)'), charts),
     h('section', { class: 'panel' }, h('h2', {}, 'Bricks'), bricks),
     h('section', { class: 'panel' }, h('h2', {}, 'Failures'), failures),
   );
