@@ -11,7 +11,7 @@ reports to --reports as a JSON list.
 
     loaded_sync.py --base B --runs N --files F --size S --label "..." --reports R -- LOAD...
 """
-import argparse, json, os, resource, statistics, subprocess, sys, time
+import argparse, json, os, statistics, subprocess, sys, time
 
 a = argparse.ArgumentParser()
 for k in ("base", "label", "reports"):
@@ -39,9 +39,25 @@ def cpu(p):
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def children_cpu():
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
+def tree_cpu(root):
+    """CPU seconds of `root` and every process under it, now."""
+    parent, spent = {}, {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                f = open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parent[int(d)] = int(f[1])
+            spent[int(d)] = (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for p in spent:
+        q = p
+        while q and q != root:
+            q = parent.get(q, 0)
+        if q == root:
+            total += spent[p]
+    return total
 
 
 reports = []
@@ -60,13 +76,14 @@ def one_run(n, loaded):
         with open(f"{d}/f{j}", "wb") as f:
             f.write(body)
     os.sync()
-    k0 = children_cpu()
     load = None
     if loaded:
         load = subprocess.Popen(args.load, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         line = load.stdout.readline()
         if line.strip() != "READY":
             sys.exit(f"the load did not start: {line!r}")
+    # The load's CPU counts from READY (not its start-up) to the sync's end.
+    k0 = tree_cpu(load.pid) if load else 0.0
     t, c0, m0 = time.perf_counter(), cpu(pid), sum(os.times()[:2])
     geo("start")
     dst = f"{base}/fs/sb/run{n}"
@@ -81,11 +98,11 @@ def one_run(n, loaded):
         time.sleep(0.1)
     took = time.perf_counter() - t
     daemon_by[loaded].append((cpu(pid) - c0) / took)
+    load_by[loaded].append(((tree_cpu(load.pid) - k0) if load else 0.0) / took)
     own_by[loaded].append((sum(os.times()[:2]) - m0) / took)
     if load:
         out, _ = load.communicate(input="")
         reports.append(json.loads(out.strip().splitlines()[-1]))
-    load_by[loaded].append((children_cpu() - k0) / took)
     took_by[loaded].append(took)
     print(f"run {n}: {'with' if loaded else 'without'} the load: {took:.2f} s", file=sys.stderr)
     # The run's files go again (untimed), so that every run starts from the same volumes.

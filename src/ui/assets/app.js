@@ -312,7 +312,8 @@ function loginView(message) {
     sessionStorage.setItem(TOKEN, input.value.trim());
     try {
       await api('GET', '/volumes');
-      route();
+      if (!location.hash || location.hash === '#/login') location.hash = '#/volumes';
+      else route();
     } catch (e) {
       if (e.status !== 401) error.textContent = e.message;
     }
