@@ -13,27 +13,6 @@ reports to --reports as a JSON list.
 """
 import argparse, json, os, statistics, subprocess, sys, time
 
-a = argparse.ArgumentParser()
-for k in ("base", "label", "reports"):
-    a.add_argument(f"--{k}", required=True)
-for k in ("runs", "files", "size"):
-    a.add_argument(f"--{k}", type=int, required=True)
-a.add_argument("load", nargs="+")
-args = a.parse_args()
-base, files, size = args.base, args.files, args.size
-env = dict(os.environ, GEOREP_STATE_DIR=f"{base}/p/state", GEOREP_CONFIG_DIR=f"{base}/p/etc",
-           GEOREP_LOG_DIR=f"{base}/p/log", GEOREP_RUN_DIR=f"{base}/p/run")
-tag = os.environ["TAG"]
-
-
-def geo(*w):
-    subprocess.run(["georep", "volume", "geo-replication", "pvol", f"{tag}-s::svol", *w], env=env, check=True,
-                   stdout=subprocess.DEVNULL)
-
-
-pid = subprocess.run(["pgrep", "-f", f"georepd --node-name {tag}-p"], capture_output=True, text=True).stdout.split()[0]
-
-
 def cpu(p):
     f = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
@@ -60,73 +39,94 @@ def tree_cpu(root):
     return total
 
 
-reports = []
-took_by = {False: [], True: []}
-daemon_by = {False: [], True: []}
-load_by = {False: [], True: []}
-own_by = {False: [], True: []}
+def main():
+    a = argparse.ArgumentParser()
+    for k in ("base", "label", "reports"):
+        a.add_argument(f"--{k}", required=True)
+    for k in ("runs", "files", "size"):
+        a.add_argument(f"--{k}", type=int, required=True)
+    a.add_argument("load", nargs="+")
+    args = a.parse_args()
+    base, files, size = args.base, args.files, args.size
+    env = dict(os.environ, GEOREP_STATE_DIR=f"{base}/p/state", GEOREP_CONFIG_DIR=f"{base}/p/etc",
+               GEOREP_LOG_DIR=f"{base}/p/log", GEOREP_RUN_DIR=f"{base}/p/run")
+    tag = os.environ["TAG"]
+
+    def geo(*w):
+        subprocess.run(["georep", "volume", "geo-replication", "pvol", f"{tag}-s::svol", *w], env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+
+    pid = subprocess.run(["pgrep", "-f", f"georepd --node-name {tag}-p"], capture_output=True, text=True).stdout.split()[0]
+    reports = []
+    took_by = {False: [], True: []}
+    daemon_by = {False: [], True: []}
+    load_by = {False: [], True: []}
+    own_by = {False: [], True: []}
+
+    def one_run(n, loaded):
+        geo("stop")
+        d = f"{base}/fs/pm/run{n}"
+        os.mkdir(d)
+        body = os.urandom(size)
+        for j in range(files):
+            with open(f"{d}/f{j}", "wb") as f:
+                f.write(body)
+        os.sync()
+        load = None
+        if loaded:
+            load = subprocess.Popen(args.load, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            line = load.stdout.readline()
+            if line.strip() != "READY":
+                sys.exit(f"the load did not start: {line!r}")
+        # The load's CPU counts from READY (not its start-up) to the sync's end.
+        k0 = tree_cpu(load.pid) if load else 0.0
+        t, c0, m0 = time.perf_counter(), cpu(pid), sum(os.times()[:2])
+        geo("start")
+        dst = f"{base}/fs/sb/run{n}"
+        # Polled cheaply: a pointer over the names (one stat per file, once), the sizes checked at
+        # the end. The poll must not take the CPU the sync needs.
+        j = 0
+        while True:
+            while j < files and os.path.exists(f"{dst}/f{j}"):
+                j += 1
+            if j == files and all(os.stat(f"{dst}/f{k}").st_size == size for k in range(files)):
+                break
+            time.sleep(0.1)
+        took = time.perf_counter() - t
+        daemon_by[loaded].append((cpu(pid) - c0) / took)
+        load_by[loaded].append(((tree_cpu(load.pid) - k0) if load else 0.0) / took)
+        own_by[loaded].append((sum(os.times()[:2]) - m0) / took)
+        if load:
+            out, _ = load.communicate(input="")
+            reports.append(json.loads(out.strip().splitlines()[-1]))
+        took_by[loaded].append(took)
+        print(f"run {n}: {'with' if loaded else 'without'} the load: {took:.2f} s", file=sys.stderr)
+        # The run's files go again (untimed), so that every run starts from the same volumes.
+        subprocess.run(["rm", "-rf", d], check=True)
+        while os.path.exists(dst):
+            time.sleep(0.1)
 
 
-def one_run(n, loaded):
-    geo("stop")
-    d = f"{base}/fs/pm/run{n}"
-    os.mkdir(d)
-    body = os.urandom(size)
-    for j in range(files):
-        with open(f"{d}/f{j}", "wb") as f:
-            f.write(body)
-    os.sync()
-    load = None
-    if loaded:
-        load = subprocess.Popen(args.load, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        line = load.stdout.readline()
-        if line.strip() != "READY":
-            sys.exit(f"the load did not start: {line!r}")
-    # The load's CPU counts from READY (not its start-up) to the sync's end.
-    k0 = tree_cpu(load.pid) if load else 0.0
-    t, c0, m0 = time.perf_counter(), cpu(pid), sum(os.times()[:2])
-    geo("start")
-    dst = f"{base}/fs/sb/run{n}"
-    # Polled cheaply: a pointer over the names (one stat per file, once), the sizes checked at
-    # the end. The poll must not take the CPU the sync needs.
-    j = 0
-    while True:
-        while j < files and os.path.exists(f"{dst}/f{j}"):
-            j += 1
-        if j == files and all(os.stat(f"{dst}/f{k}").st_size == size for k in range(files)):
-            break
-        time.sleep(0.1)
-    took = time.perf_counter() - t
-    daemon_by[loaded].append((cpu(pid) - c0) / took)
-    load_by[loaded].append(((tree_cpu(load.pid) - k0) if load else 0.0) / took)
-    own_by[loaded].append((sum(os.times()[:2]) - m0) / took)
-    if load:
-        out, _ = load.communicate(input="")
-        reports.append(json.loads(out.strip().splitlines()[-1]))
-    took_by[loaded].append(took)
-    print(f"run {n}: {'with' if loaded else 'without'} the load: {took:.2f} s", file=sys.stderr)
-    # The run's files go again (untimed), so that every run starts from the same volumes.
-    subprocess.run(["rm", "-rf", d], check=True)
-    while os.path.exists(dst):
-        time.sleep(0.1)
+    for n in range(2 * args.runs):
+        # Pairs, the loaded run first in every other pair: neither kind always follows the other.
+        one_run(n, (n % 2 == 1) != (n // 2 % 2 == 1))
+    json.dump(reports, open(args.reports, "w"))
+    plain, loaded = took_by[False], took_by[True]
+    p, l = statistics.median(plain), statistics.median(loaded)
+    mp, ml = statistics.mean(plain), statistics.mean(loaded)
+    pct = lambda v: f"{statistics.median(v) * 100:.1f}%"
+    runs = lambda v: ", ".join(f"{x:.2f}" for x in v)
+    print(f"| sync of {files} files of {size} B, {args.runs} runs each | median | mean | runs (s) |")
+    print("|---|---|---|---|")
+    print(f"| without the load | {p:.2f} s | {mp:.2f} s | {runs(plain)} |")
+    print(f"| with {args.label} | {l:.2f} s ({(l / p - 1) * 100:+.1f}%) | {ml:.2f} s ({(ml / mp - 1) * 100:+.1f}%) | {runs(loaded)} |")
+    print()
+    print("| CPU during the sync (median, of one core) | without the load | with it |")
+    print("|---|---|---|")
+    print(f"| georepd (primary) | {pct(daemon_by[False])} | {pct(daemon_by[True])} |")
+    print(f"| the load, with every process it started | {pct(load_by[False])} | {pct(load_by[True])} |")
+    print(f"| this script (the poll) | {pct(own_by[False])} | {pct(own_by[True])} |")
 
 
-for n in range(2 * args.runs):
-    # Pairs, the loaded run first in every other pair: neither kind always follows the other.
-    one_run(n, (n % 2 == 1) != (n // 2 % 2 == 1))
-json.dump(reports, open(args.reports, "w"))
-plain, loaded = took_by[False], took_by[True]
-p, l = statistics.median(plain), statistics.median(loaded)
-mp, ml = statistics.mean(plain), statistics.mean(loaded)
-pct = lambda v: f"{statistics.median(v) * 100:.1f}%"
-runs = lambda v: ", ".join(f"{x:.2f}" for x in v)
-print(f"| sync of {files} files of {size} B, {args.runs} runs each | median | mean | runs (s) |")
-print("|---|---|---|---|")
-print(f"| without the load | {p:.2f} s | {mp:.2f} s | {runs(plain)} |")
-print(f"| with {args.label} | {l:.2f} s ({(l / p - 1) * 100:+.1f}%) | {ml:.2f} s ({(ml / mp - 1) * 100:+.1f}%) | {runs(loaded)} |")
-print()
-print("| CPU during the sync (median, of one core) | without the load | with it |")
-print("|---|---|---|")
-print(f"| georepd (primary) | {pct(daemon_by[False])} | {pct(daemon_by[True])} |")
-print(f"| the load, with every process it started | {pct(load_by[False])} | {pct(load_by[True])} |")
-print(f"| this script (the poll) | {pct(own_by[False])} | {pct(own_by[True])} |")
+if __name__ == "__main__":
+    main()

@@ -1,6 +1,7 @@
 // The load of scripts/bench/ui: N pages of the web console open in one headless Chromium
-// (Debian's, driven by playwright-core), logged in, on the given views (hash routes, in turn),
-// each updating itself as an operator's would. Says READY once every page shows its view;
+// (Debian's, driven by playwright-core), each in a browser context of its own (as N operators'
+// browsers), logged in, on the given views (hash routes, in turn), each updating itself as an
+// operator's would. Says READY once every page shows its view;
 // when standard input closes, prints one JSON line: for each page the bytes it received and
 // sent (Chrome's own network accounting: headers and bodies, the event stream included) and
 // the seconds it was measured.
@@ -15,10 +16,11 @@ async function main() {
     executablePath: '/usr/bin/chromium',
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  await context.addInitScript((t) => sessionStorage.setItem('georep.token', t), token);
   const pages = [];
   for (let i = 0; i < Number(n); i++) {
+    // A context each, as N operators' browsers: each page reads its own event stream.
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    await context.addInitScript((t) => sessionStorage.setItem('georep.token', t), token);
     const page = await context.newPage();
     const cdp = await context.newCDPSession(page);
     const counted = { received: 0, sent: 0 };

@@ -860,16 +860,55 @@ async function destinationsView() {
 // EventSource cannot send the token, so the stream is read through fetch: the same SSE,
 // parsed here; on a lost connection it comes back with the last id seen (the server replays
 // what was missed), and the page refreshes.
+//
+// A browser keeps at most six connections to one server, and a stream holds one for good:
+// so one tab of the browser (the holder of a Web Lock) reads the stream and tells the others
+// through a BroadcastChannel; when it closes, another takes over. Without those APIs, each
+// tab reads its own.
 let streamAbort = null;
 let lastEventId = '';
+let holder = false;
+const channel = 'BroadcastChannel' in window ? new BroadcastChannel('georep-events') : null;
+if (channel) {
+  channel.onmessage = (m) => {
+    const d = m.data || {};
+    if (d.type === 'event') refreshSoon();
+    if (d.type === 'conn' && !holder) {
+      if (d.up && online === false) refreshSoon();
+      connection(d.up);
+    }
+    if (d.type === 'ask' && holder && online !== null) channel.postMessage({ type: 'conn', up: online });
+  };
+}
+function live(up) {
+  connection(up);
+  if (holder && channel) channel.postMessage({ type: 'conn', up });
+}
 function stopStream() {
   if (streamAbort) streamAbort.abort();
   streamAbort = null;
 }
-async function stream() {
+function stream() {
   stopStream();
   const ctl = new AbortController();
   streamAbort = ctl;
+  if (channel && navigator.locks) {
+    channel.postMessage({ type: 'ask' });
+    navigator.locks
+      .request('georep-event-stream', { signal: ctl.signal }, async () => {
+        holder = true;
+        try {
+          await readStream(ctl);
+        } finally {
+          holder = false;
+        }
+      })
+      .catch(() => {});
+  } else {
+    readStream(ctl);
+  }
+}
+async function readStream(ctl) {
   let backoff = 1000;
   while (!ctl.signal.aborted) {
     try {
@@ -878,7 +917,7 @@ async function stream() {
       if (r.status === 401) return logout('The token was refused: log in again.');
       if (!r.ok) throw new Error(`HTTP ${r.status}`);
       const wasDown = online === false;
-      connection(true);
+      live(true);
       backoff = 1000;
       if (wasDown) refreshSoon();
       const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -896,13 +935,16 @@ async function stream() {
             if (line.startsWith('id:')) lastEventId = line.slice(3).trim();
             if (line.startsWith('event:')) ev = line.slice(6).trim();
           }
-          if (ev) refreshSoon();
+          if (ev) {
+            refreshSoon();
+            if (channel) channel.postMessage({ type: 'event', event: ev });
+          }
         }
       }
     } catch (e) {
       if (ctl.signal.aborted) return;
     }
-    connection(false);
+    live(false);
     await sleep(backoff);
     backoff = Math.min(backoff * 2, 8000);
   }
