@@ -235,13 +235,39 @@ async function run(page, context) {
   await screenshot(page, 'phone');
   await page.setViewportSize({ width: 1280, height: 800 });
 
-  step('stop (confirmed), then remove the session');
+  step('eight tabs of one browser: all live (one reads the event stream for all)');
+  const tabs = [];
+  for (let i = 0; i < 8; i++) {
+    const t = await context.newPage();
+    await t.goto(`${URL}/#/volumes/${PVOL}`);
+    await t.evaluate((token) => sessionStorage.setItem('georep.token', token), TOKEN);
+    await t.reload();
+    await t.locator(`tr[data-session="${SESSION}"]`).waitFor({ timeout: 20000 });
+    tabs.push(t);
+  }
+  await until('every tab Live', async () => {
+    for (const t of tabs) if ((await t.locator('#conn.live').count()) === 0) return false;
+    return true;
+  }, 20000);
+  for (const t of tabs) await t.close();
+
+  step('stop (confirmed), start, stop, then remove the session');
   await sessionRow.click();
+  const stop = async () => {
+    await page.getByRole('button', { name: 'Stop' }).click();
+    await dialog.getByText(`Stop the session ${PVOL}`).waitFor();
+    await dialog.getByRole('button', { name: 'Stop' }).click();
+    await until('Stopped', async () => /STOPPED/.test(await sessionRow.innerText()), 30000);
+  };
+  await stop();
+  assert(await page.getByRole('button', { name: 'Stop' }).isDisabled(), 'Stop is disabled for a stopped session');
+  await page.getByRole('button', { name: 'Start' }).click();
+  await until('Active after Start', async () => /ACTIVE/.test(await sessionRow.innerText()), 60000);
   await page.getByRole('button', { name: 'Stop' }).click();
   await dialog.getByText(`Stop the session ${PVOL}`).waitFor();
   await screenshot(page, 'stop-confirm');
-  await dialog.getByRole('button', { name: 'Stop' }).click();
-  await until('Stopped', async () => /STOPPED/.test(await sessionRow.innerText()), 30000);
+  await dialog.getByRole('button', { name: 'Cancel' }).click();
+  await stop();
   await page.getByRole('button', { name: 'Remove' }).click();
   await dialog.getByRole('button', { name: 'Remove' }).click();
   await until('the session gone', async () => (await sessionRow.count()) === 0, 30000);
