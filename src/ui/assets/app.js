@@ -333,11 +333,15 @@ function logout(message) {
 async function volumesView() {
   const main = page('Volumes');
   const body = h('div', { class: 'panel' });
+  let lastSeen = '';
   main.append(body);
   view = {
     async refresh() {
       const vols = await api('GET', '/volumes');
       const sessions = await Promise.all(vols.map((v) => api('GET', `/volumes/${enc(v.name)}/geo-replication-sessions`).catch(() => [])));
+      const seen = JSON.stringify([vols, sessions]);
+      if (seen === lastSeen) return;
+      lastSeen = seen;
       const rows = vols.map((v, i) =>
         h(
           'tr',
@@ -360,6 +364,7 @@ async function volumeView(vol) {
   const main = page(vol, [h('a', { href: '#/volumes' }, 'Volumes'), ' / ', vol]);
   let tab = 'sessions';
   let selected = null;
+  let lastSeen = '';
   let sessions = [];
   let volume = null;
   const tabs = h('div', { class: 'tabs', role: 'tablist' });
@@ -441,7 +446,11 @@ async function volumeView(vol) {
   }
   view = {
     async refresh() {
-      [volume, sessions] = await Promise.all([api('GET', `/volumes/${enc(vol)}`), api('GET', `/volumes/${enc(vol)}/geo-replication-sessions`)]);
+      const got = await Promise.all([api('GET', `/volumes/${enc(vol)}`), api('GET', `/volumes/${enc(vol)}/geo-replication-sessions`)]);
+      const seen = JSON.stringify(got);
+      if (seen === lastSeen) return;
+      lastSeen = seen;
+      [volume, sessions] = got;
       if (!sessions.some((x) => x.id === selected)) selected = sessions.length === 1 ? sessions[0].id : null;
       render();
     },
@@ -609,6 +618,7 @@ async function sessionView(vol, id) {
   const main = page(`${vol} → ${id}`, [h('a', { href: '#/volumes' }, 'Volumes'), ' / ', h('a', { href: `#/volumes/${enc(vol)}` }, vol), ' / ', id]);
   const path = sessionPath(vol, id);
   let samples = [];
+  let lastSeen = '';
   const seenCrawl = new Map(); // brick -> [first time, first entries]
   const head = h('div');
   const toolbar = h('div', { class: 'toolbar', role: 'toolbar', 'aria-label': 'Session actions' });
@@ -634,6 +644,15 @@ async function sessionView(vol, id) {
       const [session, more, failed] = await Promise.all([api('GET', path), api('GET', `${path}/samples?after=${after}`), api('GET', `${path}/failures`)]);
       s = session;
       samples = samples.concat(more).filter((p) => p.t >= Date.now() / 1000 - HOUR);
+      // Only what changed is drawn again: the graphs when samples came, the rest when the
+      // session or its failures did (an idle page costs the browser next to nothing).
+      if (more.length || !charts.hasChildNodes()) {
+        const pts = (f) => samples.map((p) => [p.t, Number(p[f])]);
+        charts.replaceChildren(chart('Lag', pts('lag_seconds'), fmtDuration), chart('Files synced', pts('files_synced'), fmtCount), chart('Bytes synced', pts('bytes_synced'), fmtBytes));
+      }
+      const seen = JSON.stringify([session, failed]);
+      if (seen === lastSeen) return;
+      lastSeen = seen;
       const can = allowed(s.status);
       for (const [a, b] of Object.entries(buttons)) b.disabled = !can[a];
       const faulty = s.bricks.filter((b) => b.worker_status === 'Faulty');
@@ -667,8 +686,6 @@ async function sessionView(vol, id) {
           return h('div', {}, h('label', {}, `Hybrid crawl of ${b.primary_brick}: ${fmtCount(b.crawl_entries)} of about ${fmtCount(b.crawl_total)} entries (${pct.toFixed(0)}%${eta})`), h('progress', { max: '100', value: pct.toFixed(1) }));
         }),
       );
-      const pts = (f) => samples.map((p) => [p.t, Number(p[f])]);
-      charts.replaceChildren(chart('Lag', pts('lag_seconds'), fmtDuration), chart('Files synced', pts('files_synced'), fmtCount), chart('Bytes synced', pts('bytes_synced'), fmtBytes));
       bricks.replaceChildren(
         table(
           ['Node', 'Brick', 'Status', 'Crawl status', 'Last synced', 'Entry', 'Data', 'Meta', 'Failures', 'Checkpoint time', 'Checkpoint completed', 'Completion time', 'Secondary node'],
@@ -736,6 +753,7 @@ async function destinationsView() {
   const main = page('Destinations');
   let dests = [];
   let selected = null;
+  let lastSeen = '';
   const toolbar = h('div', { class: 'toolbar', role: 'toolbar', 'aria-label': 'Destination actions' });
   const list = h('div');
   main.append(h('div', { class: 'panel' }, toolbar, list));
@@ -847,7 +865,11 @@ async function destinationsView() {
   }
   view = {
     async refresh() {
-      dests = await api('GET', '/destinations');
+      const got = await api('GET', '/destinations');
+      const seen = JSON.stringify(got);
+      if (seen === lastSeen) return;
+      lastSeen = seen;
+      dests = got;
       if (!dests.some((d) => d.host === selected)) selected = null;
       render();
     },
