@@ -129,7 +129,10 @@ fn api_and_cli_are_one_core() {
     std::fs::write(c.p("through-api"), "x").unwrap();
     c.assert_converged(Duration::from_secs(60));
     // The file may have gone with the first (Hybrid) crawl; wait for the Changelog crawl.
-    assert!(common::wait_until(Duration::from_secs(20), || c.rows(false).first().is_some_and(|r| r[7] == "Changelog Crawl")));
+    assert!(common::wait_until(Duration::from_secs(20), || c
+        .rows(false)
+        .first()
+        .is_some_and(|r| r[7] == "Changelog Crawl")));
     std::thread::sleep(Duration::from_millis(300)); // the API's rows are at most 250 ms old
     let (code, view) = http(&c.pri, "GET", &s, Some(&t), None);
     assert_eq!(code, 200);

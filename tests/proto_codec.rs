@@ -101,7 +101,11 @@ fn msg() -> impl Strategy<Value = Msg> {
             .prop_map(|(since_ms, inodes, dirs, lines)| Msg::Tail { since_ms, inodes, dirs, lines }),
         Just(Msg::Restore),
         Just(Msg::Probe),
-        (any::<u16>(), ".{0,20}", prop::collection::vec((".{0,12}", any::<bool>(), any::<bool>(), any::<u64>(), any::<u64>()), 0..4))
+        (
+            any::<u16>(),
+            ".{0,20}",
+            prop::collection::vec((".{0,12}", any::<bool>(), any::<bool>(), any::<u64>(), any::<u64>()), 0..4)
+        )
             .prop_map(|(version, software, v)| Msg::Inventory {
                 version,
                 software,

@@ -40,7 +40,8 @@ fn chattr(flag: &str, p: &std::path::Path) {
 #[test]
 fn the_console_in_a_real_browser() {
     assert!(
-        std::path::Path::new(PLAYWRIGHT).join("playwright-core").exists() && std::path::Path::new("/usr/bin/chromium").exists(),
+        std::path::Path::new(PLAYWRIGHT).join("playwright-core").exists()
+            && std::path::Path::new("/usr/bin/chromium").exists(),
         "playwright-core and chromium are needed: run scripts/deps"
     );
     let mut s = Sites::new("ui", 93, &["a", "b"]);

@@ -404,9 +404,7 @@ impl Link {
         self.send(&Msg::SignatureRequest { batch, gfid, block_size })?;
         self.w.flush()?;
         match self.answer()? {
-            Msg::Signature { batch: b, gfid: g, size, signature } if b == batch && g == gfid => {
-                Ok((size, signature))
-            }
+            Msg::Signature { batch: b, gfid: g, size, signature } if b == batch && g == gfid => Ok((size, signature)),
             Msg::Error { message } => bail!("receiver: {message}"),
             other => bail!("receiver: unexpected answer to a signature request: {other:?}"),
         }
