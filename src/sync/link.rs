@@ -256,7 +256,7 @@ impl Link {
                 Some(t) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
                     anyhow::anyhow!("the secondary did not answer within {} s (secondary-timeout)", t.as_secs())
                 }
-                _ => anyhow::Error::from(e).context("the connection to the secondary failed"),
+                _ => e.into(),
             }),
         }
     }
