@@ -39,10 +39,14 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
 }
 
 fn serve(name: &str, headers: &HeaderMap) -> Response {
-    let Some(a) = ASSETS.iter().find(|a| a.name == name) else {
+    let Some((i, a)) = ASSETS.iter().enumerate().find(|(_, a)| a.name == name) else {
         return (StatusCode::NOT_FOUND, "no such file").into_response();
     };
-    let tag = format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(a.body));
+    // Each file's tag is its content's hash, made once.
+    static TAGS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let tags = TAGS
+        .get_or_init(|| ASSETS.iter().map(|a| format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(a.body))).collect());
+    let tag = &tags[i];
     let mut h = HeaderMap::new();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(a.mime));
     // Always asked again, answered 304 while unchanged: a new georepd's UI is seen at once.
@@ -50,10 +54,10 @@ fn serve(name: &str, headers: &HeaderMap) -> Response {
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    if let Ok(v) = HeaderValue::from_str(&tag) {
+    if let Ok(v) = HeaderValue::from_str(tag) {
         h.insert(header::ETAG, v);
     }
-    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v == tag) {
+    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v == tag.as_str()) {
         return (StatusCode::NOT_MODIFIED, h).into_response();
     }
     (h, a.body).into_response()
