@@ -2,7 +2,8 @@
 # secondary a local peer, as scripts/demo sets them up) on a fresh ext4 image, volumes pvol
 # and svol, the session pvol -> TAG-s::svol created and started, the primary volume mounted
 # at $BASE/fs/pm. Set BASE (a directory of the bench's own), TAG (the nodes' name prefix) and
-# IMG_MB (the image's size) first; then `two_nodes_up`. Gives `node p|s` (the node's
+# FILES and SIZE (the image holds a run's files on both bricks, with room; IMG_MB overrides)
+# first; then `two_nodes_up`. Gives `node p|s` (the node's
 # environment), `geo WORDS...` (the session's commands), $API (the primary's API address) and
 # $TOKEN. Everything is taken down on exit.
 
@@ -21,7 +22,8 @@ two_nodes_up() {
   trap two_nodes_down EXIT
   two_nodes_down
   mkdir -p "$BASE/fs" "$BASE/s" "$BASE/p"
-  truncate -s "${IMG_MB}M" "$BASE/ext4.img"; mkfs.ext4 -q -F "$BASE/ext4.img"; mount -o loop "$BASE/ext4.img" "$BASE/fs"
+  local img=${IMG_MB:-$(( 4 * FILES * (SIZE + 4096) * 13 / 10 / 1048576 + 2048 ))}
+  truncate -s "${img}M" "$BASE/ext4.img"; mkfs.ext4 -q -F "$BASE/ext4.img"; mount -o loop "$BASE/ext4.img" "$BASE/fs"
   env $(node s) georepd --node-name "$TAG-s" --listen none > "$BASE/s/georepd.log" 2>&1 &
   env $(node p) georepd --node-name "$TAG-p" --listen 127.0.0.1:0 --local-peer "$TAG-s=$BASE/s/run" > "$BASE/p/georepd.log" 2>&1 &
   for _ in $(seq 100); do [ -S "$BASE/s/run/georepd.sock" ] && [ -S "$BASE/p/run/georepd.sock" ] && break; sleep 0.1; done
