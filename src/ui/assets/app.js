@@ -28,6 +28,16 @@ function h(tag, attrs, ...kids) {
 const $ = (sel, root = document) => root.querySelector(sel);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const enc = encodeURIComponent;
+/** A test of whether a view's data changed since it was last drawn: changed(data) is false when not. */
+function changes() {
+  let last = '';
+  return (data) => {
+    const seen = JSON.stringify(data);
+    if (seen === last) return false;
+    last = seen;
+    return true;
+  };
+}
 
 function fmtDuration(s) {
   if (s === null || s === undefined || Number.isNaN(s)) return '-';
@@ -333,15 +343,13 @@ function logout(message) {
 async function volumesView() {
   const main = page('Volumes');
   const body = h('div', { class: 'panel' });
-  let lastSeen = '';
+  const changed = changes();
   main.append(body);
   view = {
     async refresh() {
       const vols = await api('GET', '/volumes');
       const sessions = await Promise.all(vols.map((v) => api('GET', `/volumes/${enc(v.name)}/geo-replication-sessions`).catch(() => [])));
-      const seen = JSON.stringify([vols, sessions]);
-      if (seen === lastSeen) return;
-      lastSeen = seen;
+      if (!changed([vols, sessions])) return;
       const rows = vols.map((v, i) =>
         h(
           'tr',
@@ -364,7 +372,7 @@ async function volumeView(vol) {
   const main = page(vol, [h('a', { href: '#/volumes' }, 'Volumes'), ' / ', vol]);
   let tab = 'sessions';
   let selected = null;
-  let lastSeen = '';
+  const changed = changes();
   let sessions = [];
   let volume = null;
   const tabs = h('div', { class: 'tabs', role: 'tablist' });
@@ -447,9 +455,7 @@ async function volumeView(vol) {
   view = {
     async refresh() {
       const got = await Promise.all([api('GET', `/volumes/${enc(vol)}`), api('GET', `/volumes/${enc(vol)}/geo-replication-sessions`)]);
-      const seen = JSON.stringify(got);
-      if (seen === lastSeen) return;
-      lastSeen = seen;
+      if (!changed(got)) return;
       [volume, sessions] = got;
       if (!sessions.some((x) => x.id === selected)) selected = sessions.length === 1 ? sessions[0].id : null;
       render();
@@ -618,7 +624,7 @@ async function sessionView(vol, id) {
   const main = page(`${vol} → ${id}`, [h('a', { href: '#/volumes' }, 'Volumes'), ' / ', h('a', { href: `#/volumes/${enc(vol)}` }, vol), ' / ', id]);
   const path = sessionPath(vol, id);
   let samples = [];
-  let lastSeen = '';
+  const changed = changes();
   const seenCrawl = new Map(); // brick -> [first time, first entries]
   const head = h('div');
   const toolbar = h('div', { class: 'toolbar', role: 'toolbar', 'aria-label': 'Session actions' });
@@ -650,9 +656,7 @@ async function sessionView(vol, id) {
         const pts = (f) => samples.map((p) => [p.t, Number(p[f])]);
         charts.replaceChildren(chart('Lag', pts('lag_seconds'), fmtDuration), chart('Files synced', pts('files_synced'), fmtCount), chart('Bytes synced', pts('bytes_synced'), fmtBytes));
       }
-      const seen = JSON.stringify([session, failed]);
-      if (seen === lastSeen) return;
-      lastSeen = seen;
+      if (!changed([session, failed])) return;
       const can = allowed(s.status);
       for (const [a, b] of Object.entries(buttons)) b.disabled = !can[a];
       const faulty = s.bricks.filter((b) => b.worker_status === 'Faulty');
@@ -753,7 +757,7 @@ async function destinationsView() {
   const main = page('Destinations');
   let dests = [];
   let selected = null;
-  let lastSeen = '';
+  const changed = changes();
   const toolbar = h('div', { class: 'toolbar', role: 'toolbar', 'aria-label': 'Destination actions' });
   const list = h('div');
   main.append(h('div', { class: 'panel' }, toolbar, list));
@@ -866,9 +870,7 @@ async function destinationsView() {
   view = {
     async refresh() {
       const got = await api('GET', '/destinations');
-      const seen = JSON.stringify(got);
-      if (seen === lastSeen) return;
-      lastSeen = seen;
+      if (!changed(got)) return;
       dests = got;
       if (!dests.some((d) => d.host === selected)) selected = null;
       render();
