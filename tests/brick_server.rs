@@ -359,3 +359,42 @@ fn ioctls_are_answered_enotty_without_a_word_in_the_log() {
     assert!(!log.to_lowercase().contains("ioctl"), "{log}");
     assert!(log.len() < 8192, "{} bytes of log for 3,000 isatty() calls", log.len());
 }
+
+/// A worker's crawl that meets a name just made through a mount, before the mount gave it its
+/// GFID, asks the brick server to adopt it: the creator keeps its GFID and the user's create
+/// succeeds (before, the adopter could win, and the create failed with EEXIST).
+#[test]
+fn adopting_a_name_being_created_waits_for_its_creator() {
+    use std::sync::atomic::Ordering;
+    let m = Mount::new("rollover-time=600");
+    fs::create_dir(m.p("d")).unwrap();
+    let run = georep::daemon::dirs::Dirs::from_env().run;
+    // The adopter asks for the name the creator makes next, again and again until it exists.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                let rel = format!("d/f{}", next.load(Ordering::Relaxed));
+                let _ = georep::fs::server::adopt(&run, &m.brick, Path::new(&rel));
+            }
+        });
+        let made = (0..3000).try_for_each(|i| {
+            next.store(i, Ordering::Relaxed);
+            fs::write(m.p(&format!("d/f{i}")), "x").map_err(|e| format!("create d/f{i}: {e}"))
+        });
+        done.store(true, Ordering::Relaxed);
+        made.unwrap();
+    });
+    // Every file was recorded once, as a create, with the GFID it has.
+    m.umount();
+    let mut creates = std::collections::HashMap::new();
+    for r in m.records().into_iter().filter(|r| r.op == Op::Create) {
+        *creates.entry(r.gfid).or_insert(0) += 1;
+    }
+    for i in 0..3000 {
+        let gfid = xattr::get(m.b(&format!("d/f{i}")), "trusted.gfid").unwrap().unwrap();
+        let gfid = georep::types::Gfid::from_slice(&gfid).unwrap();
+        assert_eq!(creates.get(&gfid), Some(&1), "d/f{i}");
+    }
+}

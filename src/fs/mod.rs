@@ -36,7 +36,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use crate::changelog::{ChangelogConfig, Recorder};
-use crate::types::PRIVATE_DIR;
+use crate::types::{Gfid, PRIVATE_DIR};
 use brick::Brick;
 use handles::HandleTable;
 use inode::{InodeTable, ROOT_INO};
@@ -224,10 +224,11 @@ impl BrickFs {
         &self.brick
     }
 
-    /// The lock held while `name` is made in the directory with node id `parent`, until its
-    /// inode has its GFID.
-    pub(crate) fn creating(&self, parent: u64, name: &OsStr) -> parking_lot::MutexGuard<'_, ()> {
-        let h = xxhash_rust::xxh3::xxh3_64_with_seed(name.as_bytes(), parent);
+    /// The lock held while `name` is made in the directory `parent`, until its inode has its
+    /// GFID; whoever else would give a name it finds without a GFID one (a lookup through
+    /// another mount, a crawl's `adopt`) takes it first, and so waits for the creator.
+    pub(crate) fn creating(&self, parent: &Gfid, name: &OsStr) -> parking_lot::MutexGuard<'_, ()> {
+        let h = xxhash_rust::xxh3::xxh3_64_with_seed(name.as_bytes(), xxhash_rust::xxh3::xxh3_64(&parent.0));
         self.creating[h as usize % self.creating.len()].lock()
     }
 
@@ -331,6 +332,7 @@ impl BrickFs {
             }
             let fd = sys::open_path(dir.as_fd(), name)?;
             let st = sys::fstat(fd.as_fd())?;
+            let creating = self.creating(&dir_gfid, name);
             let (g, new) = brick::ensure_gfid_new(fd.as_fd(), &self.brick.gfids)?;
             if new {
                 log::warn!(
@@ -339,6 +341,7 @@ impl BrickFs {
                 );
                 self.record_found(dir_gfid, name, fd.as_fd(), &st, g, Origin::User)?;
             }
+            drop(creating);
             gfid = g;
             if i + 1 < names.len() {
                 if st.st_mode & libc::S_IFMT != libc::S_IFDIR {

@@ -217,7 +217,7 @@ impl OverlayFs {
         {
             return Err(Errno::EPERM);
         }
-        let creating = self.creating(parent.ino, &e.name);
+        let creating = self.creating(&parent.gfid, &e.name);
         // The exact mode (no umask); the owner is set just after, group included.
         sys::set_thread_umask(0).map_err(errno)?;
         let fd = {

@@ -84,7 +84,7 @@ impl OverlayFs {
                 }
                 // Without a GFID: being made through another mount (wait until it has one),
                 // or made while nothing recorded (give it one, recorded as new).
-                let _creating = me.creating(parent.ino, name);
+                let _creating = me.creating(&pgfid, name);
                 let (g, new) = ensure_gfid_new(fd.as_fd(), &me.brick.gfids)?;
                 if new {
                     me.record_found(pgfid, name, fd.as_fd(), &st, g, me.origin())?;
@@ -172,7 +172,7 @@ impl OverlayFs {
     ) -> R<(Arc<Inode>, libc::stat)> {
         self.check_new(parent, name)?;
         let pfd = parent.fd().map_err(errno)?;
-        let creating = self.creating(parent.ino, name);
+        let creating = self.creating(&parent.gfid, name);
         {
             let _as_caller = sys::CreateAs::new(self.gid(req), umask).map_err(errno)?;
             make(pfd.as_fd()).map_err(errno)?;

@@ -131,7 +131,7 @@ impl OverlayFs {
         self.check_new(parent, name)?;
         let oflags = reopen_flags(flags) | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
         let pfd = parent.fd().map_err(errno)?;
-        let creating = self.creating(parent.ino, name);
+        let creating = self.creating(&parent.gfid, name);
         let as_caller = sys::CreateAs::new(self.gid(req), umask).map_err(errno)?;
         // Out of descriptors, openat fails before it creates anything: a retry is safe.
         let created = self.inodes.with_room(|| sys::openat(pfd.as_fd(), name, oflags, mode & 0o7777));
