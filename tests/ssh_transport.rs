@@ -110,6 +110,23 @@ fn replicates_over_ssh_to_another_host() {
     let o = ssh(&["-o", "ExitOnForwardFailure=yes", "-N", "-L", "12722:127.0.0.1:22"]);
     assert!(!o.status.success(), "port forwarding must be refused");
 
+    // A receiver that cannot start: the row gives the remote's own words, not a broken stream.
+    let exe = c.dir.path().join("bin/georep");
+    std::fs::rename(&exe, exe.with_extension("away")).unwrap();
+    geo("config sync-jobs 2").ok(); // restarts the worker
+    let status = || c.pri.cli(&format!("volume geo-replication pvol {url} status --json")).stdout;
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            let s = status();
+            s.contains("the receiver did not start") && s.contains("No such file or directory; exit status 127")
+        }),
+        "{}",
+        status()
+    );
+    std::fs::rename(exe.with_extension("away"), &exe).unwrap();
+    std::fs::write(c.p("after-restore"), "back").unwrap();
+    c.assert_converged(Duration::from_secs(60));
+
     // A changed host key: the worker refuses the server, and the row says why.
     h.new_host_key();
     geo("config sync-jobs 4").ok(); // restarts the worker

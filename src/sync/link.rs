@@ -58,6 +58,8 @@ pub struct Link {
     child: Option<Child>,
     /// The SSH bridge's socket, shut down for writing at close.
     sock: Option<std::os::unix::net::UnixStream>,
+    /// What the remote receiver says on stderr, over SSH.
+    remote: Option<super::ssh::Remote>,
     w: BufWriter<Box<dyn Write + Send>>,
     r: BufReader<Box<dyn Read + Send>>,
     level: i32,
@@ -188,12 +190,14 @@ impl Link {
                 Link::spawn(c, ends, level, join)
             }
             Transport::Ssh { target, command } => {
-                let sock = super::ssh::connect(target, command, learn)?;
+                let (sock, remote) = super::ssh::connect(target, command, learn)?;
                 sock.set_read_timeout(target.answer_timeout)?;
                 let r: Box<dyn Read + Send> = Box::new(sock.try_clone()?);
                 let w: Box<dyn Write + Send> = Box::new(sock.try_clone()?);
-                let mut link = Link::over(None, Some(sock), r, w, ends, level, join)?;
+                let mut link = Link::new(None, Some(sock), r, w, level);
                 link.answer_timeout = target.answer_timeout;
+                link.remote = Some(remote);
+                link.handshake(ends, join)?;
                 Ok(link)
             }
         }
@@ -207,22 +211,23 @@ impl Link {
             .with_context(|| format!("start the receiver {:?}", cmd.get_program()))?;
         let w: Box<dyn Write + Send> = Box::new(child.stdin.take().unwrap());
         let r: Box<dyn Read + Send> = Box::new(child.stdout.take().unwrap());
-        Link::over(Some(child), None, r, w, ends, level, join)
+        let mut link = Link::new(Some(child), None, r, w, level);
+        link.handshake(ends, join)?;
+        Ok(link)
     }
 
-    fn over(
+    fn new(
         child: Option<Child>,
         sock: Option<std::os::unix::net::UnixStream>,
         r: Box<dyn Read + Send>,
         w: Box<dyn Write + Send>,
-        ends: &Ends,
         level: i32,
-        join: Option<Join>,
-    ) -> anyhow::Result<Link> {
+    ) -> Link {
         let welcome = Welcome { volume: VolumeId([0; 16]), empty: false, total_bytes: 0, avail_bytes: 0, pid: 0 };
-        let mut link = Link {
+        Link {
             child,
             sock,
+            remote: None,
             w: BufWriter::with_capacity(1 << 20, w),
             r: BufReader::with_capacity(1 << 16, r),
             level,
@@ -235,11 +240,9 @@ impl Link {
             jobs: Vec::new(),
             failures_elsewhere: Vec::new(),
             limit: None,
-            origin: ends.primary,
+            origin: VolumeId::NIL,
             inventory: None,
-        };
-        link.handshake(ends, join)?;
-        Ok(link)
+        }
     }
 
     /// The receiver's next message; an answer that does not come within the transport's
@@ -249,9 +252,12 @@ impl Link {
     fn answer(&mut self) -> anyhow::Result<Msg> {
         match proto::read_frame(&mut self.r) {
             Ok(Some(m)) => Ok(m),
-            Ok(None) => bail!(
-                "the secondary closed the connection (its receiver or sshd stopped, or the network between went down)"
-            ),
+            Ok(None) => Err(match self.last_words() {
+                Some(words) => anyhow::anyhow!("the secondary closed the connection: {words}"),
+                None => anyhow::anyhow!(
+                    "the secondary closed the connection (its receiver or sshd stopped, or the network between went down)"
+                ),
+            }),
             Err(e) => Err(match self.answer_timeout {
                 Some(t) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
                     anyhow::anyhow!("the secondary did not answer within {} s (secondary-timeout)", t.as_secs())
@@ -261,23 +267,41 @@ impl Link {
         }
     }
 
+    /// What the remote receiver said on stderr and how it ended, if the transport knows.
+    fn last_words(&self) -> Option<String> {
+        self.remote.as_ref().and_then(|r| r.last_words())
+    }
+
     fn handshake(&mut self, ends: &Ends, join: Option<Join>) -> anyhow::Result<()> {
-        self.w.write_all(proto::FRAME_MAGIC)?;
+        self.origin = ends.primary;
         let probe = ends.probe;
-        if probe {
-            self.send(&Msg::Probe)?;
+        let hello = if probe {
+            Msg::Probe
         } else {
-            self.send(&Msg::Hello {
+            Msg::Hello {
                 version: PROTOCOL_VERSION,
                 secondary_volume: ends.secondary_volume.clone(),
                 join,
                 primary: ends.primary,
                 primary_name: ends.primary_name.clone(),
-            })?;
-        }
-        self.w.flush()?;
+            }
+        };
         let mut magic = [0u8; 8];
-        self.r.read_exact(&mut magic).context("the receiver closed the connection")?;
+        let greeted: anyhow::Result<()> = (|| {
+            self.w.write_all(proto::FRAME_MAGIC)?;
+            self.send(&hello)?;
+            self.w.flush()?;
+            self.r.read_exact(&mut magic).context("the receiver closed the connection")?;
+            Ok(())
+        })();
+        // A receiver that never started (not found, not allowed, refused by its forced command)
+        // is told by what the remote said, not by the broken stream.
+        if let Err(e) = greeted {
+            return Err(match self.last_words() {
+                Some(words) => anyhow::anyhow!("the receiver did not start: {words}"),
+                None => e,
+            });
+        }
         if &magic != proto::FRAME_MAGIC {
             bail!("the peer is not a georep receiver");
         }

@@ -203,14 +203,55 @@ async fn open(
     Ok((h, ch))
 }
 
+/// What the remote command said on its standard error and how it ended, kept by the bridge
+/// so that a link that ends early can say why (command not found, permission denied, the
+/// receiver's own refusal) rather than only that it ended.
+#[derive(Clone, Debug, Default)]
+pub struct Remote(Arc<parking_lot::Mutex<RemoteEnd>>);
+
+#[derive(Debug, Default)]
+struct RemoteEnd {
+    /// The last bytes of its standard error.
+    stderr: Vec<u8>,
+    exit: Option<u32>,
+}
+
+/// How much of the remote's standard error is kept: its last lines are what tells.
+const STDERR_KEPT: usize = 4096;
+
+impl Remote {
+    fn said(&self, data: &[u8]) {
+        let mut end = self.0.lock();
+        end.stderr.extend_from_slice(data);
+        let over = end.stderr.len().saturating_sub(STDERR_KEPT);
+        end.stderr.drain(..over);
+    }
+
+    /// The remote command's last line on standard error and its exit status, as one phrase
+    /// ("sh: 1: georep: not found; exit status 127"), if it said or ended with anything.
+    pub fn last_words(&self) -> Option<String> {
+        let end = self.0.lock();
+        let text = String::from_utf8_lossy(&end.stderr);
+        let line = text.lines().map(str::trim).rfind(|l| !l.is_empty());
+        match (line, end.exit) {
+            (Some(l), Some(c)) => Some(format!("{l}; exit status {c}")),
+            (Some(l), None) => Some(l.to_string()),
+            (None, Some(c)) if c != 0 => Some(format!("exit status {c}")),
+            _ => None,
+        }
+    }
+}
+
 /// Connects, runs `command` on the secondary, and returns the local end of a stream carrying
-/// its stdin/stdout. With `learn`, an unknown host key is recorded (session create); a changed
-/// one is always refused.
-pub fn connect(t: &SshTarget, command: &str, learn: bool) -> Result<UnixStream, SshError> {
+/// its stdin/stdout, and what it says on stderr and how it ends. With `learn`, an unknown
+/// host key is recorded (session create); a changed one is always refused.
+pub fn connect(t: &SshTarget, command: &str, learn: bool) -> Result<(UnixStream, Remote), SshError> {
     let (mine, theirs) = UnixStream::pair().map_err(|e| SshError::Other(e.to_string()))?;
     let (tx, rx) = std::sync::mpsc::channel::<Result<(), SshError>>();
     let t = t.clone();
     let command = command.to_string();
+    let remote = Remote::default();
+    let kept = remote.clone();
     std::thread::Builder::new()
         .name("ssh".into())
         .spawn(move || {
@@ -231,13 +272,8 @@ pub fn connect(t: &SshTarget, command: &str, learn: bool) -> Result<UnixStream, 
                 };
                 let _ = tx.send(Ok(()));
                 let Ok(()) = theirs.set_nonblocking(true) else { return };
-                let Ok(mut sock) = tokio::net::UnixStream::from_std(theirs) else { return };
-                let mut stream = ch.into_stream();
-                // Big chunks: each becomes SSH packets of the server's largest size rather
-                // than one 8 KiB packet per chunk (sshd's work is per packet).
-                if let Err(e) =
-                    tokio::io::copy_bidirectional_with_sizes(&mut sock, &mut stream, 256 << 10, 64 << 10).await
-                {
+                let Ok(sock) = tokio::net::UnixStream::from_std(theirs) else { return };
+                if let Err(e) = bridge(sock, ch, &kept).await {
                     log::warn!("ssh {}: {e}", t.host);
                 }
                 let _ = h.disconnect(russh::Disconnect::ByApplication, "", "en").await;
@@ -245,10 +281,62 @@ pub fn connect(t: &SshTarget, command: &str, learn: bool) -> Result<UnixStream, 
         })
         .map_err(|e| SshError::Other(e.to_string()))?;
     match rx.recv() {
-        Ok(Ok(())) => Ok(mine),
+        Ok(Ok(())) => Ok((mine, remote)),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(SshError::Other("the SSH thread ended without a word".into())),
     }
+}
+
+/// Carries the socket's bytes to the channel's stdin and the channel's stdout to the socket,
+/// keeping its stderr and exit status in `remote`, until both directions have ended.
+async fn bridge(sock: tokio::net::UnixStream, ch: russh::Channel<client::Msg>, remote: &Remote) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut from_worker, mut to_worker) = sock.into_split();
+    let (mut from_remote, to_remote) = ch.split();
+    let up = async {
+        // Big chunks: each becomes SSH packets of the server's largest size rather than one
+        // 8 KiB packet per chunk (sshd's work is per packet).
+        let mut w = to_remote.make_writer();
+        let mut buf = vec![0u8; 256 << 10];
+        loop {
+            let n = from_worker.read(&mut buf).await?;
+            if n == 0 {
+                let _ = to_remote.eof().await;
+                return Ok::<(), std::io::Error>(());
+            }
+            w.write_all(&buf[..n]).await?;
+        }
+    };
+    let down = async {
+        // OpenSSH sends the exit status after the end of the output: once the output has
+        // ended, the status is waited for (briefly) before the worker is told.
+        let mut ended = false;
+        loop {
+            let next = if ended {
+                tokio::time::timeout(Duration::from_secs(2), from_remote.wait()).await.unwrap_or(None)
+            } else {
+                from_remote.wait().await
+            };
+            match next {
+                Some(russh::ChannelMsg::Data { data }) => to_worker.write_all(&data).await?,
+                Some(russh::ChannelMsg::ExtendedData { data, .. }) => remote.said(&data),
+                Some(russh::ChannelMsg::ExitStatus { exit_status }) => {
+                    remote.0.lock().exit = Some(exit_status);
+                    if ended {
+                        break;
+                    }
+                }
+                Some(russh::ChannelMsg::Eof) => ended = true,
+                Some(russh::ChannelMsg::Close) | None => break,
+                Some(_) => {}
+            }
+        }
+        to_worker.shutdown().await
+    };
+    // Each direction runs to its own end: an upload that fails (the channel closed) does not
+    // cut short the reading of what the remote said before it went.
+    let (u, d) = tokio::join!(up, down);
+    u.and(d)
 }
 
 /// Runs `command` on the host (no stdin) and returns its exit status and its output, stdout
