@@ -21,5 +21,7 @@ pub mod types;
 pub mod ui;
 pub mod unixmsg;
 
-/// The version printed by every program's `--version`.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub mod version;
+
+/// The release, as every program's `--version` prints it (with more: `version::long`).
+pub const VERSION: &str = version::VERSION;

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::process::Command;
 use std::time::Duration;
 
 use common::cluster::*;
@@ -309,4 +310,35 @@ fn a_silent_secondary_blocks_no_other_command() {
     let out = create.join().unwrap();
     assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(!c.pri.cli("volume geo-replication status").stdout.contains("127.0.0.2"), "no session was made");
+}
+
+/// Every program's `--version` names its release, its commit and the version of each format it
+/// writes and protocol it speaks; `-V` the release alone.
+#[test]
+fn every_program_prints_its_versions() {
+    let dir = std::path::Path::new(georep_bin()).parent().unwrap();
+    for (bin, name) in [
+        ("georep", "georep"),
+        ("georepd", "georepd"),
+        ("mount_georep", "mount.georep"),
+        ("gluster-mountbroker", "gluster-mountbroker"),
+    ] {
+        let run = |flag: &str| {
+            let o = Command::new(dir.join(bin)).arg(flag).output().unwrap();
+            assert!(o.status.success(), "{bin} {flag}");
+            String::from_utf8(o.stdout).unwrap()
+        };
+        assert_eq!(run("-V"), format!("{name} {}\n", georep::VERSION));
+        let long = run("--version");
+        let first = long.lines().next().unwrap();
+        let commit =
+            first.strip_prefix(&format!("{name} {} (commit ", georep::VERSION)).unwrap_or_else(|| panic!("{long}"));
+        assert!(commit.len() > 1 && commit.ends_with(')'), "{long}");
+        for (format, v, _) in georep::version::formats() {
+            assert!(
+                long.lines().any(|l| l.starts_with(&format!("{format}: {v}"))),
+                "{bin}: {format} missing in\n{long}"
+            );
+        }
+    }
 }

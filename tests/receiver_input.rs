@@ -162,3 +162,60 @@ fn parallel_whole_file_creates_fall_back_on_conflicts() {
         assert_eq!(xattr::get(&p, "user.i").unwrap().unwrap(), i.to_string().into_bytes());
     }
 }
+
+/// A worker of another wire protocol version is refused in one line naming both sides'
+/// versions, whatever its `Hello` holds after the version; the receiver changes nothing.
+#[test]
+fn a_worker_of_another_protocol_version_is_refused_by_name() {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let s = Mount::new("aux-gfid-mount,rollover-time=600");
+    let before = describe_tree(&s.mnt);
+    for version in [georep::proto::PROTOCOL_VERSION + 1, 3, 900] {
+        // The Hello of a future version: a layout this receiver cannot know after the number.
+        let mut hello = georep::proto::encode_frame(
+            &Msg::Hello {
+                version,
+                secondary_volume: String::new(),
+                join: None,
+                primary: georep::types::VolumeId::NIL,
+                primary_name: String::new(),
+            },
+            0,
+        );
+        hello.truncate(4 + 2 + 2);
+        hello.extend_from_slice(b"\xffsomething else entirely");
+        let len = (hello.len() - 4) as u32;
+        hello[..4].copy_from_slice(&len.to_le_bytes());
+        let mut rx = Command::new(georep_bin())
+            .arg("receiver")
+            .arg("--mount")
+            .arg(&s.mnt)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = rx.stdin.take().unwrap();
+        input.write_all(georep::proto::FRAME_MAGIC).unwrap();
+        input.write_all(&hello).unwrap();
+        drop(input);
+        let mut out = Vec::new();
+        rx.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+        let status = rx.wait().unwrap();
+        assert!(!status.success());
+        assert_eq!(&out[..8], georep::proto::FRAME_MAGIC);
+        let refusal = georep::proto::decode_frame(&out[12..]).unwrap();
+        let Msg::Error { message } = refusal else { panic!("{refusal:?}") };
+        assert_eq!(
+            message,
+            format!(
+                "the worker speaks wire protocol {version}, this receiver (georep {}) speaks {}: upgrade the {}'s node",
+                georep::VERSION,
+                georep::proto::PROTOCOL_VERSION,
+                if version > georep::proto::PROTOCOL_VERSION { "receiver" } else { "worker" }
+            )
+        );
+    }
+    assert_eq!(describe_tree(&s.mnt), before);
+}

@@ -90,7 +90,8 @@ fn run(args: &[String]) -> anyhow::Result<()> {
                 )
             );
         }
-        ["--version"] | ["-V"] => println!("gluster-mountbroker {}", georep::VERSION),
+        ["-V"] => println!("gluster-mountbroker {}", georep::VERSION),
+        ["--version"] => println!("gluster-mountbroker {}", *georep::version::LONG),
         ["--help"] | ["-h"] | [] => println!("{USAGE}"),
         _ => bail!("{USAGE}"),
     }

@@ -10,6 +10,7 @@ use georep::daemon::{Daemon, Options, dirs::Dirs};
 #[command(
     name = "georepd",
     version,
+    long_version = georep::version::LONG.as_str(),
     about = "georepd: the georep node daemon (store, control socket, session supervisor)"
 )]
 struct Args {

@@ -41,7 +41,10 @@ fn parse_args() -> anyhow::Result<Args> {
                 std::process::exit(0);
             }
             "-V" | "--version" => {
-                println!("mount.georep {}", georep::VERSION);
+                match a.as_str() {
+                    "-V" => println!("mount.georep {}", georep::VERSION),
+                    _ => println!("mount.georep {}", *georep::version::LONG),
+                }
                 std::process::exit(0);
             }
             "-o" => {

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "georep",
     version,
+    long_version = crate::version::LONG.as_str(),
     about = "georep: geo-replication of directory trees over SSH",
     after_help = "GlusterFS-style commands (carried out by georepd):\n  georep volume create <VOL> [replica <N>] <NODE>:<BRICK>... [force]\n  georep volume start|stop|delete <VOL>; georep volume info [<VOL>] | list [--json]\n  georep volume geo-replication <PVOL> [<SUSER>@]<SHOST>::<SVOL> create [ssh-port <N>] [push-pem|no-verify] [force]\n  georep volume geo-replication <PVOL> <SECONDARY> start|stop|pause|resume [force] | delete [reset-sync-time]\n  georep volume geo-replication [<PVOL> [<SECONDARY>]] status [detail] [--json|--xml]\n  georep volume geo-replication <PVOL> <SECONDARY> config [[!]<key> [<value>]] | config checkpoint now\n  georep volume geo-replication <PVOL> <SECONDARY> verify [--checksum] [--full] | failover | failback [keep-conflicts] | restore"
 )]

@@ -159,6 +159,7 @@ impl Daemon {
         make_dir(&dirs.run, 0o755)?;
         let node = Node::load_or_create(&dirs, opts.node_name.clone())?;
         let store = Box::new(store::LocalStore::open(&dirs.store())?);
+        store::check_schema(store.as_ref(), &dirs.store().display().to_string())?;
         let d = Arc::new(Daemon {
             supervisor: supervisor::Supervisor::default(),
             bricks: bricks::Bricks::default(),

@@ -21,6 +21,34 @@ pub trait Store: Send + Sync {
     fn list(&self, prefix: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>>;
 }
 
+/// The version of the store's layout (its keys and their JSON documents), kept under
+/// `SCHEMA_KEY`. A store without it is of version 1 (written before the key was).
+pub const SCHEMA_VERSION: u16 = 1;
+pub const SCHEMA_KEY: &str = "meta/schema";
+
+#[derive(Serialize, serde::Deserialize)]
+struct Schema {
+    version: u16,
+}
+
+/// Checks that this georep can read `store` (`what` names it in the refusal) and records the
+/// schema version in a store that has none. A newer schema is refused: fields this version
+/// does not know could be lost when it writes a record back.
+pub fn check_schema(store: &dyn Store, what: &str) -> anyhow::Result<()> {
+    match store.get_json::<Schema>(SCHEMA_KEY)? {
+        None => {
+            store.create_json(SCHEMA_KEY, &Schema { version: SCHEMA_VERSION })?;
+        }
+        Some(s) if s.version > SCHEMA_VERSION => anyhow::bail!(
+            "{what}: store schema version {} is newer than this georep ({}) reads ({SCHEMA_VERSION}): upgrade georep",
+            s.version,
+            crate::VERSION
+        ),
+        Some(_) => {}
+    }
+    Ok(())
+}
+
 /// Typed access on top of any store.
 pub trait StoreExt {
     fn get_json<T: DeserializeOwned>(&self, key: &str) -> anyhow::Result<Option<T>>;
@@ -139,5 +167,18 @@ mod tests {
         assert!(s.delete("volumes/a").unwrap());
         assert!(!s.delete("volumes/a").unwrap());
         assert_eq!(s.get("volumes/a").unwrap(), None);
+    }
+
+    #[test]
+    fn the_schema_is_recorded_once_and_a_newer_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStore::open(&dir.path().join("s.redb")).unwrap();
+        check_schema(&s, "s").unwrap();
+        let recorded = s.get(SCHEMA_KEY).unwrap().unwrap();
+        assert_eq!(String::from_utf8(recorded).unwrap(), format!("{{\"version\":{SCHEMA_VERSION}}}"));
+        check_schema(&s, "s").unwrap();
+        s.put(SCHEMA_KEY, format!("{{\"version\":{}}}", SCHEMA_VERSION + 1).as_bytes()).unwrap();
+        let e = check_schema(&s, "s").unwrap_err().to_string();
+        assert!(e.starts_with(&format!("s: store schema version {} is newer", SCHEMA_VERSION + 1)), "{e}");
     }
 }

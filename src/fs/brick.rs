@@ -37,6 +37,9 @@ pub struct Brick {
     _lock: nix::fcntl::Flock<File>,
 }
 
+/// The format version of the brick's id file (`<brick>/.georep/brick.id`, its `version=` line).
+pub const ID_VERSION: u16 = 1;
+
 /// Reads the GFID of the inode behind `fd`; `None` if it has none.
 pub fn read_gfid(fd: BorrowedFd<'_>) -> io::Result<Option<Gfid>> {
     Ok(sys::getxattr_vec(fd, OsStr::new(XATTR_GFID))?.and_then(|v| Gfid::from_slice(&v)))
@@ -79,7 +82,7 @@ fn read_id(path: &Path) -> Result<Option<VolumeId>, BrickError> {
             _ => {}
         }
     }
-    if version.as_deref() != Some("1") {
+    if version.as_deref() != Some(ID_VERSION.to_string().as_str()) {
         return Err(BrickError::Invalid {
             path: path.to_path_buf(),
             what: format!("unsupported brick format version {version:?}"),
@@ -135,7 +138,7 @@ impl Brick {
                 assign_gfids(&root, root_fd.as_fd(), &gfids)?;
                 gfids.sync().map_err(io_err(&layout.gfid_index()))?;
                 let tmp = id_path.with_extension("tmp");
-                fs::write(&tmp, format!("version=1\nvolume-id={v}\n")).map_err(io_err(&tmp))?;
+                fs::write(&tmp, format!("version={ID_VERSION}\nvolume-id={v}\n")).map_err(io_err(&tmp))?;
                 File::open(&tmp).and_then(|f| f.sync_all()).map_err(io_err(&tmp))?;
                 fs::rename(&tmp, &id_path).map_err(io_err(&id_path))?;
                 File::open(&private).and_then(|f| f.sync_all()).map_err(io_err(&private))?;

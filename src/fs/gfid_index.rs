@@ -26,7 +26,8 @@ use crate::mapped::MappedAppend;
 use crate::types::{Gfid, XATTR_GFID};
 
 const MAGIC: &[u8; 8] = b"GEOREPGI";
-const VERSION: u16 = 1;
+/// The index file's format version (in its header).
+pub const VERSION: u16 = 1;
 const HEADER_LEN: u64 = 16;
 const REC_LEN: usize = 64;
 const MAX_INLINE_HANDLE: usize = 36;

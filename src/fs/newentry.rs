@@ -54,6 +54,11 @@
 //!
 //! Pure: no I/O. Decoding validates everything and never panics.
 
+/// The newest request layout (a whole file); the oldest still read is `MIN_VERSION` (an
+/// entry alone).
+pub const VERSION: u16 = 2;
+pub const MIN_VERSION: u16 = 1;
+
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
@@ -201,7 +206,7 @@ impl NewEntry {
         if b.len() < 40 {
             return Err(NewEntryError::Length);
         }
-        if !(b[0] == 1 || b[0] == 2) || b[1] != 0 {
+        if !(MIN_VERSION as u8..=VERSION as u8).contains(&b[0]) || b[1] != 0 {
             return Err(NewEntryError::Version(b[0]));
         }
         let whole = b[0] == 2;

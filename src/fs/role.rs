@@ -14,12 +14,15 @@ pub struct Role {
     pub read_only: Option<String>,
 }
 
+/// The role file's format version (its `version=` line).
+pub const VERSION: u16 = 1;
+
 impl Role {
     /// The role file's text.
     pub fn encode(&self) -> String {
         match &self.read_only {
-            None => "version=1\nusers-read-only=0\n".into(),
-            Some(why) => format!("version=1\nusers-read-only=1\nreason={}\n", why.replace('\n', " ")),
+            None => format!("version={VERSION}\nusers-read-only=0\n"),
+            Some(why) => format!("version={VERSION}\nusers-read-only=1\nreason={}\n", why.replace('\n', " ")),
         }
     }
 
@@ -33,6 +36,17 @@ impl Role {
         let (mut ro, mut why) = (false, String::new());
         for line in text.lines() {
             match line.split_once('=') {
+                // A newer layout could say "read-only" in a way this cannot see: refused.
+                Some(("version", v)) if v.trim().parse::<u16>().map_or(true, |v| v > VERSION) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!(
+                            "{}: role file version {} is newer than this georep reads ({VERSION})",
+                            path.display(),
+                            v.trim()
+                        ),
+                    ));
+                }
                 Some(("users-read-only", v)) => ro = v.trim() == "1",
                 Some(("reason", v)) => why = v.to_string(),
                 _ => {}
@@ -89,6 +103,15 @@ mod tests {
         assert_eq!(Role::load(&p).unwrap(), r);
         Role::default().save(&p).unwrap();
         assert_eq!(Role::load(&p).unwrap().read_only, None);
+    }
+
+    #[test]
+    fn a_newer_role_file_is_refused_not_read_as_writable() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("role");
+        std::fs::write(&p, "version=2\nread-only=yes\n").unwrap();
+        let e = Role::load(&p).unwrap_err().to_string();
+        assert!(e.contains("role file version 2 is newer than this georep reads (1)"), "{e}");
     }
 
     #[test]

@@ -5,7 +5,10 @@ use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
-use super::msg::{DirListing, EntryOp, Failure, FileSums, Inline, Join, ListEntry, MetaOp, Msg, RemoteVolume, SumsAsk};
+use super::msg::{
+    DirListing, EntryOp, Failure, FileSums, Inline, Join, ListEntry, MIN_PROTOCOL_VERSION, MetaOp, Msg,
+    PROTOCOL_VERSION, RemoteVolume, SumsAsk,
+};
 use crate::types::{Gfid, VolumeId};
 
 /// Sent once by each side before its first frame.
@@ -551,7 +554,18 @@ fn decode_payload(kind: u8, b: &[u8]) -> Result<Msg, DecodeError> {
     let mut r = R { b, what };
     let m = match kind {
         K_HELLO => {
-            let (version, secondary_volume) = (r.u16()?, string(&mut r)?);
+            let version = r.u16()?;
+            if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) {
+                // Another version's layout: only its number is read (see PROTOCOL_VERSION).
+                return Ok(Msg::Hello {
+                    version,
+                    secondary_volume: String::new(),
+                    join: None,
+                    primary: VolumeId::NIL,
+                    primary_name: String::new(),
+                });
+            }
+            let secondary_volume = string(&mut r)?;
             let join = match r.u8()? {
                 0 => None,
                 1 => Some(Join { pid: r.u32()?, volume: VolumeId(r.take(16)?.try_into().unwrap()) }),

@@ -12,6 +12,6 @@ pub use codec::{
     read_frame, write_frame,
 };
 pub use msg::{
-    DirListing, EntryOp, Failure, FileSums, Inline, Join, ListEntry, MAX_TAIL_LINES, MetaOp, Msg, PROTOCOL_VERSION,
-    ROLLING_MAX, RemoteVolume, SumsAsk, XattrSet,
+    DirListing, EntryOp, Failure, FileSums, Inline, Join, ListEntry, MAX_TAIL_LINES, MIN_PROTOCOL_VERSION, MetaOp, Msg,
+    PROTOCOL_VERSION, ROLLING_MAX, RemoteVolume, SumsAsk, XattrSet,
 };

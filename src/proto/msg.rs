@@ -6,7 +6,13 @@ use crate::types::{Gfid, VolumeId};
 
 /// 4 added the primary volume to `Hello`, and the `Origin`, `TailRequest`/`Tail` and
 /// `Restore`/`Restored` messages.
+///
+/// In every version a `Hello` begins with the version (u16): a receiver reads that first and
+/// decodes the rest only for a version it speaks, so that it refuses any other by name
+/// (`Hello` of that version, the rest empty) rather than failing on a layout it cannot know.
 pub const PROTOCOL_VERSION: u16 = 4;
+/// The oldest version a receiver of this one still serves.
+pub const MIN_PROTOCOL_VERSION: u16 = 4;
 
 /// A namespace operation, applied by GFID on the secondary.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -847,6 +847,20 @@ fn failback_restore(target: &Target<'_>, volume: &str, from: VolumeId) -> anyhow
     }
 }
 
+/// Why a worker speaking wire protocol `version` is not served, naming both sides.
+fn version_refusal(version: u16) -> String {
+    let spoken = if proto::MIN_PROTOCOL_VERSION == PROTOCOL_VERSION {
+        format!("{PROTOCOL_VERSION}")
+    } else {
+        format!("{} to {PROTOCOL_VERSION}", proto::MIN_PROTOCOL_VERSION)
+    };
+    let older = if version > PROTOCOL_VERSION { "the receiver" } else { "the worker" };
+    format!(
+        "the worker speaks wire protocol {version}, this receiver (georep {}) speaks {spoken}: upgrade {older}'s node",
+        crate::VERSION
+    )
+}
+
 /// Sends one answer to the worker, now.
 fn answer(w: &mut impl Write, m: &Msg, level: i32) -> anyhow::Result<()> {
     proto::write_frame(w, m, level).context("answer the worker")?;
@@ -874,10 +888,12 @@ pub fn serve(target: Target<'_>, input: impl Read, output: impl Write, level: i3
         bail!("{message}")
     };
     let (volume, join, primary, primary_name) = match proto::read_frame(&mut r)? {
-        Some(Msg::Hello { version, secondary_volume, join, primary, primary_name }) if version == PROTOCOL_VERSION => {
+        Some(Msg::Hello { version, secondary_volume, join, primary, primary_name })
+            if (proto::MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) =>
+        {
             (secondary_volume, join, primary, primary_name)
         }
-        Some(Msg::Hello { version, .. }) => return refuse(&mut w, format!("unsupported protocol version {version}")),
+        Some(Msg::Hello { version, .. }) => return refuse(&mut w, version_refusal(version)),
         Some(Msg::Probe) => {
             let m = match inventory(&target) {
                 Ok(volumes) => Msg::Inventory {

@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 /// What a worker reports, written atomically to its status file after every batch.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct BrickStatus {
+    /// The file's format version (`STATUS_VERSION`).
+    #[serde(default = "status_version")]
+    pub version: u16,
     /// `Initializing...`, `Active`, `Passive` or `Faulty`.
     pub worker_status: String,
     /// `Hybrid Crawl`, `History Crawl`, `Changelog Crawl` or `N/A`.
@@ -44,15 +47,25 @@ pub struct BrickStatus {
     pub updated_ms: u64,
 }
 
+/// The status file's format version (its `version` field; files without one are of 1).
+pub const STATUS_VERSION: u16 = 1;
+
 impl BrickStatus {
+    /// The worker's last report; `None` if there is none, or one of a newer layout.
     pub fn load(path: &Path) -> Option<BrickStatus> {
-        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+        let b: BrickStatus = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+        (b.version <= STATUS_VERSION).then_some(b)
     }
 
     /// Replaces the file atomically: a reader never sees half of it.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        crate::durable::swap(path, &serde_json::to_vec(self).map_err(std::io::Error::other)?)
+        let b = BrickStatus { version: STATUS_VERSION, ..self.clone() };
+        crate::durable::swap(path, &serde_json::to_vec(&b).map_err(std::io::Error::other)?)
     }
+}
+
+fn status_version() -> u16 {
+    1
 }
 
 /// One row of `status`: one brick of one session.

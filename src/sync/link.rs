@@ -314,6 +314,10 @@ impl Link {
                 self.inventory = Some(Inventory { version, software, volumes });
                 Ok(())
             }
+            // A refusal of the version names the receiver's side; this adds the worker's.
+            Msg::Error { message } if message.contains("protocol") => {
+                bail!("{message} (this worker: georep {}, wire protocol {PROTOCOL_VERSION})", crate::VERSION)
+            }
             Msg::Error { message } => bail!("{message}"),
             other => bail!("receiver: unexpected {other:?}"),
         }
