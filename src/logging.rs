@@ -72,16 +72,40 @@ impl Log for Bounded {
 }
 
 /// Installs the logger: `default_filter` unless `RUST_LOG` says otherwise; millisecond
-/// timestamps if `millis`.
+/// timestamps if `millis`. Writing to the journal (systemd's stderr), lines carry their
+/// priority as `<N>` and no timestamp of their own: the journal stamps each line.
 pub fn init(default_filter: &str, millis: bool) {
+    use std::io::Write;
     let mut b = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter));
-    if millis {
+    if to_journal() {
+        b.format(|buf, r| writeln!(buf, "<{}>{}: {}", priority(r.level()), r.target(), r.args()));
+    } else if millis {
         b.format_timestamp_millis();
     }
     let inner = b.build();
     let max = inner.filter();
     if log::set_boxed_logger(Box::new(Bounded { inner, sites: Mutex::new(HashMap::new()) })).is_ok() {
         log::set_max_level(max);
+    }
+}
+
+/// Whether stderr is the journal: `JOURNAL_STREAM` (device:inode, set by systemd) names the
+/// very file stderr is. A child whose stderr was sent elsewhere (a worker's log file) inherits
+/// the variable, but not the match.
+fn to_journal() -> bool {
+    let Ok(v) = std::env::var("JOURNAL_STREAM") else { return false };
+    let Some((dev, ino)) = v.split_once(':') else { return false };
+    let Ok(st) = nix::sys::stat::fstat(std::io::stderr()) else { return false };
+    dev.parse() == Ok(st.st_dev) && ino.parse() == Ok(st.st_ino)
+}
+
+/// syslog's priority for a level, as sd-daemon(3)'s `<N>` prefixes want it.
+fn priority(l: log::Level) -> u8 {
+    match l {
+        log::Level::Error => 3,
+        log::Level::Warn => 4,
+        log::Level::Info => 6,
+        log::Level::Debug | log::Level::Trace => 7,
     }
 }
 

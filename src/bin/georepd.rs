@@ -93,10 +93,31 @@ fn run() -> anyhow::Result<()> {
     let api = georep::api::ApiConfig::parse(&a.listen, a.insecure_http, a.tls_cert, a.tls_key)?;
     let d = Daemon::open(dirs, opts)?;
     georep::api::spawn(d.clone(), &api)?;
+    let stopper = d.clone();
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        if let Ok(sig) = stopping_signals().wait() {
+            stopper.shutdown(sig.as_str());
+            std::process::exit(0);
+        }
+    })?;
     d.serve()
 }
 
+/// SIGTERM and SIGINT: taken by one thread (`run`), blocked in every other from the start
+/// (children start with a clean mask: `std::process::Command` resets it).
+fn stopping_signals() -> nix::sys::signal::SigSet {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    set
+}
+
 fn main() {
+    if let Err(e) = stopping_signals().thread_block() {
+        eprintln!("georepd: block SIGTERM: {e}");
+        std::process::exit(1);
+    }
     georep::logging::init("info", false);
     if let Err(e) = run() {
         eprintln!("georepd: {e:#}");

@@ -17,6 +17,7 @@ pub mod samples;
 pub mod sessions;
 pub mod store;
 pub mod supervisor;
+pub mod systemd;
 pub mod verify;
 pub mod volumes;
 pub mod webhooks;
@@ -195,12 +196,27 @@ impl Daemon {
         self.events.webhooks.load(webhooks::all(self)?);
         events::start(self)?;
         log::info!("georepd {} (node {} {}) serving {}", crate::VERSION, self.node.name, self.node.id, sock.display());
+        // The API was bound before this (api::spawn): everything a client needs is up.
+        systemd::notify(&format!("READY=1\nSTATUS=serving {}", sock.display()));
+        let dirs = self.dirs.clone();
+        systemd::keep_watchdog(move || matches!(control::call(&dirs, &Request::Ping), Ok(Response::Ok(_))));
         for conn in listener.incoming() {
             let Ok(conn) = conn else { continue };
             let d = Arc::clone(self);
             std::thread::spawn(move || d.handle_conn(conn));
         }
         Ok(())
+    }
+
+    /// The way out on SIGTERM (`systemctl stop`): the workers are stopped as `stop` stops them
+    /// (their sessions stay started, to resume at the next start); the brick servers go on
+    /// serving their mounts, so users' mounts keep working while georepd is down or being
+    /// upgraded (the unit's `KillMode=process` leaves them be).
+    pub fn shutdown(&self, why: &str) {
+        log::info!("georepd stopping ({why}): stopping the workers; brick servers keep serving their mounts");
+        systemd::notify("STOPPING=1\nSTATUS=stopping the workers");
+        self.supervisor.stop_all();
+        log::info!("georepd stopped");
     }
 
     /// One client: its request, answered as its peer credentials allow.

@@ -92,6 +92,22 @@ impl Supervisor {
         }
     }
 
+    /// Ends every worker and monitor (the daemon's shutdown), all at once; returns once the
+    /// workers are gone.
+    pub fn stop_all(&self) {
+        let all: Vec<Arc<Monitor>> = self.monitors.lock().drain().map(|(_, m)| m).collect();
+        for m in &all {
+            m.state.lock().want = Want::Stop;
+            m.cv.notify_all();
+        }
+        for m in &all {
+            let mut st = m.state.lock();
+            while st.pgid.is_some() {
+                m.cv.wait_for(&mut st, Duration::from_millis(100));
+            }
+        }
+    }
+
     pub fn pause(&self, key: &str) {
         self.set(key, Want::Pause);
     }

@@ -19,6 +19,8 @@ pub struct Node {
     pub peers: Vec<(String, PathBuf)>,
     /// More georepd flags.
     pub extra: Vec<String>,
+    /// More environment for georepd (what systemd would give it, say).
+    pub vars: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -51,7 +53,7 @@ impl Node {
     pub fn new(base: &Path, name: &str) -> Node {
         let root = base.join(name);
         std::fs::create_dir_all(&root).unwrap();
-        Node { name: name.into(), root, peers: Vec::new(), extra: Vec::new(), child: None }
+        Node { name: name.into(), root, peers: Vec::new(), extra: Vec::new(), vars: Vec::new(), child: None }
     }
 
     pub fn envs(&self) -> Vec<(&'static str, PathBuf)> {
@@ -76,6 +78,7 @@ impl Node {
             c.arg("--local-peer").arg(format!("{h}={}", d.display()));
         }
         c.args(&self.extra);
+        c.envs(self.vars.iter().map(|(k, v)| (k, v)));
         // Several nodes on this machine: each API on a port of its own.
         if !self.extra.iter().any(|a| a == "--listen") {
             c.args(["--listen", "127.0.0.1:0"]);
@@ -96,6 +99,22 @@ impl Node {
 
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Stops georepd as `systemctl stop` does (SIGTERM) and returns how it ended, if it ended
+    /// within `within`.
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let c = self.child.as_mut()?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = c.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     pub fn kill9(&mut self) {
