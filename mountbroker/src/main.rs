@@ -6,10 +6,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
+use clap::Parser;
+use georep::cli::mountbroker::{Args, Command};
 use georep::mountbroker::{Config, make_root, table};
-
-const USAGE: &str = "usage: gluster-mountbroker setup <MOUNT_ROOT> <GROUP> | add <VOLUME> <USER> | remove [--volume <VOLUME>] [--user <USER>] | status";
 
 fn config_path() -> PathBuf {
     let dir = std::env::var_os("GEOREP_CONFIG_DIR").map(PathBuf::from).unwrap_or_else(|| "/etc/georep".into());
@@ -26,47 +26,36 @@ fn action_table(action: &str) {
     );
 }
 
-fn run(args: &[String]) -> anyhow::Result<()> {
+fn run(args: Args) -> anyhow::Result<()> {
     let path = config_path();
-    let words: Vec<&str> = args.iter().map(String::as_str).collect();
-    match words.as_slice() {
-        ["setup", root, group] => {
-            if nix::unistd::Group::from_name(group)?.is_none() {
+    match args.command {
+        Command::Setup { mount_root: root, group } => {
+            if nix::unistd::Group::from_name(&group)?.is_none() {
                 bail!("User Group not exists: {group}");
             }
             let mut c = Config::load(&path)?;
-            let root = PathBuf::from(root);
             make_root(&root)?;
             c.root = Some(root);
-            c.group = Some(group.to_string());
+            c.group = Some(group);
             c.save(&path)?;
             action_table("SETUP");
         }
-        ["add", volume, user] => {
-            if nix::unistd::User::from_name(user)?.is_none() {
+        Command::Add { volume, user } => {
+            if nix::unistd::User::from_name(&user)?.is_none() {
                 bail!("User {user} does not exist on this node");
             }
             let mut c = Config::load(&path)?;
-            c.add(volume, user)?;
+            c.add(&volume, &user)?;
             c.save(&path)?;
             action_table("ADD");
         }
-        ["remove", rest @ ..] => {
-            let (mut volume, mut user) = (None, None);
-            let mut it = rest.iter();
-            while let Some(w) = it.next() {
-                match *w {
-                    "--volume" => volume = Some(*it.next().context("--volume needs a value")?),
-                    "--user" => user = Some(*it.next().context("--user needs a value")?),
-                    other => bail!("unexpected {other:?}; {USAGE}"),
-                }
-            }
+        Command::Remove { volume, user } => {
             let mut c = Config::load(&path)?;
-            c.remove(volume, user)?;
+            c.remove(volume.as_deref(), user.as_deref())?;
             c.save(&path)?;
             action_table("REMOVE");
         }
-        ["status"] => {
+        Command::Status => {
             let st = Config::load(&path)?.status();
             let ok = |good: bool| if good { "OK" } else { "NOT OK" };
             let root = match &st.mount_root {
@@ -90,17 +79,12 @@ fn run(args: &[String]) -> anyhow::Result<()> {
                 )
             );
         }
-        ["-V"] => println!("gluster-mountbroker {}", georep::VERSION),
-        ["--version"] => println!("gluster-mountbroker {}", *georep::version::LONG),
-        ["--help"] | ["-h"] | [] => println!("{USAGE}"),
-        _ => bail!("{USAGE}"),
     }
     Ok(())
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Err(e) = run(&args) {
+    if let Err(e) = run(Args::parse()) {
         eprintln!("gluster-mountbroker: {e:#}");
         std::process::exit(1);
     }

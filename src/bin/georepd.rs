@@ -6,60 +6,8 @@ use std::path::PathBuf;
 use clap::Parser;
 use georep::daemon::{Daemon, Options, dirs::Dirs};
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "georepd",
-    version,
-    long_version = georep::version::LONG.as_str(),
-    about = "georepd: the georep node daemon (store, control socket, session supervisor)"
-)]
-struct Args {
-    /// This node's name (default: the hostname)
-    #[arg(long)]
-    node_name: Option<String>,
-    /// The cluster store: `local` (embedded)
-    #[arg(long, default_value = "local")]
-    store: String,
-    /// State directory [env GEOREP_STATE_DIR; default /var/lib/georep]
-    #[arg(long)]
-    state_dir: Option<PathBuf>,
-    /// Config directory [env GEOREP_CONFIG_DIR; default /etc/georep]
-    #[arg(long)]
-    config_dir: Option<PathBuf>,
-    /// Log directory [env GEOREP_LOG_DIR; default /var/log/georep]
-    #[arg(long)]
-    log_dir: Option<PathBuf>,
-    /// Socket directory [env GEOREP_RUN_DIR; default /run/georep]
-    #[arg(long)]
-    run_dir: Option<PathBuf>,
-    /// A secondary host on this machine, reached without SSH: HOST=RUN_DIR (its georepd's
-    /// socket directory). Repeatable.
-    #[arg(long = "local-peer", value_name = "HOST=RUN_DIR")]
-    local_peers: Vec<String>,
-    /// The operator's SSH key to secondaries, used by `create push-pem` to install the
-    /// session keys (default: ~/.ssh/id_ed25519, id_ecdsa or id_rsa)
-    #[arg(long)]
-    operator_key: Option<PathBuf>,
-    /// The command the session keys are restricted to on secondaries
-    #[arg(long, default_value = "georep receiver")]
-    remote_receiver: String,
-    /// The REST API's address (`ADDR:PORT`; port 0: any free one, written to
-    /// `<run>/api.addr`), or `none`
-    #[arg(long, default_value = "127.0.0.1:9900")]
-    listen: String,
-    /// Serve the API over plain HTTP on an address other than loopback
-    #[arg(long)]
-    insecure_http: bool,
-    /// Serve the API over HTTPS with this certificate chain (PEM)
-    #[arg(long)]
-    tls_cert: Option<PathBuf>,
-    /// The certificate's private key (PEM)
-    #[arg(long)]
-    tls_key: Option<PathBuf>,
-}
-
 fn run() -> anyhow::Result<()> {
-    let a = Args::parse();
+    let a = georep::cli::georepd::Args::parse();
     if a.store != "local" {
         anyhow::bail!("--store {}: only the embedded store (local) is available", a.store);
     }

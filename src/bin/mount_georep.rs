@@ -13,10 +13,6 @@ use georep::fs::brick::BrickError;
 use georep::fs::server::{self, AttachError, Lifetime, Server};
 use georep::fs::{MountConfig, mount, sys};
 
-const USAGE: &str =
-    "usage: mount.georep {<BRICK_DIR>|[<NODE>:]<VOL>} <MOUNTPOINT> [-o <options>] [-f|--foreground] [-n] [-s] [-v]
-       mount.georep --serve <BRICK_DIR> [-o <brick options>]";
-
 struct Args {
     source: PathBuf,
     target: PathBuf,
@@ -26,51 +22,11 @@ struct Args {
     serve: bool,
 }
 
-fn parse_args() -> anyhow::Result<Args> {
-    let mut pos = Vec::new();
-    let mut opts = String::new();
-    let mut foreground = false;
-    let mut serve = false;
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "-h" | "--help" => {
-                println!(
-                    "{USAGE}\n\nMounts a georep brick: a transparent overlay that records every change. Every mount of a\nbrick is served by its brick server (georepd's for a started volume; for a plain directory,\none started by its first mount); --serve runs one.\n\nOptions (-o): ro, allow_other, rollover-time=SECS, fsync-interval=SECS,\n  changelog-retention=SECS, attr-timeout=SECS, threads=N, no-passthrough, no-changelog,\n  aux-gfid-mount, user-map-root=USER"
-                );
-                std::process::exit(0);
-            }
-            "-V" | "--version" => {
-                match a.as_str() {
-                    "-V" => println!("mount.georep {}", georep::VERSION),
-                    _ => println!("mount.georep {}", *georep::version::LONG),
-                }
-                std::process::exit(0);
-            }
-            "-o" => {
-                let o = it.next().context("-o needs options")?;
-                if !opts.is_empty() {
-                    opts.push(',');
-                }
-                opts.push_str(&o);
-            }
-            "-f" | "--foreground" => foreground = true,
-            "--serve" => serve = true,
-            "-n" | "-s" | "-v" => {}
-            "-t" => {
-                it.next();
-            }
-            s if s.starts_with('-') => bail!("unknown flag {s:?}\n{USAGE}"),
-            _ => pos.push(a),
-        }
-    }
-    if serve && pos.len() == 1 {
-        return Ok(Args { source: pos[0].clone().into(), target: PathBuf::new(), opts, foreground, serve });
-    }
-    if pos.len() != 2 {
-        bail!("{USAGE}");
-    }
-    Ok(Args { source: pos[0].clone().into(), target: pos[1].clone().into(), opts, foreground, serve })
+fn parse_args() -> Args {
+    use clap::Parser;
+    let a = georep::cli::mount::Args::parse();
+    let opts = a.opts();
+    Args { source: a.source, target: a.target.unwrap_or_default(), opts, foreground: a.foreground, serve: a.serve }
 }
 
 fn log_path(target: &std::path::Path) -> PathBuf {
@@ -84,7 +40,7 @@ fn log_path(target: &std::path::Path) -> PathBuf {
 const SERVER_WAIT: Duration = Duration::from_secs(15);
 
 fn run() -> anyhow::Result<()> {
-    let args = parse_args()?;
+    let args = parse_args();
     if args.serve {
         return serve_volume(&args);
     }

@@ -2,18 +2,27 @@
 //! `main` as one line and a non-zero exit.
 
 pub mod changelog;
+pub mod georepd;
 pub mod gluster;
+pub mod manual;
+pub mod mount;
+pub mod mountbroker;
 pub mod replicate;
 
 use clap::{Parser, Subcommand};
+
+/// `georep --help`'s list of the GlusterFS-style commands (`session::grammar::SYNOPSES`).
+static GLUSTER_HELP: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("GlusterFS-style commands (carried out by georepd):\n{}", crate::session::grammar::synopses_text())
+});
 
 #[derive(Parser, Debug)]
 #[command(
     name = "georep",
     version,
     long_version = crate::version::LONG.as_str(),
-    about = "georep: geo-replication of directory trees over SSH",
-    after_help = "GlusterFS-style commands (carried out by georepd):\n  georep volume create <VOL> [replica <N>] <NODE>:<BRICK>... [force]\n  georep volume start|stop|delete <VOL>; georep volume info [<VOL>] | list [--json]\n  georep volume geo-replication <PVOL> [<SUSER>@]<SHOST>::<SVOL> create [ssh-port <N>] [push-pem|no-verify] [force]\n  georep volume geo-replication <PVOL> <SECONDARY> start|stop|pause|resume [force] | delete [reset-sync-time]\n  georep volume geo-replication [<PVOL> [<SECONDARY>]] status [detail] [--json|--xml]\n  georep volume geo-replication <PVOL> <SECONDARY> config [[!]<key> [<value>]] | config checkpoint now\n  georep volume geo-replication <PVOL> <SECONDARY> verify [--checksum] [--full] | failover | failback [keep-conflicts] | restore"
+    about = "Geo-replication of directory trees over SSH",
+    after_help = GLUSTER_HELP.as_str()
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -35,6 +44,9 @@ pub enum Command {
     /// A session's worker, as georepd runs it
     #[command(hide = true)]
     Worker { spec: std::path::PathBuf },
+    /// Write every program's manual pages and shell completions under DIR (`scripts/package`)
+    #[command(hide = true)]
+    GenerateManual { dir: std::path::PathBuf },
     /// Destinations: the secondary hosts attached to this cluster, their host keys pinned
     #[command(subcommand)]
     Destination(DestinationArgs),
@@ -163,6 +175,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Receiver(a) => replicate::receiver(a),
         Command::Replicate(a) => replicate::replicate(a),
         Command::Worker { spec } => crate::sync::worker::run(&spec),
+        Command::GenerateManual { dir } => {
+            let files = manual::generate(&dir)?;
+            println!("{} files under {}", files.len(), dir.display());
+            Ok(())
+        }
         Command::Webhook(w) => {
             use crate::daemon::webhooks::WebhookCmd;
             daemon_call(

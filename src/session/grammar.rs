@@ -176,6 +176,57 @@ fn expect<'a>(w: Option<&String>, choices: &[&'a str], usage: &str) -> Result<&'
     word(w, choices)?.ok_or_else(|| GrammarError::Usage(format!("unexpected {w:?}; {usage}")))
 }
 
+/// Every command of this grammar: its synopsis (after `georep `) and what it does, for
+/// `georep --help` and the manual (`cli::manual`). A test checks that each verb is here.
+pub const SYNOPSES: &[(&str, &str)] = &[
+    (
+        "volume create <VOL> [replica <N>] <NODE>:<BRICK>... [force]",
+        "Make a volume of a brick (a plain directory) on a node.",
+    ),
+    ("volume start|stop|delete <VOL>", "Start the volume's brick server (and its mounts), stop it, forget the volume."),
+    ("volume info [<VOL>|all]", "The volume's id, status and bricks."),
+    ("volume list", "The volumes' names."),
+    (
+        "volume geo-replication <PVOL> [<SUSER>@]<SHOST>::<SVOL> create [ssh-port <N>] [push-pem|no-verify] [force]",
+        "Create a session from PVOL to the secondary volume SVOL on SHOST (push-pem installs the session keys there).",
+    ),
+    (
+        "volume geo-replication <PVOL> <SECONDARY> start|stop|pause|resume [force]",
+        "Start, stop, pause or resume the session's workers.",
+    ),
+    ("volume geo-replication <PVOL> <SECONDARY> delete [reset-sync-time]", "Forget the session (and its sync time)."),
+    (
+        "volume geo-replication [<PVOL> [<SECONDARY>]] status [detail]",
+        "One row per brick of each session: status, crawl, last synced, pending changes (--json, --xml).",
+    ),
+    (
+        "volume geo-replication <PVOL> <SECONDARY> config [[!]<OPTION> [<VALUE>]]",
+        "Show the options, one option, set one, or reset it to its default (!); see SESSION OPTIONS.",
+    ),
+    ("volume geo-replication <PVOL> <SECONDARY> config checkpoint now", "Set a checkpoint at the current time."),
+    (
+        "volume geo-replication <PVOL> <SECONDARY> verify [--checksum] [--full]",
+        "Compare both volumes (contents too with --checksum); exit 1 with the differences.",
+    ),
+    ("volume geo-replication <PVOL> <SECONDARY> failures [retry [<GFID>]]", "The changes that failed; retry them."),
+    (
+        "volume geo-replication <PVOL> <SECONDARY> failover",
+        "On the secondary: make its volume writable (the primary is lost).",
+    ),
+    (
+        "volume geo-replication <PVOL> <SECONDARY> failback [keep-conflicts]",
+        "Bring the old primary up to date from the secondary, before roles go back.",
+    ),
+    ("volume geo-replication <PVOL> <SECONDARY> restore", "Give the primary its role back after a failback."),
+    ("system execute gsec_create", "Make this node's session key (also: sshkey generate)."),
+    ("system mount <LABEL> <ARG>... | system umount <COOKIE> [lazy]", "The mountbroker's mounts (receivers use them)."),
+];
+
+/// `SYNOPSES` as a help text, one command a paragraph.
+pub fn synopses_text() -> String {
+    SYNOPSES.iter().map(|(s, d)| format!("  georep {s}\n      {d}\n")).collect()
+}
+
 const VOLUME_USAGE: &str = "usage: georep volume {create|start|stop|delete|info|list|geo-replication} ...";
 
 fn volume_name(w: Option<&String>, usage: &str) -> Result<String, GrammarError> {
@@ -442,6 +493,28 @@ fn end(it: &mut std::slice::Iter<'_, String>) -> Result<(), GrammarError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_verb_has_its_synopsis() {
+        for verb in [
+            "create", "start", "stop", "pause", "resume", "delete", "config", "status", "failover", "failback",
+            "restore", "verify", "failures",
+        ] {
+            assert!(
+                SYNOPSES.iter().any(|(s, _)| s.starts_with("volume geo-replication")
+                    && s.split(' ').any(|w| w.split('|').any(|w| w == verb))),
+                "{verb}"
+            );
+        }
+        for verb in ["create", "start", "stop", "delete", "info", "list"] {
+            assert!(
+                SYNOPSES.iter().any(
+                    |(s, _)| s.starts_with("volume ") && s.split(' ').nth(1).unwrap().split('|').any(|w| w == verb)
+                ),
+                "{verb}"
+            );
+        }
+    }
 
     fn p(s: &str) -> Result<Command, GrammarError> {
         parse(&s.split_whitespace().map(String::from).collect::<Vec<_>>())
