@@ -14,10 +14,10 @@ use clap::Parser;
 )]
 pub struct Args {
     /// This node's name (default: the hostname)
-    #[arg(long)]
+    #[arg(long, env = "GEOREPD_NODE_NAME")]
     pub node_name: Option<String>,
     /// The cluster store: `local` (embedded)
-    #[arg(long, default_value = "local")]
+    #[arg(long, env = "GEOREPD_STORE", default_value = "local")]
     pub store: String,
     /// State directory [env GEOREP_STATE_DIR; default /var/lib/georep]
     #[arg(long)]
@@ -44,15 +44,15 @@ pub struct Args {
     pub remote_receiver: String,
     /// The REST API's address (`ADDR:PORT`; port 0: any free one, written to
     /// `<run>/api.addr`), or `none`
-    #[arg(long, default_value = "127.0.0.1:9900")]
+    #[arg(long, env = "GEOREPD_LISTEN", default_value = "127.0.0.1:9900")]
     pub listen: String,
     /// Serve the API over plain HTTP on an address other than loopback
     #[arg(long)]
     pub insecure_http: bool,
     /// Serve the API over HTTPS with this certificate chain (PEM)
-    #[arg(long)]
+    #[arg(long, env = "GEOREPD_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
     /// The certificate's private key (PEM)
-    #[arg(long)]
+    #[arg(long, env = "GEOREPD_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
 }

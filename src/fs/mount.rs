@@ -123,6 +123,9 @@ impl MountConfig {
                     }
                     c.threads = n;
                 }
+                // fstab's comments and systemd's (x-systemd.requires=georepd.service), should
+                // a caller pass them on.
+                k if k.starts_with("x-") => {}
                 _ => bail!("unknown mount option {o:?}"),
             }
         }
