@@ -21,22 +21,51 @@ struct Site {
     held: u64,
 }
 
+/// A level set by the program after start (`set_level`), instead of the filter's; 0: none.
+static LEVEL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Logs from `level` up from now on, whatever the default filter said (a worker's
+/// `log-level`); `RUST_LOG`, when set, still wins.
+pub fn set_level(level: log::LevelFilter) {
+    if std::env::var_os("RUST_LOG").is_some() {
+        return;
+    }
+    LEVEL.store(level as usize, std::sync::atomic::Ordering::Relaxed);
+    log::set_max_level(level);
+}
+
 struct Bounded {
+    /// Filtered as `RUST_LOG` or the program's default says.
     inner: env_logger::Logger,
+    /// The same output, unfiltered: used once `set_level` has set the level.
+    open: Option<env_logger::Logger>,
     sites: Mutex<HashMap<(&'static str, u32), Site>>,
+}
+
+impl Bounded {
+    /// Where a record that passed `enabled` is written.
+    fn out(&self) -> &env_logger::Logger {
+        match (&self.open, LEVEL.load(std::sync::atomic::Ordering::Relaxed)) {
+            (Some(open), l) if l != 0 => open,
+            _ => &self.inner,
+        }
+    }
 }
 
 impl Log for Bounded {
     fn enabled(&self, m: &Metadata<'_>) -> bool {
-        self.inner.enabled(m)
+        match LEVEL.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => self.inner.enabled(m),
+            l => (m.level() as usize) <= l,
+        }
     }
 
     fn log(&self, r: &Record<'_>) {
-        if !self.inner.enabled(r.metadata()) {
+        if !self.enabled(r.metadata()) {
             return;
         }
         let (Some(file), Some(line)) = (r.file_static(), r.line()) else {
-            return self.inner.log(r);
+            return self.out().log(r);
         };
         let held = {
             let mut sites = self.sites.lock();
@@ -55,7 +84,7 @@ impl Log for Bounded {
             held
         };
         if held > 0 {
-            self.inner.log(
+            self.out().log(
                 &Record::builder()
                     .level(r.level())
                     .target(r.target())
@@ -63,7 +92,7 @@ impl Log for Bounded {
                     .build(),
             );
         }
-        self.inner.log(r);
+        self.out().log(r);
     }
 
     fn flush(&self) {
@@ -76,15 +105,21 @@ impl Log for Bounded {
 /// priority as `<N>` and no timestamp of their own: the journal stamps each line.
 pub fn init(default_filter: &str, millis: bool) {
     use std::io::Write;
-    let mut b = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter));
-    if to_journal() {
-        b.format(|buf, r| writeln!(buf, "<{}>{}: {}", priority(r.level()), r.target(), r.args()));
-    } else if millis {
-        b.format_timestamp_millis();
-    }
-    let inner = b.build();
+    let journal = to_journal();
+    let styled = |mut b: env_logger::Builder| {
+        if journal {
+            b.format(|buf, r| writeln!(buf, "<{}>{}: {}", priority(r.level()), r.target(), r.args()));
+        } else if millis {
+            b.format_timestamp_millis();
+        }
+        b.build()
+    };
+    let inner = styled(env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter)));
+    let mut all = env_logger::Builder::new();
+    all.filter_level(log::LevelFilter::Trace);
+    let open = Some(styled(all));
     let max = inner.filter();
-    if log::set_boxed_logger(Box::new(Bounded { inner, sites: Mutex::new(HashMap::new()) })).is_ok() {
+    if log::set_boxed_logger(Box::new(Bounded { inner, open, sites: Mutex::new(HashMap::new()) })).is_ok() {
         log::set_max_level(max);
     }
 }
@@ -135,7 +170,7 @@ mod tests {
             .filter_level(log::LevelFilter::Info)
             .target(env_logger::Target::Pipe(Box::new(sink.clone())))
             .build();
-        let logger = Bounded { inner, sites: Mutex::new(HashMap::new()) };
+        let logger = Bounded { inner, open: None, sites: Mutex::new(HashMap::new()) };
         let at = |line: u32, msg: &str| {
             logger.log(
                 &Record::builder()

@@ -398,3 +398,35 @@ fn adopting_a_name_being_created_waits_for_its_creator() {
         assert_eq!(creates.get(&gfid), Some(&1), "d/f{i}");
     }
 }
+
+/// A brick copied elsewhere (restored from a backup, moved to another disk) has new inodes,
+/// and the file handles its GFID index holds name nothing there: its brick server records
+/// every inode's handle again, so that each GFID resolves (before, all resolved as deleted
+/// and a worker sent entries without their data).
+#[test]
+fn a_brick_restored_elsewhere_has_its_gfid_index_rebuilt() {
+    use std::os::fd::AsFd;
+    let m = Mount::new("rollover-time=600");
+    fs::create_dir(m.p("d")).unwrap();
+    fs::write(m.p("d/f"), "restored").unwrap();
+    let gfid = m.gfid("d/f");
+    m.umount();
+    let copy = m.dir.path().join("restored");
+    let o = Command::new("cp").args(["-a", "--preserve=all"]).arg(&m.brick).arg(&copy).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let layout = georep::types::BrickLayout::new(&copy);
+    let root = fs::File::open(&copy).unwrap();
+    // Where the GFID resolves through the copy's index: nowhere, or the original's inode
+    // (the same filesystem), before the copy is served.
+    let resolve = || {
+        let handles = georep::fs::gfid_index::GfidIndex::load(&layout.gfid_index()).unwrap();
+        georep::fs::gfid_index::resolve(&handles, root.as_fd(), &gfid)
+            .ok()
+            .and_then(|fd| fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd))).ok())
+    };
+    assert_ne!(resolve(), Some(copy.join("d/f")), "the copied index names the original's inodes");
+    let restored = Mount::on(tempfile::tempdir().unwrap(), copy.clone(), "rollover-time=600");
+    assert_eq!(fs::read(restored.p("d/f")).unwrap(), b"restored");
+    assert_eq!(resolve(), Some(copy.join("d/f")), "the GFID resolves on the restored brick");
+    restored.umount();
+}

@@ -128,14 +128,18 @@ impl Brick {
         let gfids = GfidIndex::open(&layout.gfid_index()).map_err(io_err(&layout.gfid_index()))?;
         let id_path = layout.id_file();
         let volume = match read_id(&id_path)? {
-            Some(v) => v,
+            Some(v) => {
+                reindex_if_moved(&root, root_fd.as_fd(), &gfids)?;
+                gfids.sync().map_err(io_err(&layout.gfid_index()))?;
+                v
+            }
             None => {
                 let v = volume.unwrap_or(VolumeId(Gfid::generate().0));
                 // Root first, then every existing inode, then the id file: an interrupted
                 // initialisation is simply redone.
                 sys::setxattr_fd(root_fd.as_fd(), OsStr::new(XATTR_GFID), &Gfid::ROOT.0, 0).map_err(io_err(&root))?;
                 gfids.add(Gfid::ROOT, root_fd.as_fd()).map_err(io_err(&root))?;
-                assign_gfids(&root, root_fd.as_fd(), &gfids)?;
+                walk(&root, root_fd.as_fd(), |fd| ensure_gfid(fd, &gfids).map(drop))?;
                 gfids.sync().map_err(io_err(&layout.gfid_index()))?;
                 let tmp = id_path.with_extension("tmp");
                 fs::write(&tmp, format!("version={ID_VERSION}\nvolume-id={v}\n")).map_err(io_err(&tmp))?;
@@ -153,9 +157,38 @@ impl Brick {
     }
 }
 
-/// Depth-first walk giving every inode under `dir_fd` a GFID (the private dir excluded).
-/// Never follows symlinks, never leaves the brick's filesystem.
-fn assign_gfids(root: &Path, root_fd: BorrowedFd<'_>, gfids: &GfidIndex) -> Result<(), BrickError> {
+/// The GFID index holds kernel file handles, and a handle names an inode of one filesystem: a
+/// brick copied elsewhere (restored from a backup, moved to another disk) brings an index
+/// whose handles name nothing here, and every GFID would resolve as a deleted inode (a worker
+/// would send entries without their data). The root's record tells: when it is not this
+/// root's handle, every inode's handle is recorded again from the GFIDs the brick holds.
+fn reindex_if_moved(root: &Path, root_fd: BorrowedFd<'_>, gfids: &GfidIndex) -> Result<(), BrickError> {
+    let here = sys::name_to_handle(root_fd).map_err(io_err(root))?;
+    if gfids.handle(&Gfid::ROOT).as_ref() == Some(&here) {
+        return Ok(());
+    }
+    log::warn!(
+        "{}: the GFID index was made on another copy of this brick (moved or restored): recording every inode's handle again",
+        root.display()
+    );
+    let before = gfids.len();
+    gfids.add_handle(Gfid::ROOT, &here).map_err(io_err(root))?;
+    walk(root, root_fd, |fd| match read_gfid(fd)? {
+        Some(g) => gfids.add(g, fd),
+        // Made while nothing recorded: the first lookup adopts and records it.
+        None => Ok(()),
+    })?;
+    log::warn!("{}: GFID index rebuilt ({} inodes known before)", root.display(), before);
+    Ok(())
+}
+
+/// Depth-first walk calling `visit` with every inode under the brick's root (the private dir
+/// excluded). Never follows symlinks, never leaves the brick's filesystem.
+fn walk(
+    root: &Path,
+    root_fd: BorrowedFd<'_>,
+    visit: impl Fn(BorrowedFd<'_>) -> io::Result<()>,
+) -> Result<(), BrickError> {
     let dev = sys::fstat(root_fd).map_err(io_err(root))?.st_dev;
     let mut stack: Vec<(OwnedFd, PathBuf)> =
         vec![(sys::reopen(root_fd, libc::O_PATH).map_err(io_err(root))?, root.to_path_buf())];
@@ -176,7 +209,7 @@ fn assign_gfids(root: &Path, root_fd: BorrowedFd<'_>, gfids: &GfidIndex) -> Resu
             if st.st_dev != dev {
                 continue;
             }
-            ensure_gfid(fd.as_fd(), gfids).map_err(io_err(&p))?;
+            visit(fd.as_fd()).map_err(io_err(&p))?;
             if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
                 stack.push((fd, p));
             }

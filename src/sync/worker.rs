@@ -151,6 +151,7 @@ impl Reporter {
 impl Progress for Reporter {
     fn crawl(&mut self, status: &str) {
         if self.status.crawl_status != status {
+            log::info!("crawl: {status}");
             self.status.crawl_status = status.to_string();
             self.save();
         }
@@ -197,6 +198,12 @@ impl Progress for Reporter {
 /// row's Faulty reason) and ends the process with status 1.
 pub fn run(spec_path: &Path) -> anyhow::Result<()> {
     let spec = WorkerSpec::load(spec_path)?;
+    crate::logging::set_level(match spec.config.get("log-level").unwrap_or_default().as_str() {
+        "CRITICAL" | "ERROR" => log::LevelFilter::Error,
+        "WARNING" => log::LevelFilter::Warn,
+        "DEBUG" => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Info,
+    });
     let mut rep = Reporter::new(spec_path, &spec);
     rep.save();
     let result = work(&spec, &mut rep);
