@@ -76,7 +76,7 @@ fn meta_op() -> impl Strategy<Value = MetaOp> {
 fn msg() -> impl Strategy<Value = Msg> {
     prop_oneof![
         (
-            any::<u16>(),
+            proto::MIN_PROTOCOL_VERSION..=proto::PROTOCOL_VERSION,
             "[a-z0-9-]{0,20}",
             proptest::option::of((any::<u32>(), any::<[u8; 16]>())),
             any::<[u8; 16]>(),
@@ -188,6 +188,20 @@ proptest! {
         let mut cursor = std::io::Cursor::new(frame);
         prop_assert_eq!(proto::read_frame(&mut cursor).unwrap(), Some(m));
         prop_assert_eq!(proto::read_frame(&mut cursor).unwrap(), None);
+    }
+
+    #[test]
+    fn a_hello_of_another_version_is_read_no_further_than_its_number(
+        version in any::<u16>().prop_filter("another version", |v| !(proto::MIN_PROTOCOL_VERSION..=proto::PROTOCOL_VERSION).contains(v)),
+        rest in proptest::collection::vec(any::<u8>(), 0..100),
+    ) {
+        let mut body = vec![1u8, 0];
+        body.extend_from_slice(&version.to_le_bytes());
+        body.extend_from_slice(&rest);
+        match proto::decode_frame(&body) {
+            Ok(Msg::Hello { version: v, secondary_volume, .. }) => prop_assert!(v == version && secondary_volume.is_empty()),
+            other => prop_assert!(false, "{other:?}"),
+        }
     }
 
     #[test]

@@ -25,18 +25,98 @@ pub fn generate(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     let man = dir.join("man8");
     std::fs::create_dir_all(&man).with_context(|| format!("create {}", man.display()))?;
-    for cmd in programs() {
-        let mut cmd = cmd.disable_help_subcommand(true);
+    for base in programs() {
+        let mut cmd = base.clone().disable_help_subcommand(true);
         cmd.build();
         pages(&cmd, true, &man, &mut written)?;
+        let mut comp = base;
+        if cmd.get_name() == "georep" {
+            grammar_pages(&man, &mut written)?;
+            // The GlusterFS-style words complete too (their first two levels).
+            comp = comp.subcommands(grammar_words());
+        }
         for shell in [clap_complete::Shell::Bash, clap_complete::Shell::Zsh, clap_complete::Shell::Fish] {
             let to = dir.join("completions").join(shell.to_string());
             std::fs::create_dir_all(&to)?;
             let name = cmd.get_name().to_string();
-            written.push(clap_complete::generate_to(shell, &mut cmd.clone(), name, &to)?);
+            written.push(clap_complete::generate_to(shell, &mut comp.clone(), name, &to)?);
         }
     }
     Ok(written)
+}
+
+/// The GlusterFS-style commands' groups, each with a page of its own: the words its
+/// synopses begin with, the page's name, and what the group is.
+const GROUPS: &[(&str, &str, &str)] = &[
+    (
+        "volume geo-replication",
+        "georep-volume-geo-replication",
+        "geo-replication sessions: create, control, status, options, disaster recovery",
+    ),
+    ("volume", "georep-volume", "volumes: create, start, stop, delete, info, list"),
+    ("system", "georep-system", "session keys and the mountbroker's mounts"),
+];
+
+/// The group of a synopsis: the first of `GROUPS` whose words it begins with.
+fn group_of(synopsis: &str) -> &'static str {
+    GROUPS.iter().find(|(w, ..)| synopsis.starts_with(&format!("{w} "))).map_or("system", |(w, ..)| w)
+}
+
+/// A page per group of the GlusterFS-style commands, from `SYNOPSES`.
+fn grammar_pages(dir: &Path, written: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    for (words, page, what) in GROUPS {
+        let commands: Vec<(String, String)> = crate::session::grammar::SYNOPSES
+            .iter()
+            .filter(|(s, _)| group_of(s) == *words)
+            .map(|(s, d)| (format!("georep {s}"), d.to_string()))
+            .collect();
+        let mut out = Vec::new();
+        writeln!(out, ".TH {} 8 \"\" \"georep {}\" \"georep Manual\"", escape(page), crate::version::VERSION)?;
+        writeln!(out, ".SH NAME\n{} \\- {}", escape(page), escape(what))?;
+        section(
+            &mut out,
+            "DESCRIPTION",
+            &[],
+            "GlusterFS-style commands of georep(8), carried out by this node's georepd; words may be \
+             shortened to unambiguous prefixes. A refusal is one line on standard error and exit status \
+             1, with nothing changed.",
+        )?;
+        section(&mut out, "COMMANDS", &commands, "")?;
+        if *words == "volume geo-replication" {
+            session_options(&mut out)?;
+        }
+        section(&mut out, "SEE ALSO", &[], "georep(8), georepd(8), and /usr/share/doc/georep/sessions.md.")?;
+        let path = dir.join(format!("{page}.8"));
+        std::fs::write(&path, out).with_context(|| format!("write {}", path.display()))?;
+        written.push(path);
+    }
+    Ok(())
+}
+
+/// The GlusterFS-style words as clap commands, for completion only (never parsed by clap:
+/// `georep`'s main hands them to the grammar first).
+fn grammar_words() -> Vec<clap::Command> {
+    use std::collections::BTreeMap;
+    let mut tree: BTreeMap<&'static str, Vec<&'static str>> = BTreeMap::new();
+    for (s, _) in crate::session::grammar::SYNOPSES {
+        let mut w = s.split(' ');
+        let first = w.next().unwrap_or_default();
+        let second = w.next().unwrap_or_default();
+        let seconds = tree.entry(first).or_default();
+        for alt in second.split('|').filter(|a| !a.starts_with('<') && !a.starts_with('[')) {
+            if !seconds.contains(&alt) {
+                seconds.push(alt);
+            }
+        }
+    }
+    tree.insert("sshkey", vec!["generate"]);
+    tree.into_iter()
+        .map(|(first, seconds)| {
+            clap::Command::new(first)
+                .about("GlusterFS-style command (see georep(8))")
+                .subcommands(seconds.into_iter().map(clap::Command::new))
+        })
+        .collect()
 }
 
 /// The page of `cmd` and of each of its visible subcommands, recursively.
@@ -87,8 +167,14 @@ fn georep_sections(out: &mut Vec<u8>) -> std::io::Result<()> {
         &commands,
         "Carried out by this node's georepd over its control socket, as GlusterFS's gluster(8) \
          geo-replication commands are; words may be shortened to unambiguous prefixes. A refusal is one \
-         line on standard error and exit status 1, with nothing changed.",
+         line on standard error and exit status 1, with nothing changed. Their pages: georep-volume(8), \
+         georep-volume-geo-replication(8), georep-system(8).",
     )?;
+    session_options(out)
+}
+
+/// Every session option with its allowed values, default and description.
+fn session_options(out: &mut Vec<u8>) -> std::io::Result<()> {
     let options: Vec<(String, String)> = crate::session::config::SessionConfig::default()
         .describe()
         .into_iter()

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::{is_mounted, mount_bin, require_root, try_describe_tree, wait_until};
+use super::{is_mounted, require_root, try_describe_tree, wait_until};
 
 pub fn georepd_bin() -> &'static str {
     env!("CARGO_BIN_EXE_georepd")
@@ -21,6 +21,9 @@ pub struct Node {
     pub extra: Vec<String>,
     /// More environment for georepd (what systemd would give it, say).
     pub vars: Vec<(String, String)>,
+    /// Where its programs are (georepd, georep, mount_georep): this build's unless set (a
+    /// previous release's, for the upgrade tests).
+    pub exe_dir: Option<PathBuf>,
     child: Option<Child>,
 }
 
@@ -53,7 +56,15 @@ impl Node {
     pub fn new(base: &Path, name: &str) -> Node {
         let root = base.join(name);
         std::fs::create_dir_all(&root).unwrap();
-        Node { name: name.into(), root, peers: Vec::new(), extra: Vec::new(), vars: Vec::new(), child: None }
+        Node {
+            name: name.into(),
+            root,
+            peers: Vec::new(),
+            extra: Vec::new(),
+            vars: Vec::new(),
+            exe_dir: None,
+            child: None,
+        }
     }
 
     pub fn envs(&self) -> Vec<(&'static str, PathBuf)> {
@@ -71,7 +82,7 @@ impl Node {
 
     pub fn start(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.root.join("georepd.out")).unwrap();
-        let mut c = Command::new(georepd_bin());
+        let mut c = Command::new(self.exe("georepd"));
         c.arg("--node-name").arg(&self.name).envs(self.envs()).stdin(Stdio::null()).stdout(log.try_clone().unwrap());
         c.stderr(log);
         for (h, d) in &self.peers {
@@ -99,6 +110,14 @@ impl Node {
 
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
+    }
+
+    /// The path of its program `name`.
+    pub fn exe(&self, name: &str) -> PathBuf {
+        match &self.exe_dir {
+            Some(d) => d.join(name),
+            None => Path::new(super::georep_bin()).with_file_name(name),
+        }
     }
 
     /// Stops georepd as `systemctl stop` does (SIGTERM) and returns how it ended, if it ended
@@ -130,7 +149,7 @@ impl Node {
     }
 
     pub fn cli_args(&self, args: &[&str]) -> Out {
-        let o = Command::new(super::georep_bin()).args(args).envs(self.envs()).output().unwrap();
+        let o = Command::new(self.exe("georep")).args(args).envs(self.envs()).output().unwrap();
         Out {
             stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
@@ -153,20 +172,34 @@ pub const SESSION: &str = "volume geo-replication pvol sec::svol";
 impl Cluster {
     /// Both nodes up, both volumes created; started and mounted if `start`.
     pub fn new(start: bool) -> Cluster {
-        Cluster::make(start, true, |_, _| Vec::new())
+        Cluster::make(start, true, None, |_, _| Vec::new())
     }
 
     /// As `new`, but the primary reaches no secondary on this machine: only over SSH. `extra`
     /// gives the primary's georepd more flags (from the test's directory and the secondary).
     pub fn remote(extra: impl Fn(&Path, &Node) -> Vec<String>) -> Cluster {
-        Cluster::make(true, false, extra)
+        Cluster::make(true, false, None, extra)
     }
 
-    fn make(start: bool, local_peer: bool, extra: impl Fn(&Path, &Node) -> Vec<String>) -> Cluster {
+    /// As `remote`, each node running the programs in a directory of its own (a previous
+    /// release's, to be upgraded in place).
+    pub fn remote_from(pri_exe: &Path, sec_exe: &Path, extra: impl Fn(&Path, &Node) -> Vec<String>) -> Cluster {
+        Cluster::make(true, false, Some((pri_exe, sec_exe)), extra)
+    }
+
+    fn make(
+        start: bool,
+        local_peer: bool,
+        exe_dirs: Option<(&Path, &Path)>,
+        extra: impl Fn(&Path, &Node) -> Vec<String>,
+    ) -> Cluster {
         require_root();
         let dir = tempfile::Builder::new().prefix("georep-cluster-").tempdir().unwrap();
         let mut sec = Node::new(dir.path(), "sec");
         let mut pri = Node::new(dir.path(), "pri");
+        if let Some((p, s)) = exe_dirs {
+            (pri.exe_dir, sec.exe_dir) = (Some(p.to_path_buf()), Some(s.to_path_buf()));
+        }
         if local_peer {
             pri.peers.push(("sec".into(), sec.run_dir()));
         }
@@ -189,7 +222,12 @@ impl Cluster {
     }
 
     pub fn mount_primary(&self) {
-        let o = Command::new(mount_bin()).arg("pvol").arg(&self.pmnt).envs(self.pri.envs()).output().unwrap();
+        let o = Command::new(self.pri.exe("mount_georep"))
+            .arg("pvol")
+            .arg(&self.pmnt)
+            .envs(self.pri.envs())
+            .output()
+            .unwrap();
         assert!(o.status.success(), "mount pvol: {}", String::from_utf8_lossy(&o.stderr));
     }
 
