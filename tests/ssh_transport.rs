@@ -201,8 +201,9 @@ fn recovers_from_link_cuts_sshd_restarts_and_receiver_kills() {
     let reason = || c.pri.cli(&format!("volume geo-replication pvol {url} status --json")).stdout;
     assert!(
         wait_until(Duration::from_secs(30), || reason().contains("did not answer within 3 s (secondary-timeout)")),
-        "{}",
-        reason()
+        "{}\n{}",
+        reason(),
+        c.worker_log()
     );
     h.kill_matching("receiver");
     c.assert_converged(Duration::from_secs(120));

@@ -27,6 +27,13 @@ pub struct Node {
     child: Option<Child>,
 }
 
+impl Drop for Node {
+    /// A node a test forgot is not left running.
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
 /// What a command printed and its exit status.
 #[derive(Debug)]
 pub struct Out {
@@ -270,8 +277,8 @@ impl Cluster {
 
     /// The session's worker log (for failure messages).
     pub fn worker_log(&self) -> String {
-        let p = self.pri.root.join("log/geo-replication/pvol_sec_svol/gsyncd.log");
-        std::fs::read_to_string(p).unwrap_or_default()
+        let Ok(dirs) = std::fs::read_dir(self.pri.root.join("log/geo-replication")) else { return String::new() };
+        dirs.flatten().map(|d| std::fs::read_to_string(d.path().join("gsyncd.log")).unwrap_or_default()).collect()
     }
 
     /// The pid of the session's worker process, if one runs.
