@@ -83,8 +83,28 @@ fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The arguments; a mistake in them is one line and exit status 1, as every refusal here.
+fn args() -> Args {
+    use clap::error::ErrorKind;
+    match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => e.exit(),
+        Err(e) => {
+            let what = e.to_string();
+            let first = match e.kind() {
+                ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => "a command is needed",
+                _ => what.lines().next().unwrap_or_default().trim_start_matches("error: "),
+            };
+            eprintln!(
+                "gluster-mountbroker: {first}; usage: gluster-mountbroker setup <MOUNT_ROOT> <GROUP> | add <VOLUME> <USER> | remove [--volume <VOLUME>] [--user <USER>] | status"
+            );
+            std::process::exit(1);
+        }
+    }
+}
+
 fn main() {
-    if let Err(e) = run(Args::parse()) {
+    if let Err(e) = run(args()) {
         eprintln!("gluster-mountbroker: {e:#}");
         std::process::exit(1);
     }
