@@ -304,6 +304,15 @@ fn volumes_through_the_api() {
     assert!(b["message"].as_str().unwrap().starts_with("bricks:"), "{b}");
     assert_eq!(http(&c.pri, "POST", "/api/v1/volumes/apivol/start", Some(&t), None).0, 200);
     assert!(c.pri.cli("volume info apivol").ok().contains("Started"));
+    // Its size: what its files take (1 MiB written), what a secondary needs (that and 100 MiB).
+    std::fs::write(brick.join("big"), vec![7u8; 1 << 20]).unwrap();
+    let (code, cap) = http(&c.pri, "GET", "/api/v1/volumes/apivol/capacity", Some(&t), None);
+    assert_eq!(code, 200, "{cap}");
+    let used = cap["used_bytes"].as_u64().unwrap();
+    assert!((1 << 20..1 << 24).contains(&used), "{cap}");
+    assert_eq!(cap["secondary_avail_bytes"].as_u64().unwrap(), used + (100 << 20), "{cap}");
+    assert!(cap["secondary_total_bytes"].as_u64().unwrap() >= cap["total_bytes"].as_u64().unwrap(), "{cap}");
+    assert_eq!(http(&c.pri, "GET", "/api/v1/volumes/nosuch/capacity", Some(&t), None).0, 404);
     assert_eq!(http(&c.pri, "POST", "/api/v1/volumes/apivol/stop", Some(&t), None).0, 200);
     assert_eq!(http(&c.pri, "DELETE", "/api/v1/volumes/apivol", Some(&t), None).0, 200);
     assert_eq!(http(&c.pri, "GET", "/api/v1/volumes/apivol", Some(&t), None).0, 404);

@@ -32,6 +32,15 @@ impl Drop for Undo {
     }
 }
 
+/// Unmounts a filesystem the test mounted, whatever happens to it.
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).output();
+    }
+}
+
 fn chattr(flag: &str, p: &std::path::Path) {
     let o = Command::new("chattr").arg(flag).arg(p).output().unwrap();
     assert!(o.status.success(), "chattr {flag}: {}", String::from_utf8_lossy(&o.stderr));
@@ -45,6 +54,14 @@ fn the_console_in_a_real_browser() {
         "playwright-core and chromium are needed: run scripts/deps"
     );
     let mut s = Sites::new("ui", 93, &["a", "b"]);
+    // A destination volume too small for the primary (a 16 MiB tmpfs): not eligible.
+    let small = s[1].node.root.join("small-brick");
+    std::fs::create_dir_all(&small).unwrap();
+    let o = Command::new("mount").args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"]).arg(&small).output().unwrap();
+    assert!(o.status.success(), "tmpfs: {}", String::from_utf8_lossy(&o.stderr));
+    let _unmount = Unmount(small.clone());
+    s[1].cli(&format!("volume create smallvol b:{}", small.display())).ok();
+    s[1].cli("volume start smallvol").ok();
     let token = s[0].cli("api-token").ok().trim().to_string();
     let addr = s[0].node.api_addr();
     let out = out_dir();
@@ -56,6 +73,7 @@ fn the_console_in_a_real_browser() {
         .env("DEST_HOST", &s[1].host.addr)
         .env("DEST_USER", &s.user.name)
         .env("DEST_VOL", &s[1].vol)
+        .env("SMALL_VOL", "smallvol")
         .env("PVOL", &s[0].vol)
         .env("OUT", &out)
         .stdin(Stdio::piped())

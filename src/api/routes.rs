@@ -143,6 +143,20 @@ async fn volume(State(d): State<Arc<Daemon>>, Path(volume): Path<String>) -> Htt
     call(d, Request::Volume(VolumeCmd::Info { name: Some(volume) })).await
 }
 
+/// The volume's size on this node, and what a secondary volume needs to receive it (the
+/// checks `create` makes without `force`).
+#[utoipa::path(get, path = "/api/v1/volumes/{volume}/capacity", params(("volume" = String, Path)),
+    responses((status = 200, body = crate::daemon::volumes::Capacity), (status = 404, body = ApiError), (status = 409, body = ApiError)))]
+async fn capacity(State(d): State<Arc<Daemon>>, Path(volume): Path<String>) -> HttpResponse {
+    let name = volume.clone();
+    match tokio::task::spawn_blocking(move || crate::daemon::volumes::Capacity::of(&d, &name)).await {
+        Ok(Ok(Some(c))) => Json(c).into_response(),
+        Ok(Ok(None)) => error(StatusCode::CONFLICT, "refused", format!("this node hosts no brick of {volume}")),
+        Ok(Err(e)) => refusal(Refusal::from_error(&e)),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "failed", format!("the request's thread failed: {e}")),
+    }
+}
+
 /// A new volume (`volume create`).
 #[derive(Deserialize, ToSchema)]
 pub struct NewVolume {
@@ -625,6 +639,7 @@ async fn test_webhook(
         volume_action,
         delete_volume,
         volume,
+        capacity,
         sessions,
         create_session,
         session,
@@ -659,6 +674,7 @@ async fn test_webhook(
         NewValue,
         NewVolume,
         VolumeInfo,
+        crate::daemon::volumes::Capacity,
         StatusRow,
         SessionView,
         view::Status,
@@ -813,6 +829,7 @@ pub fn router(d: Arc<Daemon>, token: Token) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/volumes", get(volumes).post(create_volume))
         .route("/api/v1/volumes/{volume}", get(volume).delete(delete_volume))
+        .route("/api/v1/volumes/{volume}/capacity", get(capacity))
         .route("/api/v1/volumes/{volume}/{action}", post(volume_action))
         .route("/api/v1/volumes/{volume}/geo-replication-sessions", get(sessions).post(create_session))
         .route("/api/v1/volumes/{volume}/geo-replication-sessions/{secondary}", get(session).delete(delete_session))

@@ -430,20 +430,10 @@ pub(crate) fn create(
                 secondary.volume
             );
         }
-        if let Some(brick) = v.local_brick(d) {
-            let st = nix::sys::statvfs::statvfs(&brick)?;
-            let total = st.blocks() * st.fragment_size();
-            // What the volume holds: its brick's files, not the rest of a filesystem it may
-            // share (GlusterFS's bricks are whole filesystems; ours are directories).
-            let used = brick_usage(&brick);
-            if remote.total_bytes < total {
-                bail!("Total disk size of primary is greater than disk size of secondary. Use force to continue.");
-            }
-            if remote.avail_bytes < used + (100 << 20) {
-                bail!(
-                    "Total available size of primary is greater than available size of secondary. Use force to continue."
-                );
-            }
+        if let Some(c) = super::volumes::Capacity::of(d, &v.name)?
+            && let Some(why) = c.refusal(remote.total_bytes, remote.avail_bytes)
+        {
+            bail!("{why}");
         }
     }
     let _g = d.big_lock.lock();
@@ -461,32 +451,6 @@ pub(crate) fn create(
     save(d, &s)?;
     std::fs::create_dir_all(d.dirs.session(&s.key()))?;
     Ok(Response::Ok(format!("Creating geo-replication session between {primary} & {secondary} has been successful")))
-}
-
-/// The space the files under `brick` take (its private directory left out), by a walk that
-/// does not follow symlinks nor leave the filesystem.
-fn brick_usage(brick: &std::path::Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(top) = std::fs::symlink_metadata(brick) else { return 0 };
-    let mut sum = 0;
-    let mut dirs = vec![brick.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        let Ok(rd) = std::fs::read_dir(&dir) else { continue };
-        for e in rd.flatten() {
-            if dir == brick && e.file_name() == crate::types::PRIVATE_DIR {
-                continue;
-            }
-            let Ok(md) = e.metadata() else { continue };
-            if md.dev() != top.dev() {
-                continue;
-            }
-            sum += md.blocks() * 512;
-            if md.is_dir() {
-                dirs.push(e.path());
-            }
-        }
-    }
-    sum
 }
 
 /// Installs this node's session keys for the secondary user, restricted to the receiver

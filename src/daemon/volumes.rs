@@ -242,6 +242,74 @@ pub fn inventory(d: &Daemon, uid: u32) -> anyhow::Result<Vec<crate::proto::Remot
     Ok(out)
 }
 
+/// A primary volume's size, and what a secondary volume needs to receive it (`create`'s
+/// checks, and the web UI's "big enough" filter: one rule for both).
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct Capacity {
+    /// The brick's filesystem: its size.
+    pub total_bytes: u64,
+    /// What the volume holds: its brick's files (not the rest of a filesystem it may share:
+    /// GlusterFS's bricks are whole filesystems, ours are directories).
+    pub used_bytes: u64,
+    /// A secondary volume is big enough when its filesystem is at least this big...
+    pub secondary_total_bytes: u64,
+    /// ... and has at least this much free (what the volume holds, and 100 MiB).
+    pub secondary_avail_bytes: u64,
+}
+
+impl Capacity {
+    /// The size of `name`'s brick on this node; `None` when this node hosts none.
+    pub fn of(d: &Daemon, name: &str) -> anyhow::Result<Option<Capacity>> {
+        let Some(brick) = get(d, name)?.local_brick(d) else { return Ok(None) };
+        let st = nix::sys::statvfs::statvfs(&brick).with_context(|| format!("{}", brick.display()))?;
+        let total_bytes = st.blocks() * st.fragment_size();
+        let used_bytes = brick_usage(&brick);
+        Ok(Some(Capacity {
+            total_bytes,
+            used_bytes,
+            secondary_total_bytes: total_bytes,
+            secondary_avail_bytes: used_bytes + (100 << 20),
+        }))
+    }
+
+    /// Why a secondary volume of `total` bytes with `avail` free cannot receive this one.
+    pub fn refusal(&self, total: u64, avail: u64) -> Option<&'static str> {
+        if total < self.secondary_total_bytes {
+            Some("Total disk size of primary is greater than disk size of secondary. Use force to continue.")
+        } else if avail < self.secondary_avail_bytes {
+            Some("Total available size of primary is greater than available size of secondary. Use force to continue.")
+        } else {
+            None
+        }
+    }
+}
+
+/// The space the files under `brick` take (its private directory left out), by a walk that
+/// does not follow symlinks nor leave the filesystem.
+fn brick_usage(brick: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(top) = std::fs::symlink_metadata(brick) else { return 0 };
+    let mut sum = 0;
+    let mut dirs = vec![brick.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+        for e in rd.flatten() {
+            if dir == brick && e.file_name() == crate::types::PRIVATE_DIR {
+                continue;
+            }
+            let Ok(md) = e.metadata() else { continue };
+            if md.dev() != top.dev() {
+                continue;
+            }
+            sum += md.blocks() * 512;
+            if md.is_dir() {
+                dirs.push(e.path());
+            }
+        }
+    }
+    sum
+}
+
 /// `[NODE:]VOL` for a mount: this node's brick of the started volume.
 pub fn resolve(d: &Daemon, name: &str) -> anyhow::Result<Response> {
     let (node, vol) = match name.split_once(':') {

@@ -3,8 +3,8 @@
 // mount, stop sshd, restart georepd) it asks the Rust side for: it prints `ASK <what>` and
 // waits for `DONE` on stdin. `STEP` lines say where it is; the exit status is the verdict.
 //
-// Environment: URL (georepd's API), TOKEN, DEST_HOST, DEST_USER, DEST_VOL, PVOL, OUT (where
-// screenshots go).
+// Environment: URL (georepd's API), TOKEN, DEST_HOST, DEST_USER, DEST_VOL, SMALL_VOL (a started,
+// empty volume of the destination too small for PVOL), PVOL, OUT (where screenshots go).
 'use strict';
 const { chromium } = require('playwright-core');
 const readline = require('readline');
@@ -18,6 +18,7 @@ const TOKEN = env('TOKEN');
 const DEST_HOST = env('DEST_HOST');
 const DEST_USER = env('DEST_USER');
 const DEST_VOL = env('DEST_VOL');
+const SMALL_VOL = env('SMALL_VOL');
 const PVOL = env('PVOL');
 const OUT = env('OUT');
 const SESSION = `${DEST_USER}@${DEST_HOST}::${DEST_VOL}`;
@@ -143,7 +144,15 @@ async function run(page, context) {
   await page.getByRole('tab', { name: 'Geo-Replication Sessions' }).waitFor();
   await page.getByRole('button', { name: 'New' }).click();
   await dialog.getByLabel('Destination host', { exact: true }).selectOption(DEST_HOST);
-  await until('the eligible volumes', async () => (await dialog.getByLabel('Destination volume', { exact: true }).innerText()).includes(DEST_VOL));
+  const volumes = dialog.getByLabel('Destination volume', { exact: true });
+  await until('the eligible volumes', async () => (await volumes.innerText()).includes(DEST_VOL));
+  await dialog.locator('[data-fact="needs"]').getByText('Big enough').waitFor();
+  assert(!(await volumes.innerText()).includes(SMALL_VOL), `${SMALL_VOL}, too small, is not offered: ${await volumes.innerText()}`);
+  await dialog.getByLabel(/Show only eligible volumes/).uncheck();
+  await until('every volume, the small one said too small', async () => new RegExp(`${SMALL_VOL} \\(.*too small`).test(await volumes.innerText()));
+  await dialog.getByLabel(/Show only eligible volumes/).check();
+  await until('the small one hidden again', async () => !(await volumes.innerText()).includes(SMALL_VOL));
+  await volumes.selectOption(DEST_VOL);
   await screenshot(page, 'new-session');
   await dialog.getByRole('button', { name: 'Create' }).click();
   await dialog.waitFor({ state: 'hidden' });

@@ -486,12 +486,23 @@ async function newSessionDialog(vol) {
   const autoStart = h('input', { type: 'checkbox', name: 'auto_start', checked: true });
   const probe = h('div', { class: 'hint', role: 'status' });
   let found = [];
+  // What a destination volume needs to receive this one (the checks create makes); unknown
+  // on a node without the volume's brick, and then not filtered on.
+  let need = null;
+  const needHint = h('div', { class: 'hint', 'data-fact': 'needs' });
+  api('GET', `/volumes/${enc(vol)}/capacity`)
+    .then((c) => {
+      need = c;
+      needHint.textContent = `Big enough: ${fmtBytes(c.secondary_total_bytes)} in all and ${fmtBytes(c.secondary_avail_bytes)} free (${vol} holds ${fmtBytes(c.used_bytes)}).`;
+      showVolumes();
+    })
+    .catch(() => {});
+  const bigEnough = (v) => !need || (v.total_bytes >= need.secondary_total_bytes && v.avail_bytes >= need.secondary_avail_bytes);
   const showVolumes = () => {
-    const ok = (v) => v.started && (v.empty || force.checked);
+    const ok = (v) => v.started && ((v.empty && bigEnough(v)) || force.checked);
     const list = eligibleOnly.checked ? found.filter(ok) : found;
-    volSelect.replaceChildren(
-      ...list.map((v) => h('option', { value: v.name }, `${v.name} (${v.started ? '' : 'not started, '}${v.empty ? 'empty' : 'not empty'}, ${fmtBytes(v.avail_bytes)} free of ${fmtBytes(v.total_bytes)})`)),
-    );
+    const facts = (v) => [v.started ? null : 'not started', v.empty ? 'empty' : 'not empty', `${fmtBytes(v.avail_bytes)} free of ${fmtBytes(v.total_bytes)}`, bigEnough(v) ? null : 'too small'].filter(Boolean).join(', ');
+    volSelect.replaceChildren(...list.map((v) => h('option', { value: v.name }, `${v.name} (${facts(v)})`)));
     if (!list.length) volSelect.append(h('option', { value: '' }, found.length ? 'no eligible volume' : '-'));
   };
   const testDest = async (name) => {
@@ -523,7 +534,8 @@ async function newSessionDialog(vol) {
     field('Destination volume', volSelect),
     volText,
     probe,
-    check('Show only eligible volumes (started, empty unless forced)', eligibleOnly),
+    check('Show only eligible volumes (started; unless forced, empty and big enough)', eligibleOnly),
+    needHint,
     check('Create the session\'s keys on the destination (push-pem)', pushPem),
     check('Force (create even if the destination volume is not empty or smaller)', force),
     check('Start the session once created', autoStart),
