@@ -4,7 +4,7 @@
 // operator's would. Says READY once every page shows its view;
 // when standard input closes, prints one JSON line: for each page the bytes it received and
 // sent (Chrome's own network accounting: headers and bodies, the event stream included) and
-// the seconds it was measured.
+// the seconds it was measured (unless COUNT=0: then no accounting, and zeros).
 //
 //     NODE_PATH=/opt/georep-test/node/node_modules node pages.cjs URL TOKEN N ROUTE...
 'use strict';
@@ -12,6 +12,9 @@ const { chromium } = require('playwright-core');
 
 async function main() {
   const [url, token, n, ...routes] = process.argv.slice(2);
+  // COUNT=0: no network accounting (it costs the browser and this script CPU of their own,
+  // which is the benchmark's, not the pages').
+  const count = process.env.COUNT !== '0';
   const browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
@@ -22,14 +25,16 @@ async function main() {
     const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
     await context.addInitScript((t) => sessionStorage.setItem('georep.token', t), token);
     const page = await context.newPage();
-    const cdp = await context.newCDPSession(page);
     const counted = { received: 0, sent: 0 };
-    await cdp.send('Network.enable');
-    cdp.on('Network.dataReceived', (e) => (counted.received += e.encodedDataLength));
-    cdp.on('Network.responseReceivedExtraInfo', (e) => (counted.received += (e.headersText || '').length));
-    cdp.on('Network.requestWillBeSentExtraInfo', (e) => {
-      counted.sent += Object.entries(e.headers || {}).reduce((a, [k, v]) => a + k.length + String(v).length + 4, 0);
-    });
+    if (count) {
+      const cdp = await context.newCDPSession(page);
+      await cdp.send('Network.enable');
+      cdp.on('Network.dataReceived', (e) => (counted.received += e.encodedDataLength));
+      cdp.on('Network.responseReceivedExtraInfo', (e) => (counted.received += (e.headersText || '').length));
+      cdp.on('Network.requestWillBeSentExtraInfo', (e) => {
+        counted.sent += Object.entries(e.headers || {}).reduce((a, [k, v]) => a + k.length + String(v).length + 4, 0);
+      });
+    }
     const route = routes[i % routes.length];
     await page.goto(`${url}/${route}`);
     await page.locator(route.includes('/sessions/') ? '[data-fact="lag"]' : 'tr[data-session]').first().waitFor({ timeout: 60000 });
