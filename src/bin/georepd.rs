@@ -8,9 +8,7 @@ use georep::daemon::{Daemon, Options, dirs::Dirs};
 
 fn run() -> anyhow::Result<()> {
     let a = georep::cli::georepd::Args::parse();
-    if a.store != "local" {
-        anyhow::bail!("--store {}: only the embedded store (local) is available", a.store);
-    }
+    let store = a.store_spec()?;
     let mut dirs = Dirs::from_env();
     for (slot, flag) in [
         (&mut dirs.state, a.state_dir),
@@ -37,6 +35,7 @@ fn run() -> anyhow::Result<()> {
         local_peers,
         operator_key: a.operator_key,
         remote_receiver: a.remote_receiver,
+        store,
     };
     let api = georep::api::ApiConfig::parse(&a.listen, a.insecure_http, a.tls_cert, a.tls_key)?;
     let d = Daemon::open(dirs, opts)?;

@@ -16,9 +16,25 @@ pub struct Args {
     /// This node's name (default: the hostname)
     #[arg(long, env = "GEOREPD_NODE_NAME")]
     pub node_name: Option<String>,
-    /// The cluster store: `local` (embedded)
+    /// The cluster store: `local` (embedded, one node) or
+    /// `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` (several nodes share it; docs/cluster.md)
     #[arg(long, env = "GEOREPD_STORE", default_value = "local")]
     pub store: String,
+    /// etcd over TLS: the CA certificate of the members (PEM)
+    #[arg(long, env = "GEOREPD_STORE_CACERT", value_name = "FILE")]
+    pub store_cacert: Option<PathBuf>,
+    /// etcd over TLS: this node's client certificate (PEM), if the members ask for one
+    #[arg(long, env = "GEOREPD_STORE_CERT", value_name = "FILE", requires = "store_key")]
+    pub store_cert: Option<PathBuf>,
+    /// The client certificate's key (PEM)
+    #[arg(long, env = "GEOREPD_STORE_KEY", value_name = "FILE", requires = "store_cert")]
+    pub store_key: Option<PathBuf>,
+    /// etcd's authentication: the user georepd logs in as
+    #[arg(long, env = "GEOREPD_STORE_USER", requires = "store_password_file")]
+    pub store_user: Option<String>,
+    /// The user's password: the first line of this file
+    #[arg(long, env = "GEOREPD_STORE_PASSWORD_FILE", value_name = "FILE", requires = "store_user")]
+    pub store_password_file: Option<PathBuf>,
     /// State directory [env GEOREP_STATE_DIR; default /var/lib/georep]
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
@@ -55,4 +71,42 @@ pub struct Args {
     /// The certificate's private key (PEM)
     #[arg(long, env = "GEOREPD_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+}
+
+impl Args {
+    /// The store `--store` and the `--store-*` options name.
+    pub fn store_spec(&self) -> anyhow::Result<crate::daemon::store::Spec> {
+        use crate::daemon::store::Spec;
+        let mut spec = Spec::parse(&self.store)?;
+        match &mut spec {
+            Spec::Local => {
+                let etcd_only = [
+                    ("--store-cacert", self.store_cacert.is_some()),
+                    ("--store-cert", self.store_cert.is_some()),
+                    ("--store-user", self.store_user.is_some()),
+                ];
+                if let Some((flag, _)) = etcd_only.iter().find(|(_, given)| *given) {
+                    anyhow::bail!("{flag}: only for an etcd store (--store etcd://...)");
+                }
+            }
+            Spec::Etcd(o) => {
+                if self.store_cert.is_some() && self.store_cacert.is_none() {
+                    anyhow::bail!("--store-cert: a client certificate needs TLS: give --store-cacert too");
+                }
+                o.ca = self.store_cacert.clone();
+                o.cert = self.store_cert.clone();
+                o.key = self.store_key.clone();
+                if let (Some(u), Some(f)) = (&self.store_user, &self.store_password_file) {
+                    let text = std::fs::read_to_string(f)
+                        .map_err(|e| anyhow::anyhow!("--store-password-file {}: {e}", f.display()))?;
+                    let password = text.lines().next().unwrap_or("").to_string();
+                    if password.is_empty() {
+                        anyhow::bail!("--store-password-file {}: empty", f.display());
+                    }
+                    o.user = Some((u.clone(), password));
+                }
+            }
+        }
+        Ok(spec)
+    }
 }

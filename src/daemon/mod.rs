@@ -86,6 +86,8 @@ pub struct Options {
     pub operator_key: Option<PathBuf>,
     /// The receiver command the installed keys are restricted to.
     pub remote_receiver: String,
+    /// The cluster store (`--store`).
+    pub store: store::Spec,
 }
 
 impl Options {
@@ -159,8 +161,7 @@ impl Daemon {
         make_dir(&dirs.log, 0o755)?;
         make_dir(&dirs.run, 0o755)?;
         let node = Node::load_or_create(&dirs, opts.node_name.clone())?;
-        let store = Box::new(store::LocalStore::open(&dirs.store())?);
-        store::check_schema(store.as_ref(), &dirs.store().display().to_string())?;
+        let store = opts.store.open(&dirs.store())?;
         let d = Arc::new(Daemon {
             supervisor: supervisor::Supervisor::default(),
             bricks: bricks::Bricks::default(),

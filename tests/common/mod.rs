@@ -14,6 +14,7 @@ use georep::types::{BrickLayout, Gfid};
 
 pub mod cluster;
 pub mod datasets;
+pub mod etcd;
 pub mod netns;
 pub mod sites;
 pub mod users;

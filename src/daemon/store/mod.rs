@@ -1,14 +1,19 @@
-//! The cluster store: a small key-value space holding nodes, volumes and sessions. One trait,
-//! two backends: the embedded `LocalStore` (redb, crash-safe: every write is a durable
-//! transaction) for one node, and etcd (later) for several. Values are JSON documents.
+//! The cluster store: a small key-value space holding volumes, sessions, destinations and
+//! the like, as JSON documents. One trait, two backends: the embedded `LocalStore` (redb,
+//! crash-safe: every write is a durable transaction) for one node, the default; `EtcdStore`
+//! (etcd's v3 API) for several nodes that share one view. `--store` chooses (`Spec`).
+//! The key layout is in docs/cluster.md.
+
+mod etcd;
+mod local;
 
 use std::path::Path;
 
 use anyhow::Context;
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Serialize, de::DeserializeOwned};
 
-const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
+pub use etcd::{EtcdOptions, EtcdStore};
+pub use local::LocalStore;
 
 pub trait Store: Send + Sync {
     fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>>;
@@ -19,6 +24,59 @@ pub trait Store: Send + Sync {
     fn delete(&self, key: &str) -> anyhow::Result<bool>;
     /// Every key starting with `prefix`, in order.
     fn list(&self, prefix: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>>;
+}
+
+/// Which store a node uses (`georepd --store`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Spec {
+    /// `local`: the embedded store, `<state>/store.redb`.
+    Local,
+    /// `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]`.
+    Etcd(EtcdOptions),
+}
+
+impl Spec {
+    /// Parses `--store`; the etcd connection's other options (TLS, user) are added by the
+    /// caller.
+    pub fn parse(s: &str) -> anyhow::Result<Spec> {
+        if s == "local" {
+            return Ok(Spec::Local);
+        }
+        let Some(rest) = s.strip_prefix("etcd://") else {
+            anyhow::bail!("--store {s}: not a store: give `local` or `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]`");
+        };
+        let (hosts, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let prefix = prefix.trim_end_matches('/');
+        let prefix = if prefix.is_empty() { "georep" } else { prefix };
+        if !prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b)) || prefix.contains("//") {
+            anyhow::bail!(
+                "--store {s}: the key prefix {prefix:?} may hold only letters, digits, '.', '_', '-' and single '/'"
+            );
+        }
+        let mut endpoints = Vec::new();
+        for h in hosts.split(',') {
+            let ok = h.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty()
+                    && host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-[]:".contains(&b))
+                    && port.parse::<u16>().is_ok_and(|p| p > 0)
+            });
+            if !ok {
+                anyhow::bail!("--store {s}: {h:?} is not HOST:PORT");
+            }
+            endpoints.push(h.to_string());
+        }
+        Ok(Spec::Etcd(EtcdOptions { endpoints, prefix: prefix.to_string(), ..Default::default() }))
+    }
+
+    /// Opens the store (`local`: the embedded one's file) and checks its schema.
+    pub fn open(&self, local: &Path) -> anyhow::Result<Box<dyn Store>> {
+        let (store, what): (Box<dyn Store>, String) = match self {
+            Spec::Local => (Box::new(LocalStore::open(local)?), local.display().to_string()),
+            Spec::Etcd(o) => (Box::new(EtcdStore::open(o)?), o.to_string()),
+        };
+        check_schema(store.as_ref(), &what)?;
+        Ok(store)
+    }
 }
 
 /// The version of the store's layout (its keys and their JSON documents), kept under
@@ -75,73 +133,6 @@ impl<S: Store + ?Sized> StoreExt for S {
             .into_iter()
             .map(|(k, b)| serde_json::from_slice(&b).with_context(|| format!("store: corrupt value at {k}")))
             .collect()
-    }
-}
-
-pub struct LocalStore {
-    db: redb::Database,
-}
-
-impl LocalStore {
-    pub fn open(path: &Path) -> anyhow::Result<LocalStore> {
-        let db = redb::Database::create(path).with_context(|| format!("open the store {}", path.display()))?;
-        let txn = db.begin_write()?;
-        txn.open_table(KV)?;
-        txn.commit()?;
-        Ok(LocalStore { db })
-    }
-
-    fn write<T>(&self, f: impl FnOnce(&mut redb::Table<&str, &[u8]>) -> anyhow::Result<T>) -> anyhow::Result<T> {
-        let txn = self.db.begin_write()?;
-        let r = {
-            let mut t = txn.open_table(KV)?;
-            f(&mut t)?
-        };
-        txn.commit()?;
-        Ok(r)
-    }
-}
-
-impl Store for LocalStore {
-    fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        let txn = self.db.begin_read()?;
-        let t = txn.open_table(KV)?;
-        Ok(t.get(key)?.map(|v| v.value().to_vec()))
-    }
-
-    fn put(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
-        self.write(|t| {
-            t.insert(key, value)?;
-            Ok(())
-        })
-    }
-
-    fn create(&self, key: &str, value: &[u8]) -> anyhow::Result<bool> {
-        self.write(|t| {
-            if t.get(key)?.is_some() {
-                return Ok(false);
-            }
-            t.insert(key, value)?;
-            Ok(true)
-        })
-    }
-
-    fn delete(&self, key: &str) -> anyhow::Result<bool> {
-        self.write(|t| Ok(t.remove(key)?.is_some()))
-    }
-
-    fn list(&self, prefix: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
-        let txn = self.db.begin_read()?;
-        let t = txn.open_table(KV)?;
-        let mut out = Vec::new();
-        for item in t.range(prefix..)? {
-            let (k, v) = item?;
-            if !k.value().starts_with(prefix) {
-                break;
-            }
-            out.push((k.value().to_string(), v.value().to_vec()));
-        }
-        Ok(out)
     }
 }
 

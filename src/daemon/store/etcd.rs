@@ -1,0 +1,254 @@
+//! The store on etcd (v3 API, through the `etcd-client` crate): every key under one prefix
+//! (`georep/` by default), so that clusters can share an etcd.
+//!
+//! The `Store` trait is synchronous (the daemon's core runs on plain threads); this store runs
+//! the client on a runtime of its own and waits for each answer on a channel, which works from
+//! any thread, in or out of another tokio runtime. Every request has a deadline: an etcd that
+//! does not answer is an error after `timeout`, never a hang.
+
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp};
+
+use super::Store;
+
+/// How to reach etcd (`--store etcd://...` and the `--store-*` options).
+#[derive(Clone, PartialEq)]
+pub struct EtcdOptions {
+    /// `HOST:PORT` of each member.
+    pub endpoints: Vec<String>,
+    /// Every key of this cluster is under `<prefix>/`.
+    pub prefix: String,
+    /// etcd's authentication: user and password.
+    pub user: Option<(String, String)>,
+    /// TLS: the CA that signed the members' certificates (turns TLS on), and this client's
+    /// own certificate and key if the members ask for one.
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// The deadline of each request.
+    pub timeout: Duration,
+}
+
+impl Default for EtcdOptions {
+    fn default() -> EtcdOptions {
+        EtcdOptions {
+            endpoints: Vec::new(),
+            prefix: "georep".into(),
+            user: None,
+            ca: None,
+            cert: None,
+            key: None,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The password is never printed.
+impl fmt::Debug for EtcdOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdOptions")
+            .field("endpoints", &self.endpoints)
+            .field("prefix", &self.prefix)
+            .field("user", &self.user.as_ref().map(|(u, _)| u))
+            .field("ca", &self.ca)
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl fmt::Display for EtcdOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "etcd://{}/{}", self.endpoints.join(","), self.prefix)
+    }
+}
+
+/// How many keys one range request reads (a listing reads on, at the first page's revision).
+const PAGE: i64 = 1000;
+
+pub struct EtcdStore {
+    rt: Option<tokio::runtime::Runtime>,
+    client: Client,
+    /// `<prefix>/`, the start of every key.
+    root: String,
+    name: String,
+    timeout: Duration,
+}
+
+impl EtcdStore {
+    /// Connects, and checks that etcd answers (within the timeout).
+    pub fn open(o: &EtcdOptions) -> anyhow::Result<EtcdStore> {
+        let name = o.to_string();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("etcd")
+            .enable_all()
+            .build()
+            .context("the etcd client's runtime")?;
+        let scheme = if o.ca.is_some() { "https" } else { "http" };
+        let endpoints: Vec<String> = o.endpoints.iter().map(|e| format!("{scheme}://{e}")).collect();
+        let mut opts = ConnectOptions::new()
+            .with_timeout(o.timeout)
+            .with_connect_timeout(o.timeout)
+            .with_keep_alive(Duration::from_secs(10), o.timeout)
+            .with_require_leader(true);
+        if let Some((u, p)) = &o.user {
+            opts = opts.with_user(u.clone(), p.clone()).with_auto_token_refresh(true);
+        }
+        if let Some(ca) = &o.ca {
+            let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("{name}: {}", p.display()));
+            let mut tls = etcd_client::TlsOptions::new().ca_certificate(etcd_client::Certificate::from_pem(read(ca)?));
+            match (&o.cert, &o.key) {
+                (Some(c), Some(k)) => tls = tls.identity(etcd_client::Identity::from_pem(read(c)?, read(k)?)),
+                (None, None) => {}
+                _ => anyhow::bail!("{name}: a client certificate needs its key, and a key its certificate"),
+            }
+            opts = opts.with_tls(tls);
+        }
+        let timeout = o.timeout;
+        let connect =
+            rt.block_on(async { tokio::time::timeout(timeout * 2, Client::connect(endpoints, Some(opts))).await });
+        let client = match connect {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => anyhow::bail!("{name}: cannot connect: {e}"),
+            Err(_) => anyhow::bail!("{name}: cannot connect: no answer within {:?}", timeout * 2),
+        };
+        let s = EtcdStore { rt: Some(rt), client, root: format!("{}/", o.prefix), name, timeout };
+        // The connection is made lazily: a first read says whether etcd is there.
+        s.get("meta/schema")?;
+        Ok(s)
+    }
+
+    /// Runs `f` on the client's runtime and waits for its answer, at most the timeout (and a
+    /// second more, for the client's own deadline to be the one that speaks).
+    fn call<T, F>(&self, what: &str, key: &str, f: impl FnOnce(Client) -> F) -> anyhow::Result<T>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let fut = f(self.client.clone());
+        let deadline = self.timeout + Duration::from_secs(1);
+        self.rt.as_ref().expect("the runtime lives as long as the store").spawn(async move {
+            let _ = tx.send(tokio::time::timeout(deadline, fut).await);
+        });
+        match rx.recv() {
+            Ok(Ok(Ok(v))) => Ok(v),
+            Ok(Ok(Err(e))) => Err(anyhow::anyhow!("{}: {what} {key}: {}", self.name, short(&e))),
+            Ok(Err(_)) => Err(anyhow::anyhow!("{}: {what} {key}: no answer within {deadline:?}", self.name)),
+            Err(_) => Err(anyhow::anyhow!("{}: {what} {key}: the client stopped", self.name)),
+        }
+    }
+
+    fn full(&self, key: &str) -> String {
+        format!("{}{key}", self.root)
+    }
+}
+
+/// The error's words without tonic's debug dump of metadata.
+fn short(e: &etcd_client::Error) -> String {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => format!("{:?}: {}", s.code(), s.message()),
+        other => other.to_string(),
+    }
+}
+
+/// The first key after every key starting with `prefix` (etcd's range end for a prefix).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0] // every key
+}
+
+impl Drop for EtcdStore {
+    fn drop(&mut self) {
+        // Dropped maybe inside another runtime, where a blocking shutdown would panic.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Store for EtcdStore {
+    fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let k = self.full(key);
+        let mut r = self.call("get", key, |mut c| async move { c.get(k, None).await })?;
+        Ok(r.take_kvs().into_iter().next().map(|kv| kv.into_key_value().1))
+    }
+
+    fn put(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+        let (k, v) = (self.full(key), value.to_vec());
+        self.call("put", key, |mut c| async move { c.put(k, v, None).await })?;
+        Ok(())
+    }
+
+    fn create(&self, key: &str, value: &[u8]) -> anyhow::Result<bool> {
+        let (k, v) = (self.full(key), value.to_vec());
+        let txn = Txn::new()
+            .when([Compare::create_revision(k.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(k, v, None)]);
+        let r = self.call("create", key, |mut c| async move { c.txn(txn).await })?;
+        Ok(r.succeeded())
+    }
+
+    fn delete(&self, key: &str) -> anyhow::Result<bool> {
+        let k = self.full(key);
+        let r = self.call("delete", key, |mut c| async move { c.delete(k, None).await })?;
+        Ok(r.deleted() > 0)
+    }
+
+    fn list(&self, prefix: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+        let start = self.full(prefix).into_bytes();
+        let end = prefix_end(&start);
+        let mut out = Vec::new();
+        let (mut from, mut revision) = (start, 0);
+        loop {
+            let (k, e) = (from.clone(), end.clone());
+            let mut opts = GetOptions::new().with_range(e).with_limit(PAGE);
+            if revision > 0 {
+                // Every page as of the first one's revision: one consistent listing.
+                opts = opts.with_revision(revision);
+            }
+            let mut r = self.call("list", prefix, |mut c| async move { c.get(k, Some(opts)).await })?;
+            if revision == 0 {
+                revision = r.header().map_or(0, |h| h.revision());
+            }
+            let more = r.more();
+            let kvs = r.take_kvs();
+            for kv in kvs {
+                let (full, value) = kv.into_key_value();
+                let key = String::from_utf8(full[self.root.len()..].to_vec())
+                    .with_context(|| format!("{}: a key under {prefix} is not UTF-8", self.name))?;
+                out.push((key, value));
+                from = full;
+            }
+            if !more {
+                return Ok(out);
+            }
+            from.push(0); // the next key after the last one read
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prefix_ends_where_its_keys_do() {
+        assert_eq!(prefix_end(b"georep/volumes/"), b"georep/volumes0");
+        assert_eq!(prefix_end(b"a\xff"), b"b");
+        assert_eq!(prefix_end(b"\xff\xff"), vec![0]);
+    }
+}

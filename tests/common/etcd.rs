@@ -1,0 +1,148 @@
+//! Real etcd for the tests: Debian's `etcd` (3.4), one process per member on loopback ports,
+//! its data in the test's directory, SIGKILLed when dropped. `etcdctl` reads what georep wrote.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::wait_until;
+
+/// A free TCP port on loopback (free when asked; etcd binds it at once).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// One etcd member.
+pub struct Member {
+    pub name: String,
+    pub client: u16,
+    pub peer: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+    cluster: String,
+    state: &'static str,
+}
+
+impl Member {
+    /// `HOST:PORT` of its client URL, as `--store etcd://...` takes it.
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.client)
+    }
+
+    fn spawn(&mut self) {
+        let client = format!("http://127.0.0.1:{}", self.client);
+        let peer = format!("http://127.0.0.1:{}", self.peer);
+        let log = std::fs::File::create(self.dir.join(format!("{}.log", self.name))).unwrap();
+        let child = Command::new("etcd")
+            .arg("--name")
+            .arg(&self.name)
+            .arg("--data-dir")
+            .arg(self.dir.join(&self.name))
+            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &self.cluster, "--initial-cluster-state", self.state])
+            .args(["--initial-cluster-token", &format!("georep-test-{}", std::process::id())])
+            // Fast elections: the tests kill leaders.
+            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("etcd (Debian's etcd-server; scripts/deps installs it)");
+        self.child = Some(child);
+    }
+
+    /// SIGKILLs the member (its data stays).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the killed member again on its data.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "{} is running", self.name);
+        self.state = "existing";
+        self.spawn();
+    }
+
+    pub fn running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// An etcd cluster of `n` members on this machine.
+pub struct Etcd {
+    pub members: Vec<Member>,
+}
+
+impl Etcd {
+    pub fn start(dir: &Path, n: usize) -> Etcd {
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let cluster: Vec<String> =
+            ports.iter().enumerate().map(|(i, (_, p))| format!("m{i}=http://127.0.0.1:{p}")).collect();
+        let mut members: Vec<Member> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, &(client, peer))| Member {
+                name: format!("m{i}"),
+                client,
+                peer,
+                dir: dir.to_path_buf(),
+                child: None,
+                cluster: cluster.join(","),
+                state: "new",
+            })
+            .collect();
+        for m in &mut members {
+            m.spawn();
+        }
+        let e = Etcd { members };
+        assert!(
+            wait_until(Duration::from_secs(30), || e.healthy()),
+            "etcd did not come up: see {}/m*.log",
+            dir.display()
+        );
+        e
+    }
+
+    /// Every running member's `HOST:PORT`, comma-separated (the `--store` form).
+    pub fn endpoints(&self) -> String {
+        self.members.iter().map(Member::endpoint).collect::<Vec<_>>().join(",")
+    }
+
+    /// `etcdctl` (v3 API) against the running members.
+    pub fn ctl(&self, args: &[&str]) -> std::process::Output {
+        let eps: Vec<String> =
+            self.members.iter().filter(|m| m.running()).map(|m| format!("http://{}", m.endpoint())).collect();
+        Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg("--endpoints")
+            .arg(eps.join(","))
+            .args(["--command-timeout", "3s"])
+            .args(args)
+            .output()
+            .expect("etcdctl (Debian's etcd-client; scripts/deps installs it)")
+    }
+
+    /// Every running member answers, and the cluster has a leader.
+    pub fn healthy(&self) -> bool {
+        self.ctl(&["endpoint", "health"]).status.success()
+    }
+
+    /// The value etcdctl reads at `key` (a full key, the store's prefix included).
+    pub fn get(&self, key: &str) -> Option<String> {
+        let o = self.ctl(&["get", "--print-value-only", key]);
+        assert!(o.status.success(), "etcdctl get {key}: {}", String::from_utf8_lossy(&o.stderr));
+        let v = String::from_utf8(o.stdout).unwrap();
+        if v.is_empty() { None } else { Some(v.trim_end_matches('\n').to_string()) }
+    }
+}
