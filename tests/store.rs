@@ -135,6 +135,62 @@ fn the_etcd_store_keeps_the_contract() {
     assert_eq!(s.get("volumes/d").unwrap(), None, "a failed put wrote nothing");
 }
 
+/// etcd's users: with authentication on, the store logs in with `--store-user` and the
+/// password file; a wrong password is refused at once, in words.
+#[test]
+fn etcd_with_a_user_and_password() {
+    common::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let mut etcd = Etcd::start(dir.path(), 1);
+    for args in [
+        &["user", "add", "root:rootpw"][..],
+        &["user", "add", "georep:s3cret"],
+        &["role", "add", "georep"],
+        &["role", "grant-permission", "georep", "--prefix=true", "readwrite", "auth/"],
+        &["user", "grant-role", "georep", "georep"],
+        &["auth", "enable"],
+    ] {
+        let o = etcd.ctl(args);
+        assert!(o.status.success(), "etcdctl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    etcd.auth = Some("root:rootpw".into());
+    let url = format!("etcd://{}/auth", etcd.endpoints());
+    let Spec::Etcd(mut o) = Spec::parse(&url).unwrap() else { unreachable!() };
+    o.user = Some(("georep".into(), "s3cret".into()));
+    let s = EtcdStore::open(&o).unwrap();
+    s.put("test/v", b"1").unwrap();
+    assert_eq!(etcd.get("auth/test/v").as_deref(), Some("1"));
+    // Outside its role's prefix: refused by etcd, and said so.
+    let Spec::Etcd(mut other) = Spec::parse(&format!("etcd://{}/other", etcd.endpoints())).unwrap() else {
+        unreachable!()
+    };
+    other.user = o.user.clone();
+    let e = EtcdStore::open(&other).err().expect("no permission outside auth/").to_string();
+    assert!(e.contains("permission denied"), "{e}");
+    // A wrong password.
+    o.user = Some(("georep".into(), "wrong".into()));
+    let e = EtcdStore::open(&o).err().expect("a wrong password is refused").to_string();
+    assert!(e.starts_with(&format!("{url}: ")) && e.contains("authentication failed"), "{e}");
+
+    // georepd with the flags: the password from its file.
+    let pw = dir.path().join("password");
+    std::fs::write(&pw, "s3cret\n").unwrap();
+    let mut n = Node::new(dir.path(), "a");
+    n.extra = vec![
+        "--store".into(),
+        url,
+        "--store-user".into(),
+        "georep".into(),
+        "--store-password-file".into(),
+        pw.display().to_string(),
+    ];
+    n.start();
+    n.cli(&format!("volume create v2 a:{}", dir.path().join("b").display())).ok();
+    assert!(etcd.get("auth/volumes/v2").is_some());
+    drop(n);
+    etcd.members[0].kill();
+}
+
 /// `--store` refuses what it cannot use, in one line, and starts nothing.
 #[test]
 fn bad_store_arguments_are_refused() {
@@ -193,4 +249,108 @@ fn georepd_on_etcd() {
     assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("etcd://127.0.0.1:9/x"), "{err}");
+}
+
+/// A lease keeps its keys while renewed (well past its TTL), says when it may have lapsed (etcd
+/// gone longer than the TTL), puts its keys again under a new lease when etcd dropped the old
+/// one, and takes them away at once when dropped.
+#[test]
+fn a_lease_holds_its_keys_while_renewed() {
+    common::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let mut etcd = Etcd::start(dir.path(), 1);
+    let s = etcd_store(&etcd, "lease");
+    let l = s.lease(Duration::from_secs(2)).unwrap();
+    l.put("nodes/n1", b"alive").unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(s.get("nodes/n1").unwrap().as_deref(), Some(&b"alive"[..]), "renewed past its TTL");
+    assert!(l.valid_for().is_some_and(|v| v <= Duration::from_secs(2)), "{:?}", l.valid_for());
+
+    // The lease revoked behind its back (as etcd does to an expired one): its key goes, and
+    // comes back under a new lease at the next renewal.
+    let o = etcd.ctl(&["lease", "list"]);
+    let ids: Vec<String> = String::from_utf8_lossy(&o.stdout).lines().skip(1).map(|l| l.trim().to_string()).collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert!(etcd.ctl(&["lease", "revoke", &ids[0]]).status.success());
+    assert_eq!(s.get("nodes/n1").unwrap(), None);
+    assert!(
+        common::wait_until(Duration::from_secs(5), || s.get("nodes/n1").unwrap().is_some()),
+        "put again under a new lease"
+    );
+
+    // etcd gone longer than the TTL: the lease knows it may have lapsed. Back: valid again,
+    // its key there.
+    etcd.members[0].kill();
+    assert!(common::wait_until(Duration::from_secs(4), || l.valid_for().is_none()), "{:?}", l.valid_for());
+    etcd.members[0].restart();
+    assert!(
+        common::wait_until(Duration::from_secs(30), || l.valid_for().is_some()
+            && s.get("nodes/n1").ok().flatten().is_some()),
+        "valid again once etcd is back"
+    );
+    // Dropped: revoked, the key gone now.
+    drop(l);
+    assert_eq!(s.get("nodes/n1").unwrap(), None);
+}
+
+/// `pool list` and `peer status` on three nodes of one etcd: every node, Connected; one
+/// SIGKILLed turns Disconnected within the registration's TTL (10 s), one stopped at once, and
+/// each is Connected again when it starts. On the embedded store: this node alone.
+#[test]
+fn nodes_of_one_cluster() {
+    common::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(dir.path(), 1);
+    let store = format!("etcd://{}/pool", etcd.endpoints());
+    let mut nodes: Vec<Node> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|n| {
+            let mut node = Node::new(dir.path(), n);
+            node.extra = vec!["--store".into(), store.clone()];
+            node.start();
+            node
+        })
+        .collect();
+    let state = |at: &Node, name: &str| -> Option<String> {
+        let out = at.cli("pool list").ok().to_string();
+        out.lines()
+            .find(|l| l.split('\t').nth(1).is_some_and(|h| h.trim() == name))
+            .map(|l| l.rsplit('\t').next().unwrap().trim().to_string())
+    };
+    let pool = nodes[0].cli("pool list").ok().to_string();
+    assert!(pool.starts_with("UUID\t"), "{pool}");
+    assert_eq!(pool.lines().count(), 4, "{pool}");
+    assert_eq!(state(&nodes[0], "localhost").as_deref(), Some("Connected"), "{pool}");
+    assert_eq!(state(&nodes[0], "n2").as_deref(), Some("Connected"), "{pool}");
+    let peers = nodes[1].cli("peer status").ok().to_string();
+    assert!(peers.starts_with("Number of Peers: 2\n"), "{peers}");
+    assert!(peers.contains("Hostname: n1\n") && peers.contains("Hostname: n3\n"), "{peers}");
+    assert_eq!(peers.matches("State: Peer in Cluster (Connected)").count(), 2, "{peers}");
+    let json: serde_json::Value = serde_json::from_str(nodes[2].cli("pool list --json").ok()).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 3);
+    assert_eq!(json[0]["name"], "n3");
+    assert_eq!(json[0]["this_node"], true);
+    assert_eq!(json[0]["version"], georep::VERSION);
+
+    // n3 killed: Disconnected within the TTL (and a renewal's margin).
+    let t = Instant::now();
+    nodes[2].kill9();
+    assert!(common::wait_until(Duration::from_secs(16), || state(&nodes[0], "n3").as_deref() == Some("Disconnected")));
+    eprintln!("n3 SIGKILLed: Disconnected after {:?}", t.elapsed());
+    assert!(t.elapsed() > Duration::from_secs(5), "not before its lease could lapse: {:?}", t.elapsed());
+    // n2 stopped: at once (its lease revoked).
+    nodes[1].terminate(Duration::from_secs(10)).expect("n2 stops");
+    assert_eq!(state(&nodes[0], "n2").as_deref(), Some("Disconnected"));
+    let peers = nodes[0].cli("peer status").ok().to_string();
+    assert_eq!(peers.matches("(Disconnected)").count(), 2, "{peers}");
+    nodes[2].start();
+    assert_eq!(state(&nodes[0], "n3").as_deref(), Some("Connected"));
+
+    // The embedded store: this node alone.
+    let mut alone = Node::new(dir.path(), "alone");
+    alone.start();
+    let pool = alone.cli("pool list").ok().to_string();
+    assert_eq!(pool.lines().count(), 2, "{pool}");
+    assert!(pool.lines().nth(1).unwrap().ends_with("localhost\tConnected"), "{pool}");
+    assert_eq!(alone.cli("peer status").ok(), "Number of Peers: 0\n");
 }

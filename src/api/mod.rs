@@ -63,7 +63,11 @@ impl ApiConfig {
 /// Starts the API on a thread of its own; returns the address it listens on (the port
 /// chosen when 0 was asked for), also written to `<run>/api.addr`.
 pub fn spawn(d: Arc<Daemon>, cfg: &ApiConfig) -> anyhow::Result<Option<SocketAddr>> {
-    let Some(addr) = cfg.listen else { return Ok(None) };
+    let Some(addr) = cfg.listen else {
+        // No API: no address left from an earlier start either.
+        let _ = std::fs::remove_file(d.dirs.run.join("api.addr"));
+        return Ok(None);
+    };
     let token = auth::Token::load(&d.dirs.state)?;
     metrics::handle()?;
     let listener = std::net::TcpListener::bind(addr).with_context(|| format!("API: bind {addr}"))?;

@@ -96,6 +96,7 @@ fn answer(r: Response) -> HttpResponse {
         Response::Failures(f) => Json(f).into_response(),
         Response::Destinations(v) => Json(v).into_response(),
         Response::Mountbroker(m) => Json(m).into_response(),
+        Response::Nodes(n) => Json(n).into_response(),
         Response::DestinationTest(t) => Json(t).into_response(),
         other => error(StatusCode::INTERNAL_SERVER_ERROR, "failed", format!("unexpected answer {other:?}")),
     }
@@ -155,6 +156,13 @@ async fn capacity(State(d): State<Arc<Daemon>>, Path(volume): Path<String>) -> H
         Ok(Err(e)) => refusal(Refusal::from_error(&e)),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "failed", format!("the request's thread failed: {e}")),
     }
+}
+
+/// The cluster's nodes (`pool list`): this one first, each Connected while its registration
+/// in the store lives.
+#[utoipa::path(get, path = "/api/v1/nodes", responses((status = 200, body = [crate::daemon::nodes::NodeView])))]
+async fn nodes(State(d): State<Arc<Daemon>>) -> HttpResponse {
+    call(d, Request::Nodes).await
 }
 
 /// A new volume (`volume create`).
@@ -634,6 +642,7 @@ async fn test_webhook(
     info(title = "georep", description = "The georepd REST API (SPEC 9). Bearer token: `georep api-token`."),
     paths(
         health,
+        nodes,
         volumes,
         create_volume,
         volume_action,
@@ -675,6 +684,8 @@ async fn test_webhook(
         NewVolume,
         VolumeInfo,
         crate::daemon::volumes::Capacity,
+        crate::daemon::nodes::NodeView,
+        crate::daemon::nodes::NodeRecord,
         StatusRow,
         SessionView,
         view::Status,
@@ -827,6 +838,7 @@ pub fn router(d: Arc<Daemon>, token: Token) -> Router {
     let api = Router::new()
         .route("/api/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
+        .route("/api/v1/nodes", get(nodes))
         .route("/api/v1/volumes", get(volumes).post(create_volume))
         .route("/api/v1/volumes/{volume}", get(volume).delete(delete_volume))
         .route("/api/v1/volumes/{volume}/capacity", get(capacity))

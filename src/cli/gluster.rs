@@ -11,7 +11,8 @@ use crate::session::status;
 
 /// The first words that select this grammar (prefixes allowed, as GlusterFS does).
 pub fn claims(first: &str) -> bool {
-    !first.is_empty() && ["volume", "system", "sshkey"].iter().any(|w| w.starts_with(first) && first.len() >= 3)
+    !first.is_empty()
+        && ["volume", "system", "sshkey", "pool", "peer"].iter().any(|w| w.starts_with(first) && first.len() >= 3)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -37,6 +38,7 @@ pub fn run(args: &[String]) -> anyhow::Result<i32> {
     }
     let cmd = grammar::parse(&words)?;
     let dirs = Dirs::from_env();
+    let peer_status = matches!(cmd, Command::PeerStatus);
     let (req, detail) = match cmd {
         Command::Volume(v) => (Request::Volume(v), false),
         Command::Session { primary, secondary, cmd } => (Request::Session { primary, secondary, cmd }, false),
@@ -44,6 +46,7 @@ pub fn run(args: &[String]) -> anyhow::Result<i32> {
         Command::GsecCreate => (Request::GsecCreate, false),
         Command::Mount { label, args } => (Request::Mount { label, args }, false),
         Command::Umount { path, lazy } => (Request::Umount { path, lazy }, false),
+        Command::PoolList | Command::PeerStatus => (Request::Nodes, false),
     };
     let is_info = matches!(&req, Request::Volume(VolumeCmd::Info { .. }));
     if watch {
@@ -115,6 +118,14 @@ pub fn run(args: &[String]) -> anyhow::Result<i32> {
                 (_, true) => print!("{}", render_info(&vols)),
                 (_, false) if vols.is_empty() => println!("No volumes present in cluster"),
                 (_, false) => vols.iter().for_each(|v| println!("{}", v.name)),
+            }
+            Ok(0)
+        }
+        Response::Nodes(nodes) => {
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&nodes)?),
+                _ if peer_status => print!("{}", crate::daemon::nodes::render_peers(&nodes)),
+                _ => print!("{}", crate::daemon::nodes::render_pool(&nodes)),
             }
             Ok(0)
         }

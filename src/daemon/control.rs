@@ -30,6 +30,8 @@ pub enum Request {
         primary: Option<String>,
         secondary: Option<SecondaryUrl>,
     },
+    /// `pool list`, `peer status`: the cluster's nodes.
+    Nodes,
     /// For `mount -t georep VOL`: the volume's local brick.
     ResolveVolume {
         name: String,
@@ -122,6 +124,7 @@ pub enum Response {
         text: String,
         differences: u64,
     },
+    Nodes(Vec<super::nodes::NodeView>),
 }
 
 /// A volume as `volume info` shows it.

@@ -11,6 +11,7 @@ pub mod dirs;
 pub mod events;
 pub mod failback;
 pub mod failures;
+pub mod nodes;
 pub mod refusal;
 pub mod roles;
 pub mod samples;
@@ -118,6 +119,8 @@ pub struct Daemon {
     rows: Mutex<Option<(std::time::Instant, Arc<Vec<crate::session::status::StatusRow>>)>>,
     /// Serialises the commands that change things.
     pub(crate) big_lock: Mutex<()>,
+    /// This node's registration in the store (`nodes`), from `serve` until `shutdown`.
+    pub registration: Mutex<Option<nodes::Registration>>,
     /// The `georep` binary (workers, receivers) and the mount helper.
     pub exe: PathBuf,
     pub mount_helper: PathBuf,
@@ -174,6 +177,7 @@ impl Daemon {
             store,
             opts,
             big_lock: Mutex::new(()),
+            registration: Mutex::new(None),
             exe: sibling_exe(&["georep"]),
             mount_helper: sibling_exe(&["mount_georep", "mount.georep"]),
         });
@@ -196,6 +200,8 @@ impl Daemon {
         sessions::resume_all(self)?;
         self.events.webhooks.load(webhooks::all(self)?);
         events::start(self)?;
+        let api = std::fs::read_to_string(self.dirs.run.join("api.addr")).ok().map(|a| a.trim().to_string());
+        *self.registration.lock() = Some(nodes::register(self, api)?);
         log::info!("georepd {} (node {} {}) serving {}", crate::VERSION, self.node.name, self.node.id, sock.display());
         // The API was bound before this (api::spawn): everything a client needs is up.
         systemd::notify(&format!("READY=1\nSTATUS=serving {}", sock.display()));
@@ -217,6 +223,8 @@ impl Daemon {
         log::info!("georepd stopping ({why}): stopping the workers; brick servers keep serving their mounts");
         systemd::notify("STOPPING=1\nSTATUS=stopping the workers");
         self.supervisor.stop_all();
+        // Unregistered at once (its lease revoked), not a TTL later.
+        drop(self.registration.lock().take());
         log::info!("georepd stopped");
     }
 
@@ -317,6 +325,7 @@ impl Daemon {
                     .map(|c| Response::Mountbroker(c.status()))
             }
             Request::Status { primary, secondary } => sessions::status(self, primary.as_deref(), secondary.as_ref()),
+            Request::Nodes => nodes::list(self).map(Response::Nodes),
             Request::ResolveVolume { name } => volumes::resolve(self, &name),
             Request::AuxMount { .. }
             | Request::Mount { .. }

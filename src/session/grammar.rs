@@ -133,6 +133,10 @@ pub enum Command {
         path: String,
         lazy: bool,
     },
+    /// `georep pool list`: every node of the cluster, this one as localhost.
+    PoolList,
+    /// `georep peer status`: the other nodes.
+    PeerStatus,
 }
 
 /// `georep volume ...` (SPEC section 3).
@@ -218,6 +222,8 @@ pub const SYNOPSES: &[(&str, &str)] = &[
         "Bring the old primary up to date from the secondary, before roles go back.",
     ),
     ("volume geo-replication <PVOL> <SECONDARY> restore", "Give the primary its role back after a failback."),
+    ("pool list", "Every node of the cluster (this one as localhost), Connected or Disconnected."),
+    ("peer status", "The other nodes of the cluster and whether each is connected."),
     ("system execute gsec_create", "Make this node's session key (also: sshkey generate)."),
     ("system mount <LABEL> <ARG>... | system umount <COOKIE> [lazy]", "The mountbroker's mounts (receivers use them)."),
 ];
@@ -321,7 +327,17 @@ const USAGE: &str = "usage: georep volume geo-replication [<PVOL> [<SECONDARY>]]
 /// Parses the words after `georep`.
 pub fn parse(args: &[String]) -> Result<Command, GrammarError> {
     let mut it = args.iter();
-    match expect(it.next(), &["volume", "system", "sshkey"], USAGE)? {
+    match expect(it.next(), &["volume", "system", "sshkey", "pool", "peer"], USAGE)? {
+        "pool" => {
+            expect(it.next(), &["list"], "usage: georep pool list")?;
+            end(&mut it)?;
+            return Ok(Command::PoolList);
+        }
+        "peer" => {
+            expect(it.next(), &["status"], "usage: georep peer status")?;
+            end(&mut it)?;
+            return Ok(Command::PeerStatus);
+        }
         "system" => {
             const SYSTEM_USAGE: &str =
                 "usage: georep system {execute gsec_create | mount <LABEL> <ARG>... | umount <COOKIE> [lazy]}";

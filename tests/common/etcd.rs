@@ -82,6 +82,8 @@ impl Drop for Member {
 /// An etcd cluster of `n` members on this machine.
 pub struct Etcd {
     pub members: Vec<Member>,
+    /// `USER:PASSWORD` for etcdctl, once authentication is on.
+    pub auth: Option<String>,
 }
 
 impl Etcd {
@@ -105,7 +107,7 @@ impl Etcd {
         for m in &mut members {
             m.spawn();
         }
-        let e = Etcd { members };
+        let e = Etcd { members, auth: None };
         assert!(
             wait_until(Duration::from_secs(30), || e.healthy()),
             "etcd did not come up: see {}/m*.log",
@@ -128,6 +130,7 @@ impl Etcd {
             .arg("--endpoints")
             .arg(eps.join(","))
             .args(["--command-timeout", "3s"])
+            .args(self.auth.iter().flat_map(|a| ["--user", a.as_str()]))
             .args(args)
             .output()
             .expect("etcdctl (Debian's etcd-client; scripts/deps installs it)")

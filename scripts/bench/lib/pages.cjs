@@ -15,6 +15,9 @@ async function main() {
   // COUNT=0: no network accounting (it costs the browser and this script CPU of their own,
   // which is the benchmark's, not the pages').
   const count = process.env.COUNT !== '0';
+  // BLANK=1: the same browser and contexts, every page blank (the browser's own cost, the
+  // control for the console's).
+  const blank = process.env.BLANK === '1';
   const browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
@@ -36,8 +39,12 @@ async function main() {
       });
     }
     const route = routes[i % routes.length];
-    await page.goto(`${url}/${route}`);
-    await page.locator(route.includes('/sessions/') ? '[data-fact="lag"]' : 'tr[data-session]').first().waitFor({ timeout: 60000 });
+    if (blank) {
+      await page.goto('about:blank');
+    } else {
+      await page.goto(`${url}/${route}`);
+      await page.locator(route.includes('/sessions/') ? '[data-fact="lag"]' : 'tr[data-session]').first().waitFor({ timeout: 60000 });
+    }
     pages.push({ route, counted });
   }
   // Measured from now: what the pages fetched to appear is not update traffic.

@@ -6,15 +6,17 @@
 //! any thread, in or out of another tokio runtime. Every request has a deadline: an etcd that
 //! does not answer is an error after `timeout`, never a hang.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp};
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp};
 
-use super::Store;
+use super::{Lease, Store};
 
 /// How to reach etcd (`--store etcd://...` and the `--store-*` options).
 #[derive(Clone, PartialEq)]
@@ -74,6 +76,14 @@ const PAGE: i64 = 1000;
 
 pub struct EtcdStore {
     rt: Option<tokio::runtime::Runtime>,
+    conn: Conn,
+}
+
+/// What a request needs: the client, the runtime it runs on, the key prefix, the deadline.
+/// Cloned into each lease.
+#[derive(Clone)]
+struct Conn {
+    handle: tokio::runtime::Handle,
     client: Client,
     /// `<prefix>/`, the start of every key.
     root: String,
@@ -119,12 +129,15 @@ impl EtcdStore {
             Ok(Err(e)) => anyhow::bail!("{name}: cannot connect: {e}"),
             Err(_) => anyhow::bail!("{name}: cannot connect: no answer within {:?}", timeout * 2),
         };
-        let s = EtcdStore { rt: Some(rt), client, root: format!("{}/", o.prefix), name, timeout };
+        let conn = Conn { handle: rt.handle().clone(), client, root: format!("{}/", o.prefix), name, timeout };
+        let s = EtcdStore { rt: Some(rt), conn };
         // The connection is made lazily: a first read says whether etcd is there.
         s.get("meta/schema")?;
         Ok(s)
     }
+}
 
+impl Conn {
     /// Runs `f` on the client's runtime and waits for its answer, at most the timeout (and a
     /// second more, for the client's own deadline to be the one that speaks).
     fn call<T, F>(&self, what: &str, key: &str, f: impl FnOnce(Client) -> F) -> anyhow::Result<T>
@@ -135,7 +148,7 @@ impl EtcdStore {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let fut = f(self.client.clone());
         let deadline = self.timeout + Duration::from_secs(1);
-        self.rt.as_ref().expect("the runtime lives as long as the store").spawn(async move {
+        self.handle.spawn(async move {
             let _ = tx.send(tokio::time::timeout(deadline, fut).await);
         });
         match rx.recv() {
@@ -182,34 +195,34 @@ impl Drop for EtcdStore {
 
 impl Store for EtcdStore {
     fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        let k = self.full(key);
-        let mut r = self.call("get", key, |mut c| async move { c.get(k, None).await })?;
+        let k = self.conn.full(key);
+        let mut r = self.conn.call("get", key, |mut c| async move { c.get(k, None).await })?;
         Ok(r.take_kvs().into_iter().next().map(|kv| kv.into_key_value().1))
     }
 
     fn put(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
-        let (k, v) = (self.full(key), value.to_vec());
-        self.call("put", key, |mut c| async move { c.put(k, v, None).await })?;
+        let (k, v) = (self.conn.full(key), value.to_vec());
+        self.conn.call("put", key, |mut c| async move { c.put(k, v, None).await })?;
         Ok(())
     }
 
     fn create(&self, key: &str, value: &[u8]) -> anyhow::Result<bool> {
-        let (k, v) = (self.full(key), value.to_vec());
+        let (k, v) = (self.conn.full(key), value.to_vec());
         let txn = Txn::new()
             .when([Compare::create_revision(k.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(k, v, None)]);
-        let r = self.call("create", key, |mut c| async move { c.txn(txn).await })?;
+        let r = self.conn.call("create", key, |mut c| async move { c.txn(txn).await })?;
         Ok(r.succeeded())
     }
 
     fn delete(&self, key: &str) -> anyhow::Result<bool> {
-        let k = self.full(key);
-        let r = self.call("delete", key, |mut c| async move { c.delete(k, None).await })?;
+        let k = self.conn.full(key);
+        let r = self.conn.call("delete", key, |mut c| async move { c.delete(k, None).await })?;
         Ok(r.deleted() > 0)
     }
 
     fn list(&self, prefix: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
-        let start = self.full(prefix).into_bytes();
+        let start = self.conn.full(prefix).into_bytes();
         let end = prefix_end(&start);
         let mut out = Vec::new();
         let (mut from, mut revision) = (start, 0);
@@ -220,7 +233,7 @@ impl Store for EtcdStore {
                 // Every page as of the first one's revision: one consistent listing.
                 opts = opts.with_revision(revision);
             }
-            let mut r = self.call("list", prefix, |mut c| async move { c.get(k, Some(opts)).await })?;
+            let mut r = self.conn.call("list", prefix, |mut c| async move { c.get(k, Some(opts)).await })?;
             if revision == 0 {
                 revision = r.header().map_or(0, |h| h.revision());
             }
@@ -228,8 +241,8 @@ impl Store for EtcdStore {
             let kvs = r.take_kvs();
             for kv in kvs {
                 let (full, value) = kv.into_key_value();
-                let key = String::from_utf8(full[self.root.len()..].to_vec())
-                    .with_context(|| format!("{}: a key under {prefix} is not UTF-8", self.name))?;
+                let key = String::from_utf8(full[self.conn.root.len()..].to_vec())
+                    .with_context(|| format!("{}: a key under {prefix} is not UTF-8", self.conn.name))?;
                 out.push((key, value));
                 from = full;
             }
@@ -237,6 +250,142 @@ impl Store for EtcdStore {
                 return Ok(out);
             }
             from.push(0); // the next key after the last one read
+        }
+    }
+
+    fn lease(&self, ttl: Duration) -> anyhow::Result<Box<dyn Lease>> {
+        let secs = ttl.as_secs().max(2) as i64;
+        let asked = Instant::now();
+        let id = self.conn.call("lease", "(grant)", |mut c| async move { c.lease_grant(secs, None).await })?.id();
+        let held = Arc::new(parking_lot::Mutex::new(Held {
+            id,
+            until: Some(asked + Duration::from_secs(secs as u64)),
+            keys: BTreeMap::new(),
+        }));
+        let keeper = self.conn.handle.spawn(keep(self.conn.clone(), secs, held.clone()));
+        Ok(Box::new(EtcdLease { conn: self.conn.clone(), held, keeper }))
+    }
+}
+
+/// A lease on etcd, and the keys it holds.
+pub struct EtcdLease {
+    conn: Conn,
+    held: Arc<parking_lot::Mutex<Held>>,
+    keeper: tokio::task::JoinHandle<()>,
+}
+
+struct Held {
+    /// The lease's id; 0 while it is lost and not yet granted again.
+    id: i64,
+    /// Until when its keys are sure to live.
+    until: Option<Instant>,
+    /// What it holds, to put again under a new lease.
+    keys: BTreeMap<String, Vec<u8>>,
+}
+
+impl Lease for EtcdLease {
+    fn put(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+        let id = {
+            let mut h = self.held.lock();
+            h.keys.insert(key.to_string(), value.to_vec());
+            h.id
+        };
+        if id == 0 {
+            // Lost: the keeper puts it with the others under the next lease.
+            anyhow::bail!("{}: put {key}: the lease is lost (etcd unreachable); it will be put again", self.conn.name);
+        }
+        let (k, v) = (self.conn.full(key), value.to_vec());
+        self.conn.call("put", key, |mut c| async move { c.put(k, v, Some(PutOptions::new().with_lease(id))).await })?;
+        Ok(())
+    }
+
+    fn valid_for(&self) -> Option<Duration> {
+        self.held.lock().until.and_then(|u| u.checked_duration_since(Instant::now()))
+    }
+}
+
+impl Drop for EtcdLease {
+    /// Revoked: its keys go now, not a TTL later (best effort: etcd may be gone).
+    fn drop(&mut self) {
+        self.keeper.abort();
+        let id = self.held.lock().id;
+        if id != 0 {
+            // Waited for, briefly: a daemon that stops exits right after.
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            let mut c = self.conn.client.clone();
+            self.conn.handle.spawn(async move {
+                let _ = tx.send(tokio::time::timeout(Duration::from_secs(1), c.lease_revoke(id)).await);
+            });
+            let _ = rx.recv_timeout(Duration::from_secs(2));
+        }
+    }
+}
+
+/// Renews the lease every third of its TTL; when etcd says it expired (the node was cut off
+/// longer than the TTL), grants a new one and puts every key again.
+async fn keep(conn: Conn, secs: i64, held: Arc<parking_lot::Mutex<Held>>) {
+    let tick = Duration::from_secs(secs as u64) / 3;
+    let mut stream: Option<(etcd_client::LeaseKeeper, etcd_client::LeaseKeepAliveStream)> = None;
+    loop {
+        tokio::time::sleep(tick).await;
+        let id = held.lock().id;
+        let asked = Instant::now();
+        let mut c = conn.client.clone();
+        if id == 0 {
+            let granted = tokio::time::timeout(conn.timeout, async {
+                let id = c.lease_grant(secs, None).await?.id();
+                let keys = held.lock().keys.clone();
+                for (k, v) in keys {
+                    c.put(conn.full(&k), v, Some(PutOptions::new().with_lease(id))).await?;
+                }
+                Ok::<_, etcd_client::Error>(id)
+            })
+            .await;
+            match granted {
+                Ok(Ok(id)) => {
+                    let mut h = held.lock();
+                    h.id = id;
+                    h.until = Some(asked + Duration::from_secs(secs as u64));
+                    log::info!("{}: a new lease ({id:x}): its keys are back", conn.name);
+                }
+                Ok(Err(e)) => log::debug!("{}: lease: {}", conn.name, short(&e)),
+                Err(_) => log::debug!("{}: lease: no answer", conn.name),
+            }
+            continue;
+        }
+        let renewed = tokio::time::timeout(conn.timeout, async {
+            match stream.as_mut() {
+                Some((keeper, answers)) => {
+                    keeper.keep_alive().await?;
+                    Ok::<_, etcd_client::Error>(answers.message().await?.map_or(0, |r| r.ttl()))
+                }
+                // Opening the stream renews once (or says the lease is gone).
+                None => {
+                    stream = Some(c.lease_keep_alive(id).await?);
+                    Ok(secs)
+                }
+            }
+        })
+        .await;
+        match renewed {
+            Ok(Ok(ttl)) if ttl > 0 => {
+                held.lock().until = Some(asked + Duration::from_secs(ttl as u64));
+            }
+            Ok(Ok(_)) | Ok(Err(etcd_client::Error::LeaseKeepAliveError(_))) => {
+                log::warn!("{}: the lease {id:x} expired: its keys are gone until a new one is granted", conn.name);
+                stream = None;
+                let mut h = held.lock();
+                h.id = 0;
+                h.until = None;
+            }
+            Ok(Err(e)) => {
+                log::debug!("{}: lease {id:x}: {}", conn.name, short(&e));
+                stream = None;
+            }
+            Err(_) => {
+                log::debug!("{}: lease {id:x}: no answer", conn.name);
+                stream = None;
+            }
         }
     }
 }

@@ -1,16 +1,19 @@
 //! The embedded store: one redb file on this node (`<state>/store.redb`).
 
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::Store;
+use super::{Lease, Store};
 
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 
+#[derive(Clone)]
 pub struct LocalStore {
-    db: redb::Database,
+    db: Arc<redb::Database>,
 }
 
 impl LocalStore {
@@ -19,7 +22,7 @@ impl LocalStore {
         let txn = db.begin_write()?;
         txn.open_table(KV)?;
         txn.commit()?;
-        Ok(LocalStore { db })
+        Ok(LocalStore { db: Arc::new(db) })
     }
 
     fn write<T>(&self, f: impl FnOnce(&mut redb::Table<&str, &[u8]>) -> anyhow::Result<T>) -> anyhow::Result<T> {
@@ -73,5 +76,24 @@ impl Store for LocalStore {
             out.push((k.value().to_string(), v.value().to_vec()));
         }
         Ok(out)
+    }
+
+    fn lease(&self, _ttl: Duration) -> anyhow::Result<Box<dyn Lease>> {
+        Ok(Box::new(LocalLease { store: self.clone() }))
+    }
+}
+
+/// One node: its leased keys are ordinary keys, alive as long as anyone can read them.
+pub struct LocalLease {
+    store: LocalStore,
+}
+
+impl Lease for LocalLease {
+    fn put(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+        self.store.put(key, value)
+    }
+
+    fn valid_for(&self) -> Option<Duration> {
+        Some(Duration::MAX)
     }
 }

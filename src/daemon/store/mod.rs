@@ -8,12 +8,13 @@ mod etcd;
 mod local;
 
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::Context;
 use serde::{Serialize, de::DeserializeOwned};
 
 pub use etcd::{EtcdOptions, EtcdStore};
-pub use local::LocalStore;
+pub use local::{LocalLease, LocalStore};
 
 pub trait Store: Send + Sync {
     fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>>;
@@ -24,6 +25,21 @@ pub trait Store: Send + Sync {
     fn delete(&self, key: &str) -> anyhow::Result<bool>;
     /// Every key starting with `prefix`, in order.
     fn list(&self, prefix: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>>;
+    /// A lease of `ttl` (whole seconds, at least 2), renewed by the store until dropped.
+    fn lease(&self, ttl: Duration) -> anyhow::Result<Box<dyn Lease>>;
+}
+
+/// Keys that live only while their node does: its registration (`daemon::nodes`), later its
+/// brick rows and elections. On etcd, a lease the store renews every third of its TTL: a node
+/// killed, or cut off from etcd, loses its keys a TTL later; one that comes back puts them
+/// again under a new lease. On the embedded store, ordinary keys (one node: it is alive
+/// whenever anyone reads them). Dropping the lease revokes it: its keys go at once.
+pub trait Lease: Send + Sync {
+    /// Puts `key` under the lease (and again under each new lease).
+    fn put(&self, key: &str, value: &[u8]) -> anyhow::Result<()>;
+    /// How long what this lease holds is sure to live on, counted from when its last renewal
+    /// was asked for; `None` once it may have lapsed (or was lost).
+    fn valid_for(&self) -> Option<Duration>;
 }
 
 /// Which store a node uses (`georepd --store`).
