@@ -8,7 +8,7 @@ mod common;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use common::cluster::Node;
+use common::cluster::{Cluster, Node};
 use common::etcd::Etcd;
 use georep::daemon::store::{EtcdOptions, EtcdStore, LocalStore, Spec, Store};
 
@@ -191,6 +191,50 @@ fn etcd_with_a_user_and_password() {
     etcd.members[0].kill();
 }
 
+/// etcd over TLS with client certificates: the store connects with `--store-cacert`,
+/// `--store-cert` and `--store-key`; without a client certificate, or trusting another CA, it
+/// is refused in words.
+#[test]
+fn etcd_over_tls() {
+    common::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start_tls(dir.path(), 1);
+    let t = etcd.tls.clone().unwrap();
+    let url = format!("etcd://{}/tls", etcd.endpoints());
+    let Spec::Etcd(mut o) = Spec::parse(&url).unwrap() else { unreachable!() };
+    o.ca = Some(t.ca.clone());
+    o.cert = Some(t.client_cert.clone());
+    o.key = Some(t.client_key.clone());
+    let s = EtcdStore::open(&o).unwrap();
+    s.put("test/v", b"over tls").unwrap();
+    assert_eq!(etcd.get("tls/test/v").as_deref(), Some("over tls"));
+    // No client certificate: the members refuse the connection.
+    let mut bare = o.clone();
+    (bare.cert, bare.key) = (None, None);
+    let e = EtcdStore::open(&bare).err().expect("a client certificate is required").to_string();
+    eprintln!("without a client certificate: {e}");
+    assert!(e.starts_with(&format!("{url}: ")), "{e}");
+    // The CA of the client certificate is not the members' CA.
+    let mut wrong = o.clone();
+    wrong.ca = Some(t.client_cert.clone());
+    assert!(EtcdStore::open(&wrong).is_err());
+
+    // georepd with the flags.
+    let mut n = Node::new(dir.path(), "a");
+    n.extra = vec![
+        "--store".into(),
+        url,
+        "--store-cacert".into(),
+        t.ca.display().to_string(),
+        "--store-cert".into(),
+        t.client_cert.display().to_string(),
+        "--store-key".into(),
+        t.client_key.display().to_string(),
+    ];
+    n.start();
+    assert!(n.cli("pool list").ok().contains("localhost\tConnected"));
+}
+
 /// `--store` refuses what it cannot use, in one line, and starts nothing.
 #[test]
 fn bad_store_arguments_are_refused() {
@@ -353,4 +397,52 @@ fn nodes_of_one_cluster() {
     assert_eq!(pool.lines().count(), 2, "{pool}");
     assert!(pool.lines().nth(1).unwrap().ends_with("localhost\tConnected"), "{pool}");
     assert_eq!(alone.cli("peer status").ok(), "Number of Peers: 0\n");
+}
+
+/// One view: a session's brick row, published by the node that runs its worker, is what
+/// `status` shows on every node of the cluster; when that node dies, its row turns Faulty
+/// with the reason, on the others, within the registration's TTL.
+#[test]
+fn status_on_any_node() {
+    common::require_root();
+    let etcd_dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(etcd_dir.path(), 1);
+    let url = format!("etcd://{}/view", etcd.endpoints());
+    let mut c = Cluster::with_extra(|_, _| vec!["--store".into(), url.clone()]);
+    c.geo("create push-pem").ok();
+    c.geo("start").ok();
+    std::fs::write(c.p("f"), "x").unwrap();
+    let mut other = Node::new(c.dir.path(), "n2");
+    other.extra = vec!["--store".into(), url.clone()];
+    other.start();
+    let rows = |n: &Node| -> Vec<serde_json::Value> {
+        let o = n.cli("volume geo-replication status --json");
+        serde_json::from_str::<serde_json::Value>(&o.stdout)
+            .ok()
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+    };
+    assert!(
+        common::wait_until(Duration::from_secs(30), || {
+            let r = rows(&other);
+            r.len() == 1 && r[0]["worker_status"] == "Active" && r[0]["primary_node"] == "pri"
+        }),
+        "n2 shows pri's row: {:?}",
+        rows(&other)
+    );
+    let r = rows(&other);
+    assert_eq!(r[0]["primary_brick"], c.pbrick.display().to_string());
+    assert_eq!(r[0]["primary_node_uuid"], rows(&c.pri)[0]["primary_node_uuid"]);
+
+    let t = Instant::now();
+    c.pri.kill9();
+    assert!(
+        common::wait_until(Duration::from_secs(16), || rows(&other)
+            .first()
+            .is_some_and(|r| r["worker_status"] == "Faulty")),
+        "{:?}",
+        rows(&other)
+    );
+    eprintln!("pri killed: its row Faulty on n2 after {:?}", t.elapsed());
+    assert_eq!(rows(&other)[0]["last_error"], "node pri is not connected");
 }

@@ -202,6 +202,7 @@ impl Daemon {
         events::start(self)?;
         let api = std::fs::read_to_string(self.dirs.run.join("api.addr")).ok().map(|a| a.trim().to_string());
         *self.registration.lock() = Some(nodes::register(self, api)?);
+        nodes::start_publishing(self)?;
         log::info!("georepd {} (node {} {}) serving {}", crate::VERSION, self.node.name, self.node.id, sock.display());
         // The API was bound before this (api::spawn): everything a client needs is up.
         systemd::notify(&format!("READY=1\nSTATUS=serving {}", sock.display()));

@@ -6,10 +6,15 @@
 
 use std::time::Duration;
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use super::Daemon;
-use super::store::{Lease, StoreExt};
+use super::sessions::Session;
+use super::store::{Lease, Spec, StoreExt};
+use crate::session::status::StatusRow;
 
 /// How long a node's registration outlives its last renewal (renewed every third of it).
 pub const NODE_TTL: Duration = Duration::from_secs(10);
@@ -55,6 +60,11 @@ impl Registration {
     /// How long this node is sure to stay registered (`None`: its lease may have lapsed).
     pub fn valid_for(&self) -> Option<Duration> {
         self.lease.valid_for()
+    }
+
+    /// Puts `key` under this node's lease: it lives as long as the node's registration.
+    pub fn put(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+        self.lease.put(key, value)
     }
 }
 
@@ -122,4 +132,99 @@ pub fn render_peers(nodes: &[NodeView]) -> String {
 
 fn state(n: &NodeView) -> &'static str {
     if n.connected { "Connected" } else { "Disconnected" }
+}
+
+/// Where a node publishes its rows of a session: `status/<session>/<node uuid>`.
+fn status_key(session: &str, uuid: &str) -> String {
+    format!("status/{session}/{uuid}")
+}
+
+/// How often a node publishes its brick rows (only what changed is written).
+const PUBLISH_EVERY: Duration = Duration::from_secs(2);
+
+/// On a shared store, publishes this node's brick rows of every session every 2 s, under its
+/// lease: other nodes' `status` show them, and show the node's rows Faulty when the lease goes.
+pub fn start_publishing(d: &Arc<Daemon>) -> std::io::Result<()> {
+    if matches!(d.opts.store, Spec::Local) {
+        return Ok(());
+    }
+    let d = d.clone();
+    std::thread::Builder::new().name("status-publish".into()).spawn(move || {
+        let mut published: HashMap<String, Vec<u8>> = HashMap::new();
+        loop {
+            if let Err(e) = publish(&d, &mut published) {
+                log::debug!("status: not published: {e:#}");
+            }
+            std::thread::sleep(PUBLISH_EVERY);
+        }
+    })?;
+    Ok(())
+}
+
+fn publish(d: &Daemon, published: &mut HashMap<String, Vec<u8>>) -> anyhow::Result<()> {
+    let mut now: HashMap<String, Vec<u8>> = HashMap::new();
+    for s in d.store.list_json::<Session>("sessions/")? {
+        let Ok(v) = super::volumes::get(d, &s.primary) else { continue };
+        let rows: Vec<StatusRow> = v
+            .bricks
+            .iter()
+            .filter(|(n, _)| d.node.is_me(n))
+            .map(|(n, p)| super::sessions::local_row(d, &s, &v, n, p))
+            .collect();
+        if !rows.is_empty() {
+            now.insert(status_key(&s.key(), &d.node.id), serde_json::to_vec(&rows)?);
+        }
+    }
+    // Sessions gone from this node: an empty list, so that nothing stale is shown.
+    for k in published.keys() {
+        now.entry(k.clone()).or_default();
+    }
+    let reg = d.registration.lock();
+    let Some(reg) = reg.as_ref() else { return Ok(()) };
+    for (k, v) in &now {
+        if published.get(k) != Some(v) {
+            reg.put(k, v)?;
+            published.insert(k.clone(), v.clone());
+        }
+    }
+    // An empty list, once written, needs no more watching.
+    published.retain(|_, v| !v.is_empty());
+    Ok(())
+}
+
+/// The row of another node's brick: what that node published while connected; Faulty, with
+/// the reason, when it is not.
+pub fn remote_row(d: &Daemon, s: &Session, node: &str, path: &str, peers: &[NodeView]) -> anyhow::Result<StatusRow> {
+    let peer = peers.iter().find(|p| p.record.name == node);
+    if let Some(p) = peer.filter(|p| p.connected)
+        && let Some(rows) = d.store.get_json::<Vec<StatusRow>>(&status_key(&s.key(), &p.record.uuid))?
+        && let Some(row) = rows.into_iter().find(|r| r.primary_brick == path)
+    {
+        return Ok(row);
+    }
+    let mut row = StatusRow {
+        primary_node: node.to_string(),
+        primary_node_uuid: peer.map(|p| p.record.uuid.clone()).unwrap_or_default(),
+        primary_volume: s.primary.clone(),
+        primary_brick: path.to_string(),
+        secondary_user: s.user().to_string(),
+        secondary: s.url(),
+        secondary_node: crate::session::status::NA.into(),
+        ..Default::default()
+    };
+    match peer {
+        Some(p) if p.connected => {
+            // Connected, nothing published yet: it is starting.
+            let shown = if s.state == "Started" { "Initializing..." } else { s.state.as_str() };
+            row.fill(shown, None);
+        }
+        _ => {
+            row.fill("Faulty", None);
+            row.last_error = match peer {
+                Some(_) => format!("node {node} is not connected"),
+                None => format!("node {node} is not in the cluster"),
+            };
+        }
+    }
+    Ok(row)
 }

@@ -487,6 +487,7 @@ pub fn status(d: &Daemon, primary: Option<&str>, secondary: Option<&SecondaryUrl
     };
     let secondary = secondary.map(normalize);
     let mut rows = Vec::new();
+    let mut peers = None;
     for s in d.store.list_json::<Session>(&prefix)? {
         if let Some(want) = &secondary
             && (want.host != s.secondary.host || want.volume != s.secondary.volume)
@@ -495,48 +496,16 @@ pub fn status(d: &Daemon, primary: Option<&str>, secondary: Option<&SecondaryUrl
         }
         let Ok(v) = volumes::get(d, &s.primary) else { continue };
         for (node, path) in &v.bricks {
-            let mut row = StatusRow {
-                primary_node: node.clone(),
-                primary_node_uuid: d.node.id.clone(),
-                primary_volume: s.primary.clone(),
-                primary_brick: path.clone(),
-                secondary_user: s.user().to_string(),
-                secondary: s.url(),
-                secondary_node: s.secondary.host.clone(),
-                ..Default::default()
+            if d.node.is_me(node) {
+                rows.push(local_row(d, &s, &v, node, path));
+                continue;
+            }
+            // Another node's brick: the row it published, or why there is none.
+            let peers = match &mut peers {
+                Some(p) => p,
+                None => peers.insert(super::nodes::list(d)?),
             };
-            let file = BrickStatus::load(&d.dirs.session(&s.key()).join("brick-status.json"));
-            let shown = match s.state.as_str() {
-                "Started" => d.supervisor.worker_status(&s.key()).unwrap_or_else(|| "Stopped".to_string()),
-                other => other.to_string(),
-            };
-            if !matches!(shown.as_str(), "Active" | "Passive") {
-                row.secondary_node = crate::session::status::NA.into();
-            }
-            row.fill(&shown, file.as_ref());
-            row.failures_total = file.as_ref().map_or(0, |f| f.failures);
-            row.wire_bytes = file.as_ref().map_or(0, |f| f.wire_bytes);
-            row.worker_restarts = d.supervisor.restarts(&s.key());
-            if shown == "Active" {
-                row.failures = super::failures::count(d, &s).to_string();
-            }
-            // A worker that should run but does not (Faulty, starting) reports no lag; what
-            // the brick recorded after the stime is how far behind the secondary is.
-            if matches!(shown.as_str(), "Faulty" | "Initializing...")
-                && let Some(brick) = v.local_brick(d)
-            {
-                let stime = file.as_ref().map_or(0, |f| f.last_synced_ms);
-                let index = crate::types::BrickLayout::new(&brick).changelog_dir().join("history.idx");
-                if let Some(since) = crate::changelog::history::first_change_after(&index, stime) {
-                    row.lag_seconds = crate::types::EpochMs::now().0.saturating_sub(since) as f64 / 1000.0;
-                }
-            }
-            if shown == "Faulty"
-                && let Some(reason) = d.supervisor.last_error(&s.key())
-            {
-                row.last_error = reason;
-            }
-            rows.push(row);
+            rows.push(super::nodes::remote_row(d, &s, node, path, peers)?);
         }
     }
     if rows.is_empty() {
@@ -548,4 +517,50 @@ pub fn status(d: &Daemon, primary: Option<&str>, secondary: Option<&SecondaryUrl
         return Ok(Response::Err(Refusal::new(Kind::NotFound, message)));
     }
     Ok(Response::Status(rows))
+}
+
+/// The row of this node's brick `path` of session `s`: its worker's status and files.
+pub(crate) fn local_row(d: &Daemon, s: &Session, v: &volumes::Volume, node: &str, path: &str) -> StatusRow {
+    let mut row = StatusRow {
+        primary_node: node.to_string(),
+        primary_node_uuid: d.node.id.clone(),
+        primary_volume: s.primary.clone(),
+        primary_brick: path.to_string(),
+        secondary_user: s.user().to_string(),
+        secondary: s.url(),
+        secondary_node: s.secondary.host.clone(),
+        ..Default::default()
+    };
+    let file = BrickStatus::load(&d.dirs.session(&s.key()).join("brick-status.json"));
+    let shown = match s.state.as_str() {
+        "Started" => d.supervisor.worker_status(&s.key()).unwrap_or_else(|| "Stopped".to_string()),
+        other => other.to_string(),
+    };
+    if !matches!(shown.as_str(), "Active" | "Passive") {
+        row.secondary_node = crate::session::status::NA.into();
+    }
+    row.fill(&shown, file.as_ref());
+    row.failures_total = file.as_ref().map_or(0, |f| f.failures);
+    row.wire_bytes = file.as_ref().map_or(0, |f| f.wire_bytes);
+    row.worker_restarts = d.supervisor.restarts(&s.key());
+    if shown == "Active" {
+        row.failures = super::failures::count(d, s).to_string();
+    }
+    // A worker that should run but does not (Faulty, starting) reports no lag; what the
+    // brick recorded after the stime is how far behind the secondary is.
+    if matches!(shown.as_str(), "Faulty" | "Initializing...")
+        && let Some(brick) = v.local_brick(d)
+    {
+        let stime = file.as_ref().map_or(0, |f| f.last_synced_ms);
+        let index = crate::types::BrickLayout::new(&brick).changelog_dir().join("history.idx");
+        if let Some(since) = crate::changelog::history::first_change_after(&index, stime) {
+            row.lag_seconds = crate::types::EpochMs::now().0.saturating_sub(since) as f64 / 1000.0;
+        }
+    }
+    if shown == "Faulty"
+        && let Some(reason) = d.supervisor.last_error(&s.key())
+    {
+        row.last_error = reason;
+    }
+    row
 }

@@ -182,6 +182,11 @@ impl Cluster {
         Cluster::make(start, true, None, |_, _| Vec::new())
     }
 
+    /// As `new(true)`, the primary's georepd with more flags (`extra`).
+    pub fn with_extra(extra: impl Fn(&Path, &Node) -> Vec<String>) -> Cluster {
+        Cluster::make(true, true, None, extra)
+    }
+
     /// As `new`, but the primary reaches no secondary on this machine: only over SSH. `extra`
     /// gives the primary's georepd more flags (from the test's directory and the secondary).
     pub fn remote(extra: impl Fn(&Path, &Node) -> Vec<String>) -> Cluster {

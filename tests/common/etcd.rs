@@ -13,6 +13,49 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Certificates for etcd over TLS (PEM files): the CA, the members' (for 127.0.0.1) and a
+/// client's, made with openssl.
+#[derive(Clone)]
+pub struct Tls {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl Tls {
+    pub fn make(dir: &Path) -> Tls {
+        let d = dir.join("tls");
+        std::fs::create_dir_all(&d).unwrap();
+        let sh = |script: &str| {
+            let o = Command::new("sh").arg("-ec").arg(script).current_dir(&d).output().unwrap();
+            assert!(o.status.success(), "openssl: {}", String::from_utf8_lossy(&o.stderr));
+        };
+        let key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+        sh(&format!(
+            "openssl req -x509 {key} -keyout ca-key.pem -out ca.pem -days 2 -subj /CN=georep-test-ca 2>/dev/null"
+        ));
+        for (name, ext) in [
+            ("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth"),
+            ("client", "extendedKeyUsage=clientAuth"),
+        ] {
+            sh(&format!(
+                "openssl req {key} -keyout {name}-key.pem -out {name}.csr -subj /CN={name} 2>/dev/null
+                 printf '{ext}\n' > {name}.ext
+                 openssl x509 -req -in {name}.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out {name}.pem -days 2 -extfile {name}.ext 2>/dev/null"
+            ));
+        }
+        Tls {
+            ca: d.join("ca.pem"),
+            server_cert: d.join("server.pem"),
+            server_key: d.join("server-key.pem"),
+            client_cert: d.join("client.pem"),
+            client_key: d.join("client-key.pem"),
+        }
+    }
+}
+
 /// One etcd member.
 pub struct Member {
     pub name: String,
@@ -22,6 +65,7 @@ pub struct Member {
     child: Option<Child>,
     cluster: String,
     state: &'static str,
+    tls: Option<Tls>,
 }
 
 impl Member {
@@ -31,10 +75,17 @@ impl Member {
     }
 
     fn spawn(&mut self) {
-        let client = format!("http://127.0.0.1:{}", self.client);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let client = format!("{scheme}://127.0.0.1:{}", self.client);
         let peer = format!("http://127.0.0.1:{}", self.peer);
         let log = std::fs::File::create(self.dir.join(format!("{}.log", self.name))).unwrap();
-        let child = Command::new("etcd")
+        let mut cmd = Command::new("etcd");
+        if let Some(t) = &self.tls {
+            // Clients must show a certificate the CA signed.
+            cmd.arg("--cert-file").arg(&t.server_cert).arg("--key-file").arg(&t.server_key);
+            cmd.arg("--trusted-ca-file").arg(&t.ca).arg("--client-cert-auth");
+        }
+        let child = cmd
             .arg("--name")
             .arg(&self.name)
             .arg("--data-dir")
@@ -84,10 +135,20 @@ pub struct Etcd {
     pub members: Vec<Member>,
     /// `USER:PASSWORD` for etcdctl, once authentication is on.
     pub auth: Option<String>,
+    pub tls: Option<Tls>,
 }
 
 impl Etcd {
     pub fn start(dir: &Path, n: usize) -> Etcd {
+        Etcd::start_with(dir, n, None)
+    }
+
+    /// As `start`, its clients served over TLS only, with certificates `tls` made.
+    pub fn start_tls(dir: &Path, n: usize) -> Etcd {
+        Etcd::start_with(dir, n, Some(Tls::make(dir)))
+    }
+
+    fn start_with(dir: &Path, n: usize, tls: Option<Tls>) -> Etcd {
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let cluster: Vec<String> =
             ports.iter().enumerate().map(|(i, (_, p))| format!("m{i}=http://127.0.0.1:{p}")).collect();
@@ -102,12 +163,13 @@ impl Etcd {
                 child: None,
                 cluster: cluster.join(","),
                 state: "new",
+                tls: tls.clone(),
             })
             .collect();
         for m in &mut members {
             m.spawn();
         }
-        let e = Etcd { members, auth: None };
+        let e = Etcd { members, auth: None, tls };
         assert!(
             wait_until(Duration::from_secs(30), || e.healthy()),
             "etcd did not come up: see {}/m*.log",
@@ -123,10 +185,14 @@ impl Etcd {
 
     /// `etcdctl` (v3 API) against the running members.
     pub fn ctl(&self, args: &[&str]) -> std::process::Output {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         let eps: Vec<String> =
-            self.members.iter().filter(|m| m.running()).map(|m| format!("http://{}", m.endpoint())).collect();
-        Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
+            self.members.iter().filter(|m| m.running()).map(|m| format!("{scheme}://{}", m.endpoint())).collect();
+        let mut cmd = Command::new("etcdctl");
+        if let Some(t) = &self.tls {
+            cmd.arg("--cacert").arg(&t.ca).arg("--cert").arg(&t.client_cert).arg("--key").arg(&t.client_key);
+        }
+        cmd.env("ETCDCTL_API", "3")
             .arg("--endpoints")
             .arg(eps.join(","))
             .args(["--command-timeout", "3s"])

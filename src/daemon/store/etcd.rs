@@ -166,10 +166,20 @@ impl Conn {
 
 /// The error's words without tonic's debug dump of metadata.
 fn short(e: &etcd_client::Error) -> String {
-    match e {
+    let mut out = match e {
         etcd_client::Error::GRpcStatus(s) => format!("{:?}: {}", s.code(), s.message()),
         other => other.to_string(),
+    };
+    // What lies under it (a TLS handshake refused, a connection reset) says more.
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let words = c.to_string();
+        if !out.contains(&words) {
+            out = format!("{out}: {words}");
+        }
+        cause = c.source();
     }
+    out
 }
 
 /// The first key after every key starting with `prefix` (etcd's range end for a prefix).
