@@ -18,6 +18,20 @@ def cpu(p):
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def api_requests():
+    """georepd's count of API requests so far (its /metrics), if API and TOKEN are set."""
+    api, token = os.environ.get("API"), os.environ.get("TOKEN")
+    if not api or not token:
+        return None
+    import urllib.request
+    req = urllib.request.Request(f"http://{api}/metrics", headers={"Authorization": f"Bearer {token}"})
+    try:
+        text = urllib.request.urlopen(req, timeout=5).read().decode()
+    except OSError:
+        return None
+    return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith("georep_api_requests_total"))
+
+
 def tree_cpu(root):
     """CPU seconds of `root` and every process under it, now."""
     parent, spent = {}, {}
@@ -62,6 +76,7 @@ def main():
     daemon_by = {False: [], True: []}
     load_by = {False: [], True: []}
     own_by = {False: [], True: []}
+    asked_by = {False: [], True: []}
 
     def one_run(n, loaded):
         geo("stop")
@@ -80,6 +95,7 @@ def main():
                 sys.exit(f"the load did not start: {line!r}")
         # The load's CPU counts from READY (not its start-up) to the sync's end.
         k0 = tree_cpu(load.pid) if load else 0.0
+        r0 = api_requests()
         t, c0, m0 = time.perf_counter(), cpu(pid), sum(os.times()[:2])
         geo("start")
         dst = f"{base}/fs/sb/run{n}"
@@ -96,6 +112,9 @@ def main():
         daemon_by[loaded].append((cpu(pid) - c0) / took)
         load_by[loaded].append(((tree_cpu(load.pid) - k0) if load else 0.0) / took)
         own_by[loaded].append((sum(os.times()[:2]) - m0) / took)
+        r1 = api_requests()
+        if r0 is not None and r1 is not None:
+            asked_by[loaded].append((r1 - r0) / took)
         if load:
             out, _ = load.communicate(input="")
             reports.append(json.loads(out.strip().splitlines()[-1]))
@@ -126,6 +145,9 @@ def main():
     print(f"| georepd (primary) | {pct(daemon_by[False])} | {pct(daemon_by[True])} |")
     print(f"| the load, with every process it started | {pct(load_by[False])} | {pct(load_by[True])} |")
     print(f"| this script (the poll) | {pct(own_by[False])} | {pct(own_by[True])} |")
+    if asked_by[False] and asked_by[True]:
+        rate = lambda v: f"{statistics.median(v):.1f}/s"
+        print(f"| API requests georepd answered (median) | {rate(asked_by[False])} | {rate(asked_by[True])} |")
 
 
 if __name__ == "__main__":
