@@ -41,41 +41,14 @@ fn run() -> anyhow::Result<()> {
     let d = Daemon::open(dirs, opts)?;
     georep::api::spawn(d.clone(), &api)?;
     let stopper = d.clone();
-    let signals = stopping_signals()?;
+    let signals = georep::daemon::signals::install()?;
     std::thread::Builder::new().name("signals".into()).spawn(move || {
-        let mut b = [0u8; 1];
-        if nix::unistd::read(&signals, &mut b).is_ok_and(|n| n == 1) {
-            stopper.shutdown(if b[0] == libc::SIGINT as u8 { "SIGINT" } else { "SIGTERM" });
+        if let Some(why) = signals.wait() {
+            stopper.shutdown(why);
             std::process::exit(0);
         }
     })?;
     d.serve()
-}
-
-/// The write end of the pipe SIGTERM and SIGINT are turned into.
-static SIGNAL_PIPE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
-
-extern "C" fn on_stop_signal(sig: libc::c_int) {
-    let fd = SIGNAL_PIPE.load(std::sync::atomic::Ordering::Relaxed);
-    let b = [sig as u8];
-    // SAFETY: write(2) is async-signal-safe; the buffer outlives the call.
-    unsafe { libc::write(fd, b.as_ptr().cast(), 1) };
-}
-
-/// SIGTERM and SIGINT, written by their handler into a pipe whose read end is returned (read
-/// by one thread, `run`). A handler, not a blocked mask: children (workers, brick servers)
-/// inherit a mask, but exec resets handlers, so they still end on SIGTERM.
-fn stopping_signals() -> anyhow::Result<std::os::fd::OwnedFd> {
-    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-    use std::os::fd::IntoRawFd;
-    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    SIGNAL_PIPE.store(w.into_raw_fd(), std::sync::atomic::Ordering::Relaxed);
-    let action = SigAction::new(SigHandler::Handler(on_stop_signal), SaFlags::SA_RESTART, SigSet::empty());
-    for sig in [Signal::SIGTERM, Signal::SIGINT] {
-        // SAFETY: the handler only calls write(2), which is async-signal-safe.
-        unsafe { sigaction(sig, &action) }?;
-    }
-    Ok(r)
 }
 
 fn main() {

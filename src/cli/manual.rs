@@ -29,7 +29,10 @@ pub fn generate(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         let mut cmd = base.clone().disable_help_subcommand(true);
         cmd.build();
         pages(&cmd, true, &man, &mut written)?;
-        let mut comp = base;
+        // Completions offer what the manual shows: no hidden command.
+        let mut comp = clap::Command::new(base.get_name().to_string())
+            .args(base.get_arguments().cloned())
+            .subcommands(base.get_subcommands().filter(|s| !s.is_hide_set()).cloned());
         if cmd.get_name() == "georep" {
             grammar_pages(&man, &mut written)?;
             // The GlusterFS-style words complete too (their first two levels).
@@ -55,6 +58,8 @@ const GROUPS: &[(&str, &str, &str)] = &[
     ),
     ("volume", "georep-volume", "volumes: create, start, stop, delete, info, list"),
     ("system", "georep-system", "session keys and the mountbroker's mounts"),
+    ("pool", "georep-pool", "the cluster's nodes"),
+    ("peer", "georep-peer", "the other nodes of the cluster"),
 ];
 
 /// The group of a synopsis: the first of `GROUPS` whose words it begins with.

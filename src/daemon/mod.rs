@@ -16,6 +16,7 @@ pub mod refusal;
 pub mod roles;
 pub mod samples;
 pub mod sessions;
+pub mod signals;
 pub mod store;
 pub mod supervisor;
 pub mod systemd;

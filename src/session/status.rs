@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 /// What a worker reports, written atomically to its status file after every batch.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct BrickStatus {
-    /// The file's format version (`STATUS_VERSION`).
-    #[serde(default = "status_version")]
+    /// The file's format version, as read (`save` writes `STATUS_VERSION`).
+    #[serde(default = "status_version", skip_serializing)]
     pub version: u16,
     /// `Initializing...`, `Active`, `Passive` or `Faulty`.
     pub worker_status: String,
@@ -59,8 +59,15 @@ impl BrickStatus {
 
     /// Replaces the file atomically: a reader never sees half of it.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        let b = BrickStatus { version: STATUS_VERSION, ..self.clone() };
-        crate::durable::swap(path, &serde_json::to_vec(&b).map_err(std::io::Error::other)?)
+        /// The file: this version's number, then the fields.
+        #[derive(Serialize)]
+        struct File<'a> {
+            version: u16,
+            #[serde(flatten)]
+            status: &'a BrickStatus,
+        }
+        let file = File { version: STATUS_VERSION, status: self };
+        crate::durable::swap(path, &serde_json::to_vec(&file).map_err(std::io::Error::other)?)
     }
 }
 
@@ -347,6 +354,20 @@ pub fn render_xml(rows: &[StatusRow]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_status_file_carries_its_version_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("brick-status.json");
+        let b = BrickStatus { files_synced: 7, version: 0, ..Default::default() };
+        b.save(&p).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(text.matches("\"version\"").count(), 1, "{text}");
+        let back = BrickStatus::load(&p).unwrap();
+        assert_eq!((back.version, back.files_synced), (STATUS_VERSION, 7));
+        std::fs::write(&p, text.replace(&format!("\"version\":{STATUS_VERSION}"), "\"version\":99")).unwrap();
+        assert!(BrickStatus::load(&p).is_none(), "a newer layout is not read");
+    }
 
     fn row(status: &str, b: Option<&BrickStatus>) -> StatusRow {
         let mut r = StatusRow {
