@@ -446,3 +446,93 @@ fn status_on_any_node() {
     eprintln!("pri killed: its row Faulty on n2 after {:?}", t.elapsed());
     assert_eq!(rows(&other)[0]["last_error"], "node pri is not connected");
 }
+
+/// Commands given to one node act on the node that hosts the brick: a session of n2's volume
+/// created, started, configured and stopped from n1 runs, changes and stops its worker on n2;
+/// the volume stopped and started from n1 stops and starts n2's brick server.
+#[test]
+fn commands_on_one_node_act_on_another() {
+    common::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(dir.path(), 1);
+    let url = format!("etcd://{}/act", etcd.endpoints());
+    let mut sec = Node::new(dir.path(), "sec");
+    sec.start();
+    let sbrick = dir.path().join("sbrick");
+    sec.cli(&format!("volume create svol sec:{}", sbrick.display())).ok();
+    sec.cli("volume start svol").ok();
+    let mut nodes: Vec<Node> = ["n1", "n2"]
+        .iter()
+        .map(|n| {
+            let mut node = Node::new(dir.path(), n);
+            node.extra = vec!["--store".into(), url.clone()];
+            node.peers.push(("sec".into(), sec.run_dir()));
+            node.start();
+            node
+        })
+        .collect();
+    let brick = dir.path().join("pbrick");
+    nodes[1].cli(&format!("volume create pvol n2:{}", brick.display())).ok();
+    nodes[1].cli("volume start pvol").ok();
+    let n1 = &nodes[0];
+    let geo = |rest: &str| n1.cli(&format!("volume geo-replication pvol sec::svol {rest}"));
+    geo("create push-pem").ok();
+    geo("start").ok();
+    let status = |n: &Node| -> String {
+        let o = n.cli("volume geo-replication status --json");
+        serde_json::from_str::<serde_json::Value>(&o.stdout)
+            .ok()
+            .and_then(|v| v[0]["worker_status"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    assert!(common::wait_until(Duration::from_secs(30), || status(n1) == "Active"), "n2's worker runs: {}", status(n1));
+    let spec = nodes[1].root.join("state/geo-replication/pvol_sec_svol/worker.json");
+    assert!(spec.exists(), "the worker runs on n2");
+    assert!(!n1.root.join("state/geo-replication/pvol_sec_svol/worker.json").exists(), "not on n1");
+    // Replicates: a file on n2's brick (written as its mount would; the changelog is the
+    // brick server's) reaches the secondary.
+    let mnt = dir.path().join("pmnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let o = std::process::Command::new(nodes[1].exe("mount_georep"))
+        .arg("pvol")
+        .arg(&mnt)
+        .envs(nodes[1].envs())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "mount pvol on n2: {}", String::from_utf8_lossy(&o.stderr));
+    let _unmount = Unmount(mnt.clone());
+    std::fs::write(mnt.join("hello"), "from n2").unwrap();
+    assert!(common::wait_until(Duration::from_secs(30), || std::fs::read_to_string(sbrick.join("hello"))
+        .is_ok_and(|s| s == "from n2")));
+
+    // A config set on n1 restarts n2's worker with it.
+    geo("config sync-jobs 2").ok();
+    assert!(
+        common::wait_until(Duration::from_secs(10), || std::fs::read_to_string(&spec)
+            .is_ok_and(|s| s.contains("\"sync-jobs\": \"2\""))),
+        "{}",
+        std::fs::read_to_string(&spec).unwrap_or_default()
+    );
+    // Paused and resumed from n1.
+    geo("pause").ok();
+    assert!(common::wait_until(Duration::from_secs(10), || status(n1) == "Paused"), "{}", status(n1));
+    geo("resume").ok();
+    assert!(common::wait_until(Duration::from_secs(20), || status(n1) == "Active"), "{}", status(n1));
+    // Stopped from n1: n2's worker goes.
+    geo("stop").ok();
+    assert!(common::wait_until(Duration::from_secs(10), || status(n1) == "Stopped"), "{}", status(n1));
+    assert!(common::wait_until(Duration::from_secs(10), || {
+        let out =
+            std::process::Command::new("pgrep").args(["-f", &format!("worker {}", spec.display())]).output().unwrap();
+        out.stdout.is_empty()
+    }));
+}
+
+/// Unmounts (lazily) whatever happens to the test.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).output();
+    }
+}

@@ -81,6 +81,11 @@ impl Bricks {
             .with_context(|| format!("the brick server of {} did not start (see {})", spec.volume, spec.log.display()))
     }
 
+    /// Whether this daemon keeps the volume's brick server running.
+    pub fn watching(&self, volume: &str) -> bool {
+        self.watches.lock().get(volume).is_some_and(|w| !*w.stop.lock())
+    }
+
     /// Stops the volume's brick server (SIGTERM: it publishes its changelog and exits; its
     /// mounts, if any, then report ENOTCONN).
     pub fn stop(&self, spec: &BrickSpec) -> anyhow::Result<()> {

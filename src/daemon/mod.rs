@@ -12,6 +12,7 @@ pub mod events;
 pub mod failback;
 pub mod failures;
 pub mod nodes;
+pub mod reconcile;
 pub mod refusal;
 pub mod roles;
 pub mod samples;
@@ -204,6 +205,7 @@ impl Daemon {
         let api = std::fs::read_to_string(self.dirs.run.join("api.addr")).ok().map(|a| a.trim().to_string());
         *self.registration.lock() = Some(nodes::register(self, api)?);
         nodes::start_publishing(self)?;
+        reconcile::start(self)?;
         log::info!("georepd {} (node {} {}) serving {}", crate::VERSION, self.node.name, self.node.id, sock.display());
         // The API was bound before this (api::spawn): everything a client needs is up.
         systemd::notify(&format!("READY=1\nSTATUS=serving {}", sock.display()));

@@ -177,10 +177,21 @@ pub fn gsec_create(d: &Daemon) -> anyhow::Result<Response> {
 /// The worker's instructions, rewritten on every change so a running worker sees the live
 /// options (the checkpoint) without a restart.
 fn write_spec(d: &Daemon, s: &Session, v: &Volume) -> anyhow::Result<Option<PathBuf>> {
+    let Some((path, bytes)) = spec_of(d, s, v)? else { return Ok(None) };
+    std::fs::create_dir_all(d.dirs.session_log(&s.key()))?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(Some(path))
+}
+
+/// The worker spec of this node's brick of `s` (where it goes, and its bytes); `None` if this
+/// node hosts no brick of the volume. The same session gives the same bytes: what a worker was
+/// started with is its `worker.json` (`reconcile` compares them).
+pub(crate) fn spec_of(d: &Daemon, s: &Session, v: &Volume) -> anyhow::Result<Option<(PathBuf, Vec<u8>)>> {
     let Some(brick) = v.local_brick(d) else { return Ok(None) };
     let dir = d.dirs.session(&s.key());
     std::fs::create_dir_all(&dir)?;
-    std::fs::create_dir_all(d.dirs.session_log(&s.key()))?;
     let spec = WorkerSpec {
         session: s.key(),
         primary: format!("{}@{}", s.primary, d.node.name),
@@ -193,11 +204,7 @@ fn write_spec(d: &Daemon, s: &Session, v: &Volume) -> anyhow::Result<Option<Path
         status_file: dir.join("brick-status.json"),
         failback: s.failback.as_ref().map(|_| dir.join("failback.json")),
     };
-    let path = dir.join("worker.json");
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&spec)?)?;
-    std::fs::rename(&tmp, &path)?;
-    Ok(Some(path))
+    Ok(Some((dir.join("worker.json"), serde_json::to_vec_pretty(&spec)?)))
 }
 
 pub(crate) fn start_workers(d: &Daemon, s: &Session) -> anyhow::Result<()> {

@@ -108,6 +108,18 @@ impl Supervisor {
         }
     }
 
+    /// The sessions that have a monitor here.
+    pub fn keys(&self) -> Vec<String> {
+        self.monitors.lock().keys().cloned().collect()
+    }
+
+    /// Whether the session's worker is to be paused (`None`: no monitor).
+    pub fn paused(&self, key: &str) -> Option<bool> {
+        let m = self.monitors.lock().get(key).cloned()?;
+        let want = m.state.lock().want;
+        Some(want == Want::Pause)
+    }
+
     pub fn pause(&self, key: &str) {
         self.set(key, Want::Pause);
     }

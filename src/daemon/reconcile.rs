@@ -1,0 +1,104 @@
+//! On a shared store (etcd), each node makes what runs on it match the store, whichever node a
+//! command was given to: the brick servers of the started volumes it hosts, and the workers of
+//! the running sessions of those volumes (started, paused, resumed, restarted with a new
+//! config, stopped, gone). Once a second, under the command lock; a node that was down does the
+//! same when it starts, so it picks up what changed meanwhile.
+//!
+//! Commands still act at once on the node they are given to; what they did is then already
+//! what the store says, so a pass finds nothing to do. The one record of what a worker runs
+//! with is its `worker.json`: a pass restarts a worker only when the spec the store gives
+//! differs from it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Daemon;
+use super::sessions::{self, Session};
+use super::store::{Spec, StoreExt};
+use super::volumes::Volume;
+
+const EVERY: Duration = Duration::from_secs(1);
+
+/// Starts the passes on a shared store (the embedded store has one node: its commands act).
+pub fn start(d: &Arc<Daemon>) -> std::io::Result<()> {
+    if matches!(d.opts.store, Spec::Local) {
+        return Ok(());
+    }
+    let d = d.clone();
+    std::thread::Builder::new().name("reconcile".into()).spawn(move || {
+        loop {
+            std::thread::sleep(EVERY);
+            if let Err(e) = pass(&d) {
+                log::debug!("reconcile: {e:#}");
+            }
+        }
+    })?;
+    Ok(())
+}
+
+/// One pass.
+pub fn pass(d: &Daemon) -> anyhow::Result<()> {
+    let vols: Vec<Volume> = d.store.list_json("volumes/")?;
+    let sessions: Vec<Session> = d.store.list_json("sessions/")?;
+    let _g = d.big_lock.lock();
+    for v in &vols {
+        let Some(spec) = v.brick_spec(d) else { continue };
+        match (v.started(), d.bricks.watching(&v.name)) {
+            (true, false) => {
+                log::info!("volume {}: started (the store says so): starting its brick server", v.name);
+                if let Err(e) = d.bricks.start(spec) {
+                    log::error!("volume {}: {e:#}", v.name);
+                }
+            }
+            (false, true) => {
+                log::info!("volume {}: stopped (the store says so): stopping its brick server", v.name);
+                if let Err(e) = d.bricks.stop(&spec) {
+                    log::error!("volume {}: {e:#}", v.name);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut here = std::collections::HashSet::new();
+    for s in &sessions {
+        let Some(v) = vols.iter().find(|v| v.name == s.primary) else { continue };
+        let key = s.key();
+        let Some((path, spec)) = sessions::spec_of(d, s, v)? else { continue };
+        here.insert(key.clone());
+        let paused = d.supervisor.paused(&key);
+        if !s.running() {
+            if paused.is_some() {
+                log::info!("session {key}: {} (the store says so): stopping its worker", s.state);
+                d.supervisor.stop(&key);
+            }
+            continue;
+        }
+        let applied = std::fs::read(&path).ok();
+        match paused {
+            None => {
+                log::info!("session {key}: {} (the store says so): starting its worker", s.state);
+                sessions::start_workers(d, s)?;
+            }
+            Some(_) if applied.as_deref() != Some(&spec[..]) => {
+                log::info!("session {key}: its config changed: restarting its worker");
+                sessions::start_workers(d, s)?;
+            }
+            Some(p) if p != (s.state == "Paused") => {
+                if s.state == "Paused" {
+                    d.supervisor.pause(&key);
+                } else {
+                    d.supervisor.resume(&key);
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    // Sessions deleted (or whose volume went): their workers go.
+    for key in d.supervisor.keys() {
+        if !here.contains(&key) {
+            log::info!("session {key}: gone from the store: stopping its worker");
+            d.supervisor.stop(&key);
+        }
+    }
+    Ok(())
+}
