@@ -461,7 +461,7 @@ fn commands_on_one_node_act_on_another() {
     let sbrick = dir.path().join("sbrick");
     sec.cli(&format!("volume create svol sec:{}", sbrick.display())).ok();
     sec.cli("volume start svol").ok();
-    let mut nodes: Vec<Node> = ["n1", "n2"]
+    let nodes: Vec<Node> = ["n1", "n2"]
         .iter()
         .map(|n| {
             let mut node = Node::new(dir.path(), n);
