@@ -461,7 +461,7 @@ fn commands_on_one_node_act_on_another() {
     let sbrick = dir.path().join("sbrick");
     sec.cli(&format!("volume create svol sec:{}", sbrick.display())).ok();
     sec.cli("volume start svol").ok();
-    let nodes: Vec<Node> = ["n1", "n2"]
+    let mut nodes: Vec<Node> = ["n1", "n2"]
         .iter()
         .map(|n| {
             let mut node = Node::new(dir.path(), n);
@@ -474,7 +474,8 @@ fn commands_on_one_node_act_on_another() {
     let brick = dir.path().join("pbrick");
     nodes[1].cli(&format!("volume create pvol n2:{}", brick.display())).ok();
     nodes[1].cli("volume start pvol").ok();
-    let n1 = &nodes[0];
+    let [n1, n2] = &mut nodes[..] else { unreachable!() };
+    let n1 = &*n1;
     let geo = |rest: &str| n1.cli(&format!("volume geo-replication pvol sec::svol {rest}"));
     geo("create push-pem").ok();
     geo("start").ok();
@@ -486,19 +487,14 @@ fn commands_on_one_node_act_on_another() {
             .unwrap_or_default()
     };
     assert!(common::wait_until(Duration::from_secs(30), || status(n1) == "Active"), "n2's worker runs: {}", status(n1));
-    let spec = nodes[1].root.join("state/geo-replication/pvol_sec_svol/worker.json");
+    let spec = n2.root.join("state/geo-replication/pvol_sec_svol/worker.json");
     assert!(spec.exists(), "the worker runs on n2");
     assert!(!n1.root.join("state/geo-replication/pvol_sec_svol/worker.json").exists(), "not on n1");
     // Replicates: a file on n2's brick (written as its mount would; the changelog is the
     // brick server's) reaches the secondary.
     let mnt = dir.path().join("pmnt");
     std::fs::create_dir(&mnt).unwrap();
-    let o = std::process::Command::new(nodes[1].exe("mount_georep"))
-        .arg("pvol")
-        .arg(&mnt)
-        .envs(nodes[1].envs())
-        .output()
-        .unwrap();
+    let o = std::process::Command::new(n2.exe("mount_georep")).arg("pvol").arg(&mnt).envs(n2.envs()).output().unwrap();
     assert!(o.status.success(), "mount pvol on n2: {}", String::from_utf8_lossy(&o.stderr));
     let _unmount = Unmount(mnt.clone());
     std::fs::write(mnt.join("hello"), "from n2").unwrap();
@@ -518,6 +514,17 @@ fn commands_on_one_node_act_on_another() {
     assert!(common::wait_until(Duration::from_secs(10), || status(n1) == "Paused"), "{}", status(n1));
     geo("resume").ok();
     assert!(common::wait_until(Duration::from_secs(20), || status(n1) == "Active"), "{}", status(n1));
+    // n2 down while the config changes on n1: back, its worker runs with the new config.
+    n2.terminate(Duration::from_secs(10)).expect("n2 stops");
+    geo("config sync-jobs 3").ok();
+    n2.start();
+    assert!(
+        common::wait_until(Duration::from_secs(20), || std::fs::read_to_string(&spec)
+            .is_ok_and(|s| s.contains("\"sync-jobs\": \"3\""))),
+        "{}",
+        std::fs::read_to_string(&spec).unwrap_or_default()
+    );
+    assert!(common::wait_until(Duration::from_secs(30), || status(n1) == "Active"), "{}", status(n1));
     // Stopped from n1: n2's worker goes.
     geo("stop").ok();
     assert!(common::wait_until(Duration::from_secs(10), || status(n1) == "Stopped"), "{}", status(n1));

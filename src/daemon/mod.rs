@@ -38,6 +38,25 @@ use control::{Request, Response};
 use dirs::Dirs;
 use store::Store;
 
+/// Runs `f` every `period` (after the first wait) on a thread of its own named `name`, for the
+/// daemon's life; a failed round is logged (debug) and the next one comes.
+pub(crate) fn every(
+    name: &str,
+    period: std::time::Duration,
+    mut f: impl FnMut() -> anyhow::Result<()> + Send + 'static,
+) -> std::io::Result<()> {
+    let what = name.to_string();
+    std::thread::Builder::new().name(what.clone()).spawn(move || {
+        loop {
+            std::thread::sleep(period);
+            if let Err(e) = f() {
+                log::debug!("{what}: {e:#}");
+            }
+        }
+    })?;
+    Ok(())
+}
+
 /// This node: a stable UUID (made once, kept in the state dir) and a name.
 #[derive(Clone, Debug)]
 pub struct Node {

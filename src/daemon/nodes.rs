@@ -149,16 +149,8 @@ pub fn start_publishing(d: &Arc<Daemon>) -> std::io::Result<()> {
         return Ok(());
     }
     let d = d.clone();
-    std::thread::Builder::new().name("status-publish".into()).spawn(move || {
-        let mut published: HashMap<String, Vec<u8>> = HashMap::new();
-        loop {
-            if let Err(e) = publish(&d, &mut published) {
-                log::debug!("status: not published: {e:#}");
-            }
-            std::thread::sleep(PUBLISH_EVERY);
-        }
-    })?;
-    Ok(())
+    let mut published: HashMap<String, Vec<u8>> = HashMap::new();
+    super::every("status-publish", PUBLISH_EVERY, move || publish(&d, &mut published))
 }
 
 fn publish(d: &Daemon, published: &mut HashMap<String, Vec<u8>>) -> anyhow::Result<()> {

@@ -25,15 +25,7 @@ pub fn start(d: &Arc<Daemon>) -> std::io::Result<()> {
         return Ok(());
     }
     let d = d.clone();
-    std::thread::Builder::new().name("reconcile".into()).spawn(move || {
-        loop {
-            std::thread::sleep(EVERY);
-            if let Err(e) = pass(&d) {
-                log::debug!("reconcile: {e:#}");
-            }
-        }
-    })?;
-    Ok(())
+    super::every("reconcile", EVERY, move || pass(&d))
 }
 
 /// One pass.
