@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{Cluster, Node};
 use common::etcd::Etcd;
-use georep::daemon::store::{EtcdOptions, EtcdStore, LocalStore, Spec, Store};
+use georep::daemon::store::{EtcdStore, LocalStore, Spec, Store};
 
 /// What every backend must do.
 fn contract(s: &dyn Store) {
@@ -258,7 +258,6 @@ fn bad_store_arguments_are_refused() {
     let Spec::Etcd(o) = Spec::parse("etcd://h:2379").unwrap() else { panic!() };
     assert_eq!(o.prefix, "georep");
     assert_eq!(Spec::parse("local").unwrap(), Spec::Local);
-    let _ = EtcdOptions::default();
 }
 
 /// georepd on etcd: two nodes of one cluster see one volume list; a georepd whose etcd does
@@ -448,8 +447,8 @@ fn status_on_any_node() {
 }
 
 /// Commands given to one node act on the node that hosts the brick: a session of n2's volume
-/// created, started, configured and stopped from n1 runs, changes and stops its worker on n2;
-/// the volume stopped and started from n1 stops and starts n2's brick server.
+/// created, started, configured, paused, resumed and stopped from n1 runs, changes, pauses and
+/// stops its worker on n2; n2, down while the config changed, runs the new one when it is back.
 #[test]
 fn commands_on_one_node_act_on_another() {
     common::require_root();
