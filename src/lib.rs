@@ -9,6 +9,7 @@ pub mod changelog;
 pub mod cli;
 pub mod daemon;
 pub mod durable;
+pub mod fence;
 pub mod fs;
 pub mod logging;
 pub mod mapped;

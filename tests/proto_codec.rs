@@ -80,14 +80,17 @@ fn msg() -> impl Strategy<Value = Msg> {
             "[a-z0-9-]{0,20}",
             proptest::option::of((any::<u32>(), any::<[u8; 16]>())),
             any::<[u8; 16]>(),
-            "[a-z0-9@-]{0,20}"
+            "[a-z0-9@-]{0,20}",
+            any::<u64>()
         )
-            .prop_map(|(version, secondary_volume, join, primary, primary_name)| Msg::Hello {
+            .prop_map(|(version, secondary_volume, join, primary, primary_name, token)| Msg::Hello {
                 version,
                 secondary_volume,
                 join: join.map(|(pid, v)| georep::proto::Join { pid, volume: VolumeId(v) }),
                 primary: VolumeId(primary),
                 primary_name,
+                // Version 4 has no token: it reads as none.
+                token: if version >= 5 { token } else { 0 },
             }),
         any::<[u8; 16]>().prop_map(|v| Msg::Origin { volume: VolumeId(v) }),
         (any::<u64>(), any::<bool>()).prop_map(|(applied_ms, keep)| Msg::TailRequest { applied_ms, keep }),

@@ -180,6 +180,7 @@ fn a_worker_of_another_protocol_version_is_refused_by_name() {
                 join: None,
                 primary: georep::types::VolumeId::NIL,
                 primary_name: String::new(),
+                token: 0,
             },
             0,
         );
@@ -210,12 +211,125 @@ fn a_worker_of_another_protocol_version_is_refused_by_name() {
         assert_eq!(
             message,
             format!(
-                "the worker speaks wire protocol {version}, this receiver (georep {}) speaks {}: upgrade the {}'s node",
+                "the worker speaks wire protocol {version}, this receiver (georep {}) speaks {} to {}: upgrade the {}'s node",
                 georep::VERSION,
+                georep::proto::MIN_PROTOCOL_VERSION,
                 georep::proto::PROTOCOL_VERSION,
                 if version > georep::proto::PROTOCOL_VERSION { "receiver" } else { "worker" }
             )
         );
     }
     assert_eq!(describe_tree(&s.mnt), before);
+}
+
+/// Fencing: the volume keeps the highest token each primary's workers gave, durably; a worker
+/// of an older term is refused at its `Hello`, and one that connected first is refused at its
+/// next batch once a newer term's worker has spoken. A worker without a token (0) may read but
+/// not change a volume whose primary has terms.
+#[test]
+fn a_worker_of_an_older_term_is_refused() {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let s = Mount::new("aux-gfid-mount,rollover-time=600");
+    let primary = georep::types::VolumeId([7; 16]);
+    let hello = |token: u64| Msg::Hello {
+        version: georep::proto::PROTOCOL_VERSION,
+        secondary_volume: String::new(),
+        join: None,
+        primary,
+        primary_name: "pvol@n1".into(),
+        token,
+    };
+    let spawn = || {
+        Command::new(georep_bin())
+            .arg("receiver")
+            .arg("--mount")
+            .arg(&s.mnt)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let read_answer = |out: &mut std::process::ChildStdout| -> Msg {
+        let mut len = [0u8; 4];
+        out.read_exact(&mut len).unwrap();
+        let mut frame = vec![0u8; u32::from_le_bytes(len) as usize];
+        out.read_exact(&mut frame).unwrap();
+        georep::proto::decode_frame(&frame).unwrap()
+    };
+    let greet = |token: u64| {
+        let mut rx = spawn();
+        let mut input = rx.stdin.take().unwrap();
+        let mut out = rx.stdout.take().unwrap();
+        input.write_all(georep::proto::FRAME_MAGIC).unwrap();
+        input.write_all(&georep::proto::encode_frame(&hello(token), 0)).unwrap();
+        input.flush().unwrap();
+        let mut magic = [0u8; 8];
+        out.read_exact(&mut magic).unwrap();
+        let answer = read_answer(&mut out);
+        (rx, input, out, answer)
+    };
+    let refused = |m: &Msg| match m {
+        Msg::Error { message } => message.clone(),
+        other => panic!("want a refusal, got {other:?}"),
+    };
+    // Term 5 speaks first and keeps its connection.
+    let (mut old, mut old_in, mut old_out, a) = greet(5);
+    assert!(matches!(a, Msg::Welcome { .. }), "{a:?}");
+    // Term 7 records its token and then waits for term 5's lock: term 5's receiver sees the
+    // newer token and ends (its worker may be stopped: nobody waits for it).
+    let (mut new, new_in, _new_out, b) = greet(7);
+    let status = old.wait().unwrap();
+    assert!(!status.success(), "the older term's receiver ended: {status:?}");
+    let mut err = String::new();
+    old.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(err.contains("fenced: the primary volume") && err.contains("term 7 > 5"), "{err}");
+    assert!(matches!(b, Msg::Welcome { .. }), "{b:?}");
+    // What the older one sends now goes nowhere.
+    let _ = old_in.write_all(&georep::proto::encode_frame(&Msg::Commit { batch: 1 }, 0));
+    let mut rest = Vec::new();
+    let _ = old_out.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "no answer to the older term");
+    drop(new_in);
+    new.wait().unwrap();
+    // Term 5 again, and term 6: refused at once, for good (the token is durable).
+    for t in [5, 6, 0] {
+        let (mut rx, mut input, mut out, m) = greet(t);
+        if t == 0 {
+            // No token: welcomed (it may read), refused at its first change.
+            assert!(matches!(m, Msg::Welcome { .. }), "{m:?}");
+            let ops = vec![georep::proto::EntryOp::Create {
+                gfid: georep::types::Gfid([9; 16]),
+                pgfid: georep::types::Gfid::ROOT,
+                name: "nope".into(),
+                mode: libc::S_IFREG | 0o644,
+                uid: 0,
+                gid: 0,
+                rdev: 0,
+                target: None,
+                inline: None,
+            }];
+            input.write_all(&georep::proto::encode_frame(&Msg::Entries { batch: 1, ops }, 0)).unwrap();
+            drop(input);
+            let mut rest = Vec::new();
+            let _ = out.read_to_end(&mut rest);
+            assert!(!rx.wait().unwrap().success());
+            let mut err = String::new();
+            rx.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            assert!(err.contains("fenced: the worker's term (0) is over"), "{err}");
+            assert!(!s.mnt.join("nope").exists(), "nothing changed");
+            continue;
+        }
+        let why = refused(&m);
+        assert!(
+            why.starts_with(&format!("fenced: the worker's term ({t}) is over")) && why.contains("(term 7)"),
+            "{why}"
+        );
+        drop(input);
+        assert!(!rx.wait().unwrap().success());
+    }
+    // Kept in the brick (durable), one line per primary.
+    let fences = std::fs::read_to_string(s.b(".georep/fences")).unwrap();
+    assert_eq!(fences.trim(), format!("{primary} 7"));
 }

@@ -336,6 +336,51 @@ fn a_lease_holds_its_keys_while_renewed() {
     assert_eq!(s.get("nodes/n1").unwrap(), None);
 }
 
+/// An election on etcd: one lease wins a free key, the other does not; the winner keeps its
+/// token; a write conditioned on its term passes while the term lasts and is refused after;
+/// the next term's token is larger; a lease that lapses loses its term for good (its key is
+/// not put back under the new lease, unlike a plain leased key).
+#[test]
+fn elections_and_fenced_writes_on_etcd() {
+    common::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(dir.path(), 1);
+    let s = etcd_store(&etcd, "elect");
+    let (a, b) = (s.lease(Duration::from_secs(2)).unwrap(), s.lease(Duration::from_secs(2)).unwrap());
+    let t1 = a.campaign("elections/v", b"a").unwrap().expect("a free term is won");
+    assert_eq!(b.campaign("elections/v", b"b").unwrap(), None, "held by a");
+    assert_eq!(a.campaign("elections/v", b"a").unwrap(), Some(t1), "still a's, same token");
+    assert_eq!(s.get("elections/v").unwrap().as_deref(), Some(&b"a"[..]));
+    assert!(a.put_if_held("elections/v", t1, "stimes/s", b"1").unwrap());
+    assert!(!b.put_if_held("elections/v", t1 + 1, "stimes/s", b"x").unwrap(), "no such term");
+    // a resigns: b's term, with a larger token; a's writes are refused from now on.
+    a.resign("elections/v", t1).unwrap();
+    let t2 = b.campaign("elections/v", b"b").unwrap().expect("b wins the free term");
+    assert!(t2 > t1, "{t2} > {t1}");
+    assert!(!a.put_if_held("elections/v", t1, "stimes/s", b"stale").unwrap(), "a's term is over");
+    assert_eq!(s.get("stimes/s").unwrap().as_deref(), Some(&b"1"[..]), "the stale write left nothing");
+    // Resigning an old term does not end the new one.
+    a.resign("elections/v", t1).unwrap();
+    assert_eq!(b.campaign("elections/v", b"b").unwrap(), Some(t2));
+    // b dropped (revoked): the term is free at once.
+    drop(b);
+    assert_eq!(s.get("elections/v").unwrap(), None);
+    let t3 = a.campaign("elections/v", b"a").unwrap().expect("a wins again");
+    assert!(t3 > t2);
+    // a's lease revoked behind its back (as when it lapses): its plain keys come back under a
+    // new lease, its term does not.
+    a.put("nodes/a", b"alive").unwrap();
+    let o = etcd.ctl(&["lease", "list"]);
+    let ids: Vec<String> = String::from_utf8_lossy(&o.stdout).lines().skip(1).map(|l| l.trim().to_string()).collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert!(etcd.ctl(&["lease", "revoke", &ids[0]]).status.success());
+    assert!(common::wait_until(Duration::from_secs(5), || s.get("nodes/a").unwrap().is_some()), "put again");
+    assert_eq!(s.get("elections/v").unwrap(), None, "the term is not");
+    assert!(!a.put_if_held("elections/v", t3, "stimes/s", b"late").unwrap());
+    let t4 = a.campaign("elections/v", b"a").unwrap().expect("a new term");
+    assert!(t4 > t3);
+}
+
 /// `pool list` and `peer status` on three nodes of one etcd: every node, Connected; one
 /// SIGKILLed turns Disconnected within the registration's TTL (10 s), one stopped at once, and
 /// each is Connected again when it starts. On the embedded store: this node alone.

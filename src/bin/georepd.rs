@@ -36,6 +36,7 @@ fn run() -> anyhow::Result<()> {
         operator_key: a.operator_key,
         remote_receiver: a.remote_receiver,
         store,
+        replica_hold: std::time::Duration::from_secs(a.replica_hold_time),
     };
     let api = georep::api::ApiConfig::parse(&a.listen, a.insecure_http, a.tls_cert, a.tls_key)?;
     let d = Daemon::open(dirs, opts)?;

@@ -97,6 +97,9 @@ fn serve_volume(args: &Args) -> anyhow::Result<()> {
     let cfg = MountConfig::parse(&args.source, Path::new("/"), &args.opts)?;
     let run_dir = georep::daemon::dirs::Dirs::from_env().run;
     let (srv, listener) = Server::open(&args.source, cfg.fs, &run_dir, Lifetime::Volume)?;
+    if let Some(file) = std::env::var_os("GEOREP_FENCE").filter(|f| !f.is_empty()) {
+        server::stop_when_fenced(PathBuf::from(file));
+    }
     srv.serve(listener);
     Ok(())
 }

@@ -35,6 +35,10 @@ pub struct Args {
     /// The user's password: the first line of this file
     #[arg(long, env = "GEOREPD_STORE_PASSWORD_FILE", value_name = "FILE", requires = "store_user")]
     pub store_password_file: Option<PathBuf>,
+    /// Replica volumes: how long a node stays Active before it hands the role back to the
+    /// volume's first node when that node is back and has run this long (no flapping)
+    #[arg(long, env = "GEOREPD_REPLICA_HOLD_TIME", value_name = "SECONDS", default_value_t = 60)]
+    pub replica_hold_time: u64,
     /// State directory [env GEOREP_STATE_DIR; default /var/lib/georep]
     #[arg(long)]
     pub state_dir: Option<PathBuf>,

@@ -45,6 +45,9 @@ pub struct BrickSpec {
     pub helper: PathBuf,
     pub run: PathBuf,
     pub log: PathBuf,
+    /// The node's fence file of the volume (`crate::fence`), for a brick several nodes share:
+    /// the server stops by itself once its deadline passes.
+    pub fence: Option<PathBuf>,
 }
 
 impl BrickSpec {
@@ -131,6 +134,7 @@ fn spawn(spec: &BrickSpec) -> anyhow::Result<Child> {
         .arg("--serve")
         .arg(&spec.brick)
         .env("GEOREP_RUN_DIR", &spec.run)
+        .env("GEOREP_FENCE", spec.fence.as_deref().unwrap_or(Path::new("")))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)

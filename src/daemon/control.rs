@@ -32,6 +32,14 @@ pub enum Request {
     },
     /// `pool list`, `peer status`: the cluster's nodes.
     Nodes,
+    /// From a worker, before it moves its stime on: record it in the store if the term
+    /// `token` of the volume's election still holds (`election::commit_stime`).
+    Stime {
+        volume: String,
+        session: String,
+        token: u64,
+        stime_ms: u64,
+    },
     /// For `mount -t georep VOL`: the volume's local brick.
     ResolveVolume {
         name: String,

@@ -8,6 +8,7 @@ pub mod broker;
 pub mod control;
 pub mod destinations;
 pub mod dirs;
+pub mod election;
 pub mod events;
 pub mod failback;
 pub mod failures;
@@ -110,6 +111,9 @@ pub struct Options {
     pub remote_receiver: String,
     /// The cluster store (`--store`).
     pub store: store::Spec,
+    /// How long an Active node of a replica volume keeps the role before handing it back to
+    /// the volume's preferred node (`election`).
+    pub replica_hold: std::time::Duration,
 }
 
 impl Options {
@@ -142,6 +146,8 @@ pub struct Daemon {
     pub(crate) big_lock: Mutex<()>,
     /// This node's registration in the store (`nodes`), from `serve` until `shutdown`.
     pub registration: Mutex<Option<nodes::Registration>>,
+    /// The volumes this node serves, by election on etcd (`election`).
+    pub elections: election::Elections,
     /// The `georep` binary (workers, receivers) and the mount helper.
     pub exe: PathBuf,
     pub mount_helper: PathBuf,
@@ -199,6 +205,7 @@ impl Daemon {
             opts,
             big_lock: Mutex::new(()),
             registration: Mutex::new(None),
+            elections: Default::default(),
             exe: sibling_exe(&["georep"]),
             mount_helper: sibling_exe(&["mount_georep", "mount.georep"]),
         });
@@ -246,6 +253,7 @@ impl Daemon {
         log::info!("georepd stopping ({why}): stopping the workers; brick servers keep serving their mounts");
         systemd::notify("STOPPING=1\nSTATUS=stopping the workers");
         self.supervisor.stop_all();
+        election::give_up(self);
         // Unregistered at once (its lease revoked), not a TTL later.
         drop(self.registration.lock().take());
         log::info!("georepd stopped");
@@ -349,6 +357,15 @@ impl Daemon {
             }
             Request::Status { primary, secondary } => sessions::status(self, primary.as_deref(), secondary.as_ref()),
             Request::Nodes => nodes::list(self).map(Response::Nodes),
+            Request::Stime { volume, session, token, stime_ms } => {
+                match election::commit_stime(self, &volume, &session, token, stime_ms) {
+                    Ok(true) => Ok(Response::Ok(String::new())),
+                    Ok(false) => Err(anyhow::anyhow!(
+                        "fenced: the term {token} of volume {volume} is over: the store refuses the stime of {session}"
+                    )),
+                    Err(e) => Err(e),
+                }
+            }
             Request::ResolveVolume { name } => volumes::resolve(self, &name),
             Request::AuxMount { .. }
             | Request::Mount { .. }

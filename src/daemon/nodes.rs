@@ -66,6 +66,19 @@ impl Registration {
     pub fn put(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
         self.lease.put(key, value)
     }
+
+    /// An election under this node's lease (`Lease::campaign`).
+    pub fn campaign(&self, key: &str, value: &[u8]) -> anyhow::Result<Option<u64>> {
+        self.lease.campaign(key, value)
+    }
+
+    pub fn resign(&self, key: &str, token: u64) -> anyhow::Result<()> {
+        self.lease.resign(key, token)
+    }
+
+    pub fn put_if_held(&self, election: &str, token: u64, key: &str, value: &[u8]) -> anyhow::Result<bool> {
+        self.lease.put_if_held(election, token, key, value)
+    }
 }
 
 /// Registers this node (its API at `api`, if any).

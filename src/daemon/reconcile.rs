@@ -4,6 +4,9 @@
 //! config, stopped, gone). Once a second, under the command lock; a node that was down does the
 //! same when it starts, so it picks up what changed meanwhile.
 //!
+//! On a brick that several nodes share (`replica N`), only the node elected serves it
+//! (`election`): the pass begins with the election, and the brick server and workers follow.
+//!
 //! Commands still act at once on the node they are given to; what they did is then already
 //! what the store says, so a pass finds nothing to do. The one record of what a worker runs
 //! with is its `worker.json`: a pass restarts a worker only when the spec the store gives
@@ -33,17 +36,19 @@ pub fn pass(d: &Daemon) -> anyhow::Result<()> {
     let vols: Vec<Volume> = d.store.list_json("volumes/")?;
     let sessions: Vec<Session> = d.store.list_json("sessions/")?;
     let _g = d.big_lock.lock();
+    // Who serves what first: the bricks and workers follow.
+    super::election::pass(d, &vols, &sessions);
     for v in &vols {
         let Some(spec) = v.brick_spec(d) else { continue };
-        match (v.started(), d.bricks.watching(&v.name)) {
+        match (v.runs_brick_here(d), d.bricks.watching(&v.name)) {
             (true, false) => {
-                log::info!("volume {}: started (the store says so): starting its brick server", v.name);
+                log::info!("volume {}: started, served here: starting its brick server", v.name);
                 if let Err(e) = d.bricks.start(spec) {
                     log::error!("volume {}: {e:#}", v.name);
                 }
             }
             (false, true) => {
-                log::info!("volume {}: stopped (the store says so): stopping its brick server", v.name);
+                log::info!("volume {}: stopped, or served by another node: stopping its brick server", v.name);
                 if let Err(e) = d.bricks.stop(&spec) {
                     log::error!("volume {}: {e:#}", v.name);
                 }

@@ -99,6 +99,7 @@ pub(crate) fn connect_receiver(d: &Daemon, s: &Session) -> anyhow::Result<Link> 
         primary: v.id.parse().unwrap_or_default(),
         primary_name: format!("{}@{}", s.primary, d.node.name),
         probe: false,
+        token: super::election::serving(d, &v).unwrap_or(0),
     };
     Link::connect(&transport(d, &s.secondary, &s.config)?, &ends, 0)
         .with_context(|| format!("connect to {}", s.secondary))
@@ -190,6 +191,8 @@ fn write_spec(d: &Daemon, s: &Session, v: &Volume) -> anyhow::Result<Option<Path
 /// started with is its `worker.json` (`reconcile` compares them).
 pub(crate) fn spec_of(d: &Daemon, s: &Session, v: &Volume) -> anyhow::Result<Option<(PathBuf, Vec<u8>)>> {
     let Some(brick) = v.local_brick(d) else { return Ok(None) };
+    // Only the node that serves the volume runs its workers, with its term's token.
+    let Some(token) = super::election::serving(d, v) else { return Ok(None) };
     let dir = d.dirs.session(&s.key());
     std::fs::create_dir_all(&dir)?;
     let spec = WorkerSpec {
@@ -203,6 +206,11 @@ pub(crate) fn spec_of(d: &Daemon, s: &Session, v: &Volume) -> anyhow::Result<Opt
         config: s.config.clone(),
         status_file: dir.join("brick-status.json"),
         failback: s.failback.as_ref().map(|_| dir.join("failback.json")),
+        fence: (token > 0).then(|| crate::sync::worker::WorkerFence {
+            volume: v.name.clone(),
+            token,
+            file: crate::fence::path(&d.dirs.run, &v.name),
+        }),
     };
     Ok(Some((dir.join("worker.json"), serde_json::to_vec_pretty(&spec)?)))
 }
@@ -418,6 +426,7 @@ pub(crate) fn create(
         primary: v.id.parse().unwrap_or_default(),
         primary_name: format!("{primary}@{}", d.node.name),
         probe: false,
+        token: 0,
     };
     let link = Link::connect_learning(&t, &ends, 0, true, None)
         .with_context(|| format!("Unable to fetch the volume details of {secondary}"))?;
@@ -540,6 +549,11 @@ pub(crate) fn local_row(d: &Daemon, s: &Session, v: &volumes::Volume, node: &str
     };
     let file = BrickStatus::load(&d.dirs.session(&s.key()).join("brick-status.json"));
     let shown = match s.state.as_str() {
+        // Another node serves the volume (`election`): this one stands by.
+        "Started" | "Paused" if super::election::serving(d, v).is_none() => match d.elections.holder(&v.name) {
+            Some(h) if h != d.node.name => "Passive".to_string(),
+            _ => "Initializing...".to_string(),
+        },
         "Started" => d.supervisor.worker_status(&s.key()).unwrap_or_else(|| "Stopped".to_string()),
         other => other.to_string(),
     };

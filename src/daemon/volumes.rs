@@ -49,7 +49,11 @@ impl Volume {
 
     /// How this node runs the volume's brick server, if it hosts the brick.
     pub fn brick_spec(&self, d: &Daemon) -> Option<BrickSpec> {
+        // A brick shared by several nodes is served by one at a time: its server stops by
+        // itself when its node's term may be over.
+        let fenced = super::election::shared(self) && !matches!(d.opts.store, super::store::Spec::Local);
         Some(BrickSpec {
+            fence: fenced.then(|| crate::fence::path(&d.dirs.run, &self.name)),
             volume: self.name.clone(),
             id: self.id.parse().ok()?,
             brick: self.local_brick(d)?,
@@ -58,12 +62,21 @@ impl Volume {
             log: d.dirs.log.join("bricks").join(format!("{}.log", self.name)),
         })
     }
+
+    /// Whether this node is to run the volume's brick server now: it hosts the brick and
+    /// serves the volume (`election`), or the brick is its alone (nobody else could serve it,
+    /// so its users' mounts keep working whatever the store says).
+    pub fn runs_brick_here(&self, d: &Daemon) -> bool {
+        self.started()
+            && self.local_brick(d).is_some()
+            && (!super::election::shared(self) || super::election::serving(d, self).is_some())
+    }
 }
 
 /// Starts the brick servers of the started volumes this node hosts (georepd's start).
 pub fn start_bricks(d: &Daemon) {
     let Ok(vols) = d.store.list_json::<Volume>("volumes/") else { return };
-    for v in vols.iter().filter(|v| v.started()) {
+    for v in vols.iter().filter(|v| v.runs_brick_here(d)) {
         if let Some(spec) = v.brick_spec(d)
             && let Err(e) = d.bricks.start(spec)
         {
@@ -85,10 +98,13 @@ pub fn handle(d: &Daemon, cmd: VolumeCmd) -> anyhow::Result<Response> {
             if v.started() && !force {
                 bail!("volume start: {name}: failed: Volume {name} already started");
             }
-            if let Some(spec) = v.brick_spec(d) {
+            v.status = "Started".into();
+            // A shared brick: the node elected serves it (`reconcile`, within a second).
+            if v.runs_brick_here(d)
+                && let Some(spec) = v.brick_spec(d)
+            {
                 d.bricks.start(spec).map_err(|e| anyhow::anyhow!("volume start: {name}: failed: {e:#}"))?;
             }
-            v.status = "Started".into();
             d.store.put_json(&key(&name), &v)?;
             Ok(Response::Ok(format!("volume start: {name}: success")))
         }
@@ -178,14 +194,32 @@ fn create(
     if paths.len() != 1 {
         return Err(fail("a volume has one brick: replicas are the same path (shared storage) on each node".into()));
     }
+    // Each brick's node: this one, or a peer connected to the store (SPEC 3: a replica is the
+    // same directory on storage that each of its nodes reaches).
+    let peers = if bricks.iter().all(|(n, _)| d.node.is_me(n)) { Vec::new() } else { super::nodes::list(d)? };
     let mut nodes = std::collections::BTreeSet::new();
-    for (node, _) in &bricks {
-        if !d.node.is_me(node) {
-            return Err(fail(format!("Host {node} is not in 'Peer in Cluster' state")));
+    let mut hosts = Vec::new();
+    for (node, path) in &bricks {
+        let name = if d.node.is_me(node) {
+            d.node.name.clone()
+        } else {
+            match peers.iter().find(|p| p.record.name == *node) {
+                Some(p) if p.connected => node.clone(),
+                _ => return Err(fail(format!("Host {node} is not in 'Peer in Cluster' state"))),
+            }
+        };
+        if !nodes.insert(name.clone()) {
+            return Err(fail(format!("Brick {node}:{path} is given twice: a replica is on another node")));
         }
-        if !nodes.insert(d.node.name.clone()) {
-            return Err(fail(format!("Brick {node} is given twice")));
-        }
+        hosts.push((name, path.clone()));
+    }
+    if !bricks.iter().any(|(n, _)| d.node.is_me(n)) {
+        // The brick is opened (made a brick of the volume) by a node that reaches it.
+        let names: Vec<&str> = hosts.iter().map(|(n, _)| n.as_str()).collect();
+        return Err(fail(format!(
+            "this node hosts none of its bricks: run the command on one that does ({})",
+            names.join(", ")
+        )));
     }
     let path = PathBuf::from(&bricks[0].1);
     let id = VolumeId(Gfid::generate().0);
@@ -205,13 +239,8 @@ fn create(
     }
     std::fs::create_dir_all(&path).map_err(|e| fail(format!("cannot create the brick {}: {e}", path.display())))?;
     let brick = Brick::open(&path, Some(id)).map_err(|e| fail(e.to_string()))?;
-    let v = Volume {
-        name: name.clone(),
-        id: brick.volume.to_string(),
-        status: "Created".into(),
-        replica,
-        bricks: bricks.iter().map(|(_, p)| (d.node.name.clone(), p.clone())).collect(),
-    };
+    let v =
+        Volume { name: name.clone(), id: brick.volume.to_string(), status: "Created".into(), replica, bricks: hosts };
     drop(brick);
     if !d.store.create_json(&key(&name), &v)? {
         return Err(fail(format!("Volume {name} already exists")));
@@ -324,6 +353,15 @@ pub fn resolve(d: &Daemon, name: &str) -> anyhow::Result<Response> {
         crate::refuse!(NotFound, "Volume {vol} has no brick on {n}");
     }
     let path = v.local_brick(d).with_context(|| format!("Volume {vol} has no brick on this node"))?;
+    if super::election::shared(&v)
+        && super::election::serving(d, &v).is_none()
+        && let Some(active) = d.elections.holder(vol).filter(|h| *h != d.node.name)
+    {
+        crate::refuse!(
+            Refused,
+            "Volume {vol} is served by {active} (its Active node); this node is Passive for it: mount {active}:{vol} there"
+        );
+    }
     Ok(Response::Brick { path, volume_id: v.id.clone(), started: v.started() })
 }
 

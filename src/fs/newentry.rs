@@ -75,6 +75,10 @@ pub const XATTR_ORIGIN: &str = "glusterfs.georep.origin";
 /// A primary's changes are applied up to a time: its volume id (16 bytes), then the stime
 /// (u64 little-endian, ms by the primary's clock).
 pub const XATTR_APPLIED: &str = "glusterfs.georep.applied";
+/// A receiver's fencing token: set with the primary volume id (16 bytes) and the token (u64
+/// little-endian), recorded if it is the highest yet; read as `glusterfs.georep.fence.<primary
+/// volume id>`: the highest (u64 little-endian).
+pub const XATTR_FENCE: &str = "glusterfs.georep.fence";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewEntry {

@@ -89,6 +89,29 @@ pub fn note_applied(path: &Path, primary: crate::types::VolumeId, stime_ms: u64)
     std::fs::rename(&tmp, path)
 }
 
+/// The fencing tokens a secondary volume has seen (`.georep/fences`, one `<volume id> <token>`
+/// line per primary volume): the highest token of each primary's Active worker. Written
+/// durably and only upward, under one lock (the brick server is the brick's one writer), so
+/// that a worker of an older term is refused for good once a newer one has spoken.
+pub fn load_fences(path: &Path) -> std::collections::BTreeMap<crate::types::VolumeId, u64> {
+    load_applied(path)
+}
+
+/// Records `token` for `primary` if it is the highest yet; returns the highest.
+pub fn note_fence(path: &Path, primary: crate::types::VolumeId, token: u64) -> std::io::Result<u64> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let mut all = load_fences(path);
+    let e = all.entry(primary).or_insert(0);
+    if *e >= token {
+        return Ok(*e);
+    }
+    *e = token;
+    let text: String = all.iter().map(|(v, t)| format!("{v} {t}\n")).collect();
+    crate::durable::replace(path, text.as_bytes())?;
+    Ok(token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +135,19 @@ mod tests {
         std::fs::write(&p, "version=2\nread-only=yes\n").unwrap();
         let e = Role::load(&p).unwrap_err().to_string();
         assert!(e.contains("role file version 2 is newer than this georep reads (1)"), "{e}");
+    }
+
+    #[test]
+    fn fences_only_move_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("fences");
+        let (a, b) = (crate::types::VolumeId([1; 16]), crate::types::VolumeId([2; 16]));
+        assert_eq!(note_fence(&p, a, 7).unwrap(), 7);
+        assert_eq!(note_fence(&p, a, 5).unwrap(), 7, "a lower token leaves the highest");
+        assert_eq!(note_fence(&p, b, 3).unwrap(), 3, "each primary its own");
+        assert_eq!(note_fence(&p, a, 9).unwrap(), 9);
+        assert_eq!(load_fences(&p).get(&a), Some(&9));
+        assert_eq!(load_fences(&p).get(&b), Some(&3));
     }
 
     #[test]

@@ -397,6 +397,27 @@ fn stop_signals() -> nix::sys::signal::SigSet {
     s
 }
 
+/// A brick that several nodes share: the server stops, as on SIGTERM (its changelog
+/// published, its mounts then ENOTCONN), once its node's fence file (`crate::fence`) is gone or
+/// past its deadline: its node may no longer hold the volume's term, and another may take the
+/// brick over. Checked five times a second.
+pub fn stop_when_fenced(file: PathBuf) {
+    let _ = std::thread::Builder::new().name("fence".into()).spawn(move || {
+        loop {
+            std::thread::sleep(Duration::from_millis(200));
+            // Any term of this node will do (a new one goes on serving).
+            let why = match crate::fence::Fence::load(&file) {
+                Some(f) if f.until_ms > crate::fence::now_ms() => continue,
+                Some(f) => format!("the node's term {} may be over (georepd has not renewed it)", f.token),
+                None => "the node serves the volume no longer".to_string(),
+            };
+            log::error!("stopping: {why} ({}): another node may take the brick over", file.display());
+            let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGTERM);
+            return;
+        }
+    });
+}
+
 /// Blocks SIGTERM and SIGINT in this thread and the threads it starts: the server waits for
 /// them on a thread of its own and stops cleanly.
 pub fn block_stop_signals() -> nix::Result<()> {

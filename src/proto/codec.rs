@@ -273,7 +273,7 @@ pub fn decode_entries(b: &[u8]) -> Result<(Vec<ListEntry>, u64), DecodeError> {
 fn encode_payload(m: &Msg) -> (u8, Vec<u8>) {
     let mut w = W(Vec::new());
     let kind = match m {
-        Msg::Hello { version, secondary_volume, join, primary, primary_name } => {
+        Msg::Hello { version, secondary_volume, join, primary, primary_name, token } => {
             w.u16(*version);
             w.bytes(secondary_volume.as_bytes());
             match join {
@@ -286,6 +286,9 @@ fn encode_payload(m: &Msg) -> (u8, Vec<u8>) {
             }
             w.0.extend_from_slice(&primary.0);
             w.bytes(primary_name.as_bytes());
+            if *version >= 5 {
+                w.u64(*token);
+            }
             K_HELLO
         }
         Msg::Origin { volume } => {
@@ -563,6 +566,7 @@ fn decode_payload(kind: u8, b: &[u8]) -> Result<Msg, DecodeError> {
                     join: None,
                     primary: VolumeId::NIL,
                     primary_name: String::new(),
+                    token: 0,
                 });
             }
             let secondary_volume = string(&mut r)?;
@@ -572,7 +576,9 @@ fn decode_payload(kind: u8, b: &[u8]) -> Result<Msg, DecodeError> {
                 _ => return Err(r.err()),
             };
             let primary = VolumeId(r.take(16)?.try_into().unwrap());
-            Msg::Hello { version, secondary_volume, join, primary, primary_name: string(&mut r)? }
+            let primary_name = string(&mut r)?;
+            let token = if version >= 5 { r.u64()? } else { 0 };
+            Msg::Hello { version, secondary_volume, join, primary, primary_name, token }
         }
         K_ORIGIN => Msg::Origin { volume: VolumeId(r.take(16)?.try_into().unwrap()) },
         K_TAIL_REQUEST => Msg::TailRequest { applied_ms: r.u64()?, keep: bool8(&mut r)? },

@@ -5,12 +5,12 @@ use std::ffi::OsString;
 use crate::types::{Gfid, VolumeId};
 
 /// 4 added the primary volume to `Hello`, and the `Origin`, `TailRequest`/`Tail` and
-/// `Restore`/`Restored` messages.
+/// `Restore`/`Restored` messages; 5 the fencing token to `Hello`.
 ///
 /// In every version a `Hello` begins with the version (u16): a receiver reads that first and
 /// decodes the rest only for a version it speaks, so that it refuses any other by name
 /// (`Hello` of that version, the rest empty) rather than failing on a layout it cannot know.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 /// The oldest version a receiver of this one still serves.
 pub const MIN_PROTOCOL_VERSION: u16 = 4;
 
@@ -177,6 +177,10 @@ pub enum Msg {
         /// the secondary accepts or refuses (after a failover, its old primary).
         primary: VolumeId,
         primary_name: String,
+        /// The fencing token of the worker's term as the Active of its replica set (0: no
+        /// election, one node): the receiver keeps the highest it has seen of each primary
+        /// volume, durably, and refuses a lower one (`receiver::fence`). From version 5.
+        token: u64,
     },
     /// Worker -> receiver, first, instead of `Hello`: who are you, and what could you apply
     /// changes to? Answered with `Inventory` (or `Error`), then the connection ends

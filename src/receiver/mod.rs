@@ -41,6 +41,13 @@ fn check_name(name: &OsStr) -> io::Result<()> {
     Ok(())
 }
 
+/// The highest fencing token `primary`'s workers gave the volume mounted at `root`.
+fn highest_fence(root: &Path, primary: VolumeId) -> anyhow::Result<u64> {
+    let name = format!("{}.{primary}", crate::fs::newentry::XATTR_FENCE);
+    let v = xattr::get(root, name).context("read the fencing token")?.unwrap_or_default();
+    Ok(v.get(..8).map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap())))
+}
+
 fn check_gfid(g: &Gfid) -> io::Result<()> {
     if g.is_null() { Err(einval("null gfid")) } else { Ok(()) }
 }
@@ -56,6 +63,8 @@ pub struct Receiver {
     /// Entries this batch created (empty files, no xattrs yet): their data needs no truncate
     /// and their xattrs no listing.
     created: std::collections::HashSet<Gfid>,
+    /// The primary volume and fencing token of the worker served (`fence`).
+    fence: Option<(VolumeId, u64)>,
 }
 
 impl Receiver {
@@ -69,7 +78,60 @@ impl Receiver {
             failures: Vec::new(),
             data: None,
             created: Default::default(),
+            fence: None,
         })
+    }
+
+    /// The worker speaks for `primary` with fencing token `token` (its term as the Active of
+    /// its replica set; 0: no election). The volume keeps the highest token of each primary
+    /// (`fs::role::note_fence`); a worker whose token is lower is of a term that is over, and
+    /// is refused now and at every change (`check_fence`).
+    pub fn fence(&mut self, primary: VolumeId, token: u64) -> anyhow::Result<()> {
+        if token > 0 {
+            let mut v = primary.0.to_vec();
+            v.extend_from_slice(&token.to_le_bytes());
+            xattr::set(&self.root, crate::fs::newentry::XATTR_FENCE, &v).context("record the fencing token")?;
+        }
+        self.fence = Some((primary, token));
+        // Without a token (session create's checks, verify) it may read; its changes are
+        // checked as they come.
+        if token > 0 { self.check_fence() } else { Ok(()) }
+    }
+
+    /// Refuses the worker if a newer term's worker has spoken since.
+    pub fn check_fence(&self) -> anyhow::Result<()> {
+        let Some((primary, token)) = self.fence else { return Ok(()) };
+        let highest = highest_fence(&self.root, primary)?;
+        if highest > token {
+            bail!(
+                "fenced: the worker's term ({token}) is over: the primary volume {primary} has a newer Active worker (term {highest}); its changes are refused"
+            );
+        }
+        Ok(())
+    }
+
+    /// Ends this process as soon as a newer term's worker records its token: the newer
+    /// worker's receiver waits for this one's lock, and must not wait for a worker that may be
+    /// stopped (SIGSTOP, a frozen node) with its connection open.
+    pub fn watch_fence(&self) {
+        let Some((primary, token)) = self.fence else { return };
+        if token == 0 {
+            return;
+        }
+        let root = self.root.clone();
+        let _ = std::thread::Builder::new().name("fence".into()).spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(250));
+                if let Ok(highest) = highest_fence(&root, primary)
+                    && highest > token
+                {
+                    log::error!(
+                        "fenced: the primary volume {primary} has a newer Active worker (term {highest} > {token}): this receiver stops"
+                    );
+                    std::process::exit(3);
+                }
+            }
+        });
     }
 
     /// Waits for, then holds, the mount's receiver lock.
@@ -887,11 +949,11 @@ pub fn serve(target: Target<'_>, input: impl Read, output: impl Write, level: i3
         w.flush()?;
         bail!("{message}")
     };
-    let (volume, join, primary, primary_name) = match proto::read_frame(&mut r)? {
-        Some(Msg::Hello { version, secondary_volume, join, primary, primary_name })
+    let (volume, join, primary, primary_name, token) = match proto::read_frame(&mut r)? {
+        Some(Msg::Hello { version, secondary_volume, join, primary, primary_name, token })
             if (proto::MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) =>
         {
-            (secondary_volume, join, primary, primary_name)
+            (secondary_volume, join, primary, primary_name, token)
         }
         Some(Msg::Hello { version, .. }) => return refuse(&mut w, version_refusal(version)),
         Some(Msg::Probe) => {
@@ -908,9 +970,23 @@ pub fn serve(target: Target<'_>, input: impl Read, output: impl Write, level: i3
         other => bail!("expected hello, got {other:?}"),
     };
     let sender = For { primary, name: &primary_name };
+    // The token is recorded before the lock is waited for: a receiver of an older term that
+    // holds the lock sees it and ends (`watch_fence`).
     let opened = match join {
-        None => open_target(&target, &volume, &sender).and_then(|mut rx| rx.lock().map(|_| rx)),
-        Some(j) => open_joined(&target, &volume, &sender, &j),
+        None => open_target(&target, &volume, &sender).and_then(|mut rx| {
+            rx.fence(primary, token)?;
+            rx.lock()?;
+            if token > 0 {
+                rx.check_fence()?;
+            }
+            rx.watch_fence();
+            Ok(rx)
+        }),
+        Some(j) => open_joined(&target, &volume, &sender, &j).and_then(|mut rx| {
+            rx.fence(primary, token)?;
+            rx.watch_fence();
+            Ok(rx)
+        }),
     };
     let mut rx = match opened {
         Ok(rx) => rx,
@@ -933,12 +1009,27 @@ pub fn serve(target: Target<'_>, input: impl Read, output: impl Write, level: i3
             Err(e) => return Err(anyhow::Error::from(e).context("read from the worker")),
         };
         match m {
-            Msg::Entries { ops, .. } => rx.apply_entries(&ops),
-            Msg::Data { gfid, size, offset, bytes, .. } => rx.apply_data(gfid, size, offset, &bytes),
+            Msg::Entries { ops, .. } => {
+                rx.check_fence()?;
+                rx.apply_entries(&ops)
+            }
+            Msg::Data { gfid, size, offset, bytes, .. } => {
+                // Each file's first chunk (a joined data stream holds no lock).
+                if offset == 0 {
+                    rx.check_fence()?;
+                }
+                rx.apply_data(gfid, size, offset, &bytes)
+            }
             Msg::Meta { ops, .. } => ops.iter().for_each(|m| rx.apply_meta(m)),
-            Msg::Prune { pgfid, keep, .. } => rx.apply_prune(pgfid, &keep),
+            Msg::Prune { pgfid, keep, .. } => {
+                rx.check_fence()?;
+                rx.apply_prune(pgfid, &keep)
+            }
             Msg::Origin { volume } => rx.set_origin(volume)?,
-            Msg::Synced { stime_ms } => rx.applied(primary, stime_ms)?,
+            Msg::Synced { stime_ms } => {
+                rx.check_fence()?;
+                rx.applied(primary, stime_ms)?
+            }
             Msg::ListRequest { dirs, checksum } => {
                 let dirs = rx.listing(&dirs, checksum);
                 answer(&mut w, &Msg::Listing { dirs }, level)?;
@@ -965,8 +1056,12 @@ pub fn serve(target: Target<'_>, input: impl Read, output: impl Write, level: i3
                 let (size, signature) = rx.signature(gfid, block_size);
                 answer(&mut w, &Msg::Signature { batch, gfid, size, signature }, level)?;
             }
-            Msg::Patch { gfid, size, hash, delta, .. } => rx.apply_patch(gfid, size, hash, &delta),
+            Msg::Patch { gfid, size, hash, delta, .. } => {
+                rx.check_fence()?;
+                rx.apply_patch(gfid, size, hash, &delta)
+            }
             Msg::Commit { batch } => {
+                rx.check_fence()?;
                 let failures = rx.commit();
                 answer(&mut w, &Msg::Committed { batch, failures }, level)?;
             }

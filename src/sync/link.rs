@@ -33,6 +33,8 @@ pub struct Ends {
     pub primary_name: String,
     /// Only ask the receiver what it is and holds (`Link::probe`), instead of greeting it.
     pub probe: bool,
+    /// The worker's fencing token (`Msg::Hello`); 0: none.
+    pub token: u64,
 }
 
 /// What the receiver said of its volume.
@@ -284,6 +286,7 @@ impl Link {
                 join,
                 primary: ends.primary,
                 primary_name: ends.primary_name.clone(),
+                token: ends.token,
             }
         };
         let mut magic = [0u8; 8];

@@ -120,6 +120,17 @@ pub trait Progress {
     fn synced(&mut self, _stime_ms: u64, _stats: &Stats) {}
     /// Nothing is pending.
     fn idle(&mut self, _stime_ms: u64) {}
+    /// Whether the worker may ship now (its node still holds the volume's term), asked before
+    /// each batch; an error ends the worker.
+    fn may_ship(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// The secondary has every change before `stime_ms`, durably: asked before the stime
+    /// moves on (the store records it while the term holds); an error ends the worker and the
+    /// stime stays.
+    fn advancing(&mut self, _stime_ms: u64) -> anyhow::Result<()> {
+        Ok(())
+    }
     /// A Hybrid crawl has sent `done` entries of about `total`.
     fn crawl_progress(&mut self, _done: u64, _total: u64) {}
     /// Something the operator should know about the session (empty: nothing).
@@ -1033,6 +1044,7 @@ pub fn hybrid_crawl(
             stats.entries += 1;
             if stats.entries % 1000 == 0 {
                 progress.crawl_progress(stats.entries, total.max(stats.entries));
+                progress.may_ship()?;
             }
             if md.is_dir() {
                 queue.push((p, gfid));
@@ -1161,6 +1173,7 @@ pub fn changelog_pass(
     let mut done = 0;
     let mut labels = Labels::new(src.volume, link.welcome.volume);
     for group in pending.chunks(opts.changelogs_per_batch.max(1)) {
+        progress.may_ship()?;
         let batch = link.batch_id();
         let (mut ops, mut data, mut meta) = (Vec::new(), BTreeSet::new(), Vec::new());
         labels.clear();
@@ -1195,6 +1208,7 @@ pub fn changelog_pass(
         send_entries(link, batch, ops)?;
         send_data_and_meta(src, link, batch, (&data, &meta), &labels, opts, stats)?;
         commit(src, link, batch, &sent, (&data, &meta), &labels, opts, stats)?;
+        progress.advancing(group.iter().map(|c| c.entry.end_ms).max().unwrap_or(0))?;
         for c in group {
             consumer.done(c)?;
             done += 1;
@@ -1215,9 +1229,11 @@ fn crawl(
     progress: &mut dyn Progress,
 ) -> anyhow::Result<()> {
     progress.crawl("Hybrid Crawl");
+    progress.may_ship()?;
     let started = EpochMs::now().0;
     let s = hybrid_crawl(src, link, opts, progress)?;
     stats.add(&s);
+    progress.advancing(started)?;
     // Changelogs published before the crawl began hold nothing it did not see.
     for c in consumer.scan()?.to_vec() {
         if c.entry.end_ms <= started {

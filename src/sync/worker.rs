@@ -38,6 +38,20 @@ pub struct WorkerSpec {
     /// A failback's reverse session: its first pass's plan (`sync::recover`), done once.
     #[serde(default)]
     pub failback: Option<PathBuf>,
+    /// On a shared store: the node's term as the volume's Active, which every batch and
+    /// every stime needs (`daemon::election`); none on the embedded store.
+    #[serde(default)]
+    pub fence: Option<WorkerFence>,
+}
+
+/// The term a worker ships under.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerFence {
+    pub volume: String,
+    /// The fencing token: sent to the receiver, and with every stime to the store.
+    pub token: u64,
+    /// The node's fence file of the volume (`crate::fence`): until when the term holds.
+    pub file: PathBuf,
 }
 
 impl WorkerSpec {
@@ -74,6 +88,8 @@ struct Reporter {
     path: PathBuf,
     /// Counters of earlier runs, to which this run's are added.
     base: BrickStatus,
+    fence: Option<WorkerFence>,
+    session: String,
 }
 
 impl Reporter {
@@ -92,6 +108,8 @@ impl Reporter {
             status,
             path: spec.status_file.clone(),
             base,
+            fence: spec.fence.clone(),
+            session: spec.session.clone(),
         };
         r.checkpoint_from(spec);
         r
@@ -186,6 +204,31 @@ impl Progress for Reporter {
         self.save();
     }
 
+    fn may_ship(&mut self) -> anyhow::Result<()> {
+        match &self.fence {
+            Some(f) => match crate::fence::Fence::refusal(&f.file, f.token) {
+                Some(why) => anyhow::bail!("{why}"),
+                None => Ok(()),
+            },
+            None => Ok(()),
+        }
+    }
+
+    fn advancing(&mut self, stime_ms: u64) -> anyhow::Result<()> {
+        self.may_ship()?;
+        let Some(f) = &self.fence else { return Ok(()) };
+        use crate::daemon::control::{self, Request, Response};
+        let req = Request::Stime { volume: f.volume.clone(), session: self.session.clone(), token: f.token, stime_ms };
+        match control::call(&crate::daemon::dirs::Dirs::from_env(), &req)? {
+            Response::Ok(_) => Ok(()),
+            Response::Err(e) => {
+                log::error!("{e}");
+                anyhow::bail!("{e}")
+            }
+            other => anyhow::bail!("georepd: unexpected answer {other:?}"),
+        }
+    }
+
     fn idle(&mut self, stime_ms: u64) {
         self.reread_spec();
         self.advance(stime_ms);
@@ -228,6 +271,7 @@ fn work(spec: &WorkerSpec, rep: &mut Reporter) -> anyhow::Result<()> {
         primary: src.volume,
         primary_name: spec.primary.clone(),
         probe: false,
+        token: spec.fence.as_ref().map_or(0, |f| f.token),
     };
     let mut link =
         Link::connect(&spec.transport, &ends, level).with_context(|| format!("connect to {}", spec.secondary))?;
@@ -246,6 +290,9 @@ fn work(spec: &WorkerSpec, rep: &mut Reporter) -> anyhow::Result<()> {
         );
     }
     log::info!("connected to {} (volume {})", spec.secondary, link.welcome.volume);
+    if let Some(f) = &spec.fence {
+        log::info!("shipping as the Active of volume {} (term {})", f.volume, f.token);
+    }
     rep.status.worker_status = "Active".into();
     rep.save();
     if let Some(plan) = &spec.failback {

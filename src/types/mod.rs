@@ -145,6 +145,10 @@ impl BrickLayout {
     pub fn applied_file(&self) -> PathBuf {
         self.private().join("applied")
     }
+    /// The fencing tokens seen (`fs::role::note_fence`).
+    pub fn fences_file(&self) -> PathBuf {
+        self.private().join("fences")
+    }
     pub fn xtime_file(&self) -> PathBuf {
         self.private().join("xtime.log")
     }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp};
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
 
 use super::{Lease, Store};
 
@@ -311,6 +311,50 @@ impl Lease for EtcdLease {
 
     fn valid_for(&self) -> Option<Duration> {
         self.held.lock().until.and_then(|u| u.checked_duration_since(Instant::now()))
+    }
+
+    fn campaign(&self, key: &str, value: &[u8]) -> anyhow::Result<Option<u64>> {
+        let id = self.held.lock().id;
+        if id == 0 || self.valid_for().is_none() {
+            return Ok(None);
+        }
+        let k = self.conn.full(key);
+        let txn = Txn::new()
+            .when([Compare::create_revision(k.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(k.clone(), value.to_vec(), Some(PutOptions::new().with_lease(id)))])
+            .or_else([TxnOp::get(k, None)]);
+        let r = self.conn.call("campaign", key, |mut c| async move { c.txn(txn).await })?;
+        if r.succeeded() {
+            // The put's revision is the key's create revision.
+            return Ok(r.header().map(|h| h.revision() as u64));
+        }
+        for op in r.op_responses() {
+            if let TxnOpResponse::Get(g) = op
+                && let Some(kv) = g.kvs().first()
+                && kv.lease() == id
+            {
+                return Ok(Some(kv.create_revision() as u64));
+            }
+        }
+        Ok(None)
+    }
+
+    fn resign(&self, key: &str, token: u64) -> anyhow::Result<()> {
+        let k = self.conn.full(key);
+        let txn = Txn::new()
+            .when([Compare::create_revision(k.clone(), CompareOp::Equal, token as i64)])
+            .and_then([TxnOp::delete(k, None)]);
+        self.conn.call("resign", key, |mut c| async move { c.txn(txn).await })?;
+        Ok(())
+    }
+
+    fn put_if_held(&self, election: &str, token: u64, key: &str, value: &[u8]) -> anyhow::Result<bool> {
+        let (e, k, v) = (self.conn.full(election), self.conn.full(key), value.to_vec());
+        let txn = Txn::new()
+            .when([Compare::create_revision(e, CompareOp::Equal, token as i64)])
+            .and_then([TxnOp::put(k, v, None)]);
+        let r = self.conn.call("put", key, |mut c| async move { c.txn(txn).await })?;
+        Ok(r.succeeded())
     }
 }
 

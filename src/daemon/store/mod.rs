@@ -40,6 +40,16 @@ pub trait Lease: Send + Sync {
     /// How long what this lease holds is sure to live on, counted from when its last renewal
     /// was asked for; `None` once it may have lapsed (or was lost).
     fn valid_for(&self) -> Option<Duration>;
+    /// An election: takes `key` (with `value`) under this lease if nobody holds it. Gives the
+    /// term's fencing token if this lease holds the key (the key's create revision: every
+    /// later term's is larger), `None` if another does. Unlike `put`, a key won is not put
+    /// again under a new lease: a lost lease is a lost term.
+    fn campaign(&self, key: &str, value: &[u8]) -> anyhow::Result<Option<u64>>;
+    /// Gives up the term `token` of `key` (nothing if that term is over already).
+    fn resign(&self, key: &str, token: u64) -> anyhow::Result<()>;
+    /// Puts `key` only while the term `token` of the election `election` lasts (one
+    /// transaction); says whether it did.
+    fn put_if_held(&self, election: &str, token: u64, key: &str, value: &[u8]) -> anyhow::Result<bool>;
 }
 
 /// Which store a node uses (`georepd --store`).

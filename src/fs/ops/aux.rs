@@ -108,6 +108,27 @@ impl OverlayFs {
         crate::fs::role::note_applied(&self.brick.layout.applied_file(), v, ms).map_err(errno)
     }
 
+    /// `setxattr(root, glusterfs.georep.fence, <primary volume id><token>)`: a receiver's
+    /// fencing token, kept if it is the highest of that primary's.
+    pub(super) fn fence_request(&self, req: &Request, value: &[u8]) -> R<()> {
+        self.privileged(req)?;
+        if value.len() != 24 {
+            return Err(Errno::EINVAL);
+        }
+        let v = crate::types::VolumeId(value[..16].try_into().map_err(|_| Errno::EINVAL)?);
+        let token = u64::from_le_bytes(value[16..].try_into().map_err(|_| Errno::EINVAL)?);
+        crate::fs::role::note_fence(&self.brick.layout.fences_file(), v, token).map(drop).map_err(errno)
+    }
+
+    /// `getxattr(root, glusterfs.georep.fence.<primary volume id>)`: the highest token seen.
+    pub(super) fn fence_of(&self, req: &Request, primary: &[u8], size: u32) -> R<super::xattr::Sized> {
+        self.privileged(req)?;
+        let v: crate::types::VolumeId =
+            std::str::from_utf8(primary).ok().and_then(|p| p.parse().ok()).ok_or(Errno::EINVAL)?;
+        let highest = crate::fs::role::load_fences(&self.brick.layout.fences_file()).get(&v).copied().unwrap_or(0);
+        super::xattr::sized(highest.to_le_bytes().to_vec(), size)
+    }
+
     /// `getxattr(.gfid/<dir>, glusterfs.georep.list.<cookie>[.sum])`: the directory's entries
     /// from the cookie on as `verify` compares them (`fs::listing`), with the cookie to go on
     /// from; with `.sum`, small files' content hashes.

@@ -626,12 +626,17 @@ impl Filesystem for OverlayFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        use crate::fs::newentry::{XATTR_APPLIED, XATTR_LINK, XATTR_NEWFILE, XATTR_ORIGIN, XATTR_SET_XATTRS};
-        if name.as_bytes() == XATTR_ORIGIN.as_bytes() || name.as_bytes() == XATTR_APPLIED.as_bytes() {
+        use crate::fs::newentry::{
+            XATTR_APPLIED, XATTR_FENCE, XATTR_LINK, XATTR_NEWFILE, XATTR_ORIGIN, XATTR_SET_XATTRS,
+        };
+        let special = [XATTR_ORIGIN, XATTR_APPLIED, XATTR_FENCE];
+        if special.iter().any(|s| name.as_bytes() == s.as_bytes()) {
             let r = if name.as_bytes() == XATTR_ORIGIN.as_bytes() {
                 self.origin_request(req, value)
-            } else {
+            } else if name.as_bytes() == XATTR_APPLIED.as_bytes() {
                 self.applied_request(req, value)
+            } else {
+                self.fence_request(req, value)
             };
             return match r {
                 Ok(()) => reply.ok(),
@@ -666,9 +671,13 @@ impl Filesystem for OverlayFs {
     }
 
     fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let fence = format!("{}.", crate::fs::newentry::XATTR_FENCE);
         let r = match name.as_bytes().strip_prefix(crate::fs::listing::XATTR_LIST.as_bytes()) {
             Some(cookie) => self.inode(ino).and_then(|i| self.list_request(req, &i, cookie, size)),
-            None => self.inode(ino).and_then(|i| self.do_getxattr(&i, name, size)),
+            None => match name.as_bytes().strip_prefix(fence.as_bytes()) {
+                Some(primary) => self.fence_of(req, primary, size),
+                None => self.inode(ino).and_then(|i| self.do_getxattr(&i, name, size)),
+            },
         };
         match r {
             Ok(xattr::Sized::Size(n)) => reply.size(n),
