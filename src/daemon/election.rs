@@ -141,7 +141,7 @@ pub fn pass(d: &Daemon, vols: &[Volume], sessions: &[Session]) {
             None => {
                 if let Some(t) = s.term.take() {
                     log::warn!(
-                        "volume {}: this node's lease in the store may lapse (the store does not answer): it stops serving the volume (term {})",
+                        "volume {}: this node's lease in the store may lapse (not renewed in time): it stops serving the volume (term {})",
                         v.name,
                         t.token
                     );
