@@ -272,3 +272,201 @@ fn walkdir(root: &Path) -> usize {
     }
     n
 }
+
+/// A node whose worker keeps failing (here n1 cannot reach the secondary; n2 can) resigns
+/// after its workers were restarted three times, and stands again only after a backoff: n2
+/// serves the volume meanwhile and replicates; the role changes hands once.
+#[test]
+fn a_faulty_active_resigns() {
+    common::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(dir.path(), 1);
+    let url = format!("etcd://{}/faulty", etcd.endpoints());
+    let mut sec = Node::new(dir.path(), "sec");
+    sec.start();
+    let sbrick = dir.path().join("sbrick");
+    sec.cli(&format!("volume create svol sec:{}", sbrick.display())).ok();
+    sec.cli("volume start svol").ok();
+    let nodes: Vec<Node> = ["n1", "n2"]
+        .iter()
+        .map(|n| {
+            let mut node = Node::new(dir.path(), n);
+            node.extra = vec!["--store".into(), url.clone()];
+            // n1 reaches no secondary: its "sec" is a directory where nobody answers.
+            let peer = if *n == "n1" { dir.path().join("nowhere") } else { sec.run_dir() };
+            node.peers.push(("sec".into(), peer));
+            node.start();
+            node
+        })
+        .collect();
+    let brick = dir.path().join("shared/fbrick");
+    let b = brick.display();
+    nodes[0].cli(&format!("volume create rvol replica 2 n1:{b} n2:{b}")).ok();
+    nodes[0].cli("volume start rvol").ok();
+    let geo = |n: &Node, rest: &str| n.cli(&format!("volume geo-replication rvol sec::svol {rest}"));
+    geo(&nodes[1], "create push-pem").ok();
+    let start = Instant::now();
+    geo(&nodes[1], "start").ok();
+    assert!(
+        common::wait_until(Duration::from_secs(60), || rows(&nodes[1]).iter().any(|(n, s)| n == "n2" && s == "Active")),
+        "n2 serves the volume once n1 resigned: {:?}",
+        rows(&nodes[1])
+    );
+    println!("n1 resigned and n2 was Active {:?} after the start", start.elapsed());
+    let m = dir.path().join("m2");
+    let _g = mount(&nodes[1], &m).unwrap();
+    std::fs::write(m.join("through-n2"), "ok").unwrap();
+    assert!(common::wait_until(Duration::from_secs(30), || std::fs::read(sbrick.join("through-n2")).is_ok()));
+    let log1 = std::fs::read_to_string(nodes[0].root.join("georepd.out")).unwrap();
+    assert!(log1.contains("its workers keep failing here") && log1.contains("stands again in 30s"), "{log1}");
+    // n1 stays out for the backoff: n2 keeps the role.
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(rows(&nodes[0]).iter().any(|(n, s)| n == "n1" && s == "Passive"), "{:?}", rows(&nodes[0]));
+    let log2 = std::fs::read_to_string(nodes[1].root.join("georepd.out")).unwrap();
+    assert_eq!(log2.matches("Active: this node serves it").count(), 1, "{log2}");
+    drop(nodes);
+}
+
+/// The member of a three-member etcd that leads, killed and restarted three times while a
+/// replica 2 volume replicates: never two Active nodes, checked from the store's history (every
+/// change to the election key and to the session's stime since the first revision, in order):
+/// a term begins only when none is held, and every stime was committed by the node that held
+/// the term then. Replication continues.
+#[test]
+fn etcd_leader_restarts_never_give_two_actives() {
+    common::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let mut etcd = Etcd::start(dir.path(), 3);
+    let url = format!("etcd://{}/leader", etcd.endpoints());
+    let mut sec = Node::new(dir.path(), "sec");
+    sec.start();
+    let sbrick = dir.path().join("sbrick");
+    sec.cli(&format!("volume create svol sec:{}", sbrick.display())).ok();
+    sec.cli("volume start svol").ok();
+    let nodes: Vec<Node> = ["n1", "n2"]
+        .iter()
+        .map(|n| {
+            let mut node = Node::new(dir.path(), n);
+            node.extra = vec!["--store".into(), url.clone()];
+            node.peers.push(("sec".into(), sec.run_dir()));
+            node.start();
+            node
+        })
+        .collect();
+    let brick = dir.path().join("shared/lbrick");
+    let b = brick.display();
+    nodes[0].cli(&format!("volume create rvol replica 2 n1:{b} n2:{b}")).ok();
+    nodes[0].cli("volume start rvol").ok();
+    let geo = |rest: &str| nodes[0].cli(&format!("volume geo-replication rvol sec::svol {rest}"));
+    geo("create push-pem").ok();
+    geo("start").ok();
+    assert!(common::wait_until(Duration::from_secs(30), || active(&nodes[0]).is_some()), "{:?}", rows(&nodes[0]));
+    let mut written = 0;
+    for round in 0..3 {
+        // Files through whichever node serves the volume now.
+        let act = active(&nodes[0]).or_else(|| active(&nodes[1]));
+        if let Some(a) = act {
+            let n = nodes.iter().find(|n| n.name == a).unwrap();
+            let m = dir.path().join(format!("m{round}"));
+            if let Ok(_g) = mount(n, &m) {
+                for i in 0..200 {
+                    if std::fs::write(m.join(format!("r{round}-{i}")), format!("{round} {i}")).is_ok() {
+                        written += 1;
+                    }
+                }
+            }
+        }
+        let o = etcd.ctl(&["endpoint", "status", "-w", "json"]);
+        let status: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let leader_id = status[0]["Status"]["leader"].as_u64().unwrap();
+        let leader = status
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|s| s["Status"]["header"]["member_id"].as_u64() == Some(leader_id))
+            .unwrap();
+        let ep = status[leader]["Endpoint"].as_str().unwrap().to_string();
+        let i = etcd.members.iter().position(|m| ep.ends_with(&m.endpoint())).unwrap();
+        println!("round {round}: restarting the leader {}", etcd.members[i].name);
+        etcd.members[i].kill();
+        std::thread::sleep(Duration::from_secs(2));
+        etcd.members[i].restart();
+        assert!(common::wait_until(Duration::from_secs(30), || etcd.healthy()), "etcd back");
+    }
+    // Replication continues: a file written now reaches the secondary.
+    assert!(
+        common::wait_until(Duration::from_secs(30), || active(&nodes[0]).is_some()),
+        "one Active after the restarts: {:?}",
+        rows(&nodes[0])
+    );
+    let a = active(&nodes[0]).unwrap();
+    let n = nodes.iter().find(|n| n.name == a).unwrap();
+    let m = dir.path().join("mlast");
+    let g = mount(n, &m).unwrap();
+    std::fs::write(m.join("last"), "after the restarts").unwrap();
+    assert!(
+        common::wait_until(Duration::from_secs(60), || std::fs::read_to_string(sbrick.join("last"))
+            .is_ok_and(|s| s == "after the restarts")),
+        "replication continues"
+    );
+    assert!(written > 0);
+    drop(g);
+    // The history, from the first revision.
+    let events = history(&etcd, "leader/");
+    let mut holder: Option<String> = None;
+    let (mut terms, mut stimes) = (0, 0);
+    for (op, key, value) in &events {
+        if key == "leader/elections/rvol" {
+            match op.as_str() {
+                "PUT" => {
+                    assert_eq!(holder, None, "a term began while {holder:?} held one: {events:?}");
+                    let h: serde_json::Value = serde_json::from_str(value).unwrap();
+                    holder = Some(h["name"].as_str().unwrap().to_string());
+                    println!("term {}: {}", terms + 1, holder.as_deref().unwrap_or_default());
+                    terms += 1;
+                }
+                _ => holder = None,
+            }
+        } else if key == "leader/stimes/rvol_sec_svol" {
+            let s: serde_json::Value = serde_json::from_str(value).unwrap();
+            assert_eq!(s["node"].as_str(), holder.as_deref(), "a stime from a node without the term: {events:?}");
+            stimes += 1;
+        }
+    }
+    println!("history: {terms} terms, {stimes} stimes committed, {} events", events.len());
+    for n in &nodes {
+        let log = std::fs::read_to_string(n.root.join("georepd.out")).unwrap_or_default();
+        for l in log.lines().filter(|l| l.contains("election") || l.contains("lease")) {
+            println!("{}: {l}", n.name);
+        }
+    }
+    assert!(terms >= 1 && stimes >= 1, "{events:?}");
+    assert!(terms <= 2, "few role changes across three leader restarts: {terms}");
+}
+
+/// Every change under `prefix` since the first revision, in order: (PUT or DELETE, key, value).
+fn history(etcd: &Etcd, prefix: &str) -> Vec<(String, String, String)> {
+    let o = std::process::Command::new("timeout")
+        .args(["3", "etcdctl", "--endpoints", &etcd.members[0].endpoint(), "watch", "--rev", "1", "--prefix", prefix])
+        .env("ETCDCTL_API", "3")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    let mut lines = text.lines().peekable();
+    let mut out = Vec::new();
+    while let Some(op) = lines.next() {
+        let key = lines.next().unwrap_or_default().to_string();
+        match op {
+            "PUT" => out.push((op.to_string(), key, lines.next().unwrap_or_default().to_string())),
+            "DELETE" => {
+                // A delete's (empty) value line, if printed.
+                if lines.peek().is_some_and(|l| l.is_empty()) {
+                    lines.next();
+                }
+                out.push((op.to_string(), key, String::new()));
+            }
+            _ => {}
+        }
+    }
+    out
+}

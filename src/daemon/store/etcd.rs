@@ -379,9 +379,15 @@ impl Drop for EtcdLease {
 /// longer than the TTL), grants a new one and puts every key again.
 async fn keep(conn: Conn, secs: i64, held: Arc<parking_lot::Mutex<Held>>) {
     let tick = Duration::from_secs(secs as u64) / 3;
+    // A renewal that failed (an etcd member gone, its leader changing) is tried again soon,
+    // on another connection, not a tick later: the lease must not lapse while etcd as a
+    // whole still answers.
+    let retry = Duration::from_millis(300);
+    let mut failed = false;
     let mut stream: Option<(etcd_client::LeaseKeeper, etcd_client::LeaseKeepAliveStream)> = None;
     loop {
-        tokio::time::sleep(tick).await;
+        tokio::time::sleep(if failed { retry } else { tick }).await;
+        failed = true;
         let id = held.lock().id;
         let asked = Instant::now();
         let mut c = conn.client.clone();
@@ -397,6 +403,7 @@ async fn keep(conn: Conn, secs: i64, held: Arc<parking_lot::Mutex<Held>>) {
             .await;
             match granted {
                 Ok(Ok(id)) => {
+                    failed = false;
                     let mut h = held.lock();
                     h.id = id;
                     h.until = Some(asked + Duration::from_secs(secs as u64));
@@ -407,7 +414,7 @@ async fn keep(conn: Conn, secs: i64, held: Arc<parking_lot::Mutex<Held>>) {
             }
             continue;
         }
-        let renewed = tokio::time::timeout(conn.timeout, async {
+        let renewed = tokio::time::timeout(conn.timeout.min(tick), async {
             match stream.as_mut() {
                 Some((keeper, answers)) => {
                     keeper.keep_alive().await?;
@@ -421,11 +428,18 @@ async fn keep(conn: Conn, secs: i64, held: Arc<parking_lot::Mutex<Held>>) {
             }
         })
         .await;
+        // A new stream's "lease not found" is an expiry (TTL 0); a keeper's closed channel,
+        // the same error type, is only a broken connection, tried again below.
+        let renewed = match renewed {
+            Ok(Err(etcd_client::Error::LeaseKeepAliveError(m))) if m.contains("not found") => Ok(Ok(0)),
+            other => other,
+        };
         match renewed {
             Ok(Ok(ttl)) if ttl > 0 => {
                 held.lock().until = Some(asked + Duration::from_secs(ttl as u64));
+                failed = false;
             }
-            Ok(Ok(_)) | Ok(Err(etcd_client::Error::LeaseKeepAliveError(_))) => {
+            Ok(Ok(_)) => {
                 log::warn!("{}: the lease {id:x} expired: its keys are gone until a new one is granted", conn.name);
                 stream = None;
                 let mut h = held.lock();
