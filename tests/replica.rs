@@ -470,3 +470,151 @@ fn history(etcd: &Etcd, prefix: &str) -> Vec<(String, String, String)> {
     }
     out
 }
+
+/// A TCP proxy in front of one etcd member, for one node: cutting it is that node's network
+/// to etcd failing (connections reset, new ones refused), while everything else it reaches
+/// (the secondary) stays up.
+struct Cut {
+    port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Cut {
+    fn new(to: String) -> Cut {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (c, cs) = (cut.clone(), conns.clone());
+        std::thread::spawn(move || {
+            for inbound in listener.incoming() {
+                let Ok(inbound) = inbound else { continue };
+                if c.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection is reset
+                }
+                let Ok(outbound) = std::net::TcpStream::connect(&to) else { continue };
+                for s in [&inbound, &outbound] {
+                    cs.lock().unwrap().push(s.try_clone().unwrap());
+                }
+                for (mut from, mut to) in
+                    [(inbound.try_clone().unwrap(), outbound.try_clone().unwrap()), (outbound, inbound)]
+                {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Cut { port, cut, conns }
+    }
+
+    fn set(&self, cut: bool) {
+        self.cut.store(cut, std::sync::atomic::Ordering::SeqCst);
+        if cut {
+            for s in self.conns.lock().unwrap().drain(..) {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+/// n1, Active, loses etcd (not the secondary): short cuts (2 s, under the lease's TTL) change
+/// nothing, five times over; a long one makes n1 stop by itself (its brick server and worker,
+/// before its lease can expire) and n2 take over; from the store's history, only n2 commits
+/// stimes after that. Back, n1 is Passive.
+#[test]
+fn a_node_cut_from_etcd_stops_itself() {
+    common::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(dir.path(), 1);
+    let cut = Cut::new(etcd.members[0].endpoint());
+    let mut sec = Node::new(dir.path(), "sec");
+    sec.start();
+    let sbrick = dir.path().join("sbrick");
+    sec.cli(&format!("volume create svol sec:{}", sbrick.display())).ok();
+    sec.cli("volume start svol").ok();
+    let nodes: Vec<Node> = ["n1", "n2"]
+        .iter()
+        .map(|n| {
+            let mut node = Node::new(dir.path(), n);
+            // n1 reaches etcd through the proxy.
+            let ep = if *n == "n1" { format!("127.0.0.1:{}", cut.port) } else { etcd.members[0].endpoint() };
+            node.extra = vec!["--store".into(), format!("etcd://{ep}/cut")];
+            node.peers.push(("sec".into(), sec.run_dir()));
+            node.start();
+            node
+        })
+        .collect();
+    let brick = dir.path().join("shared/cbrick");
+    let b = brick.display();
+    nodes[0].cli(&format!("volume create rvol replica 2 n1:{b} n2:{b}")).ok();
+    nodes[0].cli("volume start rvol").ok();
+    let geo = |rest: &str| nodes[1].cli(&format!("volume geo-replication rvol sec::svol {rest}"));
+    geo("create push-pem").ok();
+    geo("start").ok();
+    assert!(common::wait_until(Duration::from_secs(30), || active(&nodes[1]).as_deref() == Some("n1")));
+    let server = format!("--serve {b}");
+    let m1 = dir.path().join("m1");
+    let g1 = mount(&nodes[0], &m1).unwrap();
+    // Short cuts: nothing changes.
+    for i in 0..5 {
+        cut.set(true);
+        if let Err(e) = std::fs::write(m1.join(format!("short-{i}")), "x") {
+            let log = std::fs::read_to_string(nodes[0].root.join("georepd.out")).unwrap_or_default();
+            let blog = std::fs::read_to_string(nodes[0].root.join("log/bricks/rvol.log")).unwrap_or_default();
+            panic!("cut {i}: {e}\n{log}\n{blog}");
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        cut.set(false);
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    assert_eq!(active(&nodes[1]).as_deref(), Some("n1"), "still n1: {:?}", rows(&nodes[1]));
+    assert!(common::wait_until(Duration::from_secs(30), || sbrick.join("short-4").exists()), "replicated meanwhile");
+    // A long cut: n1 stops itself, n2 takes over.
+    cut.set(true);
+    let t = Instant::now();
+    assert!(common::wait_until(Duration::from_secs(12), || pids(&server).is_empty()), "n1's brick server stopped");
+    let stopped = t.elapsed();
+    assert!(
+        common::wait_until(Duration::from_secs(20), || rows(&nodes[1]).iter().any(|(n, s)| n == "n2" && s == "Active")),
+        "{:?}",
+        rows(&nodes[1])
+    );
+    println!("cut from etcd: n1 stopped itself after {stopped:?}, n2 Active after {:?}", t.elapsed());
+    assert!(stopped < Duration::from_secs(10), "before n1's lease could expire: {stopped:?}");
+    drop(g1);
+    let m2 = dir.path().join("m2");
+    let g2 = mount(&nodes[1], &m2).unwrap();
+    std::fs::write(m2.join("during-cut"), "n2").unwrap();
+    assert!(common::wait_until(Duration::from_secs(30), || sbrick.join("during-cut").exists()));
+    // Back: n1 Passive, n2 keeps the role (no hand-back before the hold time).
+    cut.set(false);
+    assert!(
+        common::wait_until(Duration::from_secs(20), || rows(&nodes[0])
+            .iter()
+            .any(|(n, s)| n == "n1" && s == "Passive")),
+        "{:?}",
+        rows(&nodes[0])
+    );
+    drop(g2);
+    // Only the holder of the term commits, before and after the cut.
+    let events = history(&etcd, "cut/");
+    let mut holder: Option<String> = None;
+    let mut terms = Vec::new();
+    for (op, key, value) in &events {
+        if key == "cut/elections/rvol" {
+            holder = (op == "PUT").then(|| {
+                let h: serde_json::Value = serde_json::from_str(value).unwrap();
+                h["name"].as_str().unwrap().to_string()
+            });
+            terms.extend(holder.clone());
+        } else if key == "cut/stimes/rvol_sec_svol" {
+            let s: serde_json::Value = serde_json::from_str(value).unwrap();
+            assert_eq!(s["node"].as_str(), holder.as_deref(), "{events:?}");
+        }
+    }
+    assert_eq!(terms, ["n1", "n2"], "one role change: {events:?}");
+}

@@ -93,7 +93,9 @@ pub fn pass(d: &Daemon) -> anyhow::Result<()> {
     // Sessions deleted (or whose volume went): their workers go.
     for key in d.supervisor.keys() {
         if !here.contains(&key) {
-            log::info!("session {key}: gone from the store: stopping its worker");
+            log::info!(
+                "session {key}: not to run here (deleted, or its volume served by another node): stopping its worker"
+            );
             d.supervisor.stop(&key);
         }
     }

@@ -214,18 +214,28 @@ impl Progress for Reporter {
         }
     }
 
+    /// The stime goes to the store while the term holds. The store out of reach is waited
+    /// for (the term's deadline bounds the wait); a refusal (the term is over) ends the worker.
     fn advancing(&mut self, stime_ms: u64) -> anyhow::Result<()> {
-        self.may_ship()?;
-        let Some(f) = &self.fence else { return Ok(()) };
         use crate::daemon::control::{self, Request, Response};
-        let req = Request::Stime { volume: f.volume.clone(), session: self.session.clone(), token: f.token, stime_ms };
-        match control::call(&crate::daemon::dirs::Dirs::from_env(), &req)? {
-            Response::Ok(_) => Ok(()),
-            Response::Err(e) => {
-                log::error!("{e}");
-                anyhow::bail!("{e}")
-            }
-            other => anyhow::bail!("georepd: unexpected answer {other:?}"),
+        let dirs = crate::daemon::dirs::Dirs::from_env();
+        loop {
+            self.may_ship()?;
+            let Some(f) = &self.fence else { return Ok(()) };
+            let req =
+                Request::Stime { volume: f.volume.clone(), session: self.session.clone(), token: f.token, stime_ms };
+            let why = match control::call(&dirs, &req) {
+                Ok(Response::Ok(_)) => return Ok(()),
+                Ok(Response::Err(e)) if e.message.starts_with("fenced") => {
+                    log::error!("{e}");
+                    anyhow::bail!("{e}")
+                }
+                Ok(Response::Err(e)) => e.message,
+                Ok(other) => anyhow::bail!("georepd: unexpected answer {other:?}"),
+                Err(e) => format!("{e:#}"),
+            };
+            log::warn!("the stime cannot be recorded in the store yet ({why}): trying again");
+            std::thread::sleep(Duration::from_millis(200));
         }
     }
 
