@@ -19,6 +19,33 @@ impl Drop for Unmount {
     }
 }
 
+/// A secondary node `sec` with its started volume `svol` (whose brick is returned), and the
+/// primary nodes `names`, each started with the flags `node_of` gives it and reaching `sec`
+/// at the run directory it gives.
+fn site(
+    dir: &Path,
+    names: &[&str],
+    node_of: impl Fn(&str, &Node) -> (Vec<String>, PathBuf),
+) -> (Node, PathBuf, Vec<Node>) {
+    let mut sec = Node::new(dir, "sec");
+    sec.start();
+    let sbrick = dir.join("sbrick");
+    sec.cli(&format!("volume create svol sec:{}", sbrick.display())).ok();
+    sec.cli("volume start svol").ok();
+    let nodes = names
+        .iter()
+        .map(|n| {
+            let mut node = Node::new(dir, n);
+            let (extra, peer) = node_of(n, &sec);
+            node.extra = extra;
+            node.peers.push(("sec".into(), peer));
+            node.start();
+            node
+        })
+        .collect();
+    (sec, sbrick, nodes)
+}
+
 /// Every brick row of the session, as `status --json` on `n` shows them: (node, status).
 fn rows(n: &Node) -> Vec<(String, String)> {
     let o = n.cli("volume geo-replication rvol sec::svol status --json");
@@ -97,22 +124,10 @@ fn replica_failover_handback_and_fencing() {
     let dir = tempfile::tempdir().unwrap();
     let etcd = Etcd::start(dir.path(), 1);
     let url = format!("etcd://{}/replica", etcd.endpoints());
-    let mut sec = Node::new(dir.path(), "sec");
-    sec.start();
-    let sbrick = dir.path().join("sbrick");
-    sec.cli(&format!("volume create svol sec:{}", sbrick.display())).ok();
-    sec.cli("volume start svol").ok();
     let hold = 8;
-    let mut nodes: Vec<Node> = ["n1", "n2", "n3"]
-        .iter()
-        .map(|n| {
-            let mut node = Node::new(dir.path(), n);
-            node.extra = vec!["--store".into(), url.clone(), "--replica-hold-time".into(), hold.to_string()];
-            node.peers.push(("sec".into(), sec.run_dir()));
-            node.start();
-            node
-        })
-        .collect();
+    let (_sec, sbrick, mut nodes) = site(dir.path(), &["n1", "n2", "n3"], |_, sec| {
+        (vec!["--store".into(), url.clone(), "--replica-hold-time".into(), hold.to_string()], sec.run_dir())
+    });
     let brick = dir.path().join("shared/rbrick");
     let b = brick.display();
     // A node unknown to the cluster is refused.
@@ -282,23 +297,10 @@ fn a_faulty_active_resigns() {
     let dir = tempfile::tempdir().unwrap();
     let etcd = Etcd::start(dir.path(), 1);
     let url = format!("etcd://{}/faulty", etcd.endpoints());
-    let mut sec = Node::new(dir.path(), "sec");
-    sec.start();
-    let sbrick = dir.path().join("sbrick");
-    sec.cli(&format!("volume create svol sec:{}", sbrick.display())).ok();
-    sec.cli("volume start svol").ok();
-    let nodes: Vec<Node> = ["n1", "n2"]
-        .iter()
-        .map(|n| {
-            let mut node = Node::new(dir.path(), n);
-            node.extra = vec!["--store".into(), url.clone()];
-            // n1 reaches no secondary: its "sec" is a directory where nobody answers.
-            let peer = if *n == "n1" { dir.path().join("nowhere") } else { sec.run_dir() };
-            node.peers.push(("sec".into(), peer));
-            node.start();
-            node
-        })
-        .collect();
+    // n1 reaches no secondary: its "sec" is a directory where nobody answers.
+    let (_sec, sbrick, nodes) = site(dir.path(), &["n1", "n2"], |n, sec| {
+        (vec!["--store".into(), url.clone()], if n == "n1" { dir.path().join("nowhere") } else { sec.run_dir() })
+    });
     let brick = dir.path().join("shared/fbrick");
     let b = brick.display();
     nodes[0].cli(&format!("volume create rvol replica 2 n1:{b} n2:{b}")).ok();
@@ -338,21 +340,8 @@ fn etcd_leader_restarts_never_give_two_actives() {
     let dir = tempfile::tempdir().unwrap();
     let mut etcd = Etcd::start(dir.path(), 3);
     let url = format!("etcd://{}/leader", etcd.endpoints());
-    let mut sec = Node::new(dir.path(), "sec");
-    sec.start();
-    let sbrick = dir.path().join("sbrick");
-    sec.cli(&format!("volume create svol sec:{}", sbrick.display())).ok();
-    sec.cli("volume start svol").ok();
-    let nodes: Vec<Node> = ["n1", "n2"]
-        .iter()
-        .map(|n| {
-            let mut node = Node::new(dir.path(), n);
-            node.extra = vec!["--store".into(), url.clone()];
-            node.peers.push(("sec".into(), sec.run_dir()));
-            node.start();
-            node
-        })
-        .collect();
+    let (_sec, sbrick, nodes) =
+        site(dir.path(), &["n1", "n2"], |_, sec| (vec!["--store".into(), url.clone()], sec.run_dir()));
     let brick = dir.path().join("shared/lbrick");
     let b = brick.display();
     nodes[0].cli(&format!("volume create rvol replica 2 n1:{b} n2:{b}")).ok();
@@ -531,23 +520,11 @@ fn a_node_cut_from_etcd_stops_itself() {
     let dir = tempfile::tempdir().unwrap();
     let etcd = Etcd::start(dir.path(), 1);
     let cut = Cut::new(etcd.members[0].endpoint());
-    let mut sec = Node::new(dir.path(), "sec");
-    sec.start();
-    let sbrick = dir.path().join("sbrick");
-    sec.cli(&format!("volume create svol sec:{}", sbrick.display())).ok();
-    sec.cli("volume start svol").ok();
-    let nodes: Vec<Node> = ["n1", "n2"]
-        .iter()
-        .map(|n| {
-            let mut node = Node::new(dir.path(), n);
-            // n1 reaches etcd through the proxy.
-            let ep = if *n == "n1" { format!("127.0.0.1:{}", cut.port) } else { etcd.members[0].endpoint() };
-            node.extra = vec!["--store".into(), format!("etcd://{ep}/cut")];
-            node.peers.push(("sec".into(), sec.run_dir()));
-            node.start();
-            node
-        })
-        .collect();
+    // n1 reaches etcd through the proxy.
+    let (_sec, sbrick, nodes) = site(dir.path(), &["n1", "n2"], |n, sec| {
+        let ep = if n == "n1" { format!("127.0.0.1:{}", cut.port) } else { etcd.members[0].endpoint() };
+        (vec!["--store".into(), format!("etcd://{ep}/cut")], sec.run_dir())
+    });
     let brick = dir.path().join("shared/cbrick");
     let b = brick.display();
     nodes[0].cli(&format!("volume create rvol replica 2 n1:{b} n2:{b}")).ok();
