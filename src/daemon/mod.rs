@@ -248,7 +248,9 @@ impl Daemon {
     /// The way out on SIGTERM (`systemctl stop`): the workers are stopped as `stop` stops them
     /// (their sessions stay started, to resume at the next start); the brick servers go on
     /// serving their mounts, so users' mounts keep working while georepd is down or being
-    /// upgraded (the unit's `KillMode=process` leaves them be).
+    /// upgraded (the unit's `KillMode=process` leaves them be). On etcd, the node's terms end
+    /// now and the servers of bricks other nodes share stop, so that another takes over at
+    /// once (`election::give_up`).
     pub fn shutdown(&self, why: &str) {
         log::info!("georepd stopping ({why}): stopping the workers; brick servers keep serving their mounts");
         systemd::notify("STOPPING=1\nSTATUS=stopping the workers");
