@@ -124,16 +124,25 @@ fn msg() -> impl Strategy<Value = Msg> {
                     .collect(),
             }),
         ".{0,40}".prop_map(|message| Msg::Restored { message }),
-        (any::<u16>(), any::<[u8; 16]>(), any::<bool>(), any::<u64>(), any::<u64>(), any::<u32>()).prop_map(
-            |(version, v, empty, total_bytes, avail_bytes, pid)| Msg::Welcome {
+        (
+            any::<u16>(),
+            any::<[u8; 16]>(),
+            any::<bool>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u32>(),
+            proptest::collection::vec(".{0,20}", 0..4)
+        )
+            .prop_map(|(version, v, empty, total_bytes, avail_bytes, pid, nodes)| Msg::Welcome {
                 version,
                 volume: VolumeId(v),
                 empty,
                 total_bytes,
                 avail_bytes,
-                pid
-            }
-        ),
+                pid,
+                // Only from version 6 on.
+                nodes: if version >= 6 { nodes } else { Vec::new() },
+            }),
         ".{0,40}".prop_map(|message| Msg::Error { message }),
         (any::<u64>(), proptest::collection::vec(entry_op(), 0..20))
             .prop_map(|(batch, ops)| Msg::Entries { batch, ops }),

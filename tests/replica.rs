@@ -71,10 +71,14 @@ fn active(n: &Node) -> Option<String> {
     (act.len() == 1 && r.iter().filter(|(_, s)| s == "Passive").count() == r.len() - 1).then(|| act[0].0.clone())
 }
 
-/// Mounts the volume through node `n` at `mnt`.
+/// Mounts the volume `rvol` through node `n` at `mnt`.
 fn mount(n: &Node, mnt: &Path) -> Result<Unmount, String> {
+    mount_vol(n, "rvol", mnt)
+}
+
+fn mount_vol(n: &Node, vol: &str, mnt: &Path) -> Result<Unmount, String> {
     std::fs::create_dir_all(mnt).unwrap();
-    let o = std::process::Command::new(n.exe("mount_georep")).arg("rvol").arg(mnt).envs(n.envs()).output().unwrap();
+    let o = std::process::Command::new(n.exe("mount_georep")).arg(vol).arg(mnt).envs(n.envs()).output().unwrap();
     if o.status.success() {
         Ok(Unmount(mnt.to_path_buf()))
     } else {
@@ -594,4 +598,133 @@ fn a_node_cut_from_etcd_stops_itself() {
         }
     }
     assert_eq!(terms, ["n1", "n2"], "one role change: {events:?}");
+}
+
+/// A secondary volume served by a cluster of its own: two secondary nodes (each a network
+/// namespace with its sshd and its own home for the secondary user, named by its address) on
+/// their etcd, with a replica 2 volume, and two primary nodes on theirs. One `gsec_create` on
+/// one primary node gathers both primary nodes' keys; one `create push-pem` installs both on
+/// both secondary nodes. The secondary node the worker reaches dies (its sshd, receivers,
+/// georepd and brick server killed): the worker goes to the other, once that one serves the
+/// volume, and the trees converge.
+#[test]
+fn a_secondary_cluster_keeps_receiving_when_its_node_dies() {
+    use common::netns::Host;
+    use common::users::RootAlias;
+    common::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(dir.path(), 1);
+    let user = RootAlias::new(dir.path(), "georepsc");
+    let op = dir.path().join("operator_key");
+    let o = std::process::Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&op).output();
+    assert!(o.unwrap().status.success());
+    let receiver = format!("{} receiver", common::shared_georep_bin(dir.path()).display());
+    // The secondary's cluster.
+    let sbrick = dir.path().join("shared/sbrick");
+    let mut secs = Vec::new();
+    let mut hosts = Vec::new();
+    for i in 0..2u8 {
+        let addr = format!("10.231.{}.2", 61 + i);
+        let mut node = Node::new(dir.path(), &addr);
+        node.extra = vec!["--store".into(), format!("etcd://{}/sec", etcd.endpoints())];
+        let home = dir.path().join(format!("home-s{i}"));
+        std::fs::create_dir_all(home.join(".ssh")).unwrap();
+        std::fs::copy(op.with_extension("pub"), home.join(".ssh/authorized_keys")).unwrap();
+        let env = [("GEOREP_RUN_DIR", node.run_dir().display().to_string())];
+        hosts.push(Host::with_own_dir(dir.path(), &format!("sc{i}"), 61 + i, &env, &user.home, &home));
+        assert_eq!(hosts[i as usize].addr, addr);
+        node.start();
+        secs.push(node);
+    }
+    let (a, b) = (secs[0].name.clone(), secs[1].name.clone());
+    let sb = sbrick.display();
+    secs[0].cli(&format!("volume create svol replica 2 {a}:{sb} {b}:{sb}")).ok();
+    secs[1].cli("volume start svol").ok();
+    // The primary's cluster.
+    let pbrick = dir.path().join("shared/pbrick");
+    let mut pris = Vec::new();
+    for name in ["p1", "p2"] {
+        let mut node = Node::new(dir.path(), name);
+        node.extra = vec![
+            "--store".into(),
+            format!("etcd://{}/pri", etcd.endpoints()),
+            "--operator-key".into(),
+            op.display().to_string(),
+            "--remote-receiver".into(),
+            receiver.clone(),
+        ];
+        node.start();
+        pris.push(node);
+    }
+    let pb = pbrick.display();
+    pris[0].cli(&format!("volume create pvol replica 2 p1:{pb} p2:{pb}")).ok();
+    pris[0].cli("volume start pvol").ok();
+    pris[0].cli("system execute gsec_create").ok();
+    let common_pub = std::fs::read_to_string(pris[0].root.join("state/geo-replication/common_secret.pem.pub"));
+    let common_pub = common_pub.unwrap_or_else(|e| panic!("the common file: {e}"));
+    assert_eq!(common_pub.lines().count(), 2, "both primary nodes' keys: {common_pub}");
+    // One create push-pem, from the node that does not serve the volume, once svol is served.
+    let url = format!("{}@{a}::svol", user.name);
+    let geo = |n: &Node, rest: &str| n.cli(&format!("volume geo-replication pvol {url} {rest}"));
+    assert!(
+        common::wait_until(Duration::from_secs(20), || geo(&pris[1], "create push-pem").code == 0),
+        "create push-pem: {:?}",
+        geo(&pris[1], "create push-pem")
+    );
+    for i in 0..2 {
+        let keys = std::fs::read_to_string(dir.path().join(format!("home-s{i}/.ssh/authorized_keys"))).unwrap();
+        for k in common_pub.lines() {
+            let line = format!("command=\"{receiver}\",restrict {k}");
+            assert_eq!(keys.lines().filter(|l| *l == line).count(), 1, "{} has {k}: {keys}", secs[i].name);
+        }
+    }
+    geo(&pris[0], "start").ok();
+    // (serving primary node, secondary node) of the Active row.
+    let active_on = |n: &Node| -> Option<(String, String)> {
+        let o = geo(n, "status --json");
+        let v: serde_json::Value = serde_json::from_str(&o.stdout).ok()?;
+        v.as_array()?.iter().find(|r| r["worker_status"] == "Active").map(|r| {
+            (
+                r["primary_node"].as_str().unwrap_or_default().into(),
+                r["secondary_node"].as_str().unwrap_or_default().into(),
+            )
+        })
+    };
+    assert!(
+        common::wait_until(Duration::from_secs(30), || active_on(&pris[1]).is_some_and(|(_, s)| s == a)),
+        "one primary node Active, reaching {a}: {:?}",
+        geo(&pris[1], "status detail")
+    );
+    let (serving, _) = active_on(&pris[1]).unwrap();
+    let p = &pris[usize::from(serving == "p2")];
+    let m = dir.path().join("pm");
+    let g = mount_vol(p, "pvol", &m).unwrap();
+    assert_eq!(write_files(&m, 0..1000), 1000);
+    let converged = |within| {
+        common::wait_until(within, || {
+            common::try_describe_tree(&sbrick).ok() == common::try_describe_tree(&pbrick).ok()
+        })
+    };
+    assert!(converged(Duration::from_secs(60)), "replicated through {a}");
+
+    // The node the worker reaches dies; the users write on.
+    let killed = Instant::now();
+    hosts[0].kill_matching("");
+    secs[0].kill9();
+    for p in pids(&format!("--serve {sb}")) {
+        signal(p, nix::sys::signal::Signal::SIGKILL);
+    }
+    assert_eq!(write_files(&m, 1000..3000), 2000);
+    assert!(
+        common::wait_until(Duration::from_secs(90), || active_on(&pris[1]) == Some((serving.clone(), b.clone()))),
+        "the worker moved to {b}: {:?}\n{}",
+        geo(&pris[1], "status detail"),
+        std::fs::read_to_string(p.root.join(format!("log/geo-replication/pvol_{a}_svol/gsyncd.log")))
+            .unwrap_or_default()
+    );
+    println!("the worker reached {b} {:?} after {a} died", killed.elapsed());
+    assert!(converged(Duration::from_secs(90)), "the trees converge through {b}");
+    println!("converged {:?} after {a} died", killed.elapsed());
+    assert_eq!(walkdir(&sbrick), 3000 + 3, "nothing missing or extra");
+    drop(g);
 }

@@ -116,6 +116,11 @@ pub enum Response {
     },
     /// The aux mount's root comes with it as a descriptor.
     Mount,
+    /// As `Mount`, with the nodes of the volume's cluster that can serve it, in brick order
+    /// (what the receiver tells the worker: `Msg::Welcome`).
+    Mounted {
+        nodes: Vec<String>,
+    },
     Tail(super::roles::Tail),
     /// Every option of a session, described (`config --describe`).
     Options(Vec<crate::session::config::OptionInfo>),

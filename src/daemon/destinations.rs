@@ -33,6 +33,10 @@ pub struct Destination {
     pub user: String,
     /// The pinned host key's SHA-256 fingerprint (`SHA256:...`, as `ssh-keygen -l` shows).
     pub fingerprint: String,
+    /// The pinned host key itself (OpenSSH's `ssh-ed25519 AAAA...`), which every node of the
+    /// cluster pins in its `known_hosts` (`sync_pins`); empty in records of georep 0.1.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub host_key: String,
     pub added_ms: u64,
     /// This cluster's session keys were installed there (`--push-keys`).
     #[serde(default)]
@@ -150,7 +154,7 @@ fn push_keys(d: &Daemon, dest: &Destination) -> anyhow::Result<()> {
         );
     }
     match transport(d, dest)? {
-        Transport::Ssh { target, .. } => sessions::push_pem_keys(d, &target),
+        Transport::Ssh { target, .. } => super::keys::push_pem(d, &target),
         Transport::Local { .. } => Ok(()),
     }
 }
@@ -163,6 +167,38 @@ fn pin_state(d: &Daemon, host: &str, port: u16, k: &russh::keys::PublicKey) -> a
         Err(russh::keys::Error::KeyChanged { line }) => Ok(Err(line)),
         Err(e) => Err(e.into()),
     }
+}
+
+/// A host key as OpenSSH writes it (`ssh-ed25519 AAAA...`, no comment).
+fn openssh(k: &russh::keys::PublicKey) -> String {
+    k.to_openssh().unwrap_or_default()
+}
+
+/// At each pass on a shared store: the host key each destination has pinned in the store is
+/// pinned in this node's `known_hosts` too, so that a worker that moves to this node (a
+/// failover) trusts the key its session was created with, and a key re-established on
+/// another node replaces the old one here.
+pub fn sync_pins(d: &Daemon) -> anyhow::Result<()> {
+    for dest in d.store.list_json::<Destination>("destinations/")? {
+        let Ok(k) = russh::keys::PublicKey::from_openssh(&dest.host_key) else { continue };
+        if ssh::fingerprint(&k) != dest.fingerprint {
+            continue;
+        }
+        match pin_state(d, &dest.host, dest.port, &k)? {
+            Ok(true) => {}
+            Ok(false) => pin(d, &dest.host, dest.port, &k)?,
+            Err(_) => {
+                log::info!(
+                    "destination {}: the host key {} pinned in the store replaces this node's",
+                    dest.host,
+                    dest.fingerprint
+                );
+                unpin(d, &dest.host, dest.port)?;
+                pin(d, &dest.host, dest.port, &k)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Forgets the keys pinned for `host:port`.
@@ -212,12 +248,17 @@ pub fn ensure(d: &Daemon, secondary: &SecondaryUrl, port: u16) -> anyhow::Result
     {
         return Ok(());
     }
-    let k = ssh::host_key(&secondary.host, port, TIMEOUT)?;
+    // The key the session's connection just pinned here, or, if none, the one it shows.
+    let k = match russh::keys::known_hosts::known_host_keys_path(&secondary.host, port, d.dirs.known_hosts()) {
+        Ok(mut keys) if !keys.is_empty() => keys.remove(0).1,
+        _ => ssh::host_key(&secondary.host, port, TIMEOUT)?,
+    };
     let dest = Destination {
         host: secondary.host.clone(),
         port,
         user: secondary.user.clone().unwrap_or_else(|| "root".into()),
         fingerprint: ssh::fingerprint(&k),
+        host_key: openssh(&k),
         added_ms: crate::types::EpochMs::now().0,
         keys_pushed: false,
         last_test: None,
@@ -252,6 +293,7 @@ pub fn handle(d: &Daemon, cmd: DestinationCmd) -> anyhow::Result<Response> {
                 port,
                 user,
                 fingerprint: fingerprint.clone(),
+                host_key: openssh(&k),
                 added_ms: crate::types::EpochMs::now().0,
                 keys_pushed: false,
                 last_test: None,
@@ -313,6 +355,7 @@ pub fn handle(d: &Daemon, cmd: DestinationCmd) -> anyhow::Result<Response> {
                     pin(d, &host, dest.port, &k)?;
                     said.push(format!("{host}: host key {now} pinned (was {})", dest.fingerprint));
                     dest.fingerprint = now;
+                    dest.host_key = openssh(&k);
                 }
             }
             if push {

@@ -12,6 +12,7 @@ pub mod election;
 pub mod events;
 pub mod failback;
 pub mod failures;
+pub mod keys;
 pub mod nodes;
 pub mod reconcile;
 pub mod refusal;
@@ -301,7 +302,8 @@ impl Daemon {
                     broker::aux_mount(self, &broker::Caller::from_uid(uid)?, &volume)?
                 };
                 self.receivers.add(&volume, &primary.to_string(), pid);
-                Ok((Response::Mount, Some(fd)))
+                let nodes = volumes::get(self, &volume)?.bricks.into_iter().map(|(n, _)| n).collect();
+                Ok((Response::Mounted { nodes }, Some(fd)))
             }
             // A receiver's questions about the volume it serves: root's, or a user's the
             // mountbroker lets receive for that volume.
@@ -341,7 +343,7 @@ impl Daemon {
 
     fn answer(&self, req: Request) -> Response {
         let r = match req {
-            Request::GsecCreate => sessions::gsec_create(self),
+            Request::GsecCreate => keys::gsec_create(self),
             Request::Ping => Ok(Response::Ok(format!("{} {}", self.node.name, self.node.id))),
             Request::Volume(cmd) => volumes::handle(self, cmd),
             Request::Session { primary, secondary, cmd } => {

@@ -36,6 +36,12 @@ pub fn pass(d: &Daemon) -> anyhow::Result<()> {
     let vols: Vec<Volume> = d.store.list_json("volumes/")?;
     let sessions: Vec<Session> = d.store.list_json("sessions/")?;
     let _g = d.big_lock.lock();
+    if let Err(e) = super::keys::pass(d) {
+        log::warn!("session key: not published: {e:#}");
+    }
+    if let Err(e) = super::destinations::sync_pins(d) {
+        log::warn!("destinations: host keys not pinned here: {e:#}");
+    }
     // Who serves what first: the bricks and workers follow.
     super::election::pass(d, &vols, &sessions);
     for v in &vols {

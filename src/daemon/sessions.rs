@@ -30,6 +30,10 @@ pub struct Session {
     /// A failback's reverse session (`daemon::failback`).
     #[serde(default)]
     pub failback: Option<super::failback::Failback>,
+    /// The nodes of the secondary's cluster that can serve its volume, as its receiver named
+    /// them at `create` (empty: the URL's host alone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secondary_nodes: Vec<String>,
 }
 
 impl Session {
@@ -162,19 +166,6 @@ pub fn transport(d: &Daemon, s: &SecondaryUrl, config: &SessionConfig) -> anyhow
     })
 }
 
-/// `gsec_create` / `sshkey generate`: this node's session key pair, and the common public-key
-/// file `push-pem` installs on secondaries.
-pub fn gsec_create(d: &Daemon) -> anyhow::Result<Response> {
-    let key = d.dirs.session_key();
-    std::fs::create_dir_all(key.parent().unwrap())?;
-    let public = crate::sync::ssh::ensure_key(&key, &format!("georep@{}", d.node.name))?;
-    let common = d.dirs.common_secret_pub();
-    let tmp = common.with_extension("tmp");
-    std::fs::write(&tmp, format!("{public}\n"))?;
-    std::fs::rename(&tmp, &common)?;
-    Ok(Response::Ok(format!("Common secret pub file present at {}", common.display())))
-}
-
 /// The worker's instructions, rewritten on every change so a running worker sees the live
 /// options (the checkpoint) without a restart.
 fn write_spec(d: &Daemon, s: &Session, v: &Volume) -> anyhow::Result<Option<PathBuf>> {
@@ -203,6 +194,11 @@ pub(crate) fn spec_of(d: &Daemon, s: &Session, v: &Volume) -> anyhow::Result<Opt
         secondary: s.secondary.clone(),
         secondary_volume_id: s.secondary_volume_id.clone(),
         transport: transport(d, &s.secondary, &s.config)?,
+        alternates: others(&s.secondary, &s.secondary_nodes)
+            .map(|n| {
+                Ok((n.clone(), transport(d, &SecondaryUrl { host: n.clone(), ..s.secondary.clone() }, &s.config)?))
+            })
+            .collect::<anyhow::Result<_>>()?,
         config: s.config.clone(),
         status_file: dir.join("brick-status.json"),
         failback: s.failback.as_ref().map(|_| dir.join("failback.json")),
@@ -407,7 +403,7 @@ pub(crate) fn create(
         config.set("ssh-port", &p.to_string(), now_unix())?;
     }
     let t = transport(d, secondary, &config)?;
-    if push_pem && matches!(t, Transport::Ssh { .. }) && !d.dirs.common_secret_pub().exists() {
+    if push_pem && matches!(t, Transport::Ssh { .. }) && super::keys::cluster_keys(d)?.is_empty() {
         bail!(
             "{} required for push-pem is not present. Please run 'georep system execute gsec_create'",
             d.dirs.common_secret_pub().display()
@@ -417,7 +413,7 @@ pub(crate) fn create(
     // lock: a slow or unreachable secondary keeps no other command waiting.
     drop(guard);
     if push_pem && let Transport::Ssh { target, .. } = &t {
-        push_pem_keys(d, target)?;
+        super::keys::push_pem(d, target)?;
     }
     // The secondary: reachable, its volume there and started, empty and big enough. Its SSH
     // host key is recorded now, and checked from then on.
@@ -432,6 +428,22 @@ pub(crate) fn create(
         .with_context(|| format!("Unable to fetch the volume details of {secondary}"))?;
     let remote = link.welcome.clone();
     link.close()?;
+    // The secondary's other nodes: the keys on each (push-pem), their host keys recorded.
+    for node in others(secondary, &remote.nodes) {
+        let url = SecondaryUrl { host: node.clone(), ..secondary.clone() };
+        let t = transport(d, &url, &config)?;
+        match &t {
+            Transport::Ssh { target, .. } if push_pem => super::keys::push_pem(d, target),
+            Transport::Ssh { .. } => crate::sync::link::Link::learn_host(&t),
+            Transport::Local { .. } => Ok(()),
+        }
+        .with_context(|| format!("{node}, a node of the secondary volume {}'s cluster", secondary.volume))?;
+        if let Transport::Ssh { target, .. } = &t
+            && let Err(e) = super::destinations::ensure(d, &url, target.port)
+        {
+            log::warn!("destination {node}: not recorded: {e:#}");
+        }
+    }
     // The host's destination record, if it has none yet (its key is pinned now).
     if let Transport::Ssh { target, .. } = &t
         && let Err(e) = super::destinations::ensure(d, secondary, target.port)
@@ -463,36 +475,16 @@ pub(crate) fn create(
         state: "Created".into(),
         config,
         failback: None,
+        secondary_nodes: remote.nodes.clone(),
     };
     save(d, &s)?;
     std::fs::create_dir_all(d.dirs.session(&s.key()))?;
     Ok(Response::Ok(format!("Creating geo-replication session between {primary} & {secondary} has been successful")))
 }
 
-/// Installs this node's session keys for the secondary user, restricted to the receiver
-/// (`command="<receiver>",restrict <key>`), through the operator's own SSH access. Never adds
-/// a line twice.
-pub(crate) fn push_pem_keys(d: &Daemon, target: &crate::sync::ssh::SshTarget) -> anyhow::Result<()> {
-    use crate::sync::ssh::{run, shell_quote};
-    let Some(op_key) = d.opts.operator_key() else {
-        bail!(
-            "push-pem needs the operator's SSH access to {}: no key in ~/.ssh (id_ed25519, id_ecdsa, id_rsa) and no georepd --operator-key",
-            target.host
-        );
-    };
-    let keys = std::fs::read_to_string(d.dirs.common_secret_pub())?;
-    let mut script = String::from("umask 077 && mkdir -p ~/.ssh && f=~/.ssh/authorized_keys && touch \"$f\"");
-    for k in keys.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let line = format!("command=\"{}\",restrict {k}", d.opts.remote_receiver);
-        let q = shell_quote(&line);
-        script.push_str(&format!(" && {{ grep -qxF {q} \"$f\" || printf '%s\\n' {q} >> \"$f\"; }}"));
-    }
-    let op = crate::sync::ssh::SshTarget { key: op_key, ..target.clone() };
-    let (code, out) = run(&op, &script, true).map_err(|e| anyhow::anyhow!("push-pem: {e}"))?;
-    if code != 0 {
-        bail!("push-pem on {}@{}: the key installation failed ({code}): {}", target.user, target.host, out.trim());
-    }
-    Ok(())
+/// The nodes of `nodes` (a secondary cluster's) other than `secondary`'s own host, in order.
+pub(crate) fn others<'a>(secondary: &'a SecondaryUrl, nodes: &'a [String]) -> impl Iterator<Item = &'a String> {
+    nodes.iter().filter(move |n| **n != secondary.host)
 }
 
 /// Every brick row of the matching sessions.
@@ -557,6 +549,9 @@ pub(crate) fn local_row(d: &Daemon, s: &Session, v: &volumes::Volume, node: &str
         "Started" => d.supervisor.worker_status(&s.key()).unwrap_or_else(|| "Stopped".to_string()),
         other => other.to_string(),
     };
+    if let Some(f) = file.as_ref().filter(|f| !f.secondary_node.is_empty()) {
+        row.secondary_node = f.secondary_node.clone();
+    }
     if !matches!(shown.as_str(), "Active" | "Passive") {
         row.secondary_node = crate::session::status::NA.into();
     }

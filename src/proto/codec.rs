@@ -363,13 +363,19 @@ fn encode_payload(m: &Msg) -> (u8, Vec<u8>) {
             w.bytes(message.as_bytes());
             K_RESTORED
         }
-        Msg::Welcome { version, volume, empty, total_bytes, avail_bytes, pid } => {
+        Msg::Welcome { version, volume, empty, total_bytes, avail_bytes, pid, nodes } => {
             w.u16(*version);
             w.0.extend_from_slice(&volume.0);
             w.u8(*empty as u8);
             w.u64(*total_bytes);
             w.u64(*avail_bytes);
             w.u32(*pid);
+            if *version >= 6 {
+                w.u32(nodes.len() as u32);
+                for n in nodes {
+                    w.bytes(n.as_bytes());
+                }
+            }
             K_WELCOME
         }
         Msg::Error { message } => {
@@ -653,14 +659,20 @@ fn decode_payload(kind: u8, b: &[u8]) -> Result<Msg, DecodeError> {
             Msg::Inventory { version, software, volumes }
         }
         K_RESTORED => Msg::Restored { message: string(&mut r)? },
-        K_WELCOME => Msg::Welcome {
-            version: r.u16()?,
-            volume: VolumeId(r.take(16)?.try_into().unwrap()),
-            empty: r.u8()? != 0,
-            total_bytes: r.u64()?,
-            avail_bytes: r.u64()?,
-            pid: r.u32()?,
-        },
+        K_WELCOME => {
+            let version = r.u16()?;
+            let volume = VolumeId(r.take(16)?.try_into().unwrap());
+            let (empty, total_bytes, avail_bytes, pid) = (r.u8()? != 0, r.u64()?, r.u64()?, r.u32()?);
+            let mut nodes = Vec::new();
+            if version >= 6 {
+                let n = r.count(4)?;
+                nodes.reserve(n);
+                for _ in 0..n {
+                    nodes.push(string(&mut r)?);
+                }
+            }
+            Msg::Welcome { version, volume, empty, total_bytes, avail_bytes, pid, nodes }
+        }
         K_ERROR => Msg::Error { message: string(&mut r)? },
         K_ENTRIES => {
             let batch = r.u64()?;

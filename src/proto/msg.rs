@@ -5,12 +5,13 @@ use std::ffi::OsString;
 use crate::types::{Gfid, VolumeId};
 
 /// 4 added the primary volume to `Hello`, and the `Origin`, `TailRequest`/`Tail` and
-/// `Restore`/`Restored` messages; 5 the fencing token to `Hello`.
+/// `Restore`/`Restored` messages; 5 the fencing token to `Hello`; 6 the secondary volume's
+/// nodes to `Welcome`.
 ///
 /// In every version a `Hello` begins with the version (u16): a receiver reads that first and
 /// decodes the rest only for a version it speaks, so that it refuses any other by name
 /// (`Hello` of that version, the rest empty) rather than failing on a layout it cannot know.
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;
 /// The oldest version a receiver of this one still serves.
 pub const MIN_PROTOCOL_VERSION: u16 = 4;
 
@@ -203,6 +204,10 @@ pub enum Msg {
         avail_bytes: u64,
         /// The receiver's process id: what a data stream of the same session joins.
         pid: u32,
+        /// The nodes of the secondary's cluster that can serve the volume, by the names the
+        /// primary reaches them at (version 6 on; empty before): where a worker goes when
+        /// its node fails.
+        nodes: Vec<String>,
     },
     /// Worker -> receiver: the changes that follow on this connection were first made on
     /// `volume` (until the next `Origin`; before any, on the session's primary volume). The

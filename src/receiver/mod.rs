@@ -65,6 +65,8 @@ pub struct Receiver {
     created: std::collections::HashSet<Gfid>,
     /// The primary volume and fencing token of the worker served (`fence`).
     fence: Option<(VolumeId, u64)>,
+    /// The nodes that can serve the volume, as its georepd named them (`Msg::Welcome`).
+    nodes: Vec<String>,
 }
 
 impl Receiver {
@@ -79,6 +81,7 @@ impl Receiver {
             data: None,
             created: Default::default(),
             fence: None,
+            nodes: Vec::new(),
         })
     }
 
@@ -312,8 +315,9 @@ impl Receiver {
         f.set_len(size)
     }
 
-    /// The greeting: the volume's id, whether it holds anything, its size.
-    fn welcome(&self) -> anyhow::Result<Msg> {
+    /// The greeting, in wire protocol `version`: the volume's id, whether it holds anything,
+    /// its size, its nodes.
+    fn welcome(&self, version: u16) -> anyhow::Result<Msg> {
         let mut empty = true;
         for e in fs::read_dir(&self.root).context("list the volume's root")? {
             if e?.file_name() != crate::fs::GFID_DIR {
@@ -324,12 +328,13 @@ impl Receiver {
         let st = nix::sys::statvfs::statvfs(&self.root).context("statfs of the volume")?;
         let f = st.fragment_size();
         Ok(Msg::Welcome {
-            version: PROTOCOL_VERSION,
+            version,
             volume: self.volume()?,
             empty,
             total_bytes: st.blocks() * f,
             avail_bytes: st.blocks_available() * f,
             pid: std::process::id(),
+            nodes: self.nodes.clone(),
         })
     }
 
@@ -838,9 +843,13 @@ fn open_target(target: &Target<'_>, volume: &str, sender: &For<'_>) -> anyhow::R
             };
             let (resp, fd) = control::call_with_fd(dirs, &req)?;
             match (resp, fd) {
-                (Response::Mount, Some(fd)) => {
+                (m @ (Response::Mount | Response::Mounted { .. }), Some(fd)) => {
                     nix::unistd::fchdir(&fd).context("enter the secondary volume's mount")?;
-                    Receiver::new(Path::new("."))
+                    let mut rx = Receiver::new(Path::new("."))?;
+                    if let Response::Mounted { nodes } = m {
+                        rx.nodes = nodes;
+                    }
+                    Ok(rx)
                 }
                 (Response::Err(e), _) => bail!("{e}"),
                 (other, _) => bail!("georepd: unexpected answer {other:?}"),
@@ -949,11 +958,11 @@ pub fn serve(target: Target<'_>, input: impl Read, output: impl Write, level: i3
         w.flush()?;
         bail!("{message}")
     };
-    let (volume, join, primary, primary_name, token) = match proto::read_frame(&mut r)? {
+    let (version, volume, join, primary, primary_name, token) = match proto::read_frame(&mut r)? {
         Some(Msg::Hello { version, secondary_volume, join, primary, primary_name, token })
             if (proto::MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) =>
         {
-            (secondary_volume, join, primary, primary_name, token)
+            (version, secondary_volume, join, primary, primary_name, token)
         }
         Some(Msg::Hello { version, .. }) => return refuse(&mut w, version_refusal(version)),
         Some(Msg::Probe) => {
@@ -993,7 +1002,8 @@ pub fn serve(target: Target<'_>, input: impl Read, output: impl Write, level: i3
         Err(e) => return refuse(&mut w, format!("{e:#}")),
     };
     // What arrives was first made on the primary, unless the worker says otherwise.
-    let welcome = match rx.set_origin(primary).and_then(|()| rx.welcome()) {
+    // In the worker's version: an older worker reads the greeting of its own.
+    let welcome = match rx.set_origin(primary).and_then(|()| rx.welcome(version)) {
         Ok(m) => m,
         Err(e) => return refuse(&mut w, format!("{e:#}")),
     };

@@ -45,6 +45,9 @@ pub struct BrickStatus {
     pub crawl_entries: u64,
     pub crawl_total: u64,
     pub updated_ms: u64,
+    /// The node of the secondary's cluster the worker reaches (or last reached).
+    #[serde(default)]
+    pub secondary_node: String,
 }
 
 /// The status file's format version (its `version` field; files without one are of 1).

@@ -46,6 +46,8 @@ pub struct Welcome {
     pub avail_bytes: u64,
     /// The receiver's process, which data streams join.
     pub pid: u32,
+    /// The secondary's nodes that can serve its volume (`Msg::Welcome`).
+    pub nodes: Vec<String>,
 }
 
 /// What a receiver answered a probe (`Link::probe`).
@@ -166,6 +168,13 @@ impl Link {
         inventory
     }
 
+    /// Records the SSH host key of the node at the end of `t` if it is new (a probe, nothing
+    /// mounted): a secondary cluster's other nodes at `create`.
+    pub fn learn_host(t: &Transport) -> anyhow::Result<()> {
+        let ends = Ends { probe: true, ..Ends::default() };
+        Link::connect_learning(t, &ends, 0, true, None)?.close()
+    }
+
     /// Reaches the receiver of `ends.secondary_volume` over `t` and greets it.
     pub fn connect(t: &Transport, ends: &Ends, level: i32) -> anyhow::Result<Link> {
         Link::connect_learning(t, ends, level, false, None)
@@ -225,7 +234,14 @@ impl Link {
         w: Box<dyn Write + Send>,
         level: i32,
     ) -> Link {
-        let welcome = Welcome { volume: VolumeId([0; 16]), empty: false, total_bytes: 0, avail_bytes: 0, pid: 0 };
+        let welcome = Welcome {
+            volume: VolumeId([0; 16]),
+            empty: false,
+            total_bytes: 0,
+            avail_bytes: 0,
+            pid: 0,
+            nodes: Vec::new(),
+        };
         Link {
             child,
             sock,
@@ -309,8 +325,8 @@ impl Link {
             bail!("the peer is not a georep receiver");
         }
         match self.answer()? {
-            Msg::Welcome { volume, empty, total_bytes, avail_bytes, pid, .. } if !probe => {
-                self.welcome = Welcome { volume, empty, total_bytes, avail_bytes, pid };
+            Msg::Welcome { volume, empty, total_bytes, avail_bytes, pid, nodes, .. } if !probe => {
+                self.welcome = Welcome { volume, empty, total_bytes, avail_bytes, pid, nodes };
                 Ok(())
             }
             Msg::Inventory { version, software, volumes } if probe => {

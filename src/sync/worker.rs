@@ -33,6 +33,10 @@ pub struct WorkerSpec {
     /// the same name is not the one this session synced to.
     pub secondary_volume_id: String,
     pub transport: Transport,
+    /// The other nodes of the secondary's cluster (name, how to reach it): where the worker
+    /// goes when the URL's node cannot serve.
+    #[serde(default)]
+    pub alternates: Vec<(String, Transport)>,
     pub config: SessionConfig,
     pub status_file: PathBuf,
     /// A failback's reverse session: its first pass's plan (`sync::recover`), done once.
@@ -268,6 +272,55 @@ pub fn run(spec_path: &Path) -> anyhow::Result<()> {
     result
 }
 
+/// Reaches the secondary's receiver: on the node the last run reached, unless that run ended
+/// Faulty, then on the next node of the secondary's cluster (GlusterFS #3956: a worker must
+/// not stay stuck on a dead node), and on each of the others in turn while one cannot serve.
+/// Returns the link, the node's name and how it was reached.
+fn connect<'a>(
+    spec: &'a WorkerSpec,
+    ends: &Ends,
+    level: i32,
+    last: &BrickStatus,
+) -> anyhow::Result<(Link, &'a str, &'a Transport)> {
+    let mut nodes: Vec<(&str, &Transport)> = std::iter::once((spec.secondary.host.as_str(), &spec.transport))
+        .chain(spec.alternates.iter().map(|(n, t)| (n.as_str(), t)))
+        .collect();
+    if nodes.len() == 1 {
+        let link =
+            Link::connect(&spec.transport, ends, level).with_context(|| format!("connect to {}", spec.secondary))?;
+        return Ok((link, nodes[0].0, nodes[0].1));
+    }
+    if let Some(i) = nodes.iter().position(|(n, _)| *n == last.secondary_node) {
+        let failed = last.worker_status == "Faulty";
+        let n = nodes.len();
+        nodes.rotate_left((i + failed as usize) % n);
+    }
+    // A node of the secondary's cluster that dies leaves its volume to another node within
+    // that cluster's lease TTL (10 s) and a pass: the nodes are tried in turn for that long
+    // before the worker gives up (and is restarted, with backoff).
+    let deadline = std::time::Instant::now() + CLUSTER_TAKEOVER;
+    loop {
+        let mut why = Vec::new();
+        for &(node, t) in &nodes {
+            match Link::connect(t, ends, level) {
+                Ok(link) => return Ok((link, node, t)),
+                Err(e) => {
+                    log::warn!("secondary node {node} cannot serve {}: {e:#}", spec.secondary);
+                    why.push(format!("{node}: {e:#}"));
+                }
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            anyhow::bail!("connect to {}: no node of its cluster serves it ({})", spec.secondary, why.join("; "));
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// How long a worker tries a secondary cluster's nodes before it gives up: the secondary's
+/// lease TTL and a pass, with a margin.
+const CLUSTER_TAKEOVER: Duration = Duration::from_secs(15);
+
 /// The session's failures ledger, beside its status file (`sync::failures`).
 pub const FAILURES_FILE: &str = "failures.json";
 
@@ -283,10 +336,10 @@ fn work(spec: &WorkerSpec, rep: &mut Reporter) -> anyhow::Result<()> {
         probe: false,
         token: spec.fence.as_ref().map_or(0, |f| f.token),
     };
-    let mut link =
-        Link::connect(&spec.transport, &ends, level).with_context(|| format!("connect to {}", spec.secondary))?;
+    let (mut link, node, t) = connect(spec, &ends, level, &rep.base)?;
+    rep.status.secondary_node = node.to_string();
     let jobs = spec.config.get_int("sync-jobs").clamp(1, 100) as usize - 1;
-    link.open_jobs(jobs, |j| Link::connect_join(&spec.transport, &ends, level, j));
+    link.open_jobs(jobs, |j| Link::connect_join(t, &ends, level, j));
     let limit = spec.config.get_int("bandwidth-limit");
     if limit > 0 {
         link.limit_bandwidth(limit as u64);
@@ -299,7 +352,7 @@ fn work(spec: &WorkerSpec, rep: &mut Reporter) -> anyhow::Result<()> {
             link.welcome.volume
         );
     }
-    log::info!("connected to {} (volume {})", spec.secondary, link.welcome.volume);
+    log::info!("connected to {} on {node} (volume {})", spec.secondary, link.welcome.volume);
     if let Some(f) = &spec.fence {
         log::info!("shipping as the Active of volume {} (term {})", f.volume, f.token);
     }

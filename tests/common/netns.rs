@@ -17,6 +17,9 @@ pub struct Host {
     sshd: Option<Child>,
     /// Set in every session sshd starts (`SetEnv`).
     env: Vec<(String, String)>,
+    /// A directory of this host's own mounted over a shared one (a user's home) for its sshd
+    /// and its sessions: another machine's files.
+    own: Option<(PathBuf, PathBuf)>,
 }
 
 fn run(args: &[&str]) {
@@ -35,6 +38,16 @@ impl Host {
     /// As `new`, with `env` set in every session of its sshd (as the host's own environment
     /// would be: a site's `GEOREP_RUN_DIR`).
     pub fn with_env(dir: &Path, tag: &str, net: u8, env: &[(&str, String)]) -> Host {
+        Host::make(dir, tag, net, env, None)
+    }
+
+    /// As `with_env`, its sshd and sessions seeing the directory `own` in place of `shared`
+    /// (a user's home: each host its own `~/.ssh/authorized_keys`).
+    pub fn with_own_dir(dir: &Path, tag: &str, net: u8, env: &[(&str, String)], shared: &Path, own: &Path) -> Host {
+        Host::make(dir, tag, net, env, Some((shared.to_path_buf(), own.to_path_buf())))
+    }
+
+    fn make(dir: &Path, tag: &str, net: u8, env: &[(&str, String)], own: Option<(PathBuf, PathBuf)>) -> Host {
         let ns = format!("georep-{tag}");
         let veth = format!("gr{tag}");
         let _ = Command::new("ip").args(["netns", "del", &ns]).output();
@@ -51,7 +64,7 @@ impl Host {
         let dir = dir.join(format!("host-{tag}"));
         std::fs::create_dir_all(&dir).unwrap();
         let env = env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-        let mut h = Host { ns, addr: format!("10.231.{net}.2"), dir, veth, sshd: None, env };
+        let mut h = Host { ns, addr: format!("10.231.{net}.2"), dir, veth, sshd: None, env, own };
         h.start_sshd();
         h
     }
@@ -85,8 +98,15 @@ impl Host {
         }
         std::fs::create_dir_all("/run/sshd").unwrap();
         let log = std::fs::File::create(self.dir.join("sshd.log")).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns, "/usr/sbin/sshd", "-D", "-e", "-f", conf.to_str().unwrap()])
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns]);
+        // `ip netns exec` gives the command a mount namespace of its own: the bind mount is
+        // seen by sshd and its sessions alone.
+        if let Some((shared, own)) = &self.own {
+            c.args(["sh", "-c", "mount --bind \"$0\" \"$1\" && shift && exec \"$@\""]).arg(own).arg(shared);
+        }
+        let child = c
+            .args(["/usr/sbin/sshd", "-D", "-e", "-f", conf.to_str().unwrap()])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
