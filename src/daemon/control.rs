@@ -116,8 +116,8 @@ pub enum Response {
     },
     /// The aux mount's root comes with it as a descriptor.
     Mount,
-    /// As `Mount`, with the nodes of the volume's cluster that can serve it, in brick order
-    /// (what the receiver tells the worker: `Msg::Welcome`).
+    /// As `Mount`, with the other nodes of the volume's cluster that can serve it, in brick
+    /// order (what the receiver tells the worker: `Msg::Welcome`).
     Mounted {
         nodes: Vec<String>,
     },

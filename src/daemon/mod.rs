@@ -302,7 +302,8 @@ impl Daemon {
                     broker::aux_mount(self, &broker::Caller::from_uid(uid)?, &volume)?
                 };
                 self.receivers.add(&volume, &primary.to_string(), pid);
-                let nodes = volumes::get(self, &volume)?.bricks.into_iter().map(|(n, _)| n).collect();
+                let bricks = volumes::get(self, &volume)?.bricks;
+                let nodes = bricks.into_iter().map(|(n, _)| n).filter(|n| !self.node.is_me(n)).collect();
                 Ok((Response::Mounted { nodes }, Some(fd)))
             }
             // A receiver's questions about the volume it serves: root's, or a user's the

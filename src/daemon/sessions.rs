@@ -30,8 +30,8 @@ pub struct Session {
     /// A failback's reverse session (`daemon::failback`).
     #[serde(default)]
     pub failback: Option<super::failback::Failback>,
-    /// The nodes of the secondary's cluster that can serve its volume, as its receiver named
-    /// them at `create` (empty: the URL's host alone).
+    /// The other nodes of the secondary's cluster that can serve its volume, as its receiver
+    /// named them at `create` (empty: the URL's host alone).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secondary_nodes: Vec<String>,
 }
@@ -482,7 +482,8 @@ pub(crate) fn create(
     Ok(Response::Ok(format!("Creating geo-replication session between {primary} & {secondary} has been successful")))
 }
 
-/// The nodes of `nodes` (a secondary cluster's) other than `secondary`'s own host, in order.
+/// The nodes of `nodes` (a secondary cluster's other nodes) that are not `secondary`'s own
+/// host, in order.
 pub(crate) fn others<'a>(secondary: &'a SecondaryUrl, nodes: &'a [String]) -> impl Iterator<Item = &'a String> {
     nodes.iter().filter(move |n| **n != secondary.host)
 }

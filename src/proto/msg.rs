@@ -204,9 +204,9 @@ pub enum Msg {
         avail_bytes: u64,
         /// The receiver's process id: what a data stream of the same session joins.
         pid: u32,
-        /// The nodes of the secondary's cluster that can serve the volume, by the names the
-        /// primary reaches them at (version 6 on; empty before): where a worker goes when
-        /// its node fails.
+        /// The other nodes of the secondary's cluster that can serve the volume (the one
+        /// answering left out), by their names in that cluster, which the primary must reach
+        /// (version 6 on; empty before): where a worker goes when this node fails.
         nodes: Vec<String>,
     },
     /// Worker -> receiver: the changes that follow on this connection were first made on

@@ -65,7 +65,7 @@ pub struct Receiver {
     created: std::collections::HashSet<Gfid>,
     /// The primary volume and fencing token of the worker served (`fence`).
     fence: Option<(VolumeId, u64)>,
-    /// The nodes that can serve the volume, as its georepd named them (`Msg::Welcome`).
+    /// The other nodes that can serve the volume, as its georepd named them (`Msg::Welcome`).
     nodes: Vec<String>,
 }
 

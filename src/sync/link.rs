@@ -46,7 +46,7 @@ pub struct Welcome {
     pub avail_bytes: u64,
     /// The receiver's process, which data streams join.
     pub pid: u32,
-    /// The secondary's nodes that can serve its volume (`Msg::Welcome`).
+    /// The secondary's other nodes that can serve its volume (`Msg::Welcome`).
     pub nodes: Vec<String>,
 }
 
