@@ -197,39 +197,59 @@ fn publish(d: &Daemon, published: &mut HashMap<String, Vec<u8>>) -> anyhow::Resu
     Ok(())
 }
 
-/// The row of another node's brick: what that node published while connected; Faulty, with
-/// the reason, when it is not.
-pub fn remote_row(d: &Daemon, s: &Session, node: &str, path: &str, peers: &[NodeView]) -> anyhow::Result<StatusRow> {
-    let peer = peers.iter().find(|p| p.record.name == node);
-    if let Some(p) = peer.filter(|p| p.connected)
-        && let Some(rows) = d.store.get_json::<Vec<StatusRow>>(&status_key(&s.key(), &p.record.uuid))?
-        && let Some(row) = rows.into_iter().find(|r| r.primary_brick == path)
-    {
-        return Ok(row);
+/// What the other nodes published, read at once for a `status`: the cluster's nodes and every
+/// row under `status/` (one listing, whatever the number of sessions).
+pub struct Published {
+    peers: Vec<NodeView>,
+    rows: std::collections::HashMap<String, Vec<StatusRow>>,
+}
+
+impl Published {
+    pub fn load(d: &Daemon) -> anyhow::Result<Published> {
+        let peers = list(d)?;
+        let rows = d
+            .store
+            .list("status/")?
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, serde_json::from_slice(&v).ok()?)))
+            .collect();
+        Ok(Published { peers, rows })
     }
-    let mut row = StatusRow {
-        primary_node: node.to_string(),
-        primary_node_uuid: peer.map(|p| p.record.uuid.clone()).unwrap_or_default(),
-        primary_volume: s.primary.clone(),
-        primary_brick: path.to_string(),
-        secondary_user: s.user().to_string(),
-        secondary: s.url(),
-        secondary_node: crate::session::status::NA.into(),
-        ..Default::default()
-    };
-    match peer {
-        Some(p) if p.connected => {
-            // Connected, nothing published yet: it is starting.
-            let shown = if s.state == "Started" { "Initializing..." } else { s.state.as_str() };
-            row.fill(shown, None);
+
+    /// The row of `node`'s brick `path` of session `s`: the one it published, or, if there is
+    /// none, why (starting, not connected, not in the cluster).
+    pub fn remote_row(&self, s: &Session, node: &str, path: &str) -> StatusRow {
+        let peer = self.peers.iter().find(|p| p.record.name == node);
+        if let Some(p) = peer.filter(|p| p.connected)
+            && let Some(rows) = self.rows.get(&status_key(&s.key(), &p.record.uuid))
+            && let Some(row) = rows.iter().find(|r| r.primary_brick == path)
+        {
+            return row.clone();
         }
-        _ => {
-            row.fill("Faulty", None);
-            row.last_error = match peer {
-                Some(_) => format!("node {node} is not connected"),
-                None => format!("node {node} is not in the cluster"),
-            };
+        let mut row = StatusRow {
+            primary_node: node.to_string(),
+            primary_node_uuid: peer.map(|p| p.record.uuid.clone()).unwrap_or_default(),
+            primary_volume: s.primary.clone(),
+            primary_brick: path.to_string(),
+            secondary_user: s.user().to_string(),
+            secondary: s.url(),
+            secondary_node: crate::session::status::NA.into(),
+            ..Default::default()
+        };
+        match peer {
+            Some(p) if p.connected => {
+                // Connected, nothing published yet: it is starting.
+                let shown = if s.state == "Started" { "Initializing..." } else { s.state.as_str() };
+                row.fill(shown, None);
+            }
+            _ => {
+                row.fill("Faulty", None);
+                row.last_error = match peer {
+                    Some(_) => format!("node {node} is not connected"),
+                    None => format!("node {node} is not in the cluster"),
+                };
+            }
         }
+        row
     }
-    Ok(row)
 }

@@ -496,25 +496,29 @@ pub fn status(d: &Daemon, primary: Option<&str>, secondary: Option<&SecondaryUrl
     };
     let secondary = secondary.map(normalize);
     let mut rows = Vec::new();
-    let mut peers = None;
+    // A few listings, whatever the number of sessions: the volumes, and (for other nodes'
+    // bricks) the nodes and every published row.
+    let vols: std::collections::HashMap<String, Volume> =
+        d.store.list_json::<Volume>("volumes/")?.into_iter().map(|v| (v.name.clone(), v)).collect();
+    let mut published = None;
     for s in d.store.list_json::<Session>(&prefix)? {
         if let Some(want) = &secondary
             && (want.host != s.secondary.host || want.volume != s.secondary.volume)
         {
             continue;
         }
-        let Ok(v) = volumes::get(d, &s.primary) else { continue };
+        let Some(v) = vols.get(&s.primary) else { continue };
         for (node, path) in &v.bricks {
             if d.node.is_me(node) {
-                rows.push(local_row(d, &s, &v, node, path));
+                rows.push(local_row(d, &s, v, node, path));
                 continue;
             }
             // Another node's brick: the row it published, or why there is none.
-            let peers = match &mut peers {
+            let p = match &mut published {
                 Some(p) => p,
-                None => peers.insert(super::nodes::list(d)?),
+                None => published.insert(super::nodes::Published::load(d)?),
             };
-            rows.push(super::nodes::remote_row(d, &s, node, path, peers)?);
+            rows.push(p.remote_row(&s, node, path));
         }
     }
     if rows.is_empty() {
