@@ -125,7 +125,7 @@ fn write_files(mnt: &Path, range: std::ops::Range<usize>) -> usize {
 #[test]
 fn replica_failover_handback_and_fencing() {
     common::require_root();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::Scratch::new();
     let etcd = Etcd::start(dir.path(), 1);
     let url = format!("etcd://{}/replica", etcd.endpoints());
     let hold = 8;
@@ -298,7 +298,7 @@ fn walkdir(root: &Path) -> usize {
 #[test]
 fn a_faulty_active_resigns() {
     common::require_root();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::Scratch::new();
     let etcd = Etcd::start(dir.path(), 1);
     let url = format!("etcd://{}/faulty", etcd.endpoints());
     // n1 reaches no secondary: its "sec" is a directory where nobody answers.
@@ -341,7 +341,7 @@ fn a_faulty_active_resigns() {
 #[test]
 fn etcd_leader_restarts_never_give_two_actives() {
     common::require_root();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::Scratch::new();
     let mut etcd = Etcd::start(dir.path(), 3);
     let url = format!("etcd://{}/leader", etcd.endpoints());
     let (_sec, sbrick, nodes) =
@@ -521,7 +521,7 @@ impl Cut {
 #[test]
 fn a_node_cut_from_etcd_stops_itself() {
     common::require_root();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::Scratch::new();
     let etcd = Etcd::start(dir.path(), 1);
     let cut = Cut::new(etcd.members[0].endpoint());
     // n1 reaches etcd through the proxy.
@@ -612,7 +612,7 @@ fn a_secondary_cluster_keeps_receiving_when_its_node_dies() {
     use common::netns::Host;
     use common::users::RootAlias;
     common::require_root();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::Scratch::new();
     let etcd = Etcd::start(dir.path(), 1);
     let user = RootAlias::new(dir.path(), "georepsc");
     let op = dir.path().join("operator_key");

@@ -91,7 +91,7 @@ fn etcd_store(etcd: &Etcd, prefix: &str) -> EtcdStore {
 
 #[test]
 fn the_embedded_store_keeps_the_contract() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::Scratch::new();
     let s = LocalStore::open(&dir.path().join("store.redb")).unwrap();
     contract(&s);
     creates_race(Arc::new(s));
@@ -100,7 +100,7 @@ fn the_embedded_store_keeps_the_contract() {
 #[test]
 fn the_etcd_store_keeps_the_contract() {
     common::require_root();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::Scratch::new();
     let mut etcd = Etcd::start(dir.path(), 1);
     let s = etcd_store(&etcd, "contract");
     contract(&s);
@@ -140,7 +140,7 @@ fn the_etcd_store_keeps_the_contract() {
 #[test]
 fn etcd_with_a_user_and_password() {
     common::require_root();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::Scratch::new();
     let mut etcd = Etcd::start(dir.path(), 1);
     for args in [
         &["user", "add", "root:rootpw"][..],
@@ -197,7 +197,7 @@ fn etcd_with_a_user_and_password() {
 #[test]
 fn etcd_over_tls() {
     common::require_root();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::Scratch::new();
     let etcd = Etcd::start_tls(dir.path(), 1);
     let t = etcd.tls.clone().unwrap();
     let url = format!("etcd://{}/tls", etcd.endpoints());
@@ -265,7 +265,7 @@ fn bad_store_arguments_are_refused() {
 #[test]
 fn georepd_on_etcd() {
     common::require_root();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::Scratch::new();
     let etcd = Etcd::start(dir.path(), 1);
     let store = format!("etcd://{}/nodes", etcd.endpoints());
     let mut a = Node::new(dir.path(), "a");
@@ -300,7 +300,7 @@ fn georepd_on_etcd() {
 #[test]
 fn a_lease_holds_its_keys_while_renewed() {
     common::require_root();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::Scratch::new();
     let mut etcd = Etcd::start(dir.path(), 1);
     let s = etcd_store(&etcd, "lease");
     let l = s.lease(Duration::from_secs(2)).unwrap();
@@ -343,7 +343,7 @@ fn a_lease_holds_its_keys_while_renewed() {
 #[test]
 fn elections_and_fenced_writes_on_etcd() {
     common::require_root();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::Scratch::new();
     let etcd = Etcd::start(dir.path(), 1);
     let s = etcd_store(&etcd, "elect");
     let (a, b) = (s.lease(Duration::from_secs(2)).unwrap(), s.lease(Duration::from_secs(2)).unwrap());
@@ -387,7 +387,7 @@ fn elections_and_fenced_writes_on_etcd() {
 #[test]
 fn nodes_of_one_cluster() {
     common::require_root();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::Scratch::new();
     let etcd = Etcd::start(dir.path(), 1);
     let store = format!("etcd://{}/pool", etcd.endpoints());
     let mut nodes: Vec<Node> = ["n1", "n2", "n3"]
@@ -497,7 +497,7 @@ fn status_on_any_node() {
 #[test]
 fn commands_on_one_node_act_on_another() {
     common::require_root();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::Scratch::new();
     let etcd = Etcd::start(dir.path(), 1);
     let url = format!("etcd://{}/act", etcd.endpoints());
     let mut sec = Node::new(dir.path(), "sec");

@@ -19,6 +19,26 @@ pub mod netns;
 pub mod sites;
 pub mod users;
 
+/// A test's directory: whatever still runs or is mounted under it (a brick server georepd
+/// started, a mount) is ended when it is dropped, even when the test fails.
+pub struct Scratch(tempfile::TempDir);
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        Scratch(tempfile::tempdir().unwrap())
+    }
+
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        cluster::clean_up_under(self.0.path());
+    }
+}
+
 pub fn require_root() {
     assert!(nix::unistd::geteuid().is_root(), "these tests mount FUSE filesystems and must run as root");
 }

@@ -175,7 +175,7 @@ print(write_files({mnt!r}, {base}, {base + files}, os.urandom({size})))
 """], stdout=subprocess.PIPE, text=True)
         first = f"{brick}/d{(base + 300) // 1000}/f{base + 300}"
         wait("the copy under way", lambda: os.path.exists(first), 60, 0.002)
-        subprocess.run(["pkill", "-9", "-f", f"--serve {brick}"])
+        subprocess.run(["pkill", "-9", "-f", "--", f"--serve {brick}"])
         act.kill9()
         t0 = time.monotonic()
         copied = int(writer.communicate()[0].strip() or 0)
@@ -295,6 +295,9 @@ def store_cost(etcd, rounds, files, size):
                 time.sleep(0.05)
             took[kind].append(time.perf_counter() - t)
             print(f"  round {k + 1} {kind}: {took[kind][-1]:.2f} s", file=sys.stderr)
+            # Untimed: every run starts from the same volumes.
+            shutil.rmtree(d)
+            wait(f"{kind}: the run removed on the secondary", lambda: not os.path.exists(dst), 120, 0.2)
     e, c = statistics.median(took["embedded"]), statistics.median(took["etcd"])
     print(f"\n| the same sync of {files} x {size} B files | runs | median | mean | vs embedded |")
     print("|---|---|---|---|---|")
