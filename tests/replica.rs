@@ -671,11 +671,11 @@ fn a_secondary_cluster_keeps_receiving_when_its_node_dies() {
         "create push-pem: {:?}",
         geo(&pris[1], "create push-pem")
     );
-    for i in 0..2 {
+    for (i, s) in secs.iter().enumerate() {
         let keys = std::fs::read_to_string(dir.path().join(format!("home-s{i}/.ssh/authorized_keys"))).unwrap();
         for k in common_pub.lines() {
             let line = format!("command=\"{receiver}\",restrict {k}");
-            assert_eq!(keys.lines().filter(|l| *l == line).count(), 1, "{} has {k}: {keys}", secs[i].name);
+            assert_eq!(keys.lines().filter(|l| *l == line).count(), 1, "{} has {k}: {keys}", s.name);
         }
     }
     geo(&pris[0], "start").ok();
