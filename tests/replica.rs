@@ -140,6 +140,21 @@ fn replica_failover_handback_and_fencing() {
     nodes[0].cli(&format!("volume create rvol replica 3 n1:{b} n2:{b} n3:{b}")).ok();
     let info = nodes[2].cli("volume info rvol").ok().to_string();
     assert!(info.contains(&format!("n3:{b}")), "{info}");
+    // Given on a node that hosts none of its bricks: the first brick's node makes it, and a
+    // refusal there comes back in one line.
+    let x = dir.path().join("xbrick");
+    nodes[2].cli(&format!("volume create xvol n1:{}", x.display())).ok();
+    assert!(x.join(".georep/brick.id").exists(), "n1 opened the brick");
+    let info = nodes[1].cli("volume info xvol").ok().to_string();
+    assert!(info.contains(&format!("n1:{}", x.display())), "{info}");
+    let e = nodes[2].cli(&format!("volume create yvol n1:{b}")).refused().to_string();
+    assert_eq!(
+        e,
+        format!(
+            "volume create: yvol: failed: The brick n1:{b} is already part of a volume. Use 'force' to reuse it (its volume id is kept)"
+        )
+    );
+    nodes[2].cli("volume delete xvol").ok();
     nodes[1].cli("volume start rvol").ok();
     let geo = |n: &Node, rest: &str| n.cli(&format!("volume geo-replication rvol sec::svol {rest}"));
     geo(&nodes[1], "create push-pem").ok();

@@ -42,6 +42,9 @@ pub fn pass(d: &Daemon) -> anyhow::Result<()> {
     if let Err(e) = super::destinations::sync_pins(d) {
         log::warn!("destinations: host keys not pinned here: {e:#}");
     }
+    if let Err(e) = super::volumes::create_requested(d) {
+        log::warn!("volume create asked by another node: {e:#}");
+    }
     // Who serves what first: the bricks and workers follow.
     super::election::pass(d, &vols, &sessions);
     for v in &vols {

@@ -214,12 +214,9 @@ fn create(
         hosts.push((name, path.clone()));
     }
     if !bricks.iter().any(|(n, _)| d.node.is_me(n)) {
-        // The brick is opened (made a brick of the volume) by a node that reaches it.
-        let names: Vec<&str> = hosts.iter().map(|(n, _)| n.as_str()).collect();
-        return Err(fail(format!(
-            "this node hosts none of its bricks: run the command on one that does ({})",
-            names.join(", ")
-        )));
+        // The brick is opened (made a brick of the volume) by a node that reaches it: the
+        // first of its nodes, asked through the store.
+        return create_through(d, &name, replica, hosts, force).map_err(|e| fail(format!("{e:#}")));
     }
     let path = PathBuf::from(&bricks[0].1);
     let id = VolumeId(Gfid::generate().0);
@@ -246,6 +243,85 @@ fn create(
         return Err(fail(format!("Volume {name} already exists")));
     }
     Ok(Response::Ok(format!("volume create: {name}: success: please start the volume to access data")))
+}
+
+/// A `volume create` given on a node that hosts none of the bricks, for the first brick's
+/// node to carry out (`requests/volume-create/<name>`), and its answer.
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
+struct CreateRequest {
+    /// The node asked (the first of the bricks' nodes).
+    to: String,
+    replica: u32,
+    bricks: Vec<(String, String)>,
+    force: bool,
+    /// The answer: the command's message, and whether it succeeded.
+    #[serde(default)]
+    answer: Option<(bool, String)>,
+}
+
+fn request_key(name: &str) -> String {
+    format!("requests/volume-create/{name}")
+}
+
+/// How long a `volume create` waits for the node that opens the brick (a pass is 1 s).
+const CREATE_THROUGH: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Asks the first brick's node to create the volume, and waits for its answer.
+fn create_through(
+    d: &Daemon,
+    name: &str,
+    replica: u32,
+    bricks: Vec<(String, String)>,
+    force: bool,
+) -> anyhow::Result<Response> {
+    let to = bricks[0].0.clone();
+    let req = CreateRequest { to: to.clone(), replica, bricks, force, answer: None };
+    if !d.store.create_json(&request_key(name), &req)? {
+        bail!("Volume {name} is being created");
+    }
+    let deadline = std::time::Instant::now() + CREATE_THROUGH;
+    let answer = loop {
+        if let Some(CreateRequest { answer: Some(a), .. }) = d.store.get_json(&request_key(name))? {
+            break Some(a);
+        }
+        if std::time::Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    d.store.delete(&request_key(name))?;
+    match answer {
+        Some((true, message)) => Ok(Response::Ok(message)),
+        Some((false, message)) => bail!("{}", message.rsplit(": failed: ").next().unwrap_or(&message)),
+        None if d.store.get(&key(name))?.is_some() => {
+            Ok(Response::Ok(format!("volume create: {name}: success: please start the volume to access data")))
+        }
+        None => bail!("{to}, which opens the brick, did not answer within {CREATE_THROUGH:?}"),
+    }
+}
+
+/// At each pass on a shared store: the volumes other nodes asked this one to create (it hosts
+/// their first brick), created here and answered.
+pub fn create_requested(d: &Daemon) -> anyhow::Result<()> {
+    for (k, v) in d.store.list("requests/volume-create/")? {
+        let Ok(mut req) = serde_json::from_slice::<CreateRequest>(&v) else { continue };
+        if req.answer.is_some() || !d.node.is_me(&req.to) {
+            continue;
+        }
+        let name = k.rsplit('/').next().unwrap_or_default().to_string();
+        log::info!("volume {name}: created here, as another node asked");
+        let r = create(d, name, req.replica, req.bricks.clone(), req.force);
+        req.answer = Some(match r {
+            Ok(Response::Ok(m)) => (true, m),
+            Ok(other) => (false, format!("{other:?}")),
+            Err(e) => (false, format!("{e:#}")),
+        });
+        // Answered only if still asked (the asker may have given up).
+        if d.store.get(&k)?.is_some() {
+            d.store.put_json(&k, &req)?;
+        }
+    }
+    Ok(())
 }
 
 /// The volumes of this node that `uid` may receive changes for (root: all; another user:
