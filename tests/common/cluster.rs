@@ -103,8 +103,12 @@ impl Node {
         }
         self.child = Some(c.spawn().unwrap());
         let sock = self.run_dir().join("georepd.sock");
+        // Up means answering: the socket is bound before the node registers in the store and
+        // serves its first request only after, so a bound socket alone is not enough for a peer
+        // to name this node in `volume create`.
         assert!(
-            wait_until(Duration::from_secs(10), || std::os::unix::net::UnixStream::connect(&sock).is_ok()),
+            wait_until(Duration::from_secs(10), || std::os::unix::net::UnixStream::connect(&sock).is_ok()
+                && self.cli("pool list").code == 0),
             "georepd {} did not come up",
             self.name
         );
