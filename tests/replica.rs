@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::Node;
 use common::etcd::Etcd;
+use common::netns::Host;
 
 #[derive(Debug)]
 struct Unmount(PathBuf);
@@ -20,30 +21,34 @@ impl Drop for Unmount {
 }
 
 /// A secondary node `sec` with its started volume `svol` (whose brick is returned), and the
-/// primary nodes `names`, each started with the flags `node_of` gives it and reaching `sec`
-/// at the run directory it gives.
+/// primary nodes `names`, each (name, net) a machine of its own: a network namespace at
+/// 10.231.`net`.2 (this machine, with etcd, at .1) whose daemon is started with the flags
+/// `node_of` gives it and reaches `sec` at the run directory it gives. The namespaces are
+/// returned for cutting a node's network or halting it whole.
 fn site(
     dir: &Path,
-    names: &[&str],
-    node_of: impl Fn(&str, &Node) -> (Vec<String>, PathBuf),
-) -> (Node, PathBuf, Vec<Node>) {
+    names: &[(&str, u8)],
+    node_of: impl Fn(&str, &Node, &Host) -> (Vec<String>, PathBuf),
+) -> (Node, PathBuf, Vec<Node>, Vec<Host>) {
     let mut sec = Node::new(dir, "sec");
     sec.start();
     let sbrick = dir.join("sbrick");
     sec.cli(&format!("volume create svol sec:{}", sbrick.display())).ok();
     sec.cli("volume start svol").ok();
-    let nodes = names
-        .iter()
-        .map(|n| {
-            let mut node = Node::new(dir, n);
-            let (extra, peer) = node_of(n, &sec);
-            node.extra = extra;
-            node.peers.push(("sec".into(), peer));
-            node.start();
-            node
-        })
-        .collect();
-    (sec, sbrick, nodes)
+    let mut hosts = Vec::new();
+    let mut nodes = Vec::new();
+    for &(n, net) in names {
+        let host = Host::bare(dir, &format!("r{net}"), net);
+        let mut node = Node::new(dir, n);
+        node.on(&host);
+        let (extra, peer) = node_of(n, &sec, &host);
+        node.extra = extra;
+        node.peers.push(("sec".into(), peer));
+        node.start();
+        nodes.push(node);
+        hosts.push(host);
+    }
+    (sec, sbrick, nodes, hosts)
 }
 
 /// Every brick row of the session, as `status --json` on `n` shows them: (node, status).
@@ -127,10 +132,10 @@ fn replica_failover_handback_and_fencing() {
     common::require_root();
     let dir = common::Scratch::new();
     let etcd = Etcd::start(dir.path(), 1);
-    let url = format!("etcd://{}/replica", etcd.endpoints());
     let hold = 8;
-    let (_sec, sbrick, mut nodes) = site(dir.path(), &["n1", "n2", "n3"], |_, sec| {
-        (vec!["--store".into(), url.clone(), "--replica-hold-time".into(), hold.to_string()], sec.run_dir())
+    let (_sec, sbrick, mut nodes, hosts) = site(dir.path(), &[("n1", 71), ("n2", 72), ("n3", 73)], |_, sec, h| {
+        let url = format!("etcd://{}/replica", etcd.endpoints_via(&h.gateway()));
+        (vec!["--store".into(), url, "--replica-hold-time".into(), hold.to_string()], sec.run_dir())
     });
     let brick = dir.path().join("shared/rbrick");
     let b = brick.display();
@@ -182,7 +187,8 @@ fn replica_failover_handback_and_fencing() {
     while !brick.join("d0/f300").exists() && Instant::now() < under_way {
         std::thread::sleep(Duration::from_millis(2));
     }
-    for p in pids(&server) {
+    // n1 halted: every process of its machine (georepd, brick server, worker) SIGKILLed.
+    for p in hosts[0].pids() {
         signal(p, nix::sys::signal::Signal::SIGKILL);
     }
     nodes[0].kill9();
@@ -315,10 +321,10 @@ fn a_faulty_active_resigns() {
     common::require_root();
     let dir = common::Scratch::new();
     let etcd = Etcd::start(dir.path(), 1);
-    let url = format!("etcd://{}/faulty", etcd.endpoints());
     // n1 reaches no secondary: its "sec" is a directory where nobody answers.
-    let (_sec, sbrick, nodes) = site(dir.path(), &["n1", "n2"], |n, sec| {
-        (vec!["--store".into(), url.clone()], if n == "n1" { dir.path().join("nowhere") } else { sec.run_dir() })
+    let (_sec, sbrick, nodes, _hosts) = site(dir.path(), &[("n1", 74), ("n2", 75)], |n, sec, h| {
+        let url = format!("etcd://{}/faulty", etcd.endpoints_via(&h.gateway()));
+        (vec!["--store".into(), url], if n == "n1" { dir.path().join("nowhere") } else { sec.run_dir() })
     });
     let brick = dir.path().join("shared/fbrick");
     let b = brick.display();
@@ -358,9 +364,9 @@ fn etcd_leader_restarts_never_give_two_actives() {
     common::require_root();
     let dir = common::Scratch::new();
     let mut etcd = Etcd::start(dir.path(), 3);
-    let url = format!("etcd://{}/leader", etcd.endpoints());
-    let (_sec, sbrick, nodes) =
-        site(dir.path(), &["n1", "n2"], |_, sec| (vec!["--store".into(), url.clone()], sec.run_dir()));
+    let (_sec, sbrick, nodes, _hosts) = site(dir.path(), &[("n1", 76), ("n2", 77)], |_, sec, h| {
+        (vec!["--store".into(), format!("etcd://{}/leader", etcd.endpoints_via(&h.gateway()))], sec.run_dir())
+    });
     let brick = dir.path().join("shared/lbrick");
     let b = brick.display();
     nodes[0].cli(&format!("volume create rvol replica 2 n1:{b} n2:{b}")).ok();
@@ -479,56 +485,6 @@ fn history(etcd: &Etcd, prefix: &str) -> Vec<(String, String, String)> {
     out
 }
 
-/// A TCP proxy in front of one etcd member, for one node: cutting it is that node's network
-/// to etcd failing (connections reset, new ones refused), while everything else it reaches
-/// (the secondary) stays up.
-struct Cut {
-    port: u16,
-    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
-}
-
-impl Cut {
-    fn new(to: String) -> Cut {
-        use std::sync::atomic::Ordering;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (c, cs) = (cut.clone(), conns.clone());
-        std::thread::spawn(move || {
-            for inbound in listener.incoming() {
-                let Ok(inbound) = inbound else { continue };
-                if c.load(Ordering::SeqCst) {
-                    continue; // dropped: the connection is reset
-                }
-                let Ok(outbound) = std::net::TcpStream::connect(&to) else { continue };
-                for s in [&inbound, &outbound] {
-                    cs.lock().unwrap().push(s.try_clone().unwrap());
-                }
-                for (mut from, mut to) in
-                    [(inbound.try_clone().unwrap(), outbound.try_clone().unwrap()), (outbound, inbound)]
-                {
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(std::net::Shutdown::Both);
-                    });
-                }
-            }
-        });
-        Cut { port, cut, conns }
-    }
-
-    fn set(&self, cut: bool) {
-        self.cut.store(cut, std::sync::atomic::Ordering::SeqCst);
-        if cut {
-            for s in self.conns.lock().unwrap().drain(..) {
-                let _ = s.shutdown(std::net::Shutdown::Both);
-            }
-        }
-    }
-}
-
 /// n1, Active, loses etcd (not the secondary): short cuts (2 s, under the lease's TTL) change
 /// nothing, five times over; a long one makes n1 stop by itself (its brick server and worker,
 /// before its lease can expire) and n2 take over; from the store's history, only n2 commits
@@ -538,12 +494,12 @@ fn a_node_cut_from_etcd_stops_itself() {
     common::require_root();
     let dir = common::Scratch::new();
     let etcd = Etcd::start(dir.path(), 1);
-    let cut = Cut::new(etcd.members[0].endpoint());
-    // n1 reaches etcd through the proxy.
-    let (_sec, sbrick, nodes) = site(dir.path(), &["n1", "n2"], |n, sec| {
-        let ep = if n == "n1" { format!("127.0.0.1:{}", cut.port) } else { etcd.members[0].endpoint() };
-        (vec!["--store".into(), format!("etcd://{ep}/cut")], sec.run_dir())
+    let (_sec, sbrick, nodes, hosts) = site(dir.path(), &[("n1", 78), ("n2", 79)], |_, sec, h| {
+        (vec!["--store".into(), format!("etcd://{}/cut", etcd.endpoints_via(&h.gateway()))], sec.run_dir())
     });
+    // n1's link down: its packets to etcd go nowhere (connections hang, as when a switch or a
+    // cable fails), while it still reaches the secondary (a local peer, not over that link).
+    let cut = |down: bool| hosts[0].link(!down);
     let brick = dir.path().join("shared/cbrick");
     let b = brick.display();
     nodes[0].cli(&format!("volume create rvol replica 2 n1:{b} n2:{b}")).ok();
@@ -557,20 +513,20 @@ fn a_node_cut_from_etcd_stops_itself() {
     let g1 = mount(&nodes[0], &m1).unwrap();
     // Short cuts: nothing changes.
     for i in 0..5 {
-        cut.set(true);
+        cut(true);
         if let Err(e) = std::fs::write(m1.join(format!("short-{i}")), "x") {
             let log = std::fs::read_to_string(nodes[0].root.join("georepd.out")).unwrap_or_default();
             let blog = std::fs::read_to_string(nodes[0].root.join("log/bricks/rvol.log")).unwrap_or_default();
             panic!("cut {i}: {e}\n{log}\n{blog}");
         }
         std::thread::sleep(Duration::from_secs(2));
-        cut.set(false);
+        cut(false);
         std::thread::sleep(Duration::from_secs(2));
     }
     assert_eq!(active(&nodes[1]).as_deref(), Some("n1"), "still n1: {:?}", rows(&nodes[1]));
     assert!(common::wait_until(Duration::from_secs(30), || sbrick.join("short-4").exists()), "replicated meanwhile");
     // A long cut: n1 stops itself, n2 takes over.
-    cut.set(true);
+    cut(true);
     let t = Instant::now();
     assert!(common::wait_until(Duration::from_secs(12), || pids(&server).is_empty()), "n1's brick server stopped");
     let stopped = t.elapsed();
@@ -587,7 +543,7 @@ fn a_node_cut_from_etcd_stops_itself() {
     std::fs::write(m2.join("during-cut"), "n2").unwrap();
     assert!(common::wait_until(Duration::from_secs(30), || sbrick.join("during-cut").exists()));
     // Back: n1 Passive, n2 keeps the role (no hand-back before the hold time).
-    cut.set(false);
+    cut(false);
     assert!(
         common::wait_until(Duration::from_secs(20), || rows(&nodes[0])
             .iter()
@@ -624,7 +580,6 @@ fn a_node_cut_from_etcd_stops_itself() {
 /// volume, and the trees converge.
 #[test]
 fn a_secondary_cluster_keeps_receiving_when_its_node_dies() {
-    use common::netns::Host;
     use common::users::RootAlias;
     common::require_root();
     let dir = common::Scratch::new();

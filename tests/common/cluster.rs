@@ -24,6 +24,9 @@ pub struct Node {
     /// Where its programs are (georepd, georep, mount_georep): this build's unless set (a
     /// previous release's, for the upgrade tests).
     pub exe_dir: Option<PathBuf>,
+    /// The network namespace its daemon runs in and its address there (`on`): a machine of
+    /// its own on the network, its files still on this one's.
+    pub netns: Option<(String, String)>,
     child: Option<Child>,
 }
 
@@ -70,6 +73,7 @@ impl Node {
             extra: Vec::new(),
             vars: Vec::new(),
             exe_dir: None,
+            netns: None,
             child: None,
         }
     }
@@ -89,7 +93,14 @@ impl Node {
 
     pub fn start(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.root.join("georepd.out")).unwrap();
-        let mut c = Command::new(self.exe("georepd"));
+        let mut c = match &self.netns {
+            Some((ns, _)) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}")).arg("--").arg(self.exe("georepd"));
+                c
+            }
+            None => Command::new(self.exe("georepd")),
+        };
         c.arg("--node-name").arg(&self.name).envs(self.envs()).stdin(Stdio::null()).stdout(log.try_clone().unwrap());
         c.stderr(log);
         for (h, d) in &self.peers {
@@ -98,6 +109,7 @@ impl Node {
         c.args(&self.extra);
         c.envs(self.vars.iter().map(|(k, v)| (k, v)));
         // Several nodes on this machine: each API on a port of its own.
+        // (In a namespace, its own loopback: plain HTTP is served on loopback only.)
         if !self.extra.iter().any(|a| a == "--listen") {
             c.args(["--listen", "127.0.0.1:0"]);
         }
@@ -109,9 +121,15 @@ impl Node {
         assert!(
             wait_until(Duration::from_secs(10), || std::os::unix::net::UnixStream::connect(&sock).is_ok()
                 && self.cli("pool list").code == 0),
-            "georepd {} did not come up",
-            self.name
+            "georepd {} did not come up: {}",
+            self.name,
+            std::fs::read_to_string(self.root.join("georepd.out")).unwrap_or_default()
         );
+    }
+
+    /// Runs its daemon (and so its brick servers and workers) in `host`'s network namespace.
+    pub fn on(&mut self, host: &super::netns::Host) {
+        self.netns = Some((host.ns.clone(), host.addr.clone()));
     }
 
     /// The address its API listens on.

@@ -77,6 +77,9 @@ impl Member {
     fn spawn(&mut self) {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let client = format!("{scheme}://127.0.0.1:{}", self.client);
+        // Without TLS (whose certificate names 127.0.0.1), every address of this machine:
+        // nodes in network namespaces reach it at their link's address (`endpoints_via`).
+        let listen = if self.tls.is_some() { client.clone() } else { format!("http://0.0.0.0:{}", self.client) };
         let peer = format!("http://127.0.0.1:{}", self.peer);
         let log = std::fs::File::create(self.dir.join(format!("{}.log", self.name))).unwrap();
         let mut cmd = Command::new("etcd");
@@ -90,7 +93,7 @@ impl Member {
             .arg(&self.name)
             .arg("--data-dir")
             .arg(self.dir.join(&self.name))
-            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-client-urls", &listen, "--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &self.cluster, "--initial-cluster-state", self.state])
             .args(["--initial-cluster-token", &format!("georep-test-{}", std::process::id())])
@@ -181,6 +184,11 @@ impl Etcd {
     /// Every running member's `HOST:PORT`, comma-separated (the `--store` form).
     pub fn endpoints(&self) -> String {
         self.members.iter().map(Member::endpoint).collect::<Vec<_>>().join(",")
+    }
+
+    /// As `endpoints`, at `ip`, an address of this machine (a namespace's gateway).
+    pub fn endpoints_via(&self, ip: &str) -> String {
+        self.members.iter().map(|m| format!("{ip}:{}", m.client)).collect::<Vec<_>>().join(",")
     }
 
     /// `etcdctl` (v3 API) against the running members.

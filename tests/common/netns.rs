@@ -47,7 +47,24 @@ impl Host {
         Host::make(dir, tag, net, env, Some((shared.to_path_buf(), own.to_path_buf())))
     }
 
+    /// A namespace as `new` makes it, without an sshd: a machine of its own for a node whose
+    /// programs the test starts in it (`Node::on`), reaching this side at 10.231.`<net>`.1.
+    pub fn bare(dir: &Path, tag: &str, net: u8) -> Host {
+        Host::make_with(dir, tag, net, &[], None, false)
+    }
+
     fn make(dir: &Path, tag: &str, net: u8, env: &[(&str, String)], own: Option<(PathBuf, PathBuf)>) -> Host {
+        Host::make_with(dir, tag, net, env, own, true)
+    }
+
+    fn make_with(
+        dir: &Path,
+        tag: &str,
+        net: u8,
+        env: &[(&str, String)],
+        own: Option<(PathBuf, PathBuf)>,
+        sshd: bool,
+    ) -> Host {
         let ns = format!("georep-{tag}");
         let veth = format!("gr{tag}");
         let _ = Command::new("ip").args(["netns", "del", &ns]).output();
@@ -65,8 +82,21 @@ impl Host {
         std::fs::create_dir_all(&dir).unwrap();
         let env = env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
         let mut h = Host { ns, addr: format!("10.231.{net}.2"), dir, veth, sshd: None, env, own };
-        h.start_sshd();
+        if sshd {
+            h.start_sshd();
+        }
         h
+    }
+
+    /// This side's address on the link, as the host reaches the machine it runs on.
+    pub fn gateway(&self) -> String {
+        self.addr.rsplit_once('.').map(|(net, _)| format!("{net}.1")).unwrap()
+    }
+
+    /// The processes in the namespace (a machine's, to halt it all at once).
+    pub fn pids(&self) -> Vec<i32> {
+        let o = Command::new("ip").args(["netns", "pids", &self.ns]).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).split_whitespace().filter_map(|p| p.parse().ok()).collect()
     }
 
     pub fn authorized_keys(&self) -> PathBuf {
