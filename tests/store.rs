@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{Cluster, Node};
 use common::etcd::Etcd;
+use common::netns::Host;
 use georep::daemon::store::{EtcdStore, LocalStore, Spec, Store};
 
 /// What every backend must do.
@@ -381,20 +382,24 @@ fn elections_and_fenced_writes_on_etcd() {
     assert!(t4 > t3);
 }
 
-/// `pool list` and `peer status` on three nodes of one etcd: every node, Connected; one
-/// SIGKILLed turns Disconnected within the registration's TTL (10 s), one stopped at once, and
-/// each is Connected again when it starts. On the embedded store: this node alone.
+/// `pool list` and `peer status` on three nodes (network namespaces) of one etcd: every node,
+/// Connected; one halted (every process SIGKILLed) turns Disconnected within the
+/// registration's TTL (10 s), one stopped at once, and each is Connected again when it starts.
+/// On the embedded store: this node alone.
 #[test]
 fn nodes_of_one_cluster() {
     common::require_root();
     let dir = common::Scratch::new();
     let etcd = Etcd::start(dir.path(), 1);
-    let store = format!("etcd://{}/pool", etcd.endpoints());
+    // Each node a machine of its own (a network namespace), reaching etcd over its link.
+    let hosts: Vec<Host> = (83..86).map(|net| Host::bare(dir.path(), &format!("s{net}"), net)).collect();
     let mut nodes: Vec<Node> = ["n1", "n2", "n3"]
         .iter()
-        .map(|n| {
+        .zip(&hosts)
+        .map(|(n, h)| {
             let mut node = Node::new(dir.path(), n);
-            node.extra = vec!["--store".into(), store.clone()];
+            node.on(h);
+            node.extra = vec!["--store".into(), format!("etcd://{}/pool", etcd.endpoints_via(&h.gateway()))];
             node.start();
             node
         })
@@ -420,8 +425,12 @@ fn nodes_of_one_cluster() {
     assert_eq!(json[0]["this_node"], true);
     assert_eq!(json[0]["version"], georep::VERSION);
 
-    // n3 killed: Disconnected within the TTL (and a renewal's margin).
+    // n3 halted (every process of its machine SIGKILLed): Disconnected within the TTL (and
+    // a renewal's margin).
     let t = Instant::now();
+    for p in hosts[2].pids() {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
+    }
     nodes[2].kill9();
     assert!(common::wait_until(Duration::from_secs(16), || state(&nodes[0], "n3").as_deref() == Some("Disconnected")));
     eprintln!("n3 SIGKILLed: Disconnected after {:?}", t.elapsed());
@@ -492,24 +501,28 @@ fn status_on_any_node() {
 }
 
 /// Commands given to one node act on the node that hosts the brick: a session of n2's volume
-/// created, started, configured, paused, resumed and stopped from n1 runs, changes, pauses and
-/// stops its worker on n2; n2, down while the config changed, runs the new one when it is back.
+/// created, started, configured, paused, resumed and stopped from n1 (its CLI and its API)
+/// runs, changes, pauses and stops its worker on n2; n2, down while the config changed, runs
+/// the new one when it is back. n1 and n2 are network namespaces.
 #[test]
 fn commands_on_one_node_act_on_another() {
     common::require_root();
     let dir = common::Scratch::new();
     let etcd = Etcd::start(dir.path(), 1);
-    let url = format!("etcd://{}/act", etcd.endpoints());
     let mut sec = Node::new(dir.path(), "sec");
     sec.start();
     let sbrick = dir.path().join("sbrick");
     sec.cli(&format!("volume create svol sec:{}", sbrick.display())).ok();
     sec.cli("volume start svol").ok();
+    // n1 and n2 machines of their own (network namespaces), reaching etcd over their links.
+    let hosts = [Host::bare(dir.path(), "s81", 81), Host::bare(dir.path(), "s82", 82)];
     let mut nodes: Vec<Node> = ["n1", "n2"]
         .iter()
-        .map(|n| {
+        .zip(&hosts)
+        .map(|(n, h)| {
             let mut node = Node::new(dir.path(), n);
-            node.extra = vec!["--store".into(), url.clone()];
+            node.on(h);
+            node.extra = vec!["--store".into(), format!("etcd://{}/act", etcd.endpoints_via(&h.gateway()))];
             node.peers.push(("sec".into(), sec.run_dir()));
             node.start();
             node
@@ -545,16 +558,25 @@ fn commands_on_one_node_act_on_another() {
     assert!(common::wait_until(Duration::from_secs(30), || std::fs::read_to_string(sbrick.join("hello"))
         .is_ok_and(|s| s == "from n2")));
 
-    // A config set on n1 restarts n2's worker with it.
-    geo("config sync-jobs 2").ok();
+    // n1's API shows n2's row, and its changes act there: a config set through it restarts
+    // n2's worker with it.
+    let (code, body) = n1.api("GET", "/api/v1/volumes/pvol/geo-replication-sessions", None);
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v[0]["id"], "sec::svol", "{body}");
+    assert_eq!(v[0]["bricks"][0]["primary_node"], "n2", "{body}");
+    let s = "/api/v1/volumes/pvol/geo-replication-sessions/sec::svol";
+    let (code, body) = n1.api("PUT", &format!("{s}/options/sync-jobs"), Some(r#"{"value":"2"}"#));
+    assert_eq!(code, 200, "{body}");
     assert!(
         common::wait_until(Duration::from_secs(10), || std::fs::read_to_string(&spec)
             .is_ok_and(|s| s.contains("\"sync-jobs\": \"2\""))),
         "{}",
         std::fs::read_to_string(&spec).unwrap_or_default()
     );
-    // Paused and resumed from n1.
-    geo("pause").ok();
+    // Paused (through n1's API) and resumed (its CLI) from n1.
+    let (code, body) = n1.api("POST", &format!("{s}/pause"), None);
+    assert_eq!(code, 200, "{body}");
     assert!(common::wait_until(Duration::from_secs(10), || status(n1) == "Paused"), "{}", status(n1));
     geo("resume").ok();
     assert!(common::wait_until(Duration::from_secs(20), || status(n1) == "Active"), "{}", status(n1));

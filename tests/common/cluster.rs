@@ -132,6 +132,29 @@ impl Node {
         self.netns = Some((host.ns.clone(), host.addr.clone()));
     }
 
+    /// `curl -X method` of its API at `path` with its token and the JSON `body`, from where
+    /// the node is (its namespace, whose loopback its API listens on): (HTTP status, body).
+    pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let token = self.cli("api-token").ok().trim().to_string();
+        let mut c = match &self.netns {
+            Some((ns, _)) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}")).arg("--").arg("curl");
+                c
+            }
+            None => Command::new("curl"),
+        };
+        c.args(["-s", "--max-time", "20", "-o", "-", "-w", "\n%{http_code}", "-X", method]);
+        c.arg("-H").arg(format!("Authorization: Bearer {token}"));
+        if let Some(b) = body {
+            c.args(["-H", "Content-Type: application/json", "--data-binary", b]);
+        }
+        let o = c.arg(format!("http://{}{path}", self.api_addr())).output().unwrap();
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        let (body, code) = out.rsplit_once('\n').unwrap_or_default();
+        (code.parse().unwrap_or(0), body.to_string())
+    }
+
     /// The address its API listens on.
     pub fn api_addr(&self) -> String {
         std::fs::read_to_string(self.run_dir().join("api.addr")).unwrap().trim().to_string()
