@@ -371,6 +371,8 @@ fn etcd_leader_restarts_never_give_two_actives() {
     let b = brick.display();
     nodes[0].cli(&format!("volume create rvol replica 2 n1:{b} n2:{b}")).ok();
     nodes[0].cli("volume start rvol").ok();
+    // Served once `volume start` returns: a mount on its first node works at once.
+    let _first = mount(&nodes[0], &dir.path().join("mfirst")).expect("mounted right after volume start");
     let geo = |rest: &str| nodes[0].cli(&format!("volume geo-replication rvol sec::svol {rest}"));
     geo("create push-pem").ok();
     geo("start").ok();

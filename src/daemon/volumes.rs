@@ -73,6 +73,26 @@ impl Volume {
     }
 }
 
+/// Waits (a few seconds at most) until a node was elected to serve the shared volume `v`
+/// just started, and its brick server runs if that node is this one: a mount given right
+/// after `volume start` then finds it served. Past that, the passes go on without the caller
+/// (a node may be slow to reach the store), as GlusterFS's start does not wait for clients.
+fn served_soon(d: &Daemon, v: &Volume) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < until {
+        let holder = d.store.get_json::<super::election::Holder>(&super::election::key(&v.name));
+        match holder {
+            Ok(Some(h)) if h.uuid != d.node.id || d.bricks.watching(&v.name) => return,
+            Err(e) => {
+                log::warn!("volume {}: started; who serves it is not known yet: {e:#}", v.name);
+                return;
+            }
+            _ => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    }
+    log::warn!("volume {}: started; no node serves it yet", v.name);
+}
+
 /// Starts the brick servers of the started volumes this node hosts (georepd's start).
 pub fn start_bricks(d: &Daemon) {
     let Ok(vols) = d.store.list_json::<Volume>("volumes/") else { return };
@@ -106,6 +126,11 @@ pub fn handle(d: &Daemon, cmd: VolumeCmd) -> anyhow::Result<Response> {
                 d.bricks.start(spec).map_err(|e| anyhow::anyhow!("volume start: {name}: failed: {e:#}"))?;
             }
             d.store.put_json(&key(&name), &v)?;
+            if super::election::shared(&v) && !matches!(d.opts.store, super::store::Spec::Local) {
+                // Its nodes' next passes elect the one that serves it (the lock is theirs).
+                drop(_g);
+                served_soon(d, &v);
+            }
             Ok(Response::Ok(format!("volume start: {name}: success")))
         }
         VolumeCmd::Stop { name, force } => {
