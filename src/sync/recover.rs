@@ -12,9 +12,12 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::batch::{commit, send_entries};
+use super::crawl::create_op;
+use super::data::send_data_and_meta;
 use super::link::Link;
 use super::origin::Labels;
-use super::{Labelled, Progress, Source, Stats, WorkerOptions, commit, create_op, send_data_and_meta, send_entries};
+use super::{Labelled, Progress, Source, Stats, WorkerOptions};
 use crate::proto::Msg;
 use crate::types::{Gfid, PRIVATE_DIR, XATTR_GFID};
 
