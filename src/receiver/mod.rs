@@ -24,7 +24,6 @@ use crate::fs::newentry::{
 use crate::proto::{self, EntryOp, Failure, MetaOp, Msg, PROTOCOL_VERSION};
 use crate::types::{Gfid, VolumeId};
 
-
 /// Block checksums one file's answer carries at most (16 MiB).
 const MAX_SUMS: usize = 1 << 20;
 
