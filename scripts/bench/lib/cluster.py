@@ -17,6 +17,8 @@ default timings. Three parts, each printed as a Markdown table:
 """
 import argparse, json, os, shutil, signal, socket, statistics, subprocess, sys, time
 
+from poll import wait_for_files
+
 BASE = None
 
 
@@ -286,13 +288,8 @@ def store_cost(etcd, rounds, files, size):
             os.sync()
             t = time.perf_counter()
             act.cli("volume", "geo-replication", "pvol", url, "start")
-            dst, j = f"{sb}/run{k}", 0
-            while True:
-                while j < files and os.path.exists(f"{dst}/f{j}"):
-                    j += 1
-                if j == files and all(os.stat(f"{dst}/f{i}").st_size == size for i in range(files)):
-                    break
-                time.sleep(0.05)
+            dst = f"{sb}/run{k}"
+            wait_for_files(dst, files, size, 0.05)
             took[kind].append(time.perf_counter() - t)
             print(f"  round {k + 1} {kind}: {took[kind][-1]:.2f} s", file=sys.stderr)
             # Untimed: every run starts from the same volumes.

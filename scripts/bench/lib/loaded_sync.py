@@ -13,6 +13,8 @@ reports to --reports as a JSON list.
 """
 import argparse, json, os, statistics, subprocess, sys, time
 
+from poll import wait_for_files
+
 def cpu(p):
     f = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
@@ -99,15 +101,7 @@ def main():
         t, c0, m0 = time.perf_counter(), cpu(pid), sum(os.times()[:2])
         geo("start")
         dst = f"{base}/fs/sb/run{n}"
-        # Polled cheaply: a pointer over the names (one stat per file, once), the sizes checked at
-        # the end. The poll must not take the CPU the sync needs.
-        j = 0
-        while True:
-            while j < files and os.path.exists(f"{dst}/f{j}"):
-                j += 1
-            if j == files and all(os.stat(f"{dst}/f{k}").st_size == size for k in range(files)):
-                break
-            time.sleep(0.1)
+        wait_for_files(dst, files, size, 0.1)
         took = time.perf_counter() - t
         daemon_by[loaded].append((cpu(pid) - c0) / took)
         load_by[loaded].append(((tree_cpu(load.pid) - k0) if load else 0.0) / took)
