@@ -240,6 +240,15 @@ fn decode_body(body: &[u8]) -> Option<Record> {
 /// Decodes the framed records in `b` (the bytes after the header) in order, calling `f` for each,
 /// and says how decoding ended. Never panics, whatever the bytes.
 pub fn decode_records(b: &[u8], mut f: impl FnMut(Record)) -> Tail {
+    decode_records_until(b, |r, _| {
+        f(r);
+        true
+    })
+}
+
+/// As `decode_records`, telling `f` where each record ends in `b`; decoding stops (with
+/// `Tail::Clean`) after a record for which `f` returns false.
+pub fn decode_records_until(b: &[u8], mut f: impl FnMut(Record, usize) -> bool) -> Tail {
     let mut pos = 0usize;
     while pos < b.len() {
         if b.len() - pos < FRAME_LEN {
@@ -260,11 +269,13 @@ pub fn decode_records(b: &[u8], mut f: impl FnMut(Record)) -> Tail {
         if crc32fast::hash(body) != crc {
             return Tail::Corrupt { offset: pos };
         }
-        match decode_body(body) {
-            Some(r) => f(r),
-            None => return Tail::Corrupt { offset: pos },
-        }
+        let Some(r) = decode_body(body) else {
+            return Tail::Corrupt { offset: pos };
+        };
         pos += FRAME_LEN + len;
+        if !f(r, pos) {
+            break;
+        }
     }
     Tail::Clean
 }

@@ -1,17 +1,24 @@
-//! The consumer API for sync workers: which changelogs are there to process, in order, from a
-//! time T on (history) or since the last one processed (live), with processing / processed
-//! states kept durably per consumer; and retention of what every consumer has processed.
+//! The consumer API for sync workers: the records to process, in order, from where the
+//! consumer is: published changelogs while some are left (History), then the active file as
+//! it is appended to (tailing: `tail.rs`); the position kept durably per consumer; and
+//! retention of what every consumer has processed.
 //!
-//! A consumer's state is one number, the end time of the last changelog it processed, kept in
-//! `<brick>/.georep/consumers/<name>`. Changelogs after it are *processing* once handed out by
-//! `scan` and *processed* once `done` has been called for them (always in order).
+//! A consumer's position is two numbers in `<brick>/.georep/consumers/<name>`: the sequence
+//! number of the first record not processed, and the time before which every change is
+//! processed (the stime). Records are processed in recording order, and `done` is called only
+//! once the secondary holds them durably.
 
+use std::collections::VecDeque;
 use std::fs;
 use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::history::{self, IndexEntry, IndexSnapshot};
+use super::codec;
+use super::history::{self, IndexEntry, IndexFollower, IndexSnapshot};
+use super::record::{RECORD_EXCHANGE, Record};
+use super::tail::Tail;
 use crate::types::{BrickLayout, EpochMs};
 
 /// A published changelog, as the index knows it.
@@ -46,10 +53,10 @@ pub enum ConsumerError {
     Io { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Index(#[from] history::IndexError),
+    #[error(transparent)]
+    Read(#[from] super::reader::ReadError),
     #[error("invalid consumer name {0:?}: use letters, digits, '-', '_' and '.'")]
     BadName(String),
-    #[error("changelog {0} is not the next to be processed")]
-    OutOfOrder(u64),
 }
 
 /// An inotify watch on the history index, if it exists.
@@ -71,29 +78,80 @@ pub struct History {
 
 const RETAINED_SINCE: &str = "retained-since";
 
+/// Where a consumer is: every record before `seq` is processed, and every change made before
+/// `ms` (its stime).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Position {
+    pub seq: u64,
+    pub ms: u64,
+}
+
+/// Records to process, in recording order, and where the consumer is once they are.
+#[derive(Debug, Default)]
+pub struct Chunk {
+    pub records: Vec<Record>,
+    pub end: Position,
+    /// Published changelogs this chunk finishes (0: it was read from the active file).
+    pub changelogs: usize,
+}
+
+/// The active file being tailed: where its next unread record begins.
+struct Tailing {
+    first_seq: u64,
+    file: fs::File,
+    off: u64,
+    next_seq: u64,
+}
+
 pub struct Consumer {
     dir: PathBuf,
     state: PathBuf,
-    processed_ms: u64,
-    pending: Vec<ChangelogRef>,
-    /// Watches the history index, so that a rollover is known at once.
+    pos: Position,
+    index: IndexFollower,
+    /// Published changelogs not wholly processed, oldest first.
+    pending: VecDeque<IndexEntry>,
+    /// The recorder's tail page, once there is one.
+    tail: Option<Tail>,
+    /// Its event count when the last `read` began: `wait` returns once it moves.
+    seen_event: u32,
+    tailing: Option<Tailing>,
+    /// Without a tail page: a watch on the history index.
     watch: Option<nix::sys::inotify::Inotify>,
-}
-
-fn refs(dir: &Path, snap: &IndexSnapshot, from: usize) -> Vec<ChangelogRef> {
-    snap.entries[from..]
-        .iter()
-        .map(|e| ChangelogRef { entry: *e, path: history::changelog_path(dir, e.end_ms) })
-        .collect()
 }
 
 fn read_u64(path: &Path) -> Option<u64> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
+/// A consumer's state file: `<ms> <seq>`, or `<ms>` as written before tailing (the records
+/// from the first changelog ending after it on are then unprocessed).
+fn read_state(path: &Path) -> Option<(u64, Option<u64>)> {
+    let text = fs::read_to_string(path).ok()?;
+    let mut it = text.split_whitespace();
+    let ms = it.next()?.parse().ok()?;
+    let seq = match it.next() {
+        Some(s) => Some(s.parse().ok()?),
+        None => None,
+    };
+    Some((ms, seq))
+}
+
 fn write_atomic(path: &Path, text: &str) -> io::Result<()> {
     crate::durable::replace(path, text.as_bytes())
 }
+
+/// The first record not yet processed by a consumer at `ms` that only knows a time: the start
+/// of the first changelog ending after it, else the end of the last one.
+fn seq_after(snap: &IndexSnapshot, ms: u64) -> u64 {
+    match snap.entries.get(snap.first_after(ms)) {
+        Some(e) => e.first_seq,
+        None => snap.entries.last().map(|e| e.first_seq + e.count as u64).unwrap_or(0),
+    }
+}
+
+/// Most records taken from the active file at once: the cap that keeps a batch, and so the
+/// lag of what follows it, bounded under load.
+pub const MAX_TAIL_RECORDS: usize = 8192;
 
 impl Consumer {
     /// Registers (or re-opens) the consumer `name` of a brick.
@@ -107,16 +165,30 @@ impl Consumer {
         let cdir = brick.consumers_dir();
         fs::create_dir_all(&cdir).map_err(|source| ConsumerError::Io { path: cdir.clone(), source })?;
         let state = cdir.join(name);
-        let processed_ms = match read_u64(&state) {
+        let dir = brick.changelog_dir();
+        let (ms, seq) = match read_state(&state) {
             Some(v) => v,
             None => {
-                write_atomic(&state, "0\n").map_err(|source| ConsumerError::Io { path: state.clone(), source })?;
-                0
+                write_atomic(&state, "0 0\n").map_err(|source| ConsumerError::Io { path: state.clone(), source })?;
+                (0, Some(0))
             }
         };
-        let dir = brick.changelog_dir();
-        let watch = watch_index(&dir);
-        Ok(Consumer { dir, state, processed_ms, pending: Vec::new(), watch })
+        let mut c = Consumer {
+            index: IndexFollower::new(&dir.join("history.idx")),
+            dir,
+            state,
+            pos: Position { seq: seq.unwrap_or(0), ms },
+            pending: VecDeque::new(),
+            tail: None,
+            seen_event: 0,
+            tailing: None,
+            watch: None,
+        };
+        if seq.is_none() {
+            c.pos.seq = seq_after(&c.snapshot()?, ms);
+        }
+        c.refresh()?;
+        Ok(c)
     }
 
     /// Forgets the consumer `name` of a brick (its progress mark), if it is there.
@@ -129,10 +201,135 @@ impl Consumer {
         }
     }
 
-    /// Waits until a changelog is published (the index grows) or `timeout` passes. Without
-    /// inotify it simply sleeps.
+    fn snapshot(&self) -> Result<IndexSnapshot, ConsumerError> {
+        match history::read_index(&self.dir.join("history.idx")) {
+            // Never mounted: nothing recorded yet, and no history to trust.
+            Err(history::IndexError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                Ok(IndexSnapshot { created_ms: u64::MAX, entries: Vec::new() })
+            }
+            r => Ok(r?),
+        }
+    }
+
+    /// Reads what the index gained: the published changelogs holding unprocessed records.
+    fn refresh(&mut self) -> Result<(), ConsumerError> {
+        let seq = self.pos.seq;
+        self.pending.extend(self.index.poll()?.into_iter().filter(|e| e.first_seq + e.count as u64 > seq));
+        Ok(())
+    }
+
+    fn tail_page(&mut self) -> Option<&Tail> {
+        if self.tail.is_none() {
+            self.tail = Tail::open(&self.dir);
+        }
+        self.tail.as_ref()
+    }
+
+    /// Where the consumer is.
+    pub fn position(&self) -> Position {
+        self.pos
+    }
+
+    /// End time of the last change processed (0: none): the stime.
+    pub fn processed_ms(&self) -> u64 {
+        self.pos.ms
+    }
+
+    /// The records not yet processed, oldest first, without waiting: whole published
+    /// changelogs while there are some (at most `max_changelogs`: a backlog goes in coarse
+    /// batches), else whatever the active file holds now (at most `MAX_TAIL_RECORDS`). Empty
+    /// when there is nothing; its `end` then says until when nothing was missed.
+    pub fn read(&mut self, max_changelogs: usize) -> Result<Chunk, ConsumerError> {
+        // Before anything is looked at: a change after this makes `wait` return at once, and
+        // one acknowledged before it is in what is read below.
+        let t0 = EpochMs::now().0.saturating_sub(1);
+        if let Some(t) = self.tail_page() {
+            self.seen_event = t.event();
+        }
+        self.refresh()?;
+        let from = self.pos.seq;
+        if !self.pending.is_empty() {
+            let mut chunk = Chunk::default();
+            for e in self.pending.iter().take(max_changelogs.max(1)) {
+                let c = ChangelogRef { entry: *e, path: history::changelog_path(&self.dir, e.end_ms) };
+                c.open()?.for_each(|r| {
+                    if r.seq >= from {
+                        chunk.records.push(r)
+                    }
+                });
+                chunk.end = Position { seq: e.first_seq + e.count as u64, ms: e.end_ms.max(self.pos.ms) };
+                chunk.changelogs += 1;
+            }
+            return Ok(chunk);
+        }
+        let idle = Chunk { end: Position { seq: from, ms: t0.max(self.pos.ms) }, ..Chunk::default() };
+        let Some(tail) = self.tail_page() else {
+            return Ok(idle);
+        };
+        let s = tail.state();
+        if s.next_seq <= from {
+            return Ok(idle);
+        }
+        // A change made from now on is recorded again, even to a file the active one names.
+        tail.mark_read();
+        let stay = Chunk { end: self.pos, ..Chunk::default() };
+        if from < s.first_seq {
+            // Its file was rolled over and is being published: the index has it in a moment.
+            return Ok(stay);
+        }
+        let t = match self.tailing.take() {
+            Some(t) if t.first_seq == s.first_seq => t,
+            _ => {
+                let path = self.dir.join(format!("{}{:020}", super::writer::ACTIVE_PREFIX, s.first_seq));
+                match fs::File::open(&path) {
+                    Ok(file) => Tailing { first_seq: s.first_seq, file, off: codec::HEADER_LEN as u64, next_seq: 0 },
+                    // Published meanwhile.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(stay),
+                    Err(source) => return Err(ConsumerError::Io { path, source }),
+                }
+            }
+        };
+        // From where the last read stopped, if that is where the consumer is.
+        let off = if t.next_seq == from { t.off } else { codec::HEADER_LEN as u64 };
+        let mut buf = vec![0u8; s.end.saturating_sub(off) as usize];
+        let mut got = 0;
+        while got < buf.len() {
+            match t.file.read_at(&mut buf[got..], off + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => return Err(ConsumerError::Io { path: self.dir.join("current"), source }),
+            }
+        }
+        buf.truncate(got);
+        let mut chunk = Chunk::default();
+        let (mut used, mut next) = (0usize, from);
+        // Twin records of an exchange go together.
+        let mut exchange_run = 0usize;
+        codec::decode_records_until(&buf, |r, end| {
+            used = end;
+            next = r.seq + 1;
+            exchange_run = if r.flags & RECORD_EXCHANGE != 0 { exchange_run + 1 } else { 0 };
+            if r.seq >= from {
+                chunk.records.push(r);
+            }
+            chunk.records.len() < MAX_TAIL_RECORDS || !exchange_run.is_multiple_of(2)
+        });
+        let whole = used == buf.len() && off + used as u64 == s.end;
+        chunk.end = Position { seq: next, ms: if whole { t0.max(self.pos.ms) } else { self.pos.ms } };
+        self.tailing = Some(Tailing { off: off + used as u64, next_seq: next, ..t });
+        Ok(chunk)
+    }
+
+    /// Sleeps until there may be something to read (a record appended, a changelog
+    /// published) or `timeout` passes.
     pub fn wait(&mut self, timeout: Duration) {
         use std::os::fd::AsFd;
+        let seen = self.seen_event;
+        if let Some(t) = self.tail_page() {
+            t.wait(seen, timeout);
+            return;
+        }
         if self.watch.is_none() {
             // The index appears when the brick is first mounted.
             self.watch = watch_index(&self.dir);
@@ -148,27 +345,31 @@ impl Consumer {
         while matches!(w.read_events(), Ok(ev) if !ev.is_empty()) {}
     }
 
-    fn snapshot(&self) -> Result<IndexSnapshot, ConsumerError> {
-        match history::read_index(&self.dir.join("history.idx")) {
-            // Never mounted: nothing recorded yet, and no history to trust.
-            Err(history::IndexError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                Ok(IndexSnapshot { created_ms: u64::MAX, entries: Vec::new() })
-            }
-            r => Ok(r?),
+    /// Records that the records before `pos` are processed, durably (after the secondary made
+    /// them durable).
+    pub fn done(&mut self, pos: Position) -> Result<(), ConsumerError> {
+        write_atomic(&self.state, &format!("{} {}\n", pos.ms, pos.seq))
+            .map_err(|source| ConsumerError::Io { path: self.state.clone(), source })?;
+        self.pos = pos;
+        while self.pending.front().is_some_and(|e| e.first_seq + e.count as u64 <= pos.seq) {
+            self.pending.pop_front();
         }
+        Ok(())
     }
 
-    /// End time of the last changelog processed (0: none).
-    pub fn processed_ms(&self) -> u64 {
-        self.processed_ms
+    /// Where recording is now, as far as the published changelogs say: a crawl that begins
+    /// now sees every change recorded before it (and the active file's records, read again
+    /// after it, change nothing it did not see).
+    pub fn published_end(&mut self) -> Result<u64, ConsumerError> {
+        self.refresh()?;
+        Ok(self.index.last.map(|e| e.first_seq + e.count as u64).unwrap_or(0).max(self.pos.seq))
     }
 
-    /// Changelogs published after the last processed one, oldest first; they become
-    /// *processing*.
-    pub fn scan(&mut self) -> Result<&[ChangelogRef], ConsumerError> {
-        let snap = self.snapshot()?;
-        self.pending = refs(&self.dir, &snap, snap.first_after(self.processed_ms));
-        Ok(&self.pending)
+    /// Whether a published changelog not yet processed follows an unclean stop of the
+    /// recorder (changes just before it may be missing: crawl).
+    pub fn unclean_ahead(&mut self) -> Result<bool, ConsumerError> {
+        self.refresh()?;
+        Ok(self.pending.iter().any(|e| e.is_unclean()))
     }
 
     /// Changelogs holding changes made after `t_ms`, and whether they are all there are.
@@ -182,46 +383,35 @@ impl Consumer {
         Ok(History { changelogs, complete })
     }
 
-    /// Marks `c` processed. Changelogs are processed in order: `c` must be the oldest one not
-    /// yet processed.
-    pub fn done(&mut self, c: &ChangelogRef) -> Result<(), ConsumerError> {
-        if c.entry.end_ms <= self.processed_ms {
-            return Ok(());
-        }
-        // The next to process is the oldest of the last scan; the index is read again only
-        // when nothing was scanned (done() runs once per changelog: it must not cost O(index)).
-        let next = match self.pending.first() {
-            Some(p) => Some(p.entry.end_ms),
-            None => {
-                let snap = self.snapshot()?;
-                snap.entries.get(snap.first_after(self.processed_ms)).map(|e| e.end_ms)
-            }
-        };
-        if next != Some(c.entry.end_ms) {
-            return Err(ConsumerError::OutOfOrder(c.entry.end_ms));
-        }
-        write_atomic(&self.state, &format!("{}\n", c.entry.end_ms))
-            .map_err(|source| ConsumerError::Io { path: self.state.clone(), source })?;
-        self.processed_ms = c.entry.end_ms;
-        self.pending.retain(|p| p.entry.end_ms > c.entry.end_ms);
-        Ok(())
+    /// Whether the changelogs still hold every change after the consumer's position: false
+    /// once retention removed some it had not processed, or if recording began after it.
+    pub fn complete(&mut self) -> Result<bool, ConsumerError> {
+        self.refresh()?;
+        let retained = read_u64(&self.dir.join(RETAINED_SINCE)).unwrap_or(0);
+        let removed = self.pending.front().is_some_and(|e| e.end_ms <= retained);
+        Ok(self.pos.ms >= self.index.created_ms && !removed)
     }
 
     /// Moves the progress mark to `t_ms`: changelogs that end by then count as processed,
-    /// the next scan starts after them (a failback starts from its promotion point; the
+    /// the next read starts after them (a failback starts from its promotion point; the
     /// restored session from the moment the roles came back).
     pub fn resume_from(&mut self, t_ms: u64) -> Result<(), ConsumerError> {
-        write_atomic(&self.state, &format!("{t_ms}\n"))
+        let seq = seq_after(&self.snapshot()?, t_ms);
+        write_atomic(&self.state, &format!("{t_ms} {seq}\n"))
             .map_err(|source| ConsumerError::Io { path: self.state.clone(), source })?;
-        self.processed_ms = t_ms;
+        self.pos = Position { seq, ms: t_ms };
         self.pending.clear();
-        Ok(())
+        self.tailing = None;
+        self.index = IndexFollower::new(&self.dir.join("history.idx"));
+        self.refresh()
     }
+}
 
-    /// Changelogs handed out by the last `scan` and not yet done.
-    pub fn processing(&self) -> &[ChangelogRef] {
-        &self.pending
-    }
+fn refs(dir: &Path, snap: &IndexSnapshot, from: usize) -> Vec<ChangelogRef> {
+    snap.entries[from..]
+        .iter()
+        .map(|e| ChangelogRef { entry: *e, path: history::changelog_path(dir, e.end_ms) })
+        .collect()
 }
 
 /// Removes published changelogs older than `retention`, whether every consumer processed them
@@ -261,11 +451,11 @@ pub fn apply_retention(dir: &Path, retention: Duration) -> Result<usize, Consume
 #[cfg(test)]
 mod tests {
     use std::ffi::OsStr;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     use super::*;
     use crate::changelog::writer::{ChangelogConfig, Recorder};
-    use crate::changelog::{ChangelogFile, Op};
+    use crate::changelog::{Op, Origin};
     use crate::types::{Gfid, VolumeId};
 
     fn recorder(brick: &BrickLayout) -> (Recorder, std::thread::JoinHandle<()>) {
@@ -277,15 +467,23 @@ mod tests {
         Recorder::open(&brick.changelog_dir(), VolumeId([1; 16]), cfg).unwrap()
     }
 
-    fn publish_one(rec: &Recorder, name: &str) {
+    fn record(rec: &Recorder, name: &str) {
         let g = Gfid::generate();
         rec.rename(g, (Gfid::ROOT, OsStr::new(name)), (Gfid::ROOT, OsStr::new("x")), Default::default()).unwrap();
+    }
+
+    fn publish_one(rec: &Recorder, name: &str) {
+        record(rec, name);
         rec.rollover().unwrap();
         std::thread::sleep(Duration::from_millis(3));
     }
 
+    fn names(c: &Chunk) -> Vec<String> {
+        c.records.iter().map(|r| r.entry.as_ref().unwrap().entry.name.to_string_lossy().into_owned()).collect()
+    }
+
     #[test]
-    fn scan_done_history_in_order() {
+    fn published_changelogs_in_batches_then_the_active_file_as_it_grows() {
         let dir = tempfile::tempdir().unwrap();
         let brick = BrickLayout::new(dir.path());
         let (rec, _t) = recorder(&brick);
@@ -294,27 +492,80 @@ mod tests {
             publish_one(&rec, &format!("n{i}"));
         }
         let mut c = Consumer::register(&brick, "worker-1").unwrap();
-        let pending: Vec<ChangelogRef> = c.scan().unwrap().to_vec();
-        assert_eq!(pending.len(), 5);
-        assert!(pending.windows(2).all(|w| w[0].entry.end_ms < w[1].entry.end_ms));
-        for p in &pending {
-            let f = ChangelogFile::open(&p.path).unwrap();
-            assert_eq!(f.records().0[0].op, Op::Rename);
-        }
-        // Out of order is refused; in order is durable across re-registration.
-        assert!(matches!(c.done(&pending[1]), Err(ConsumerError::OutOfOrder(_))));
-        c.done(&pending[0]).unwrap();
-        c.done(&pending[1]).unwrap();
-        assert_eq!(c.processing().len(), 3);
-        let mut c2 = Consumer::register(&brick, "worker-1").unwrap();
-        assert_eq!(c2.processed_ms(), pending[1].entry.end_ms);
-        assert_eq!(c2.scan().unwrap().len(), 3);
+        // The backlog: whole changelogs, two at a time.
+        let a = c.read(2).unwrap();
+        assert_eq!((names(&a), a.changelogs, a.end.seq), (vec!["n0".into(), "n1".into()], 2, 2));
+        c.done(a.end).unwrap();
+        // Durable across re-registration.
+        let mut c = Consumer::register(&brick, "worker-1").unwrap();
+        assert_eq!(c.position(), a.end);
+        let b = c.read(64).unwrap();
+        assert_eq!(names(&b), ["n2", "n3", "n4"]);
+        c.done(b.end).unwrap();
+        // Caught up: nothing, and nothing missed until now.
+        let idle = c.read(64).unwrap();
+        assert!(idle.records.is_empty() && idle.end.seq == 5 && idle.end.ms >= b.end.ms);
+        // The active file, read as records are appended, without a rollover.
+        record(&rec, "live0");
+        record(&rec, "live1");
+        let l = c.read(64).unwrap();
+        assert_eq!((names(&l), l.changelogs, l.end.seq), (vec!["live0".into(), "live1".into()], 0, 7));
+        c.done(l.end).unwrap();
+        // A sleeping reader is woken by the next record.
+        assert!(c.read(64).unwrap().records.is_empty());
+        let r2 = rec.clone();
+        let h = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            record(&r2, "live2");
+        });
+        let t = Instant::now();
+        c.wait(Duration::from_secs(20));
+        assert!(t.elapsed() < Duration::from_secs(10), "woken late: {:?}", t.elapsed());
+        h.join().unwrap();
+        // Read but not done, then rolled over: the published file gives the rest, once.
+        let l2 = c.read(64).unwrap();
+        assert_eq!(names(&l2), ["live2"]);
+        c.done(l2.end).unwrap();
+        record(&rec, "live3");
+        rec.rollover().unwrap();
+        let p = c.read(64).unwrap();
+        assert_eq!((names(&p), p.changelogs), (vec!["live3".into()], 1));
+        c.done(p.end).unwrap();
+        assert!(c.read(64).unwrap().records.is_empty());
+        // A state written before tailing (a time only) resumes after the changelogs ending by it.
+        let snap = history::read_index(&brick.changelog_dir().join("history.idx")).unwrap();
+        std::fs::write(brick.consumers_dir().join("old"), format!("{}\n", snap.entries[2].end_ms)).unwrap();
+        let mut old = Consumer::register(&brick, "old").unwrap();
+        assert_eq!(names(&old.read(2).unwrap()), ["n3", "n4"]);
         // History from a time: what follows it, and complete since recording began before it.
-        let h = c2.history(pending[2].entry.end_ms).unwrap();
-        assert_eq!(h.changelogs.len(), 2);
-        assert!(h.complete);
-        assert!(!c2.history(t0.saturating_sub(60_000)).unwrap().complete, "before the index began");
+        let h = c.history(snap.entries[2].end_ms).unwrap();
+        assert_eq!(h.changelogs.len(), 3);
+        assert!(h.complete && c.complete().unwrap());
+        assert!(!c.history(t0.saturating_sub(60_000)).unwrap().complete, "before the index began");
         assert!(Consumer::register(&brick, "../evil").is_err());
+    }
+
+    #[test]
+    fn a_change_after_a_reader_took_the_file_is_recorded_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let brick = BrickLayout::new(dir.path());
+        let (rec, _t) = recorder(&brick);
+        let mut c = Consumer::register(&brick, "w").unwrap();
+        let g = Gfid::generate();
+        let o = Origin::default();
+        // Once per file while nobody reads...
+        rec.data(Op::Write, g, o).unwrap();
+        rec.data(Op::Write, g, o).unwrap();
+        rec.meta(Op::Setattr, g, o).unwrap();
+        let first = c.read(64).unwrap();
+        assert_eq!(first.records.iter().map(|r| r.op).collect::<Vec<_>>(), [Op::Write, Op::Setattr]);
+        c.done(first.end).unwrap();
+        // ...and again once a reader has taken the records that named the file.
+        rec.data(Op::Write, g, o).unwrap();
+        rec.data(Op::Write, g, o).unwrap();
+        rec.meta(Op::Setattr, g, o).unwrap();
+        let again = c.read(64).unwrap();
+        assert_eq!(again.records.iter().map(|r| r.op).collect::<Vec<_>>(), [Op::Write, Op::Setattr]);
     }
 
     #[test]
@@ -326,17 +577,17 @@ mod tests {
             publish_one(&rec, &format!("n{i}"));
         }
         let mut a = Consumer::register(&brick, "a").unwrap();
-        let b = Consumer::register(&brick, "b").unwrap();
-        let all: Vec<ChangelogRef> = a.scan().unwrap().to_vec();
-        for c in &all[..3] {
-            a.done(c).unwrap();
-        }
+        let mut b = Consumer::register(&brick, "b").unwrap();
+        let done = a.read(3).unwrap();
+        a.done(done.end).unwrap();
+        let all = history::read_index(&brick.changelog_dir().join("history.idx")).unwrap().entries;
         // Nothing younger than the retention period goes, processed or not.
         assert_eq!(apply_retention(&brick.changelog_dir(), Duration::from_secs(3600)).unwrap(), 0);
+        assert!(a.complete().unwrap());
         // Older, everything goes: b (which processed nothing) is left behind.
         assert_eq!(apply_retention(&brick.changelog_dir(), Duration::ZERO).unwrap(), 4);
-        assert!(all.iter().all(|c| !c.path.exists()));
-        assert!(!b.history(b.processed_ms()).unwrap().complete, "b must crawl");
-        assert!(!a.history(a.processed_ms()).unwrap().complete, "a lost its last changelog too");
+        assert!(all.iter().all(|e| !history::changelog_path(&brick.changelog_dir(), e.end_ms).exists()));
+        assert!(!b.complete().unwrap(), "b must crawl");
+        assert!(!a.complete().unwrap(), "a lost its last changelog too");
     }
 }

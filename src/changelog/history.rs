@@ -151,6 +151,69 @@ pub fn first_change_after(path: &Path, after_ms: u64) -> Option<u64> {
     snap.entries[snap.first_after(after_ms)..].iter().find(|e| e.count > 0).map(|e| e.start_ms.max(after_ms))
 }
 
+/// Follows the index as it grows: each `poll` reads only what was appended since the last,
+/// so a consumer that looks after every batch does not read the whole index each time.
+pub struct IndexFollower {
+    path: PathBuf,
+    file: Option<File>,
+    off: u64,
+    /// When recording began (`u64::MAX` until the index exists).
+    pub created_ms: u64,
+    /// The newest entry read.
+    pub last: Option<IndexEntry>,
+}
+
+impl IndexFollower {
+    pub fn new(path: &Path) -> IndexFollower {
+        IndexFollower { path: path.to_path_buf(), file: None, off: 0, created_ms: u64::MAX, last: None }
+    }
+
+    /// The entries appended since the last poll (all of them on the first). A torn entry at
+    /// the end is left for the next poll.
+    pub fn poll(&mut self) -> Result<Vec<IndexEntry>, IndexError> {
+        let io = |source| IndexError::Io { path: self.path.clone(), source };
+        if self.file.is_none() {
+            match File::open(&self.path) {
+                Ok(f) => self.file = Some(f),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(io(e)),
+            }
+        }
+        let file = self.file.as_ref().unwrap();
+        let mut b = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n = file.read_at(&mut chunk, self.off + b.len() as u64).map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            b.extend_from_slice(&chunk[..n]);
+        }
+        let mut body = &b[..];
+        if self.off == 0 {
+            if b.len() < HEADER_LEN {
+                return Ok(Vec::new());
+            }
+            let (snap, _) = parse(&self.path, &b[..HEADER_LEN])?;
+            self.created_ms = snap.created_ms;
+            self.off = HEADER_LEN as u64;
+            body = &b[HEADER_LEN..];
+        }
+        let mut out = Vec::new();
+        for c in body.chunks_exact(ENTRY_LEN) {
+            match IndexEntry::decode(c) {
+                Some(e) if self.last.is_none_or(|l| l.end_ms < e.end_ms) => {
+                    out.push(e);
+                    self.last = Some(e);
+                    self.off += ENTRY_LEN as u64;
+                }
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// The writer side, owned by the brick's mount daemon.
 pub struct IndexWriter {
     path: PathBuf,
@@ -228,8 +291,15 @@ mod tests {
         assert_eq!(s.first_after(10), 1);
         assert_eq!(s.first_after(15), 1);
         assert_eq!(s.first_after(1000), 100);
-        let w = IndexWriter::open(&p).unwrap();
+        let mut follow = IndexFollower::new(&p);
+        assert_eq!(follow.poll().unwrap().len(), 100, "the torn entry is left");
+        let mut w = IndexWriter::open(&p).unwrap();
         assert_eq!(w.last.unwrap().end_ms, 1000);
         assert_eq!(std::fs::metadata(&p).unwrap().len() as usize, HEADER_LEN + 100 * ENTRY_LEN);
+        // A follower reads only what was appended, where the torn entry was.
+        assert!(follow.poll().unwrap().is_empty());
+        w.append(IndexEntry { start_ms: 1001, end_ms: 1010, first_seq: 101, count: 1, flags: 0 }).unwrap();
+        assert_eq!(follow.poll().unwrap().iter().map(|e| e.end_ms).collect::<Vec<_>>(), [1010]);
+        assert_eq!(follow.created_ms, s.created_ms);
     }
 }

@@ -10,9 +10,10 @@ pub mod dump;
 pub mod history;
 pub mod reader;
 pub mod record;
+pub mod tail;
 pub mod writer;
 
-pub use consumer::{ChangelogRef, Consumer, History};
+pub use consumer::{ChangelogRef, Chunk, Consumer, History, Position};
 pub use reader::ChangelogFile;
 pub use record::{EntryDetail, EntryName, Kind, Op, Origin, Record};
 pub use writer::{ChangelogConfig, Recorder};

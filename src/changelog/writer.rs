@@ -29,6 +29,7 @@ use parking_lot::{Condvar, Mutex};
 use super::codec::{self, Header};
 use super::history::{self, FLAG_UNCLEAN, IndexEntry, IndexWriter};
 use super::record::{EntryDetail, EntryName, Kind, Op, Origin, RECORD_EXCHANGE, Record};
+use super::tail::{Tail, TailState};
 use crate::mapped::MappedAppend;
 use crate::types::{EpochMs, Gfid, VolumeId};
 
@@ -81,6 +82,9 @@ struct Active {
     /// mount is not hidden behind one a receiver made, nor the other way round).
     seen_data: HashSet<(Gfid, Origin)>,
     seen_meta: HashSet<(Gfid, Origin)>,
+    /// The tail page's read count when the seen-sets were last emptied: once a reader has
+    /// taken records, a change to a file the active file already names is recorded again.
+    reads_seen: u64,
     /// Files open for writing (passthrough writes are invisible to us): re-recorded each file.
     open_writers: HashMap<(Gfid, Origin), u32>,
     buf: Vec<u8>,
@@ -99,6 +103,8 @@ struct Shared {
     active: Mutex<Active>,
     index: Mutex<IndexWriter>,
     before_sync: Mutex<Vec<Hook>>,
+    /// The active file's published end, for readers that tail it.
+    tail: Tail,
     /// Set when a record could not be written: from then on no change may happen unrecorded.
     failed: AtomicBool,
     stop: AtomicBool,
@@ -153,6 +159,9 @@ impl Recorder {
         }
         let (out, path, header) = create_active(dir, volume, next_seq)?;
         fsync_dir(dir)?;
+        let tail = Tail::create(dir, TailState { first_seq: next_seq, end: out.len(), next_seq })
+            .map_err(io_err(&dir.join(super::tail::TAIL_FILE)))?;
+        let reads_seen = tail.reads();
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             volume,
@@ -165,6 +174,7 @@ impl Recorder {
                 next_seq,
                 seen_data: HashSet::new(),
                 seen_meta: HashSet::new(),
+                reads_seen,
                 open_writers: HashMap::new(),
                 buf: Vec::with_capacity(512),
                 unclean,
@@ -172,6 +182,7 @@ impl Recorder {
             }),
             index: Mutex::new(index),
             before_sync: Mutex::new(Vec::new()),
+            tail,
             failed: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             wake: Condvar::new(),
@@ -227,7 +238,25 @@ impl Recorder {
         }
         a.next_seq += n;
         a.count += n as u32;
+        self.publish_tail(a);
         Ok(())
+    }
+
+    fn publish_tail(&self, a: &Active) {
+        self.shared.tail.publish(TailState { first_seq: a.header.first_seq, end: a.out.len(), next_seq: a.next_seq });
+    }
+
+    /// Whether a DATA (`data`) or META change of `key` is the first the active file gets
+    /// since a reader last took records from it (the once-per-file deduplication; a reader
+    /// tailing the file must see every change made after it read).
+    fn first(&self, a: &mut Active, data: bool, key: (Gfid, Origin)) -> bool {
+        let reads = self.shared.tail.reads();
+        if reads != a.reads_seen {
+            a.reads_seen = reads;
+            a.seen_data.clear();
+            a.seen_meta.clear();
+        }
+        if data { a.seen_data.insert(key) } else { a.seen_meta.insert(key) }
     }
 
     /// Records a file made whole at once (an aux mount's whole-file create): its ENTRY, then
@@ -235,8 +264,8 @@ impl Recorder {
     pub fn whole_file(&self, op: Op, gfid: Gfid, detail: EntryDetail, o: Origin) -> io::Result<()> {
         debug_assert_eq!(op.kind(), Kind::Entry);
         let mut a = self.shared.active.lock();
-        let data = a.seen_data.insert((gfid, o));
-        let meta = a.seen_meta.insert((gfid, o));
+        let data = self.first(&mut a, true, (gfid, o));
+        let meta = self.first(&mut a, false, (gfid, o));
         let recs = [(op, gfid, Some(detail), 0, o), (Op::Write, gfid, None, 0, o), (Op::Setattr, gfid, None, 0, o)];
         let keep = [true, data, meta];
         self.append_all(&mut a, recs.into_iter().zip(keep).filter(|(_, k)| *k).map(|(r, _)| r))
@@ -279,7 +308,7 @@ impl Recorder {
     /// Records a DATA change of `gfid`, once per file.
     pub fn data(&self, op: Op, gfid: Gfid, o: Origin) -> io::Result<()> {
         let mut a = self.shared.active.lock();
-        if !a.seen_data.insert((gfid, o)) {
+        if !self.first(&mut a, true, (gfid, o)) {
             return Ok(());
         }
         self.append(&mut a, op, gfid, None, o)
@@ -288,7 +317,7 @@ impl Recorder {
     /// Records a META change of `gfid`, once per file.
     pub fn meta(&self, op: Op, gfid: Gfid, o: Origin) -> io::Result<()> {
         let mut a = self.shared.active.lock();
-        if !a.seen_meta.insert((gfid, o)) {
+        if !self.first(&mut a, false, (gfid, o)) {
             return Ok(());
         }
         self.append(&mut a, op, gfid, None, o)
@@ -298,7 +327,7 @@ impl Recorder {
     pub fn open_writer(&self, gfid: Gfid, op: Op, o: Origin) -> io::Result<()> {
         let mut a = self.shared.active.lock();
         *a.open_writers.entry((gfid, o)).or_insert(0) += 1;
-        if !a.seen_data.insert((gfid, o)) {
+        if !self.first(&mut a, true, (gfid, o)) {
             return Ok(());
         }
         self.append(&mut a, op, gfid, None, o)
@@ -312,7 +341,7 @@ impl Recorder {
                 a.open_writers.remove(&(gfid, o));
             }
         }
-        if !a.seen_data.insert((gfid, o)) {
+        if !self.first(&mut a, true, (gfid, o)) {
             return Ok(());
         }
         self.append(&mut a, Op::Write, gfid, None, o)
@@ -363,6 +392,8 @@ impl Recorder {
                 a.seen_data.insert((g, o));
                 let _ = self.append(&mut a, Op::Write, g, None, o);
             }
+            // Readers move to the new file.
+            self.publish_tail(&a);
             old
         };
         self.run_hooks();
@@ -379,6 +410,8 @@ impl Recorder {
             flags: if unclean { FLAG_UNCLEAN } else { 0 },
         };
         index.append(entry)?;
+        // A reader that had not finished the old file finds it in the index now.
+        sh.tail.notify();
         publish(&sh.dir, &old_path, end_ms)?;
         Ok(())
     }

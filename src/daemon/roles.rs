@@ -257,9 +257,12 @@ pub fn tail(d: &Daemon, volume: &str, toward: &str, after_ms: u64, keep: bool) -
     let toward_id: VolumeId = toward.parse().unwrap_or_default();
     // The later of this side's stime and what the other side said it applied (a batch it
     // made durable whose changelogs this side had not marked yet).
-    let since = Consumer::register(&layout, &s.consumer())?.processed_ms().max(after_ms);
-    let records =
+    let shipped = Consumer::register(&layout, &s.consumer())?.position();
+    let since = shipped.ms.max(after_ms);
+    let mut records =
         crate::changelog::brick_records_since(&layout, since).map_err(|e| anyhow::anyhow!("{volume}: {e}"))?;
+    // What the session shipped of the file it was tailing is not part of the tail.
+    records.retain(|r| r.seq >= shipped.seq);
     let index = crate::fs::gfid_index::GfidIndex::load(&layout.gfid_index()).ok();
     let root = std::fs::File::open(&brick)?;
     let path_of = |g: &crate::types::Gfid| -> String {

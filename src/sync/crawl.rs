@@ -10,7 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::changelog::{Consumer, Kind, Op, Record, record::RECORD_EXCHANGE};
+use crate::changelog::{Consumer, Kind, Op, Position, Record, record::RECORD_EXCHANGE};
 use crate::fs::gfid_index::GfidIndex;
 use crate::fs::sys;
 use crate::proto::{EntryOp, Inline, Msg};
@@ -267,8 +267,13 @@ pub(super) fn plan(
     }
 }
 
-/// One pass of the Changelog crawl: every changelog published and not yet processed, in
-/// batches; returns how many changelogs were processed.
+/// One pass of the Changelog crawl: batches of what the changelogs hold after the consumer's
+/// position until there is nothing left; returns how many batches went.
+///
+/// The batching is natural: each batch takes everything recorded by the time it begins (whole
+/// published changelogs while there is a backlog, else the active file as it is now, up to a
+/// cap), so an idle worker ships the first change at once, and while a batch is in flight the
+/// next one gathers. Only once the receiver made a batch durable does the position move on.
 pub fn changelog_pass(
     src: &mut Source,
     link: &mut Link,
@@ -277,19 +282,23 @@ pub fn changelog_pass(
     stats: &mut Stats,
     progress: &mut dyn Progress,
 ) -> anyhow::Result<usize> {
-    let pending = consumer.scan()?.to_vec();
-    let mut done = 0;
+    let mut batches = 0;
     let mut labels = Labels::new(src.volume, link.welcome.volume);
-    for group in pending.chunks(opts.changelogs_per_batch.max(1)) {
+    loop {
         progress.may_ship()?;
+        let chunk = consumer.read(opts.changelogs_per_batch)?;
+        if chunk.records.is_empty() {
+            if chunk.end.seq > consumer.position().seq {
+                // Only records this session does not ship (or none): move past them.
+                progress.advancing(chunk.end.ms)?;
+                consumer.done(chunk.end)?;
+            }
+            return Ok(batches);
+        }
         let batch = link.batch_id();
         let (mut ops, mut data, mut meta) = (Vec::new(), BTreeSet::new(), Vec::new());
         labels.clear();
-        for c in group {
-            let f = c.open()?;
-            let (records, _) = f.records();
-            plan(&records, opts, &mut labels, &mut ops, &mut data, &mut meta);
-        }
+        plan(&chunk.records, opts, &mut labels, &mut ops, &mut data, &mut meta);
         stats.entries += ops.len() as u64;
         let mut seen = std::collections::HashSet::new();
         meta.retain(|g| seen.insert(*g));
@@ -316,18 +325,15 @@ pub fn changelog_pass(
         send_entries(link, batch, ops)?;
         send_data_and_meta(src, link, batch, (&data, &meta), &labels, opts, stats)?;
         commit(src, link, batch, &sent, (&data, &meta), &labels, opts, stats)?;
-        progress.advancing(group.iter().map(|c| c.entry.end_ms).max().unwrap_or(0))?;
-        for c in group {
-            consumer.done(c)?;
-            done += 1;
-        }
-        link.tell(&Msg::Synced { stime_ms: consumer.processed_ms() })?;
-        progress.synced(consumer.processed_ms(), stats);
+        progress.advancing(chunk.end.ms)?;
+        consumer.done(chunk.end)?;
+        batches += 1;
+        link.tell(&Msg::Synced { stime_ms: chunk.end.ms })?;
+        progress.synced(chunk.end.ms, stats);
     }
-    Ok(done)
 }
 
-/// A Hybrid crawl, after which the changelogs published before it began are processed.
+/// A Hybrid crawl, after which the records published before it began count as processed.
 pub(super) fn crawl(
     src: &mut Source,
     link: &mut Link,
@@ -339,16 +345,15 @@ pub(super) fn crawl(
     progress.crawl("Hybrid Crawl");
     progress.may_ship()?;
     let started = EpochMs::now().0;
+    // Changelogs published before the crawl began hold nothing it will not see; the active
+    // file's records are read again after it, which changes nothing it did not see.
+    let seq = consumer.published_end()?;
     let s = hybrid_crawl(src, link, opts, progress)?;
     stats.add(&s);
-    progress.advancing(started)?;
-    // Changelogs published before the crawl began hold nothing it did not see.
-    for c in consumer.scan()?.to_vec() {
-        if c.entry.end_ms <= started {
-            consumer.done(&c)?;
-        }
-    }
-    link.tell(&Msg::Synced { stime_ms: consumer.processed_ms().max(started) })?;
-    progress.synced(consumer.processed_ms().max(started), stats);
+    let end = Position { seq, ms: started.max(consumer.processed_ms()) };
+    progress.advancing(end.ms)?;
+    consumer.done(end)?;
+    link.tell(&Msg::Synced { stime_ms: end.ms })?;
+    progress.synced(end.ms, stats);
     Ok(())
 }

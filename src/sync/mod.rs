@@ -174,11 +174,11 @@ pub fn replicate(
     }
     progress.crawl("History Crawl");
     loop {
-        if consumer.scan()?.iter().any(|c| c.entry.is_unclean()) {
+        if consumer.unclean_ahead()? {
             log::warn!("changelogs after an unclean stop of the primary may miss changes: crawling");
             crawl(src, link, &mut consumer, opts, &mut stats, progress)?;
         }
-        if !consumer.history(consumer.processed_ms())?.complete {
+        if !consumer.complete()? {
             let note = format!(
                 "fell behind the primary's changelog retention (changelogs after {} were removed unprocessed): catching up by a Hybrid crawl",
                 crate::session::status::format_time((consumer.processed_ms() / 1000) as i64, false)
@@ -197,7 +197,7 @@ pub fn replicate(
             return Ok(stats);
         }
         if n == 0 {
-            // Woken by the next rollover; the timeout only bounds a missed wake-up.
+            // Woken by the next record or rollover; the timeout only bounds a missed wake-up.
             consumer.wait(Duration::from_secs(2));
         }
     }
