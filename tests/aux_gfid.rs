@@ -286,3 +286,39 @@ fn aux_requests_are_refused_to_ordinary_users_and_on_plain_mounts() {
     assert!(!o.status.success());
     assert_eq!(xattr::get(m.b("f"), "user.u").unwrap(), None);
 }
+
+/// `glusterfs.georep.sync`: FUSE hands no `syncfs` to its server, so a receiver asks the
+/// mount to make what it wrote durable on the brick: the inodes it names, or everything.
+#[test]
+fn sync_requests_make_what_the_mount_wrote_durable_on_the_brick() {
+    use georep::fs::newentry::XATTR_SYNC;
+    let plain = Mount::new("rollover-time=600");
+    assert!(xattr::set(&plain.mnt, XATTR_SYNC, &[]).is_err(), "an aux request on a plain mount");
+    let m = Mount::new("aux-gfid-mount,rollover-time=600");
+    assert!(xattr::set(&m.mnt, XATTR_SYNC, &[1, 2, 3]).is_err(), "not GFIDs");
+    assert!(xattr::set(&m.mnt, XATTR_SYNC, &[7u8; 16 * 65]).is_err(), "too many GFIDs");
+    // A GFID that names nothing needs nothing.
+    xattr::set(&m.mnt, XATTR_SYNC, &Gfid::generate().0).unwrap();
+    let dirty_kib = || -> u64 {
+        let info = fs::read_to_string("/proc/meminfo").unwrap();
+        let line = info.lines().find(|l| l.starts_with("Dirty:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let mut content = vec![0u8; 64 << 20];
+    content.iter_mut().enumerate().for_each(|(i, b)| *b = (i * 7 + i / 4096) as u8);
+    fs::write(m.p("big"), &content).unwrap();
+    let before = dirty_kib();
+    let mut gfids = m.gfid("big").0.to_vec();
+    gfids.extend_from_slice(&Gfid::ROOT.0);
+    xattr::set(&m.mnt, XATTR_SYNC, &gfids).unwrap();
+    let after = dirty_kib();
+    eprintln!("dirty: {before} KiB before the request, {after} KiB after");
+    if before >= 60 << 10 {
+        assert!(after + (48 << 10) < before, "the file's pages are still dirty: {before} -> {after} KiB");
+    } else {
+        eprintln!("written back before the request: nothing to judge");
+    }
+    // The whole filesystem.
+    xattr::set(&m.mnt, XATTR_SYNC, &[]).unwrap();
+    assert_eq!(fs::read(m.b("big")).unwrap().len(), 64 << 20);
+}

@@ -17,7 +17,12 @@ struct Pair {
 
 impl Pair {
     fn new() -> Pair {
-        let p = Mount::new("rollover-time=0.1");
+        Pair::with("rollover-time=0.1")
+    }
+
+    /// A pair whose primary is mounted with `opts`.
+    fn with(opts: &str) -> Pair {
+        let p = Mount::new(opts);
         let s = Mount::new("aux-gfid-mount,rollover-time=600");
         Pair { p, s }
     }
@@ -238,6 +243,52 @@ fn live_changes_arrive_within_a_second_or_two() {
         eprintln!("{name}: {:?}", t.elapsed());
     }
     assert!(wait_until(std::time::Duration::from_secs(10), || describe_tree(&pair.p.mnt) == describe_tree(&pair.s.mnt)));
+}
+
+/// The worker tails the active changelog: with a rollover of ten minutes, so that no changelog
+/// is published during the test, every kind of change still reaches the secondary within a
+/// second or two, a file kept open and written twice included; and a worker killed in the
+/// middle of the active file resumes from its place in it.
+#[test]
+fn changes_arrive_from_the_active_changelog_long_before_its_rollover() {
+    let pair = Pair::with("rollover-time=600");
+    let live = Live::start(&pair);
+    let steps = [
+        "echo one > a",
+        "mkdir d && echo two > d/b",
+        "echo more >> a",
+        "mv a d/a2",
+        "chmod 600 d/b && chown 1000:1000 d/b",
+        "setfattr -n user.k -v v d/b",
+        "ln d/b hl && ln -s d/b sl",
+        "truncate -s 3 d/a2",
+        "rm hl",
+        "exec 3>>d/open; echo first >&3; sleep 0.3; echo second >&3; sleep 0.3; exec 3>&-",
+        "echo again > d/b",
+    ];
+    let mut slowest = std::time::Duration::ZERO;
+    for step in steps {
+        let t = std::time::Instant::now();
+        sh(&pair.p.mnt, step);
+        let same =
+            wait_until(std::time::Duration::from_secs(10), || describe_tree(&pair.p.mnt) == describe_tree(&pair.s.mnt));
+        assert!(same, "{step}: not on the secondary after 10 s");
+        slowest = slowest.max(t.elapsed());
+    }
+    eprintln!("slowest step to arrive: {slowest:?}");
+    assert!(slowest < std::time::Duration::from_secs(3), "{slowest:?}");
+    let index = pair.p.brick.join(".georep/changelogs/history.idx");
+    let published = (fs::metadata(&index).unwrap().len() - 32) / 32;
+    assert_eq!(published, 0, "a changelog was published: the changes did not come from the active file");
+    // Killed mid-file: its place is a sequence number inside the active file.
+    drop(live);
+    let mark = fs::read_to_string(pair.p.layout().consumers_dir().join("replicate")).unwrap();
+    let seq: u64 = mark.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    assert!(seq > 10, "{mark}");
+    sh(&pair.p.mnt, "echo after > d/after && rm d/a2");
+    let _live = Live::start(&pair);
+    assert!(wait_until(std::time::Duration::from_secs(10), || describe_tree(&pair.p.mnt) == describe_tree(&pair.s.mnt)));
+    pair.check();
 }
 
 #[test]

@@ -52,6 +52,12 @@
 //! - `glusterfs.georep.applied` on any inode of the mount: the primary's volume id (16 bytes),
 //!   then its stime (u64 little-endian, ms).
 //!
+//! And one makes what the mount changed durable on the brick (FUSE hands no `syncfs` to its
+//! server, so a `syncfs` of the mount would make nothing durable):
+//!
+//! - `glusterfs.georep.sync` on any inode of the mount: nothing (the brick's whole filesystem,
+//!   `syncfs`), or up to `SYNC_MAX` GFIDs (16 bytes each): those inodes (`fsync`).
+//!
 //! Pure: no I/O. Decoding validates everything and never panics.
 
 /// The newest request layout (a whole file); the oldest still read is `MIN_VERSION` (an
@@ -75,6 +81,10 @@ pub const XATTR_ORIGIN: &str = "glusterfs.georep.origin";
 /// A primary's changes are applied up to a time: its volume id (16 bytes), then the stime
 /// (u64 little-endian, ms by the primary's clock).
 pub const XATTR_APPLIED: &str = "glusterfs.georep.applied";
+/// Makes changes durable on the brick: the inodes with the GFIDs given, or all of them.
+pub const XATTR_SYNC: &str = "glusterfs.georep.sync";
+/// Most GFIDs one `XATTR_SYNC` request names.
+pub const SYNC_MAX: usize = 64;
 /// A receiver's fencing token: set with the primary volume id (16 bytes) and the token (u64
 /// little-endian), recorded if it is the highest yet; read as `glusterfs.georep.fence.<primary
 /// volume id>`: the highest (u64 little-endian).

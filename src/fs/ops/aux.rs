@@ -108,6 +108,43 @@ impl OverlayFs {
         crate::fs::role::note_applied(&self.brick.layout.applied_file(), v, ms).map_err(errno)
     }
 
+    /// `setxattr(<any inode>, glusterfs.georep.sync, [<gfid>...])`: what the mount changed
+    /// made durable on the brick: the inodes named (regular files and directories; one gone
+    /// meanwhile needs nothing), or with none named the brick's whole filesystem (`syncfs`).
+    pub(super) fn sync_request(&self, req: &Request, value: &[u8]) -> R<()> {
+        self.privileged(req)?;
+        if value.is_empty() {
+            let root = sys::reopen(self.brick.root_fd(), libc::O_RDONLY | libc::O_DIRECTORY).map_err(errno)?;
+            // SAFETY: plain syncfs(2) on an open descriptor.
+            return match unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&root)) } {
+                0 => Ok(()),
+                _ => Err(errno(std::io::Error::last_os_error())),
+            };
+        }
+        if !value.len().is_multiple_of(16) || value.len() > 16 * crate::fs::newentry::SYNC_MAX {
+            return Err(Errno::EINVAL);
+        }
+        for g in value.chunks_exact(16) {
+            let gfid = Gfid::from_slice(g).ok_or(Errno::EINVAL)?;
+            let fd = if gfid == Gfid::ROOT {
+                sys::reopen(self.brick.root_fd(), libc::O_RDONLY | libc::O_DIRECTORY).map_err(errno)?
+            } else {
+                let Some(h) = self.brick.gfids.handle(&gfid) else { continue };
+                let Ok(path) = self.open_indexed(&h, &gfid) else { continue };
+                let st = sys::fstat(path.as_fd()).map_err(errno)?;
+                if !matches!(st.st_mode & libc::S_IFMT, libc::S_IFREG | libc::S_IFDIR) {
+                    continue;
+                }
+                sys::reopen(path.as_fd(), libc::O_RDONLY | libc::O_NONBLOCK).map_err(errno)?
+            };
+            // SAFETY: plain fsync(2) on an open descriptor.
+            if unsafe { libc::fsync(std::os::fd::AsRawFd::as_raw_fd(&fd)) } != 0 {
+                return Err(errno(std::io::Error::last_os_error()));
+            }
+        }
+        Ok(())
+    }
+
     /// `setxattr(root, glusterfs.georep.fence, <primary volume id><token>)`: a receiver's
     /// fencing token, kept if it is the highest of that primary's.
     pub(super) fn fence_request(&self, req: &Request, value: &[u8]) -> R<()> {

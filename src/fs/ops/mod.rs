@@ -627,14 +627,16 @@ impl Filesystem for OverlayFs {
         reply: ReplyEmpty,
     ) {
         use crate::fs::newentry::{
-            XATTR_APPLIED, XATTR_FENCE, XATTR_LINK, XATTR_NEWFILE, XATTR_ORIGIN, XATTR_SET_XATTRS,
+            XATTR_APPLIED, XATTR_FENCE, XATTR_LINK, XATTR_NEWFILE, XATTR_ORIGIN, XATTR_SET_XATTRS, XATTR_SYNC,
         };
-        let special = [XATTR_ORIGIN, XATTR_APPLIED, XATTR_FENCE];
+        let special = [XATTR_ORIGIN, XATTR_APPLIED, XATTR_FENCE, XATTR_SYNC];
         if special.iter().any(|s| name.as_bytes() == s.as_bytes()) {
             let r = if name.as_bytes() == XATTR_ORIGIN.as_bytes() {
                 self.origin_request(req, value)
             } else if name.as_bytes() == XATTR_APPLIED.as_bytes() {
                 self.applied_request(req, value)
+            } else if name.as_bytes() == XATTR_SYNC.as_bytes() {
+                self.sync_request(req, value)
             } else {
                 self.fence_request(req, value)
             };
