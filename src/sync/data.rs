@@ -119,8 +119,10 @@ pub(super) fn send_files(
                     continue;
                 }
                 stats.delta_skipped += skipped;
-                if differing.is_empty() && theirs.size != size {
-                    // Only the size differs (a truncation): an empty chunk sets it.
+                if theirs.size != size {
+                    // The size first, by an empty chunk: a file cut short may differ from the
+                    // secondary's copy in nothing else (the fine round compares the same
+                    // bytes on both sides, up to the primary's end).
                     link.send(&Msg::Data { batch, gfid, size, offset: size, bytes: Vec::new() })?;
                 }
                 for (off, len) in differing {
