@@ -117,6 +117,10 @@ pub struct Consumer {
     tailing: Option<Tailing>,
     /// Without a tail page: a watch on the history index.
     watch: Option<nix::sys::inotify::Inotify>,
+    /// A changelog flagged unclean was published since the last crawl began (or, at
+    /// registration, one that ends where the consumer is or later): changes may be missing.
+    unclean: bool,
+    registered: bool,
 }
 
 fn read_u64(path: &Path) -> Option<u64> {
@@ -183,11 +187,14 @@ impl Consumer {
             seen_event: 0,
             tailing: None,
             watch: None,
+            unclean: false,
+            registered: false,
         };
         if seq.is_none() {
             c.pos.seq = seq_after(&c.snapshot()?, ms);
         }
         c.refresh()?;
+        c.registered = true;
         Ok(c)
     }
 
@@ -212,9 +219,22 @@ impl Consumer {
     }
 
     /// Reads what the index gained: the published changelogs holding unprocessed records.
+    ///
+    /// An unclean changelog is noted whatever its records: a tailing consumer may have read
+    /// them all from the active file before the recorder was killed, and its recovery
+    /// publishes the file flagged only afterwards. Each entry is read once, so one flag
+    /// causes one crawl. (At registration, only those ending where the consumer is or later.)
     fn refresh(&mut self) -> Result<(), ConsumerError> {
         let seq = self.pos.seq;
-        self.pending.extend(self.index.poll()?.into_iter().filter(|e| e.first_seq + e.count as u64 > seq));
+        for e in self.index.poll()? {
+            let end = e.first_seq + e.count as u64;
+            if e.is_unclean() && (self.registered || end >= seq) {
+                self.unclean = true;
+            }
+            if end > seq {
+                self.pending.push_back(e);
+            }
+        }
         Ok(())
     }
 
@@ -365,11 +385,12 @@ impl Consumer {
         Ok(self.index.last.map(|e| e.first_seq + e.count as u64).unwrap_or(0).max(self.pos.seq))
     }
 
-    /// Whether a published changelog not yet processed follows an unclean stop of the
-    /// recorder (changes just before it may be missing: crawl).
-    pub fn unclean_ahead(&mut self) -> Result<bool, ConsumerError> {
+    /// Whether the recorder stopped uncleanly since the last crawl began (changes just before
+    /// its stop may be unrecorded: crawl); the question clears it, so a crawl that begins now
+    /// answers it.
+    pub fn take_unclean(&mut self) -> Result<bool, ConsumerError> {
         self.refresh()?;
-        Ok(self.pending.iter().any(|e| e.is_unclean()))
+        Ok(std::mem::take(&mut self.unclean))
     }
 
     /// Changelogs holding changes made after `t_ms`, and whether they are all there are.
@@ -566,6 +587,29 @@ mod tests {
         rec.meta(Op::Setattr, g, o).unwrap();
         let again = c.read(64).unwrap();
         assert_eq!(again.records.iter().map(|r| r.op).collect::<Vec<_>>(), [Op::Write, Op::Setattr]);
+    }
+
+    #[test]
+    fn an_unclean_stop_after_the_records_were_read_still_asks_for_a_crawl() {
+        let dir = tempfile::tempdir().unwrap();
+        let brick = BrickLayout::new(dir.path());
+        let (rec, _t) = recorder(&brick);
+        let mut c = Consumer::register(&brick, "w").unwrap();
+        record(&rec, "a");
+        let all = c.read(64).unwrap();
+        c.done(all.end).unwrap();
+        assert!(!c.take_unclean().unwrap());
+        // Killed: the next recorder publishes the active file flagged unclean, although this
+        // consumer has read every record of it.
+        std::mem::forget(rec);
+        let (rec2, _t2) = recorder(&brick);
+        record(&rec2, "b");
+        assert_eq!(names(&c.read(64).unwrap()), ["b"]);
+        assert!(c.take_unclean().unwrap(), "the unclean stop went unnoticed");
+        assert!(!c.take_unclean().unwrap(), "once");
+        // A consumer registered afterwards at that place is told too.
+        let mut again = Consumer::register(&brick, "w").unwrap();
+        assert!(again.take_unclean().unwrap());
     }
 
     #[test]

@@ -348,6 +348,8 @@ pub(super) fn crawl(
     // Changelogs published before the crawl began hold nothing it will not see; the active
     // file's records are read again after it, which changes nothing it did not see.
     let seq = consumer.published_end()?;
+    // It sees whatever an unclean stop before now left unrecorded.
+    consumer.take_unclean()?;
     let s = hybrid_crawl(src, link, opts, progress)?;
     stats.add(&s);
     let end = Position { seq, ms: started.max(consumer.processed_ms()) };

@@ -174,7 +174,7 @@ pub fn replicate(
     }
     progress.crawl("History Crawl");
     loop {
-        if consumer.unclean_ahead()? {
+        if consumer.take_unclean()? {
             log::warn!("changelogs after an unclean stop of the primary may miss changes: crawling");
             crawl(src, link, &mut consumer, opts, &mut stats, progress)?;
         }
