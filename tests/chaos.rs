@@ -307,7 +307,14 @@ fn explain(c: &Cluster, only_a: &[String], only_b: &[String]) -> String {
     let mut gfids = BTreeSet::new();
     for l in only_a.iter().chain(only_b) {
         let rel = l.split(' ').next().unwrap_or_default();
-        let g = |root: &Path| brick_gfid(&root.join(rel)).map(|g| g.to_string()).unwrap_or("-".into());
+        let g = |root: &Path| {
+            xattr::get(root.join(rel), "trusted.gfid")
+                .ok()
+                .flatten()
+                .and_then(|v| georep::types::Gfid::from_slice(&v))
+                .map(|g| g.to_string())
+                .unwrap_or("-".into())
+        };
         let (gp, gs) = (g(&c.pbrick), g(&c.sbrick));
         out += &format!("{rel}: primary gfid {gp}, secondary gfid {gs}\n");
         gfids.insert(gp);
@@ -333,6 +340,7 @@ fn explain(c: &Cluster, only_a: &[String], only_b: &[String]) -> String {
             );
         }
     }
+    out += &format!("status:\n{}\n", c.pri.cli("volume geo-replication status detail").stdout);
     let consumer = std::fs::read_dir(layout.consumers_dir())
         .map(|d| {
             d.flatten().map(|e| std::fs::read_to_string(e.path()).unwrap_or_default()).collect::<Vec<_>>().join(",")

@@ -120,16 +120,18 @@ pub fn restore(d: &Daemon, primary: &str, secondary: &SecondaryUrl) -> anyhow::R
     let caught_up = (|| -> anyhow::Result<()> {
         let spec = v.brick_spec(d).context("no brick server")?;
         crate::fs::server::rollover(&spec.socket())?;
-        let last = crate::changelog::history::read_index(&layout.changelog_dir().join("history.idx"))?
-            .entries
-            .last()
-            .map_or(0, |e| e.end_ms);
+        let index = crate::changelog::history::read_index(&layout.changelog_dir().join("history.idx"))?;
+        let last = index.entries.last().copied();
         let deadline = Instant::now() + CATCH_UP;
         loop {
-            let done = crate::changelog::Consumer::register(&layout, &s.consumer())?.processed_ms();
-            if done >= last && done > 0 {
+            // Every record published processed (a worker that tails may have shipped the
+            // last file's records before it was published, so the records decide, not the
+            // file's end time).
+            let at = crate::changelog::Consumer::register(&layout, &s.consumer())?.position();
+            if at.ms > 0 && last.is_none_or(|e| at.seq >= e.first_seq + e.count as u64) {
                 return Ok(());
             }
+            let (done, last) = (at.ms, last.map_or(0, |e| e.end_ms));
             if Instant::now() > deadline {
                 bail!(
                     "the session to {secondary} has not shipped everything {primary} recorded (up to {} of {}): is it running? Try again",
