@@ -457,7 +457,6 @@ fn chaos() {
             };
             run.store(true, Ordering::Release);
             std::thread::sleep(before);
-            let t_fault = Instant::now();
             let mut during = String::new();
             let row = |c: &Cluster| {
                 let o = geo(c, "status --json").stdout;
@@ -570,7 +569,6 @@ fn chaos() {
             );
             eprintln!("{line}");
             report.push(line);
-            let _ = t_fault;
             if let Err(e) = result {
                 failed = Some(format!("round {round}, {fault}: {e}\n{}", c.worker_log()));
                 break 'rounds;
