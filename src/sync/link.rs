@@ -203,6 +203,7 @@ impl Link {
             Transport::Ssh { target, command } => {
                 let (sock, remote) = super::ssh::connect(target, command, learn)?;
                 sock.set_read_timeout(target.answer_timeout)?;
+                sock.set_write_timeout(target.answer_timeout)?;
                 let r: Box<dyn Read + Send> = Box::new(sock.try_clone()?);
                 let w: Box<dyn Write + Send> = Box::new(sock.try_clone()?);
                 let mut link = Link::new(None, Some(sock), r, w, level);
@@ -270,12 +271,7 @@ impl Link {
     fn answer(&mut self) -> anyhow::Result<Msg> {
         match proto::read_frame(&mut self.r) {
             Ok(Some(m)) => Ok(m),
-            Ok(None) => Err(match self.last_words() {
-                Some(words) => anyhow::anyhow!("the secondary closed the connection: {words}"),
-                None => anyhow::anyhow!(
-                    "the secondary closed the connection (its receiver or sshd stopped, or the network between went down)"
-                ),
-            }),
+            Ok(None) => Err(self.closed()),
             Err(e) => Err(match self.answer_timeout {
                 Some(t) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
                     anyhow::anyhow!("the secondary did not answer within {} s (secondary-timeout)", t.as_secs())
@@ -283,6 +279,34 @@ impl Link {
                 _ => e.into(),
             }),
         }
+    }
+
+    /// The connection ended under us, in words.
+    fn closed(&self) -> anyhow::Error {
+        match self.last_words() {
+            Some(words) => anyhow::anyhow!("the secondary closed the connection: {words}"),
+            None => anyhow::anyhow!(
+                "the secondary closed the connection (its receiver or sshd stopped, or the network between went down)"
+            ),
+        }
+    }
+
+    /// A write that failed, in words: the connection ended, or the secondary took nothing for
+    /// `secondary-timeout` (the transport's write timeout).
+    fn unsent(&self, e: std::io::Error) -> anyhow::Error {
+        use std::io::ErrorKind::*;
+        match (e.kind(), self.answer_timeout) {
+            (BrokenPipe | ConnectionReset | NotConnected, _) => self.closed(),
+            (WouldBlock | TimedOut, Some(t)) => {
+                anyhow::anyhow!("the secondary took nothing sent for {} s (secondary-timeout)", t.as_secs())
+            }
+            _ => anyhow::Error::from(e).context("send to the receiver"),
+        }
+    }
+
+    /// Sends what is buffered now.
+    fn flush(&mut self) -> anyhow::Result<()> {
+        self.w.flush().map_err(|e| self.unsent(e))
     }
 
     /// What the remote receiver said on stderr and how it ended, if the transport knows.
@@ -361,14 +385,14 @@ impl Link {
     /// should know at once, such as how far it is synced.
     pub fn tell(&mut self, m: &Msg) -> anyhow::Result<()> {
         self.send(m)?;
-        self.w.flush()?;
+        self.flush()?;
         Ok(())
     }
 
     /// Sends `m` and returns the receiver's answer (an `Error` answer is an error).
     pub fn ask(&mut self, m: &Msg) -> anyhow::Result<Msg> {
         self.send(m)?;
-        self.w.flush()?;
+        self.flush()?;
         match self.answer()? {
             Msg::Error { message } => bail!("{message}"),
             a => Ok(a),
@@ -388,7 +412,7 @@ impl Link {
 
     /// Sends at a given zstd level; returns the frame's size.
     fn send_at(&mut self, m: &Msg, level: i32) -> anyhow::Result<usize> {
-        let n = proto::write_frame(&mut self.w, m, level).context("send to the receiver")?;
+        let n = proto::write_frame(&mut self.w, m, level).map_err(|e| self.unsent(e))?;
         self.wire_bytes += n as u64;
         if let Some(limit) = &self.limit {
             limit.take(n as u64);
@@ -432,7 +456,7 @@ impl Link {
     pub fn sums(&mut self, batch: u64, files: Vec<proto::SumsAsk>) -> anyhow::Result<Vec<proto::FileSums>> {
         let asked: Vec<_> = files.iter().map(|f| f.gfid).collect();
         self.send(&Msg::SumsRequest { batch, files })?;
-        self.w.flush()?;
+        self.flush()?;
         match self.answer()? {
             Msg::Sums { batch: b, files } if b == batch && files.iter().map(|f| f.gfid).eq(asked) => Ok(files),
             Msg::Error { message } => bail!("receiver: {message}"),
@@ -449,7 +473,7 @@ impl Link {
         block_size: u32,
     ) -> anyhow::Result<(u64, Vec<u8>)> {
         self.send(&Msg::SignatureRequest { batch, gfid, block_size })?;
-        self.w.flush()?;
+        self.flush()?;
         match self.answer()? {
             Msg::Signature { batch: b, gfid: g, size, signature } if b == batch && g == gfid => Ok((size, signature)),
             Msg::Error { message } => bail!("receiver: {message}"),
@@ -460,7 +484,7 @@ impl Link {
     /// Asks the receiver to make batch `batch` durable; returns what it could not apply.
     pub fn commit(&mut self, batch: u64) -> anyhow::Result<Vec<Failure>> {
         self.send(&Msg::Commit { batch })?;
-        self.w.flush()?;
+        self.flush()?;
         match self.answer()? {
             Msg::Committed { batch: b, mut failures } if b == batch => {
                 failures.append(&mut self.failures_elsewhere);

@@ -334,9 +334,21 @@ async fn bridge(sock: tokio::net::UnixStream, ch: russh::Channel<client::Msg>, r
         to_worker.shutdown().await
     };
     // Each direction runs to its own end: an upload that fails (the channel closed) does not
-    // cut short the reading of what the remote said before it went.
-    let (u, d) = tokio::join!(up, down);
-    u.and(d)
+    // cut short the reading of what the remote said before it went. Once the remote has gone,
+    // the upload is given a moment and then dropped with the socket: an upload blocked on a
+    // closed channel's window would otherwise keep the worker's writes blocked for good.
+    tokio::pin!(up);
+    tokio::pin!(down);
+    tokio::select! {
+        u = &mut up => {
+            let d = down.await;
+            u.and(d)
+        }
+        d = &mut down => match tokio::time::timeout(Duration::from_secs(1), up).await {
+            Ok(u) => u.and(d),
+            Err(_) => d,
+        },
+    }
 }
 
 /// Runs `command` on the host (no stdin) and returns its exit status and its output, stdout
