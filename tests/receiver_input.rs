@@ -277,8 +277,8 @@ fn a_worker_of_an_older_term_is_refused() {
     // Term 5 speaks first and keeps its connection.
     let (mut old, mut old_in, mut old_out, a) = greet(5);
     assert!(matches!(a, Msg::Welcome { .. }), "{a:?}");
-    // Term 7 records its token and then waits for term 5's lock: term 5's receiver sees the
-    // newer token and ends (its worker may be stopped: nobody waits for it).
+    // Term 7 records its token: term 5's receiver sees the newer token and ends (its worker
+    // may be stopped: nobody waits for it).
     let (mut new, new_in, _new_out, b) = greet(7);
     let status = old.wait().unwrap();
     assert!(!status.success(), "the older term's receiver ended: {status:?}");
@@ -332,4 +332,53 @@ fn a_worker_of_an_older_term_is_refused() {
     // Kept in the brick (durable), one line per primary.
     let fences = std::fs::read_to_string(s.b(".georep/fences")).unwrap();
     assert_eq!(fences.trim(), format!("{primary} 7"));
+}
+
+/// A receiver that its worker gave up on (stopped past `secondary-timeout`, here SIGSTOPped
+/// with a batch waiting in its input) never applies that stale batch after the receiver that
+/// replaced it: the newer one's first change ends it (`fs::claims`). One that registered
+/// before the newer one took the volume, and had changed nothing, is refused at its first
+/// change. A receiver that only reads displaces nobody.
+#[test]
+fn a_replaced_receiver_never_applies_after_its_successor() {
+    let s = Mount::new("aux-gfid-mount,rollover-time=600");
+    let spawn = || Link::spawn_local(Path::new(georep_bin()), &s.mnt, &Ends::default(), 0, None).unwrap();
+    let create = |link: &mut Link, name: &str| {
+        let batch = link.batch_id();
+        link.send(&Msg::Entries { batch, ops: vec![new_file(Gfid::generate(), Gfid::ROOT, name)] }).unwrap();
+        batch
+    };
+    let signal = |pid: u32, sig: i32| {
+        // SAFETY: kill(2) of a child receiver.
+        assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
+    };
+    let mut old = spawn();
+    let b = create(&mut old, "first");
+    assert_eq!(old.commit(b).unwrap(), vec![]);
+    let mut idle = spawn();
+    let mut reader = spawn();
+    signal(old.welcome.pid, libc::SIGSTOP);
+    create(&mut old, "stale");
+    old.tell(&Msg::Commit { batch: 99 }).unwrap();
+    let mut new = spawn();
+    let b = create(&mut new, "new");
+    assert_eq!(new.commit(b).unwrap(), vec![]);
+    signal(old.welcome.pid, libc::SIGCONT);
+    let err = old.close().unwrap_err().to_string();
+    assert!(err.contains("signal: 9"), "the replaced receiver was killed: {err}");
+    // The one that registered before `new` took the volume, and changed nothing yet.
+    let b = create(&mut idle, "late");
+    assert!(idle.commit(b).is_err(), "refused");
+    let err = idle.close().unwrap_err().to_string();
+    assert!(err.contains("exit status: 1"), "it ended by itself: {err}");
+    // A reader that registered after `new`: reading displaces nobody.
+    let listing = reader.ask(&Msg::ListRequest { dirs: vec![(Gfid::ROOT, 0)], checksum: false }).unwrap();
+    assert!(matches!(listing, Msg::Listing { .. }), "{listing:?}");
+    reader.close().unwrap();
+    let b = create(&mut new, "after");
+    assert_eq!(new.commit(b).unwrap(), vec![]);
+    new.close().unwrap();
+    let mut names: Vec<String> = fs::read_dir(&s.mnt).unwrap().map(|e| name(&e.unwrap().file_name())).collect();
+    names.sort();
+    assert_eq!(names, ["after", "first", "new"]);
 }

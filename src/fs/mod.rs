@@ -11,6 +11,7 @@
 //! follow a symlink inside the brick; reply success for a change it failed to record.
 
 pub mod brick;
+pub mod claims;
 mod dentry;
 pub mod gfid_index;
 mod handles;
@@ -109,6 +110,8 @@ pub struct BrickFs {
     /// a lookup through another mount that finds the inode without a GFID takes it before it
     /// gives one, so it never gives a GFID to an inode being made.
     creating: Box<[Mutex<()>]>,
+    /// Which receiver may change the volume for each primary (`claims`).
+    claims: claims::Claims,
     /// The brick-wide options it was opened with (recording, changelog timing).
     pub opts: FsOptions,
     /// Users' mounts may not change the volume (a secondary's), and why (`role`).
@@ -195,6 +198,7 @@ impl BrickFs {
             xtime,
             sessions: sessions::Sessions::default(),
             creating: (0..CREATING_STRIPES).map(|_| Mutex::new(())).collect(),
+            claims: claims::Claims::default(),
             opts,
             users_read_only: Default::default(),
             users_ro: AtomicBool::new(false),

@@ -89,6 +89,13 @@ pub const SYNC_MAX: usize = 64;
 /// little-endian), recorded if it is the highest yet; read as `glusterfs.georep.fence.<primary
 /// volume id>`: the highest (u64 little-endian).
 pub const XATTR_FENCE: &str = "glusterfs.georep.fence";
+/// A receiver's claim on the volume for a primary (`fs::claims`): the primary volume id (16
+/// bytes), then `CLAIM_REGISTER`, `CLAIM_TAKE`, or `CLAIM_JOIN` and the leading receiver's pid
+/// (u32 little-endian). The calling process is the claimant.
+pub const XATTR_CLAIM: &str = "glusterfs.georep.claim";
+pub const CLAIM_REGISTER: u8 = 0;
+pub const CLAIM_TAKE: u8 = 1;
+pub const CLAIM_JOIN: u8 = 2;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewEntry {

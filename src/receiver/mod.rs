@@ -50,11 +50,20 @@ fn check_gfid(g: &Gfid) -> io::Result<()> {
     if g.is_null() { Err(einval("null gfid")) } else { Ok(()) }
 }
 
+/// A receiver's claim on its volume (`fs::claims`).
+#[derive(Clone, Copy, Debug)]
+enum Claim {
+    /// None made: a receiver on its own (tests, `replicate`) or a probe.
+    None,
+    Registered(VolumeId),
+    Taken,
+}
+
 pub struct Receiver {
     root: PathBuf,
-    /// An exclusive lock on the mount's root: one receiver applies changes at a time (a
-    /// replaced worker's receiver may still be draining what it was sent).
-    _lock: Option<nix::fcntl::Flock<File>>,
+    /// Its claim on the volume (`fs::claims`): registered at open, taken before its first
+    /// change, so that a receiver it replaced never applies anything after it.
+    claim: Claim,
     failures: Vec<Failure>,
     /// The file receiving data chunks, kept open between chunks of one file.
     data: Option<(Gfid, File)>,
@@ -113,7 +122,7 @@ impl Receiver {
             .with_context(|| format!("{} is not a georep aux-gfid mount", mount.display()))?;
         Ok(Receiver {
             root: mount.to_path_buf(),
-            _lock: None,
+            claim: Claim::None,
             failures: Vec::new(),
             data: None,
             created: Default::default(),
@@ -151,9 +160,8 @@ impl Receiver {
         Ok(())
     }
 
-    /// Ends this process as soon as a newer term's worker records its token: the newer
-    /// worker's receiver waits for this one's lock, and must not wait for a worker that may be
-    /// stopped (SIGSTOP, a frozen node) with its connection open.
+    /// Ends this process as soon as a newer term's worker records its token, even while its
+    /// own worker is stopped (SIGSTOP, a frozen node) with the connection open.
     pub fn watch_fence(&self) {
         let Some((primary, token)) = self.fence else { return };
         if token == 0 {
@@ -175,14 +183,52 @@ impl Receiver {
         });
     }
 
-    /// Waits for, then holds, the mount's receiver lock.
-    pub fn lock(&mut self) -> anyhow::Result<()> {
-        let dir = File::open(&self.root).with_context(|| format!("{}", self.root.display()))?;
-        let lock = nix::fcntl::Flock::lock(dir, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| e)
-            .context("lock the mount")?;
-        self._lock = Some(lock);
+    /// Registers this receiver as the newest of `primary`'s (`fs::claims`); it takes the
+    /// volume before its first change (`may_change`).
+    pub fn register(&mut self, primary: VolumeId) -> anyhow::Result<()> {
+        self.claim_op(primary, &[crate::fs::newentry::CLAIM_REGISTER])?;
+        self.claim = Claim::Registered(primary);
         Ok(())
+    }
+
+    /// A data stream of the receiver `leader` (its pid): takes the volume for it now.
+    pub fn join(&mut self, primary: VolumeId, leader: u32) -> anyhow::Result<()> {
+        let mut op = vec![crate::fs::newentry::CLAIM_JOIN];
+        op.extend_from_slice(&leader.to_le_bytes());
+        self.claim_op(primary, &op)?;
+        self.claim = Claim::Taken;
+        Ok(())
+    }
+
+    /// Before a change: the worker's term is not over (`check_fence`), and the volume is this
+    /// receiver's (taken on the first change; a receiver it replaced is gone by then).
+    pub fn may_change(&mut self) -> anyhow::Result<()> {
+        self.check_fence()?;
+        if let Claim::Registered(primary) = self.claim {
+            self.claim_op(primary, &[crate::fs::newentry::CLAIM_TAKE])?;
+            self.claim = Claim::Taken;
+        }
+        Ok(())
+    }
+
+    fn claim_op(&self, primary: VolumeId, op: &[u8]) -> anyhow::Result<()> {
+        let mut v = primary.0.to_vec();
+        v.extend_from_slice(op);
+        match xattr::set(&self.root, crate::fs::newentry::XATTR_CLAIM, &v) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(match e.raw_os_error() {
+                Some(libc::ESTALE) => anyhow::anyhow!(
+                    "replaced: a newer receiver of the primary volume {primary} has taken this volume over; this one stops"
+                ),
+                Some(libc::EBUSY) => anyhow::anyhow!(
+                    "the receiver of the primary volume {primary} that this one replaces did not end in time"
+                ),
+                Some(libc::ENOENT) => {
+                    anyhow::anyhow!("the receiver this data stream joins is not registered for {primary}")
+                }
+                _ => anyhow::Error::from(e).context("claim the secondary volume"),
+            }),
+        }
     }
 
     /// The changes applied from now on were first made on `volume`: the mount records them
@@ -1029,15 +1075,13 @@ pub fn serve(target: Target<'_>, input: impl Read, output: impl Write, level: i3
     let opened = match join {
         None => open_target(&target, &volume, &sender).and_then(|mut rx| {
             rx.fence(primary, token)?;
-            rx.lock()?;
-            if token > 0 {
-                rx.check_fence()?;
-            }
+            rx.register(primary)?;
             rx.watch_fence();
             Ok(rx)
         }),
         Some(j) => open_joined(&target, &volume, &sender, &j).and_then(|mut rx| {
             rx.fence(primary, token)?;
+            rx.join(primary, j.pid)?;
             rx.watch_fence();
             Ok(rx)
         }),
@@ -1065,24 +1109,27 @@ pub fn serve(target: Target<'_>, input: impl Read, output: impl Write, level: i3
         };
         match m {
             Msg::Entries { ops, .. } => {
-                rx.check_fence()?;
+                rx.may_change()?;
                 rx.apply_entries(&ops)
             }
             Msg::Data { gfid, size, offset, bytes, .. } => {
-                // Each file's first chunk (a joined data stream holds no lock).
+                // Each file's first chunk.
                 if offset == 0 {
-                    rx.check_fence()?;
+                    rx.may_change()?;
                 }
                 rx.apply_data(gfid, size, offset, &bytes)
             }
-            Msg::Meta { ops, .. } => ops.iter().for_each(|m| rx.apply_meta(m)),
+            Msg::Meta { ops, .. } => {
+                rx.may_change()?;
+                ops.iter().for_each(|m| rx.apply_meta(m))
+            }
             Msg::Prune { pgfid, keep, .. } => {
-                rx.check_fence()?;
+                rx.may_change()?;
                 rx.apply_prune(pgfid, &keep)
             }
             Msg::Origin { volume } => rx.set_origin(volume)?,
             Msg::Synced { stime_ms } => {
-                rx.check_fence()?;
+                rx.may_change()?;
                 rx.applied(primary, stime_ms)?
             }
             Msg::ListRequest { dirs, checksum } => {
@@ -1112,7 +1159,7 @@ pub fn serve(target: Target<'_>, input: impl Read, output: impl Write, level: i3
                 answer(&mut w, &Msg::Signature { batch, gfid, size, signature }, level)?;
             }
             Msg::Patch { gfid, size, hash, delta, .. } => {
-                rx.check_fence()?;
+                rx.may_change()?;
                 rx.apply_patch(gfid, size, hash, &delta)
             }
             Msg::Commit { batch } => {

@@ -157,6 +157,35 @@ impl OverlayFs {
         crate::fs::role::note_fence(&self.brick.layout.fences_file(), v, token).map(drop).map_err(errno)
     }
 
+    /// `setxattr(<any inode>, glusterfs.georep.claim, <primary volume id><op>[<leader pid>])`:
+    /// the calling receiver registers, takes the volume, or joins its leader (`fs::claims`).
+    /// A stale receiver is refused with ESTALE; displaced ones that do not end, EBUSY.
+    pub(super) fn claim_request(&self, req: &Request, value: &[u8]) -> R<()> {
+        use crate::fs::claims::Refused;
+        use crate::fs::newentry::{CLAIM_JOIN, CLAIM_REGISTER, CLAIM_TAKE};
+        self.privileged(req)?;
+        if value.len() < 17 {
+            return Err(Errno::EINVAL);
+        }
+        let v = crate::types::VolumeId(value[..16].try_into().map_err(|_| Errno::EINVAL)?);
+        let pid = req.pid() as i32;
+        let r = match (value[16], &value[17..]) {
+            (CLAIM_REGISTER, []) => self.claims.register(v, pid),
+            (CLAIM_TAKE, []) => self.claims.take(v, pid),
+            (CLAIM_JOIN, leader) => {
+                let leader = u32::from_le_bytes(leader.try_into().map_err(|_| Errno::EINVAL)?);
+                self.claims.join(v, pid, leader as i32)
+            }
+            _ => return Err(Errno::EINVAL),
+        };
+        r.map_err(|e| match e {
+            Refused::Superseded => Errno::ESTALE,
+            Refused::Unknown => Errno::ENOENT,
+            Refused::Stuck => Errno::EBUSY,
+            Refused::Gone => Errno::ESRCH,
+        })
+    }
+
     /// `getxattr(root, glusterfs.georep.fence.<primary volume id>)`: the highest token seen.
     pub(super) fn fence_of(&self, req: &Request, primary: &[u8], size: u32) -> R<super::xattr::Sized> {
         self.privileged(req)?;

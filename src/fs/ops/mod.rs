@@ -627,9 +627,10 @@ impl Filesystem for OverlayFs {
         reply: ReplyEmpty,
     ) {
         use crate::fs::newentry::{
-            XATTR_APPLIED, XATTR_FENCE, XATTR_LINK, XATTR_NEWFILE, XATTR_ORIGIN, XATTR_SET_XATTRS, XATTR_SYNC,
+            XATTR_APPLIED, XATTR_CLAIM, XATTR_FENCE, XATTR_LINK, XATTR_NEWFILE, XATTR_ORIGIN, XATTR_SET_XATTRS,
+            XATTR_SYNC,
         };
-        let special = [XATTR_ORIGIN, XATTR_APPLIED, XATTR_FENCE, XATTR_SYNC];
+        let special = [XATTR_ORIGIN, XATTR_APPLIED, XATTR_FENCE, XATTR_SYNC, XATTR_CLAIM];
         if special.iter().any(|s| name.as_bytes() == s.as_bytes()) {
             let r = if name.as_bytes() == XATTR_ORIGIN.as_bytes() {
                 self.origin_request(req, value)
@@ -637,6 +638,8 @@ impl Filesystem for OverlayFs {
                 self.applied_request(req, value)
             } else if name.as_bytes() == XATTR_SYNC.as_bytes() {
                 self.sync_request(req, value)
+            } else if name.as_bytes() == XATTR_CLAIM.as_bytes() {
+                self.claim_request(req, value)
             } else {
                 self.fence_request(req, value)
             };
