@@ -268,6 +268,15 @@ fn monitor(key: &str, m: &Monitor, exe: &Path, spec: &Path, log: &Path) {
         m.cv.notify_all();
         if let Some(status) = exit {
             let reason = death_reason(m, status);
+            // A worker that had reached its receiver lost a connection that worked (a link
+            // cut, sshd or the receiver gone): it tries again at once, and backs off only
+            // while it cannot connect.
+            let spawned_ms = st.spawned_at.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+            let connected = BrickStatus::load(&m.status_file)
+                .is_some_and(|b| spawned_ms.is_some_and(|t| b.connected_ms >= t.as_millis() as u64));
+            if connected {
+                backoff = Duration::from_secs(1);
+            }
             log::warn!("session {key}: worker died: {reason}; restarting in {backoff:?}");
             st.faulty = Some(reason);
             st.restarts += 1;

@@ -48,6 +48,10 @@ pub struct BrickStatus {
     /// The node of the secondary's cluster the worker reaches (or last reached).
     #[serde(default)]
     pub secondary_node: String,
+    /// When the worker last reached its receiver (unix ms; 0: never): a worker that dies
+    /// after that lost a connection it had, and is restarted without backoff.
+    #[serde(default)]
+    pub connected_ms: u64,
 }
 
 /// The status file's format version (its `version` field; files without one are of 1).

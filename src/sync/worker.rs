@@ -357,6 +357,7 @@ fn work(spec: &WorkerSpec, rep: &mut Reporter) -> anyhow::Result<()> {
         log::info!("shipping as the Active of volume {} (term {})", f.volume, f.token);
     }
     rep.status.worker_status = "Active".into();
+    rep.status.connected_ms = EpochMs::now().0;
     rep.save();
     if let Some(plan) = &spec.failback {
         // Once: until it is done the session has never synced.
