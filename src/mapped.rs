@@ -54,13 +54,24 @@ impl MappedAppend {
     /// size, so that a growing file is remapped only a logarithmic number of times).
     pub fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
         let end = self.len + bytes.len() as u64;
+        self.room_to(end)?;
+        self.map[self.len as usize..end as usize].copy_from_slice(bytes);
+        self.len = end;
+        Ok(())
+    }
+
+    /// Makes sure that `n` more bytes can be appended without allocating: an owner that must
+    /// not fail in the middle of something (a change made and not recorded) asks before it.
+    pub fn reserve(&mut self, n: u64) -> io::Result<()> {
+        self.room_to(self.len + n)
+    }
+
+    fn room_to(&mut self, end: u64) -> io::Result<()> {
         if end > self.cap {
             let cap = (self.cap * 2).max(end.next_multiple_of(self.chunk));
             self.map = grow(&self.file, self.cap, cap)?;
             self.cap = cap;
         }
-        self.map[self.len as usize..end as usize].copy_from_slice(bytes);
-        self.len = end;
         Ok(())
     }
 

@@ -207,6 +207,65 @@ fn a_removed_file_frees_its_space_whichever_mount_knew_it() {
     );
 }
 
+/// A full disk refuses a new entry up front (ENOSPC, nothing made) rather than making it and
+/// failing to record it, which would stop recording for good (EIO from then on): removals
+/// still go, and once there is room again everything does. A receiver's whole-file create that
+/// fails half-way leaves no name behind.
+#[test]
+fn a_full_disk_refuses_changes_up_front_and_recording_goes_on_once_space_returns() {
+    let dir = tempfile::Builder::new().prefix("georep-full-").tempdir().unwrap();
+    let fsdir = dir.path().join("fs");
+    fs::create_dir(&fsdir).unwrap();
+    assert!(
+        Command::new("mount").args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"]).arg(&fsdir).status().unwrap().success()
+    );
+    struct Umount(PathBuf);
+    impl Drop for Umount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _fs = Umount(fsdir.clone());
+    let brick = fsdir.join("brick");
+    fs::create_dir(&brick).unwrap();
+    let user = Extra::new(&brick, dir.path().join("user"), "rollover-time=600", dir.path());
+    let aux = Extra::new(&brick, dir.path().join("aux"), "aux-gfid-mount,rollover-time=600", dir.path());
+    fs::create_dir(user.p("d")).unwrap();
+    // Every byte taken, beside the brick.
+    let filler = fsdir.join("filler");
+    {
+        let free = nix::sys::statvfs::statvfs(&fsdir).map(|s| s.blocks_available() * s.fragment_size()).unwrap();
+        let f = fs::File::create(&filler).unwrap();
+        let _ = nix::fcntl::fallocate(&f, nix::fcntl::FallocateFlags::empty(), 0, free.saturating_sub(1 << 20) as i64);
+        let mut f = fs::OpenOptions::new().append(true).open(&filler).unwrap();
+        while f.write_all(&[0u8; 4096]).is_ok() {}
+    }
+    // Empty files (no data blocks) until the changelog needs room it cannot have.
+    let mut made = 0;
+    let err = loop {
+        match fs::File::create(user.p(&format!("d/f{made}"))) {
+            Ok(_) => made += 1,
+            Err(e) => break e,
+        }
+        assert!(made < 50_000, "the changelog never needed room");
+    };
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "refused up front as out of space: {err}");
+    assert!(!user.p(&format!("d/f{made}")).exists(), "nothing made");
+    // A receiver's whole file: refused whole.
+    let root = format!(".gfid/{}", georep::types::Gfid::ROOT);
+    assert!(fs::write(aux.p(&format!("{root}/whole")), vec![1u8; 64 << 10]).is_err());
+    assert!(!user.p("whole").exists() || fs::metadata(user.p("whole")).unwrap().len() == 0);
+    // Removals free a full disk: they go.
+    for i in 0..made.min(100) {
+        fs::remove_file(user.p(&format!("d/f{i}"))).unwrap();
+    }
+    fs::remove_file(&filler).unwrap();
+    // Recording did not stop: changes go again.
+    fs::write(user.p("after"), b"room again").unwrap();
+    fs::create_dir(user.p("d2")).unwrap();
+    assert_eq!(fs::read(user.p("after")).unwrap(), b"room again");
+}
+
 /// The pid of the brick server serving `brick` for georepd.
 fn volume_server_pid(brick: &Path) -> Option<i32> {
     let out = Command::new("pgrep").arg("-f").arg("--").arg(format!("--serve {}$", brick.display())).output().ok()?;

@@ -2,12 +2,14 @@
 //! the secondary user unprivileged, through the mountbroker), a mixed writer on the primary
 //! mount, and faults at random moments while it writes: the primary's mount daemon (then a
 //! remount), the worker, georepd on either side, the receiver, sshd killed; the link cut; the
-//! worker and the receiver stopped (SIGSTOP) past the timeouts. After each round the writer
+//! worker and the receiver stopped (SIGSTOP) past the timeouts; the secondary's disk filled
+//! (the row must say so) and freed. After each round the writer
 //! pauses, the session must converge by itself, and the trees are compared exactly (content,
 //! owners, modes, times, xattrs, ACLs, hard links, symlinks); the primary is also checked
 //! against what the writer knows it wrote and had acknowledged.
 //!
-//! `CHAOS_ROUNDS` rounds (default 1) of every fault in `CHAOS_FAULTS` (default: all, in order),
+//! `CHAOS_ROUNDS` rounds (default 1) of every fault in `CHAOS_FAULTS` (default: all but the
+//! opt-in `disk-full`; `all`: every one),
 //! seeded by `CHAOS_SEED` (printed at the start, for replay). `scripts/chaos` runs it (20 rounds,
 //! the report kept in `CHAOS_REPORT`, one line per round); `scripts/test` runs one round.
 
@@ -37,7 +39,13 @@ const FAULTS: &[&str] = &[
     "georepd-secondary",
     "georepd-primary",
     "mount",
+    "disk-full",
 ];
+
+/// Faults run only when `CHAOS_FAULTS` names them (or is `all`): `disk-full` still finds a bug
+/// not fixed (after the disk is freed, a file created before the fault can be missing on the
+/// secondary: issue 18).
+const OPT_IN: &[&str] = &["disk-full"];
 
 /// xorshift64*: small, seeded, the same on every machine.
 struct Rng(u64);
@@ -340,6 +348,19 @@ fn explain(c: &Cluster, only_a: &[String], only_b: &[String]) -> String {
             );
         }
     }
+    // What the receivers applied to those inodes, as the secondary recorded it.
+    out += "secondary's records:\n";
+    for r in georep::changelog::brick_records(&georep::types::BrickLayout::new(&c.sbrick)).unwrap_or_default() {
+        if gfids.contains(&r.gfid.to_string()) {
+            out += &format!(
+                "  seq {} {:?} {} {:?}\n",
+                r.seq,
+                r.op,
+                r.gfid,
+                r.entry.as_ref().map(|e| (&e.entry.name, e.new_entry.as_ref().map(|n| &n.name)))
+            );
+        }
+    }
     out += &format!("status:\n{}\n", c.pri.cli("volume geo-replication status detail").stdout);
     let consumer = std::fs::read_dir(layout.consumers_dir())
         .map(|d| {
@@ -368,8 +389,9 @@ fn chaos() {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
     });
     let faults: Vec<String> = match std::env::var("CHAOS_FAULTS") {
+        Ok(v) if v.trim() == "all" => FAULTS.iter().map(|s| s.to_string()).collect(),
         Ok(v) if !v.trim().is_empty() => v.split_whitespace().map(String::from).collect(),
-        _ => FAULTS.iter().map(|s| s.to_string()).collect(),
+        _ => FAULTS.iter().filter(|f| !OPT_IN.contains(f)).map(|s| s.to_string()).collect(),
     };
     for f in &faults {
         assert!(FAULTS.contains(&f.as_str()), "unknown fault {f:?}: one of {FAULTS:?}");
@@ -378,7 +400,8 @@ fn chaos() {
     let mut rng = Rng(seed);
 
     // The two hosts, the secondary user unprivileged through the mountbroker.
-    let mut c = Cluster::remote(|dir, sec| {
+    // The secondary's brick on a filesystem of its own, which the disk-full fault fills.
+    let mut c = Cluster::remote_small(1024, |dir, sec| {
         vec![
             "--operator-key".into(),
             dir.join("operator_key").display().to_string(),
@@ -404,7 +427,8 @@ fn chaos() {
     c.pri.cli("system execute gsec_create").ok();
     let url = format!("georepch@{}::svol", h.addr);
     let geo = |c: &Cluster, rest: &str| c.pri.cli(&format!("volume geo-replication pvol {url} {rest}"));
-    geo(&c, "create push-pem").ok();
+    // Forced: the secondary's small filesystem is smaller than the primary's.
+    geo(&c, "create push-pem force").ok();
     geo(&c, "config connection-timeout 5").ok();
     geo(&c, "config secondary-timeout 5").ok();
     geo(&c, "start").ok();
@@ -451,11 +475,13 @@ fn chaos() {
             let hold = match fault.as_str() {
                 // Past secondary-timeout / connection-timeout (5 s).
                 "stop-receiver" | "link" => rng.ms(6000, 9000),
+                "disk-full" => rng.ms(3000, 6000),
                 _ => rng.ms(500, 4000),
             };
             run.store(true, Ordering::Release);
             std::thread::sleep(before);
             let mut during = String::new();
+            let mut untruthful: Option<String> = None;
             let row = |c: &Cluster| {
                 let o = geo(c, "status --json").stdout;
                 let v: serde_json::Value = serde_json::from_str(&o).unwrap_or_default();
@@ -528,6 +554,37 @@ fn chaos() {
                     });
                     assert!(ok, "the primary volume could not be mounted again");
                 }
+                "disk-full" => {
+                    // Every byte of the secondary's filesystem taken beside its brick: the
+                    // row must say so while it lasts, and nothing be skipped.
+                    let filler = c.sbrick.with_file_name("filler");
+                    let st = nix::sys::statvfs::statvfs(filler.parent().unwrap()).unwrap();
+                    let free = st.blocks_available() * st.fragment_size();
+                    let f = std::fs::File::create(&filler).unwrap();
+                    let _ = nix::fcntl::fallocate(
+                        &f,
+                        nix::fcntl::FallocateFlags::empty(),
+                        0,
+                        free.saturating_sub(4 << 20) as i64,
+                    );
+                    let mut f = std::fs::OpenOptions::new().append(true).open(&filler).unwrap();
+                    while f.write_all(&[0u8; 64 << 10]).is_ok() {}
+                    let t = Instant::now();
+                    let mut told = false;
+                    while t.elapsed() < hold {
+                        during = row(&c);
+                        if during.contains("out of space") {
+                            told = true;
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                    std::thread::sleep(hold.saturating_sub(t.elapsed()));
+                    std::fs::remove_file(&filler).unwrap();
+                    if !told {
+                        untruthful = Some(format!("the row never said the secondary is out of space: {during}"));
+                    }
+                }
                 _ => unreachable!(),
             }
             std::thread::sleep(Duration::from_millis(500));
@@ -552,6 +609,7 @@ fn chaos() {
             } else {
                 check_model(&c.p("w"), &model.lock().unwrap())
             };
+            let result = result.and_then(|()| untruthful.map_or(Ok(()), Err));
             let line = format!(
                 "round {round} {fault:<18} after {:>5} ms, held {:>5} ms, converged in {:>6} ms; {} ops so far ({} refused); {}{}",
                 before.as_millis(),

@@ -120,6 +120,11 @@ pub struct Recorder {
 
 /// Space the active file is given at a time.
 const ACTIVE_CHUNK: u64 = 1 << 20;
+/// Room made sure of in the active file before a change (`ensure_room`), for the changes being
+/// made at once (a change's records are at most a few KiB: names, a symlink's target); more
+/// before a creation, so that removals, which free a full disk, still find room.
+pub const ROOM_CHANGE: u64 = 64 << 10;
+pub const ROOM_NEW: u64 = 256 << 10;
 
 /// A new active file, its header written, `ACTIVE_CHUNK` bytes allocated and mapped.
 fn create_active(
@@ -200,6 +205,17 @@ impl Recorder {
     /// True once a record could not be written: the filesystem must refuse further changes.
     pub fn is_failed(&self) -> bool {
         self.shared.failed.load(Ordering::Acquire)
+    }
+
+    /// Makes sure the active file has `room` bytes ahead for the records of a change before it
+    /// is made: a full disk refuses the change up front, rather than leaving it made and
+    /// unrecorded, which would stop recording.
+    pub fn ensure_room(&self, room: u64) -> io::Result<()> {
+        let mut a = self.shared.active.lock();
+        if a.failed {
+            return Err(io::Error::other("changelog is failed"));
+        }
+        a.out.reserve(room)
     }
 
     /// Registers a hook run before every changelog fsync.

@@ -179,6 +179,12 @@ impl GfidIndex {
         Ok(())
     }
 
+    /// Makes sure records of the inodes being made at once can be added without allocating
+    /// (`MappedAppend::reserve`): a full disk refuses a new inode before it is made.
+    pub fn ensure_room(&self) -> io::Result<()> {
+        self.file.lock().reserve(64 * REC_LEN as u64)
+    }
+
     pub fn handle(&self, gfid: &Gfid) -> Option<FileHandle> {
         self.map.read().get(gfid).cloned()
     }

@@ -132,7 +132,7 @@ pub(super) fn commit(
     stats: &mut Stats,
 ) -> anyhow::Result<()> {
     let mut failures = unsettled(src, link.commit(batch)?);
-    out_of_space(&failures)?;
+    not_the_changes_fault(&failures)?;
     let mut attempt = 0u32;
     while !failures.is_empty() && attempt < opts.retries {
         attempt += 1;
@@ -213,7 +213,7 @@ pub(super) fn settle(
 /// once (it would send the same data again for nothing, taking what the other sessions
 /// need): the worker stops with this error, and the batch comes again (its changelogs stay
 /// unprocessed) with the worker's backoff, until there is room.
-pub(super) fn out_of_space(failures: &[Failure]) -> anyhow::Result<()> {
+pub(super) fn not_the_changes_fault(failures: &[Failure]) -> anyhow::Result<()> {
     let full = failures.iter().filter(|f| f.errno == libc::ENOSPC || f.errno == libc::EDQUOT).count();
     if full > 0 {
         anyhow::bail!(
@@ -226,6 +226,10 @@ pub(super) fn out_of_space(failures: &[Failure]) -> anyhow::Result<()> {
         anyhow::bail!(
             "the secondary volume went away under the receiver ({gone} changes could not be applied: ENOTCONN): the batch is retried"
         );
+    }
+    // And a batch the secondary could not make durable: its changes are not acknowledged.
+    if let Some(f) = failures.iter().find(|f| f.gfid.is_null() && f.message.starts_with("sync:")) {
+        anyhow::bail!("the secondary could not make the batch durable ({}): the batch is retried", f.message);
     }
     Ok(())
 }

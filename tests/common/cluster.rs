@@ -224,30 +224,37 @@ pub const SESSION: &str = "volume geo-replication pvol sec::svol";
 impl Cluster {
     /// Both nodes up, both volumes created; started and mounted if `start`.
     pub fn new(start: bool) -> Cluster {
-        Cluster::make(start, true, None, |_, _| Vec::new())
+        Cluster::make(start, true, None, None, |_, _| Vec::new())
     }
 
     /// As `new(true)`, the primary's georepd with more flags (`extra`).
     pub fn with_extra(extra: impl Fn(&Path, &Node) -> Vec<String>) -> Cluster {
-        Cluster::make(true, true, None, extra)
+        Cluster::make(true, true, None, None, extra)
     }
 
     /// As `new`, but the primary reaches no secondary on this machine: only over SSH. `extra`
     /// gives the primary's georepd more flags (from the test's directory and the secondary).
     pub fn remote(extra: impl Fn(&Path, &Node) -> Vec<String>) -> Cluster {
-        Cluster::make(true, false, None, extra)
+        Cluster::make(true, false, None, None, extra)
+    }
+
+    /// As `remote`, the secondary's brick on a tmpfs of `mib` MiB of its own (`sfs`, the brick
+    /// its `brick` directory): a disk that a test can fill beside the brick and free.
+    pub fn remote_small(mib: u32, extra: impl Fn(&Path, &Node) -> Vec<String>) -> Cluster {
+        Cluster::make(true, false, None, Some(mib), extra)
     }
 
     /// As `remote`, each node running the programs in a directory of its own (a previous
     /// release's, to be upgraded in place).
     pub fn remote_from(pri_exe: &Path, sec_exe: &Path, extra: impl Fn(&Path, &Node) -> Vec<String>) -> Cluster {
-        Cluster::make(true, false, Some((pri_exe, sec_exe)), extra)
+        Cluster::make(true, false, Some((pri_exe, sec_exe)), None, extra)
     }
 
     fn make(
         start: bool,
         local_peer: bool,
         exe_dirs: Option<(&Path, &Path)>,
+        small: Option<u32>,
         extra: impl Fn(&Path, &Node) -> Vec<String>,
     ) -> Cluster {
         require_root();
@@ -264,7 +271,20 @@ impl Cluster {
         sec.start();
         pri.start();
         let pbrick = dir.path().join("pbrick");
-        let sbrick = dir.path().join("sbrick");
+        let sbrick = match small {
+            None => dir.path().join("sbrick"),
+            Some(mib) => {
+                let fs = dir.path().join("sfs");
+                std::fs::create_dir(&fs).unwrap();
+                let o = Command::new("mount")
+                    .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+                    .arg(&fs)
+                    .output()
+                    .unwrap();
+                assert!(o.status.success(), "tmpfs: {}", String::from_utf8_lossy(&o.stderr));
+                fs.join("brick")
+            }
+        };
         let pmnt = dir.path().join("pmnt");
         std::fs::create_dir(&pmnt).unwrap();
         pri.cli(&format!("volume create pvol pri:{}", pbrick.display())).ok();

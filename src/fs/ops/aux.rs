@@ -322,6 +322,29 @@ impl OverlayFs {
                 sys::open_path(pfd.as_fd(), &e.name).map_err(errno)?
             }
         };
+        // From here the entry is made whole or not at all: a step that fails (the disk full,
+        // say) takes the name away again, so that a retry makes it anew rather than finding a
+        // name without its content or its GFID in the index.
+        let made = self.finish_new_entry(parent, &e, &fd, creating);
+        if made.is_err() {
+            let st = sys::fstat(fd.as_fd());
+            let now = sys::fstatat(pfd.as_fd(), &e.name, libc::AT_SYMLINK_NOFOLLOW);
+            if let (Ok(a), Ok(b)) = (st, now)
+                && (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+            {
+                let flags = if ifmt == libc::S_IFDIR { libc::AT_REMOVEDIR } else { 0 };
+                if let Err(err) = sys::unlinkat(pfd.as_fd(), &e.name, flags) {
+                    log::warn!("a new entry {} that failed half-made could not be removed: {err}", e.gfid);
+                }
+            }
+        }
+        made
+    }
+
+    /// The rest of `new_entry` once the name is made (`fd`): owner, mode, GFID, content, the
+    /// index and the record.
+    fn finish_new_entry<G>(&self, parent: &Arc<Inode>, e: &NewEntry, fd: &std::os::fd::OwnedFd, creating: G) -> R<()> {
+        let ifmt = e.mode & libc::S_IFMT;
         sys::fchown_fd(fd.as_fd(), Some(e.uid), Some(e.gid)).map_err(errno)?;
         // A regular file has its exact mode from its creation, unless it has set-id bits (which
         // the chown cleared); a directory may have inherited set-group-ID from its parent.

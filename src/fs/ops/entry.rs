@@ -80,6 +80,11 @@ impl OverlayFs {
             .inodes
             .lookup_or_insert(&st, h, parent.ino, self.id.bit(), move || {
                 if let Some(g) = read_gfid(fd.as_fd())? {
+                    // An inode whose making failed between its GFID and the index (the disk
+                    // full) is indexed when it is found, so that its GFID resolves again.
+                    if me.brick.gfids.handle(&g).is_none() {
+                        me.brick.gfids.add(g, fd.as_fd())?;
+                    }
                     return Ok((fd, g));
                 }
                 // Without a GFID: being made through another mount (wait until it has one),
@@ -129,7 +134,7 @@ impl OverlayFs {
     }
 
     pub(super) fn check_new(&self, parent: &Arc<Inode>, name: &OsStr) -> R<()> {
-        self.writable()?;
+        self.writable_new()?;
         if bad_name(name) {
             return Err(Errno::EINVAL);
         }

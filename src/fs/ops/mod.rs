@@ -117,13 +117,33 @@ impl OverlayFs {
 
     /// Refuses changes up front once recording has failed: a change must not happen unrecorded.
     fn writable(&self) -> R<()> {
+        self.writable_with(crate::changelog::writer::ROOM_CHANGE, false)
+    }
+
+    /// As `writable`, for a change that makes an inode: more room kept ahead, and room in the
+    /// GFID index. A removal (what frees a full disk) needs less than a creation, so it still
+    /// goes when creations are refused.
+    fn writable_new(&self) -> R<()> {
+        self.writable_with(crate::changelog::writer::ROOM_NEW, true)
+    }
+
+    fn writable_with(&self, room: u64, index: bool) -> R<()> {
         if !self.opts.aux_gfid && self.users_ro.load(std::sync::atomic::Ordering::Acquire) {
             return Err(Errno::EROFS);
         }
-        match &self.recorder {
-            Some(rec) if rec.is_failed() => Err(Errno::EIO),
-            _ => Ok(()),
+        // Room for the change's records (and its inode's index entry), or it is refused now
+        // (ENOSPC), before anything is made.
+        let no_room = |e: std::io::Error| match e.raw_os_error() {
+            Some(n @ (libc::ENOSPC | libc::EDQUOT)) => Errno::from_i32(n),
+            _ => Errno::EIO,
+        };
+        if let Some(rec) = &self.recorder {
+            rec.ensure_room(room).map_err(no_room)?;
         }
+        if index {
+            self.brick.gfids.ensure_room().map_err(no_room)?;
+        }
+        Ok(())
     }
 
     fn rec_entry(
