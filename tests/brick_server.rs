@@ -145,22 +145,30 @@ fn brick_wide_options_belong_to_the_first_mount() {
     let _b = Extra::new(&m.brick, mnt2, "rollover-time=600", m.dir.path());
 }
 
+/// Unmounts its filesystem when dropped.
+struct Umount(PathBuf);
+
+impl Drop for Umount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A temporary directory with a tmpfs of `mib` MiB mounted at its `fs`.
+fn small_fs(prefix: &str, mib: u32) -> (tempfile::TempDir, PathBuf, Umount) {
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
+    let fsdir = dir.path().join("fs");
+    fs::create_dir(&fsdir).unwrap();
+    let size = format!("size={mib}m");
+    assert!(Command::new("mount").args(["-t", "tmpfs", "-o", &size, "tmpfs"]).arg(&fsdir).status().unwrap().success());
+    let umount = Umount(fsdir.clone());
+    (dir, fsdir, umount)
+}
+
 #[test]
 fn a_removed_file_frees_its_space_whichever_mount_knew_it() {
     // A small filesystem of its own (tmpfs: xattrs and file handles, like ext4).
-    let dir = tempfile::Builder::new().prefix("georep-space-").tempdir().unwrap();
-    let fsdir = dir.path().join("fs");
-    fs::create_dir(&fsdir).unwrap();
-    assert!(
-        Command::new("mount").args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"]).arg(&fsdir).status().unwrap().success()
-    );
-    struct Umount(PathBuf);
-    impl Drop for Umount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-    let _fs = Umount(fsdir.clone());
+    let (dir, fsdir, _fs) = small_fs("georep-space-", 64);
     let brick = fsdir.join("brick");
     fs::create_dir(&brick).unwrap();
     let free = || nix::sys::statvfs::statvfs(&fsdir).map(|s| s.blocks_available() * s.fragment_size()).unwrap();
@@ -213,19 +221,7 @@ fn a_removed_file_frees_its_space_whichever_mount_knew_it() {
 /// fails half-way leaves no name behind.
 #[test]
 fn a_full_disk_refuses_changes_up_front_and_recording_goes_on_once_space_returns() {
-    let dir = tempfile::Builder::new().prefix("georep-full-").tempdir().unwrap();
-    let fsdir = dir.path().join("fs");
-    fs::create_dir(&fsdir).unwrap();
-    assert!(
-        Command::new("mount").args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"]).arg(&fsdir).status().unwrap().success()
-    );
-    struct Umount(PathBuf);
-    impl Drop for Umount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-    let _fs = Umount(fsdir.clone());
+    let (dir, fsdir, _fs) = small_fs("georep-full-", 16);
     let brick = fsdir.join("brick");
     fs::create_dir(&brick).unwrap();
     let user = Extra::new(&brick, dir.path().join("user"), "rollover-time=600", dir.path());

@@ -310,6 +310,17 @@ fn describe_with_times(root: &Path) -> std::io::Result<Vec<String>> {
 }
 
 /// For a difference: each path's GFID on both sides, and what the changelogs recorded of them.
+/// One changelog record as a failure report shows it.
+fn record_line(r: &georep::changelog::Record) -> String {
+    format!(
+        "  seq {} {:?} {} {:?}\n",
+        r.seq,
+        r.op,
+        r.gfid,
+        r.entry.as_ref().map(|e| (&e.entry.name, e.new_entry.as_ref().map(|n| &n.name)))
+    )
+}
+
 fn explain(c: &Cluster, only_a: &[String], only_b: &[String]) -> String {
     let mut out = String::new();
     let mut gfids = BTreeSet::new();
@@ -339,26 +350,14 @@ fn explain(c: &Cluster, only_a: &[String], only_b: &[String]) -> String {
                 })
             })
         {
-            out += &format!(
-                "  seq {} {:?} {} {:?}\n",
-                r.seq,
-                r.op,
-                r.gfid,
-                r.entry.as_ref().map(|e| (&e.entry.name, e.new_entry.as_ref().map(|n| &n.name)))
-            );
+            out += &record_line(&r);
         }
     }
     // What the receivers applied to those inodes, as the secondary recorded it.
     out += "secondary's records:\n";
     for r in georep::changelog::brick_records(&georep::types::BrickLayout::new(&c.sbrick)).unwrap_or_default() {
         if gfids.contains(&r.gfid.to_string()) {
-            out += &format!(
-                "  seq {} {:?} {} {:?}\n",
-                r.seq,
-                r.op,
-                r.gfid,
-                r.entry.as_ref().map(|e| (&e.entry.name, e.new_entry.as_ref().map(|n| &n.name)))
-            );
+            out += &record_line(&r);
         }
     }
     out += &format!("status:\n{}\n", c.pri.cli("volume geo-replication status detail").stdout);
